@@ -1,0 +1,181 @@
+//! The one error type; every message says what failed and what to do about it.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io;
+
+/// Why a box could not be made.
+///
+/// No variant carries a byte of any secret. A failed constructor leaves
+/// nothing behind: no mapping, no locked page, no change to the count of
+/// locked bytes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// `RLIMIT_MEMLOCK` refused to lock the box's pages (under
+    /// [`LockPolicy::Require`](crate::LockPolicy::Require)).
+    ///
+    /// The crate never raises the limit itself.
+    MemlockLimit {
+        /// Bytes the refused `mlock` asked for (whole pages).
+        requested: usize,
+        /// The soft limit in bytes at the time, `None` for unlimited.
+        soft_limit: Option<u64>,
+        /// The hard limit in bytes at the time, `None` for unlimited.
+        hard_limit: Option<u64>,
+        /// Bytes this crate already held locked when the request was made.
+        locked_by_crate: usize,
+    },
+    /// The requested value, with its canary and guard pages, does not fit in
+    /// the address space (`len * elem_size` overflows or exceeds
+    /// `isize::MAX`), or it is larger than the machine's physical memory and
+    /// could never be locked.
+    TooLarge {
+        /// Number of elements requested (1 for a sized value).
+        len: usize,
+        /// Size of one element in bytes.
+        elem_size: usize,
+    },
+    /// The type asks for an alignment above the page size.
+    Alignment {
+        /// The type's alignment.
+        align: usize,
+        /// The system page size.
+        page_size: usize,
+    },
+    /// The kernel does not offer a protection the options ask for (an
+    /// `madvise` advice it answers with `EINVAL`, usually a kernel older than
+    /// the one the advice appeared in).
+    Unsupported {
+        /// The call that was refused, such as `madvise(MADV_WIPEONFORK)`.
+        call: &'static str,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+    /// Any other system call failure.
+    Os {
+        /// The call that failed, such as `mmap` or `mprotect`.
+        call: &'static str,
+        /// Length of the range the call was made on, in bytes.
+        len: usize,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn os(call: &'static str, len: usize, source: io::Error) -> Self {
+        Error::Os { call, len, source }
+    }
+}
+
+/// Formats an optional limit in bytes.
+struct Limit(Option<u64>);
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n} bytes"),
+            None => f.write_str("unlimited"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::MemlockLimit {
+                requested,
+                soft_limit,
+                hard_limit,
+                locked_by_crate,
+            } => write!(
+                f,
+                "mlock of {requested} bytes refused by RLIMIT_MEMLOCK (soft limit {}, hard \
+                 limit {}; lockedbox already holds {locked_by_crate} bytes locked): raise the \
+                 limit (`ulimit -l`, LimitMEMLOCK= for a systemd unit, `--ulimit memlock=` for a \
+                 container), grant CAP_IPC_LOCK, drop boxes you no longer need, or accept \
+                 unlocked pages with LockPolicy::BestEffort",
+                Limit(*soft_limit),
+                Limit(*hard_limit),
+            ),
+            Error::TooLarge { len, elem_size } => write!(
+                f,
+                "a secret of {len} element(s) of {elem_size} bytes, with its canary and guard \
+                 pages, does not fit in the address space or in physical memory: ask for fewer \
+                 elements"
+            ),
+            Error::Alignment { align, page_size } => write!(
+                f,
+                "the type's alignment of {align} bytes exceeds the page size of {page_size} \
+                 bytes, which a value placed flush against a guard page cannot honour: use a \
+                 type with a smaller alignment"
+            ),
+            Error::Unsupported { call, source } => write!(
+                f,
+                "{call} is not supported by this kernel ({source}): choose options that do not \
+                 need it (see `cargo run --example doctor` for what this host offers)"
+            ),
+            Error::Os { call, len, source } => write!(
+                f,
+                "{call} on {len} bytes failed: {source}; the process may be out of memory or \
+                 address space, or at vm.max_map_count"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Unsupported { source, .. } | Error::Os { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match &e {
+            Error::MemlockLimit { .. } | Error::TooLarge { .. } => io::ErrorKind::OutOfMemory,
+            Error::Alignment { .. } => io::ErrorKind::InvalidInput,
+            Error::Unsupported { .. } => io::ErrorKind::Unsupported,
+            Error::Os { source, .. } => source.kind(),
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memlock_message_names_the_limit_and_the_numbers() {
+        let e = Error::MemlockLimit {
+            requested: 4096,
+            soft_limit: Some(65536),
+            hard_limit: None,
+            locked_by_crate: 61440,
+        };
+        let msg = e.to_string();
+        for needle in [
+            "RLIMIT_MEMLOCK",
+            "4096 bytes",
+            "65536 bytes",
+            "unlimited",
+            "61440",
+        ] {
+            assert!(msg.contains(needle), "{needle:?} missing from {msg:?}");
+        }
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn io_error_keeps_the_message_and_source() {
+        let e = Error::os("mmap", 8192, io::Error::from_raw_os_error(12));
+        let io: io::Error = e.into();
+        assert_eq!(io.kind(), io::ErrorKind::OutOfMemory);
+        assert!(io.to_string().contains("mmap on 8192 bytes failed"));
+    }
+}

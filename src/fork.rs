@@ -1,0 +1,55 @@
+//! Telling whether this process is a fork(2) child of the one that made a box.
+//!
+//! Each box records the *generation* of the process that made it. The
+//! generation is a random nonzero word kept in a page marked
+//! `MADV_WIPEONFORK`: a child made by fork(2) finds it zeroed and draws a new
+//! one the first time it asks. Reading it costs one load, no system call. On
+//! kernels without `MADV_WIPEONFORK` the process ID stands in, at the cost of
+//! a `getpid` per query.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::Ordering;
+
+use crate::sys;
+
+/// The current process's generation: equal for every call in one process,
+/// different (with overwhelming probability) in any child made by fork(2).
+pub(crate) fn generation() -> u64 {
+    let Some(word) = sys::fork_wiped_word() else {
+        return u64::from(sys::process_id());
+    };
+    let current = word.load(Ordering::Acquire);
+    if current != 0 {
+        return current;
+    }
+    let fresh = fresh_generation();
+    match word.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => fresh,
+        Err(winner) => winner,
+    }
+}
+
+/// A random nonzero word; falls back to the process ID should the kernel's
+/// random source fail.
+fn fresh_generation() -> u64 {
+    let mut bytes = [0u8; 8];
+    let random = sys::random(&mut bytes).map(|()| u64::from_ne_bytes(bytes));
+    match random {
+        Ok(v) if v != 0 => v,
+        _ => u64::from(sys::process_id()) | 1 << 63,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_within_a_process() {
+        let g = generation();
+        assert_ne!(g, 0);
+        assert_eq!(g, generation());
+        let other = std::thread::spawn(generation).join().unwrap();
+        assert_eq!(g, other, "threads share the generation");
+    }
+}

@@ -1,0 +1,35 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Crate layout
+//!
+//! - [`LockedBox`], made by its constructors or by [`Options`];
+//! - [`Plain`], the marker for the types a box may hold;
+//! - [`Error`], whose messages say what to do;
+//! - [`locked_bytes`], [`memlock_limit`] and [`Host`] for what the process
+//!   and the host allow.
+#![deny(unsafe_code)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "lockedbox supports Linux only: its guarantees rest on mlock, MADV_DONTDUMP and \
+     MADV_WIPEONFORK as Linux implements them, and nothing else is emulated"
+);
+
+mod error;
+mod fork;
+mod host;
+mod layout;
+mod limits;
+mod locked_box;
+mod options;
+mod plain;
+mod region;
+mod sys;
+
+pub use error::Error;
+pub use host::Host;
+pub use limits::{MemlockLimit, locked_bytes, memlock_limit};
+pub use locked_box::LockedBox;
+pub use options::{ForkPolicy, LockPolicy, Options};
+pub use plain::Plain;
+pub use region::Residency;

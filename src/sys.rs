@@ -1,0 +1,368 @@
+//! The only module that talks to the kernel.
+//!
+//! One thin function per system call, each returning `io::Result` and naming
+//! the man page it wraps. They go through `rustix`, except `mincore(2)` and
+//! `memfd_secret(2)`, which rustix does not wrap and which go through `libc`.
+//!
+//! Functions that take an address range are `unsafe`: changing the
+//! protection, lock state, advice or existence of memory is only sound when
+//! the caller owns that memory and knows which Rust references point into it.
+//! The shared contract of those functions is:
+//!
+//! - `addr` is page-aligned and `addr..addr + len` lies wholly inside one
+//!   mapping that this crate created with [`map_none`] and has not unmapped;
+//! - no code outside the caller relies on the range's current protection,
+//!   contents or existence (the caller owns it exclusively, or, for
+//!   [`protect`], coordinates every user of it).
+//!
+//! Each function adds what it needs beyond that under its own `# Safety`.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::io;
+use std::ptr::{self, NonNull};
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
+
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+
+/// The system page size, cached by rustix after the first call.
+#[doc(alias = "sysconf")]
+#[doc(alias = "_SC_PAGESIZE")]
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// `mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)`:
+/// reserves `len` bytes of address space that every access faults on.
+///
+/// A PROT_NONE private mapping is not charged against overcommit, so
+/// reserving guard pages costs address space only.
+///
+/// # References
+/// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+#[doc(alias = "mmap")]
+pub(crate) fn map_none(len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: with a null hint and no MAP_FIXED the kernel picks an address
+    // range that no existing mapping uses, so no existing memory is affected.
+    let addr = unsafe {
+        rustix::mm::mmap_anonymous(
+            ptr::null_mut(),
+            len,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )
+    }?;
+    NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+}
+
+/// Page protection, as passed to [`protect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protection {
+    /// `PROT_NONE`: every access faults.
+    None,
+    /// `PROT_READ`.
+    Read,
+    /// `PROT_READ | PROT_WRITE`.
+    ReadWrite,
+}
+
+/// `mprotect(addr, len, prot)`: changes the protection of a range.
+///
+/// # Safety
+/// The module's shared contract, and: while the range is not readable (or not
+/// writable), no code may read (or write) it through any pointer or
+/// reference; a Rust reference into the range must not exist while it is
+/// `PROT_NONE`.
+///
+/// # References
+/// - [mprotect(2)](https://man7.org/linux/man-pages/man2/mprotect.2.html)
+#[doc(alias = "mprotect")]
+pub(crate) unsafe fn protect(addr: NonNull<u8>, len: usize, prot: Protection) -> io::Result<()> {
+    let flags = match prot {
+        Protection::None => MprotectFlags::empty(),
+        Protection::Read => MprotectFlags::READ,
+        Protection::ReadWrite => MprotectFlags::READ | MprotectFlags::WRITE,
+    };
+    // SAFETY: forwarded from the caller's contract.
+    Ok(unsafe { rustix::mm::mprotect(addr.as_ptr().cast::<c_void>(), len, flags) }?)
+}
+
+/// `mlock(addr, len)`: faults the range in and keeps it in RAM.
+///
+/// Fails with `ENOMEM` (or `EPERM` when the limit is zero) if the process
+/// lacks `CAP_IPC_LOCK` and the lock would take it over `RLIMIT_MEMLOCK`;
+/// with `EAGAIN` if some page could not be locked.
+///
+/// # Safety
+/// The module's shared contract; the range must be readable (locking faults
+/// every page in).
+///
+/// # References
+/// - [mlock(2)](https://man7.org/linux/man-pages/man2/mlock.2.html)
+#[doc(alias = "mlock")]
+pub(crate) unsafe fn lock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded from the caller's contract.
+    Ok(unsafe { rustix::mm::mlock(addr.as_ptr().cast::<c_void>(), len) }?)
+}
+
+/// `munlock(addr, len)`: lets the kernel page the range out again.
+///
+/// # Safety
+/// The module's shared contract.
+///
+/// # References
+/// - [munlock(2)](https://man7.org/linux/man-pages/man2/munlock.2.html)
+#[doc(alias = "munlock")]
+pub(crate) unsafe fn unlock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded from the caller's contract.
+    Ok(unsafe { rustix::mm::munlock(addr.as_ptr().cast::<c_void>(), len) }?)
+}
+
+/// One `madvise(2)` advice. Each is its own call: advice values are not flags
+/// and must never be OR-ed together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Advice {
+    /// `MADV_DONTDUMP` (Linux 3.4): leave the range out of core dumps.
+    DontDump,
+    /// `MADV_WIPEONFORK` (Linux 4.14): a child made by fork(2) sees zeros.
+    WipeOnFork,
+    /// `MADV_DONTFORK` (Linux 2.6.16): a child made by fork(2) has no mapping here.
+    DontFork,
+    /// `MADV_DONTNEED`: drop the pages now; the next touch sees zeros.
+    /// (rustix's `Advice::DontNeed` is the POSIX advice, a no-op on Linux;
+    /// this is `LinuxDontNeed`.)
+    DontNeed,
+}
+
+impl Advice {
+    /// The C name, for error messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Advice::DontDump => "madvise(MADV_DONTDUMP)",
+            Advice::WipeOnFork => "madvise(MADV_WIPEONFORK)",
+            Advice::DontFork => "madvise(MADV_DONTFORK)",
+            Advice::DontNeed => "madvise(MADV_DONTNEED)",
+        }
+    }
+}
+
+/// `madvise(addr, len, advice)`.
+///
+/// # Safety
+/// The module's shared contract. [`Advice::DontNeed`] discards the contents:
+/// no live value may remain in the range. [`Advice::DontFork`] removes the
+/// range from children: nothing a child runs may use it.
+///
+/// # References
+/// - [madvise(2)](https://man7.org/linux/man-pages/man2/madvise.2.html)
+#[doc(alias = "madvise")]
+pub(crate) unsafe fn advise(addr: NonNull<u8>, len: usize, advice: Advice) -> io::Result<()> {
+    use rustix::mm::Advice as A;
+    let advice = match advice {
+        Advice::DontDump => A::LinuxDontDump,
+        Advice::WipeOnFork => A::LinuxWipeOnFork,
+        Advice::DontFork => A::LinuxDontFork,
+        Advice::DontNeed => A::LinuxDontNeed,
+    };
+    // SAFETY: forwarded from the caller's contract.
+    Ok(unsafe { rustix::mm::madvise(addr.as_ptr().cast::<c_void>(), len, advice) }?)
+}
+
+/// `munmap(addr, len)`: removes the mapping; any lock on it goes with it.
+///
+/// # Safety
+/// The module's shared contract, and: no pointer or reference into the range
+/// is used afterwards.
+///
+/// # References
+/// - [munmap(2)](https://man7.org/linux/man-pages/man2/munmap.2.html)
+#[doc(alias = "munmap")]
+pub(crate) unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded from the caller's contract.
+    Ok(unsafe { rustix::mm::munmap(addr.as_ptr().cast::<c_void>(), len) }?)
+}
+
+/// `mincore(addr, len, vec)`: which pages of the range are resident in RAM,
+/// one `bool` per page.
+///
+/// Only asks; reads or writes no byte of the range, so it is safe for any
+/// address. Fails with `ENOMEM` if part of the range is not mapped.
+///
+/// # References
+/// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html)
+#[doc(alias = "mincore")]
+pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<Vec<bool>> {
+    let pages = len.div_ceil(page_size());
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `vec` holds one byte per page of the range, as mincore(2)
+    // requires, and stays borrowed for the call; mincore touches nothing else.
+    let rc = unsafe { libc::mincore(addr.as_ptr().cast::<c_void>(), len, vec.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Only the least significant bit is defined.
+    Ok(vec.into_iter().map(|b| b & 1 == 1).collect())
+}
+
+/// `getrlimit(RLIMIT_MEMLOCK)`: `(soft, hard)` in bytes, `None` for unlimited.
+///
+/// # References
+/// - [getrlimit(2)](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+#[doc(alias = "getrlimit")]
+pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Memlock);
+    (lim.current, lim.maximum)
+}
+
+/// `getrlimit(RLIMIT_CORE)`: `(soft, hard)` in bytes, `None` for unlimited.
+///
+/// # References
+/// - [getrlimit(2)](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+pub(crate) fn core_limit() -> (Option<u64>, Option<u64>) {
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Core);
+    (lim.current, lim.maximum)
+}
+
+/// `prctl(PR_GET_DUMPABLE)`: whether this process may dump core and be
+/// attached to by processes of the same user.
+///
+/// # References
+/// - [prctl(2)](https://man7.org/linux/man-pages/man2/prctl.2.html)
+#[doc(alias = "PR_GET_DUMPABLE")]
+pub(crate) fn dumpable() -> io::Result<bool> {
+    use rustix::process::DumpableBehavior;
+    Ok(rustix::process::dumpable_behavior()? != DumpableBehavior::NotDumpable)
+}
+
+/// `capget(2)`: whether the calling thread has `CAP_IPC_LOCK` in its
+/// effective set, which makes the kernel ignore `RLIMIT_MEMLOCK` for it.
+///
+/// # References
+/// - [capget(2)](https://man7.org/linux/man-pages/man2/capget.2.html)
+#[doc(alias = "capget")]
+pub(crate) fn has_cap_ipc_lock() -> io::Result<bool> {
+    use rustix::thread::{CapabilitySet, capabilities};
+    Ok(capabilities(None)?
+        .effective
+        .contains(CapabilitySet::IPC_LOCK))
+}
+
+/// `sysinfo(2)`: total physical memory in bytes.
+///
+/// # References
+/// - [sysinfo(2)](https://man7.org/linux/man-pages/man2/sysinfo.2.html)
+#[doc(alias = "sysinfo")]
+#[allow(
+    clippy::useless_conversion,
+    reason = "the fields are u32 on 32-bit targets"
+)]
+pub(crate) fn physical_memory() -> u64 {
+    let info = rustix::system::sysinfo();
+    u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit))
+}
+
+/// `getpid()`: this process's ID.
+///
+/// # References
+/// - [getpid(2)](https://man7.org/linux/man-pages/man2/getpid.2.html)
+#[doc(alias = "getpid")]
+pub(crate) fn process_id() -> u32 {
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
+}
+
+/// `getrandom(buf, 0)`: fills `buf` from the kernel's CSPRNG, blocking only
+/// until it is first seeded.
+///
+/// # References
+/// - [getrandom(2)](https://man7.org/linux/man-pages/man2/getrandom.2.html)
+#[doc(alias = "getrandom")]
+pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// `memfd_secret(0)` (Linux 5.14, and only where the kernel was built and
+/// booted with secretmem enabled): whether this host can make memory that is
+/// removed from the kernel's direct map. Opens one descriptor and closes it.
+///
+/// `Ok(false)` means the kernel does not offer it (`ENOSYS`); other errors,
+/// such as the `EINVAL`/`ENOSYS` of a kernel booted without it, come back as
+/// they are.
+///
+/// # References
+/// - [memfd_secret(2)](https://man7.org/linux/man-pages/man2/memfd_secret.2.html)
+#[doc(alias = "memfd_secret")]
+pub(crate) fn secretmem_available() -> io::Result<bool> {
+    // SAFETY: memfd_secret takes one integer flags argument and returns a new
+    // descriptor or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, 0 as libc::c_uint) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOSYS) => Ok(false),
+            _ => Err(err),
+        };
+    }
+    let fd = libc::c_int::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: `fd` was just returned to us by the kernel and nothing else
+    // owns it; closing it once is what ownership of a new descriptor means.
+    unsafe { libc::close(fd) };
+    Ok(true)
+}
+
+/// Whether the kernel accepts `advice` on a private anonymous read-write
+/// page: maps a scratch page, advises it, unmaps it.
+pub(crate) fn probe_advice(advice: Advice) -> io::Result<()> {
+    let page = page_size();
+    let addr = map_none(page)?;
+    // SAFETY: `addr..addr + page` is the mapping made just above, which
+    // nothing else knows about; no reference into it is ever made.
+    let opened = unsafe { protect(addr, page, Protection::ReadWrite) };
+    // SAFETY: as above.
+    let advised = opened.and_then(|()| unsafe { advise(addr, page, advice) });
+    // SAFETY: as above.
+    let _ = unsafe { unmap(addr, page) };
+    advised
+}
+
+/// One word of memory that a child made by fork(2) sees as zero
+/// (`MADV_WIPEONFORK` on a private page that is never unmapped), or `None`
+/// where the kernel cannot provide it (before Linux 4.14).
+///
+/// The page lives as long as the process and holds no secret.
+///
+/// # References
+/// - [madvise(2)](https://man7.org/linux/man-pages/man2/madvise.2.html)
+pub(crate) fn fork_wiped_word() -> Option<&'static AtomicU64> {
+    static WORD: OnceLock<Option<&'static AtomicU64>> = OnceLock::new();
+    *WORD.get_or_init(|| {
+        let page = page_size();
+        let addr = map_none(page).ok()?;
+        // SAFETY: `addr..addr + page` is the mapping made just above, which
+        // nothing else knows about yet.
+        let advised = unsafe { advise(addr, page, Advice::WipeOnFork) };
+        // SAFETY: as above.
+        let opened = unsafe { protect(addr, page, Protection::ReadWrite) };
+        if advised.is_err() || opened.is_err() {
+            // SAFETY: as above; no reference into it was made.
+            let _ = unsafe { unmap(addr, page) };
+            return None;
+        }
+        // SAFETY: the page is mapped read-write for the rest of the process's
+        // life (it is never unmapped or re-protected), page-aligned and thus
+        // aligned for `AtomicU64`, and zero-filled, which is a valid
+        // `AtomicU64`. All access goes through this shared atomic reference.
+        Some(unsafe { addr.cast::<AtomicU64>().as_ref() })
+    })
+}

@@ -1,0 +1,19 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod child;
+pub mod procfs;
+
+/// The address one past the last byte of `value`.
+pub fn end_of<T: ?Sized>(value: &T) -> usize {
+    (value as *const T).cast::<u8>() as usize + std::mem::size_of_val(value)
+}
+
+/// The address of the first byte of `value`.
+pub fn start_of<T: ?Sized>(value: &T) -> usize {
+    (value as *const T).cast::<u8>() as usize
+}
+
+pub fn page_size() -> usize {
+    rustix::param::page_size()
+}

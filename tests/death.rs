@@ -1,0 +1,125 @@
+//! Out-of-bounds writes and reads after drop kill the process: each test runs
+//! the bad access in a child process and checks the signal it died of.
+
+mod common;
+
+use common::{child, end_of, page_size, start_of};
+use lockedbox::LockedBox;
+
+/// Writes one byte at `addr`, outside anything Rust considers allocated: the
+/// point of these tests is what the hardware does with it.
+fn poke(addr: usize) {
+    let p = std::ptr::with_exposed_provenance_mut::<u8>(addr);
+    // SAFETY: deliberately not: the write is expected to fault, in a child
+    // process whose death is the test's result.
+    unsafe { p.write_volatile(0x41) };
+}
+
+fn peek(addr: usize) -> u8 {
+    let p = std::ptr::with_exposed_provenance::<u8>(addr);
+    // SAFETY: deliberately not, as in `poke`.
+    unsafe { p.read_volatile() }
+}
+
+#[test]
+fn writing_one_byte_past_the_end_faults() {
+    let out = child::run("writing_one_byte_past_the_end_faults", || {
+        let b = LockedBox::<[u8; 32]>::new_zeroed().unwrap();
+        poke(end_of(&*b));
+        println!("survived the overflow");
+    });
+    child::assert_signal(&out, libc::SIGSEGV);
+}
+
+#[test]
+fn writing_one_byte_past_a_multi_page_slice_faults() {
+    let out = child::run("writing_one_byte_past_a_multi_page_slice_faults", || {
+        let b = LockedBox::<[u8]>::new_zeroed_slice(3 * page_size() + 7).unwrap();
+        poke(end_of(&*b));
+    });
+    child::assert_signal(&out, libc::SIGSEGV);
+}
+
+#[test]
+fn writing_one_byte_before_the_first_data_page_faults() {
+    let out = child::run("writing_one_byte_before_the_first_data_page_faults", || {
+        let b = LockedBox::<[u8; 32]>::new_zeroed().unwrap();
+        let first_data_page = end_of(&*b) - page_size();
+        // The last byte of the data page before it would be fine...
+        poke(first_data_page);
+        // ...one byte lower is the leading guard.
+        poke(first_data_page - 1);
+    });
+    child::assert_signal(&out, libc::SIGSEGV);
+}
+
+#[test]
+fn the_control_writes_inside_the_data_pages_do_not_fault() {
+    // The same pokes as above, one byte inside: proves the faults above come
+    // from the guards, not from the method.
+    let out = child::run(
+        "the_control_writes_inside_the_data_pages_do_not_fault",
+        || {
+            let b = LockedBox::<[u8]>::new_zeroed_slice(100).unwrap();
+            let end = end_of(&*b);
+            poke(end - page_size());
+            drop(b);
+            println!("control ok");
+        },
+    );
+    child::assert_success(&out);
+    assert!(child::stdout(&out).contains("control ok"));
+}
+
+#[test]
+fn a_smashed_canary_aborts_on_drop_with_one_line() {
+    let out = child::run("a_smashed_canary_aborts_on_drop_with_one_line", || {
+        let b = LockedBox::<[u8; 32]>::new_with(|k| {
+            k.copy_from_slice(b"TOPSECRETTOPSECRETTOPSECRETTOPSE")
+        })
+        .unwrap();
+        // A one-byte underflow lands on the canary's last byte.
+        poke(start_of(&*b) - 1);
+        eprintln!("about to drop");
+        drop(b);
+        println!("drop returned");
+    });
+    child::assert_signal(&out, libc::SIGABRT);
+    let err = child::stderr(&out);
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("lockedbox:"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(
+        ours[0].contains("canary") && ours[0].contains("32-byte"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("TOPSECRET"),
+        "no secret byte in the message: {err}"
+    );
+    assert!(!child::stdout(&out).contains("drop returned"));
+}
+
+#[test]
+fn an_untouched_canary_does_not_abort() {
+    let out = child::run("an_untouched_canary_does_not_abort", || {
+        for len in [0, 1, 31, 4096, 10_000] {
+            drop(LockedBox::<[u8]>::new_zeroed_slice(len).unwrap());
+        }
+    });
+    child::assert_success(&out);
+}
+
+#[test]
+fn reading_after_drop_faults() {
+    let out = child::run("reading_after_drop_faults", || {
+        let b = LockedBox::<[u8; 32]>::new_with(|k| k.fill(7)).unwrap();
+        let addr = start_of(&*b);
+        assert_eq!(peek(addr), 7);
+        drop(b);
+        println!("read {}", peek(addr));
+    });
+    child::assert_signal(&out, libc::SIGSEGV);
+}

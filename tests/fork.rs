@@ -1,0 +1,189 @@
+//! What a child made by fork(2) sees of a box, per fork policy.
+//!
+//! Each test runs in a child process of its own (the test binary run again),
+//! which forks a grandchild. The grandchild only reads the box, drops it and
+//! calls `_exit`; it reports through its exit status.
+
+mod common;
+
+use common::{child, start_of};
+use lockedbox::{ForkPolicy, LockedBox, Options};
+
+const SECRET: u8 = 0xA5;
+
+/// What a fork child saw.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// Exit status 10: every byte zero; 11: every byte the secret; 12: other.
+    Exited(i32),
+    Signal(i32),
+}
+
+/// Forks; the grandchild runs `f` and `_exit`s with its result.
+fn in_fork(f: impl FnOnce() -> i32) -> Seen {
+    // SAFETY: fork in a process whose only other thread (libtest's main
+    // thread) is blocked waiting for this one; the child runs `f`, which
+    // only reads memory and makes system calls, then `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = f();
+        // SAFETY: `_exit` ends the child without running the parent's
+        // atexit handlers or flushing its copied stdio buffers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just made.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+    if libc::WIFSIGNALED(status) {
+        Seen::Signal(libc::WTERMSIG(status))
+    } else {
+        Seen::Exited(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Reads `len` bytes at `addr` (volatile, byte by byte) and classifies them.
+fn classify(addr: usize, len: usize) -> i32 {
+    let bytes: Vec<u8> = (0..len)
+        .map(|i| {
+            let p = std::ptr::with_exposed_provenance::<u8>(addr + i);
+            // SAFETY: `addr..addr + len` was the box's value in the parent;
+            // whether it is readable here is what the test finds out.
+            unsafe { p.read_volatile() }
+        })
+        .collect();
+    if bytes.iter().all(|&b| b == 0) {
+        10
+    } else if bytes.iter().all(|&b| b == SECRET) {
+        11
+    } else {
+        12
+    }
+}
+
+/// In a fork child, takes ownership of the child's copy of `value`, so that
+/// the child can drop it while the parent keeps using its own.
+fn the_childs_copy<T>(value: &T) -> T {
+    // SAFETY: called only in the fork child, which `_exit`s after the
+    // closure returns and so never uses or drops its original of `value`:
+    // the copy is the only owner in this address space.
+    unsafe { std::ptr::read(value) }
+}
+
+fn secret_box(policy: ForkPolicy) -> LockedBox<[u8; 64]> {
+    let mut b = Options::new().fork(policy).zeroed::<[u8; 64]>().unwrap();
+    b.fill(SECRET);
+    b
+}
+
+#[test]
+fn wipe_child_sees_zeros_and_drops_cleanly() {
+    child::assert_success(&child::run(
+        "wipe_child_sees_zeros_and_drops_cleanly",
+        || {
+            let b = secret_box(ForkPolicy::Wipe);
+            let addr = start_of(&*b);
+            let seen = in_fork(move || {
+                let code = classify(addr, 64);
+                let locked = b.is_locked();
+                // Dropping in the child must neither fault nor abort.
+                drop(b);
+                if locked { 13 } else { code }
+            });
+            assert_eq!(
+                seen,
+                Seen::Exited(10),
+                "the child saw zeros and dropped the box"
+            );
+        },
+    ));
+}
+
+#[test]
+fn wipe_child_can_use_its_copy_and_the_parent_keeps_the_secret() {
+    child::assert_success(&child::run(
+        "wipe_child_can_use_its_copy_and_the_parent_keeps_the_secret",
+        || {
+            let b = secret_box(ForkPolicy::Wipe);
+            let seen = in_fork(|| {
+                let mut b = the_childs_copy(&b);
+                b.fill(1);
+                let ok = b.iter().all(|&x| x == 1);
+                drop(b);
+                if ok { 0 } else { 1 }
+            });
+            assert_eq!(seen, Seen::Exited(0));
+            assert!(
+                b.iter().all(|&x| x == SECRET),
+                "the parent's copy is untouched"
+            );
+            assert!(b.is_locked());
+        },
+    ));
+}
+
+#[test]
+fn exclude_child_faults_on_the_pages() {
+    child::assert_success(&child::run("exclude_child_faults_on_the_pages", || {
+        let b = secret_box(ForkPolicy::Exclude);
+        let addr = start_of(&*b);
+        let seen = in_fork(|| classify(addr, 64));
+        assert_eq!(seen, Seen::Signal(libc::SIGSEGV));
+        assert!(b.iter().all(|&x| x == SECRET), "the parent still has it");
+    }));
+}
+
+#[test]
+fn exclude_child_drops_its_copy_without_touching_the_range() {
+    child::assert_success(&child::run(
+        "exclude_child_drops_its_copy_without_touching_the_range",
+        || {
+            let b = secret_box(ForkPolicy::Exclude);
+            let seen = in_fork(move || {
+                let locked = b.is_locked();
+                let residency_fails = b.residency().is_err();
+                drop(b);
+                if !locked && residency_fails { 0 } else { 1 }
+            });
+            assert_eq!(seen, Seen::Exited(0));
+        },
+    ));
+}
+
+#[test]
+fn keep_child_sees_the_secret() {
+    child::assert_success(&child::run("keep_child_sees_the_secret", || {
+        let b = secret_box(ForkPolicy::Keep);
+        let addr = start_of(&*b);
+        let seen = in_fork(move || {
+            let code = classify(addr, 64);
+            drop(b);
+            code
+        });
+        assert_eq!(seen, Seen::Exited(11));
+    }));
+}
+
+#[test]
+fn a_box_made_in_the_child_after_fork_works_normally() {
+    child::assert_success(&child::run(
+        "a_box_made_in_the_child_after_fork_works_normally",
+        || {
+            let parent_box = secret_box(ForkPolicy::Wipe);
+            let seen = in_fork(move || {
+                let Ok(mut mine) = LockedBox::<[u8; 16]>::new_zeroed() else {
+                    return 1;
+                };
+                mine.fill(3);
+                let ok = mine.is_locked() && !parent_box.is_locked();
+                // Both drops check canaries: the parent's wiped one (zeros) and
+                // the child's own (the process canary).
+                drop(mine);
+                drop(parent_box);
+                if ok { 0 } else { 2 }
+            });
+            assert_eq!(seen, Seen::Exited(0));
+        },
+    ));
+}
