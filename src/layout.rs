@@ -111,31 +111,68 @@ pub(crate) fn round_up(n: usize, to: usize) -> Option<usize> {
     n.checked_add(to - 1).map(|v| v & !(to - 1))
 }
 
+/// Panics unless `l`, made for a value of `size` bytes aligned to `align`,
+/// has every property the rest of the crate relies on. Used by the unit tests
+/// and the `layout` fuzz target.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn check_invariants(l: &Layout, size: usize, align: usize) {
+    assert!(l.page.is_power_of_two() && l.page >= CANARY_LEN);
+    assert_eq!(l.size, size);
+    assert_eq!(l.data_len % l.page, 0, "data is whole pages");
+    assert!(l.data_len >= l.page, "at least one data page");
+    assert_eq!(l.value_offset + size, l.data_len, "value ends at data end");
+    assert_eq!(l.value_offset % align, 0, "value aligned");
+    assert_eq!(
+        l.canary_offset + CANARY_LEN,
+        l.value_offset,
+        "canary abuts value"
+    );
+    assert!(l.guard_len >= l.page, "guards are at least one page");
+    assert_eq!(l.guard_len % l.page, 0, "guards are whole pages");
+    assert_eq!(
+        l.map_len,
+        2 * l.guard_len + l.data_len,
+        "guard, data, guard"
+    );
+    assert!(isize::try_from(l.map_len).is_ok(), "mapping fits in isize");
+    assert_eq!(
+        l.data_start(),
+        l.guard_len,
+        "data right after the leading guard"
+    );
+    assert!(
+        l.data_len - size - CANARY_LEN < l.page,
+        "no whole page wasted in front of the canary"
+    );
+}
+
+/// Fuzzing entry: lays out any request and checks the result, or checks that
+/// a refusal was justified.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(size: usize, align: usize, page: usize) {
+    match Layout::new(size, align, page) {
+        Ok(l) => check_invariants(&l, size, align),
+        Err(LayoutError::BadPageSize) => {
+            assert!(!page.is_power_of_two() || page < CANARY_LEN);
+        }
+        Err(LayoutError::BadAlign) => {
+            assert!(!align.is_power_of_two() || size % align != 0);
+        }
+        Err(LayoutError::AlignTooLarge) => assert!(align > page),
+        Err(LayoutError::TooLarge) => {
+            // Refused only if guard + data + guard really exceeds isize::MAX.
+            let needed = (size as u128) + CANARY_LEN as u128;
+            let data = needed.div_ceil(page as u128) * page as u128;
+            assert!(data + 2 * page as u128 > isize::MAX as u128);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const PAGE: usize = 4096;
-
-    /// The invariants every layout must satisfy, whatever its inputs.
-    fn check(l: &Layout, size: usize, align: usize) {
-        assert_eq!(l.data_len % l.page, 0, "data is whole pages");
-        assert!(l.data_len >= l.page, "at least one data page");
-        assert_eq!(l.value_offset + size, l.data_len, "value ends at data end");
-        assert_eq!(l.value_offset % align, 0, "value aligned");
-        assert_eq!(
-            l.canary_offset + CANARY_LEN,
-            l.value_offset,
-            "canary abuts value"
-        );
-        assert!(l.guard_len >= l.page, "guards are at least one page");
-        assert_eq!(l.map_len, 2 * l.guard_len + l.data_len);
-        assert_eq!(l.trailing_guard_start(), l.data_start() + l.data_len);
-        assert!(
-            l.data_len - size - CANARY_LEN < l.page,
-            "no whole page wasted in front of the canary"
-        );
-    }
 
     #[test]
     fn table() {
@@ -152,7 +189,7 @@ mod tests {
         ];
         for (size, align, pages, value_offset) in cases {
             let l = Layout::new(size, align, PAGE).unwrap();
-            check(&l, size, align);
+            check_invariants(&l, size, align);
             assert_eq!(l.data_pages(), pages, "size {size}");
             assert_eq!(l.value_offset, value_offset, "size {size}");
         }
@@ -163,7 +200,7 @@ mod tests {
         for page in [16, 4096, 16384, 65536] {
             for size in [0, 1, 15, 16, 17, page - CANARY_LEN, page, 3 * page + 5] {
                 let l = Layout::new(size, 1, page).unwrap();
-                check(&l, size, 1);
+                check_invariants(&l, size, 1);
             }
         }
     }
@@ -198,7 +235,7 @@ mod tests {
         let data_len = (max - 2 * PAGE) & !(PAGE - 1);
         let size = data_len - CANARY_LEN;
         let l = Layout::new(size, 1, PAGE).unwrap();
-        check(&l, size, 1);
+        check_invariants(&l, size, 1);
         assert_eq!(Layout::new(size + 1, 1, PAGE), Err(LayoutError::TooLarge));
     }
 

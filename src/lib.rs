@@ -26,6 +26,18 @@ mod plain;
 mod region;
 mod sys;
 
+/// Entry points for the cargo-fuzz targets in `fuzz/`; not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Lays out a value of `size` bytes aligned to `align` for pages of
+    /// `page` bytes, and panics if the layout breaks an invariant or a
+    /// refusal was not justified.
+    pub fn layout(size: usize, align: usize, page: usize) {
+        crate::layout::fuzz(size, align, page);
+    }
+}
+
 pub use error::Error;
 pub use host::Host;
 pub use limits::{MemlockLimit, locked_bytes, memlock_limit};
