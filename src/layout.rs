@@ -92,12 +92,6 @@ impl Layout {
         self.guard_len
     }
 
-    /// Offset of the trailing guard from the start of the mapping.
-    #[cfg(test)]
-    fn trailing_guard_start(&self) -> usize {
-        self.guard_len + self.data_len
-    }
-
     /// Number of data pages.
     #[cfg(test)]
     fn data_pages(&self) -> usize {

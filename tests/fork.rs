@@ -34,7 +34,7 @@ fn in_fork(f: impl FnOnce() -> i32) -> Seen {
     }
     let mut status = 0;
     // SAFETY: waiting for the child just made.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    let r = unsafe { libc::waitpid(pid, &raw mut status, 0) };
     assert_eq!(r, pid);
     if libc::WIFSIGNALED(status) {
         Seen::Signal(libc::WTERMSIG(status))

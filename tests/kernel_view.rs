@@ -159,7 +159,8 @@ fn vm_lck_rises_and_falls_with_live_boxes() {
     child::assert_success(&child::run(
         "vm_lck_rises_and_falls_with_live_boxes",
         || {
-            let page = page_size() as u64;
+            let page_bytes = page_size();
+            let page = page_bytes as u64;
             // The first box of a process also maps the crate's one-page fork
             // detector, for good; make it before taking the baseline.
             drop(LockedBox::<u8>::new_zeroed().unwrap());
@@ -169,7 +170,7 @@ fn vm_lck_rises_and_falls_with_live_boxes() {
             let boxes: Vec<_> = (0..10)
                 .map(|_| LockedBox::<[u8; 32]>::new_zeroed().unwrap())
                 .collect();
-            let big = LockedBox::<[u8]>::new_zeroed_slice(3 * page as usize).unwrap();
+            let big = LockedBox::<[u8]>::new_zeroed_slice(3 * page_bytes).unwrap();
             assert_eq!(procfs::vm_lck_kb(), base_kb + (10 + 4) * page / 1024);
             assert_eq!(
                 lockedbox::locked_bytes() as u64,

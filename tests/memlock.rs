@@ -134,7 +134,7 @@ fn a_multi_page_request_over_the_limit_is_refused_whole() {
             );
             assert_eq!(procfs::vm_lck_kb(), base_lck, "no page of it stayed locked");
             // Exactly at the limit is fine.
-            let b = LockedBox::<[u8]>::new_zeroed_slice(LIMIT as usize - 16).unwrap();
+            let b = LockedBox::<[u8]>::new_zeroed_slice(64 * 1024 - 16).unwrap();
             assert!(b.is_locked());
         },
     );

@@ -1,0 +1,203 @@
+//! `cargo run --example doctor`: what this host offers a secret, then one box
+//! with its protections read back from the kernel's own view in /proc.
+//!
+//! Exits with status 1 if a protection that the host claims to offer is not
+//! visible on the box.
+
+#[path = "../tests/common/procfs.rs"]
+mod procfs;
+
+use std::fs;
+use std::process::ExitCode;
+
+use lockedbox::{Host, LockedBox, MemlockLimit};
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
+
+fn bytes(limit: Option<u64>) -> String {
+    match limit {
+        None => "unlimited".to_owned(),
+        Some(n) if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        Some(n) if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        Some(n) => format!("{n} bytes"),
+    }
+}
+
+fn read_trimmed(path: &str) -> String {
+    fs::read_to_string(path).map_or_else(|e| format!("unreadable ({e})"), |s| s.trim().to_owned())
+}
+
+fn report_host(host: &Host) {
+    println!("== host ==");
+    println!(
+        "kernel                 {}",
+        read_trimmed("/proc/sys/kernel/osrelease")
+    );
+    println!("page size              {} bytes", host.page_size);
+    let MemlockLimit { soft, hard } = host.memlock;
+    println!(
+        "RLIMIT_MEMLOCK         soft {}, hard {}",
+        bytes(soft),
+        bytes(hard)
+    );
+    let cap = match host.cap_ipc_lock {
+        Some(true) => "yes (the kernel ignores RLIMIT_MEMLOCK for this process)",
+        Some(false) => "no (RLIMIT_MEMLOCK applies)",
+        None => "unknown (capget failed)",
+    };
+    println!("CAP_IPC_LOCK           {cap}");
+    if host.cap_ipc_lock != Some(true) {
+        if let Some(soft) = soft {
+            let boxes = soft / host.page_size as u64;
+            println!("                       room for about {boxes} small boxes (one page each)");
+        }
+    }
+    println!("MADV_DONTDUMP          {}", yes_no(host.dont_dump));
+    println!("MADV_WIPEONFORK        {}", yes_no(host.wipe_on_fork));
+    println!("MADV_DONTFORK          {}", yes_no(host.dont_fork));
+    let secret = match &host.memfd_secret {
+        Ok(true) => "yes".to_owned(),
+        Ok(false) => "no (kernel without the call)".to_owned(),
+        Err(kind) => format!("no ({kind}; kernel booted without secretmem?)"),
+    };
+    println!("memfd_secret           {secret}");
+
+    println!("== core dumps ==");
+    let core = match host.core_limit {
+        Some(0) => "0: this process writes no core at all".to_owned(),
+        other => bytes(other),
+    };
+    println!("RLIMIT_CORE            {core}");
+    println!(
+        "core_pattern           {}",
+        read_trimmed("/proc/sys/kernel/core_pattern")
+    );
+    let dumpable = host
+        .dumpable
+        .map_or("unknown", |d| if d { "yes" } else { "no" });
+    println!("dumpable               {dumpable}");
+    println!(
+        "coredump_filter        {}",
+        read_trimmed("/proc/self/coredump_filter")
+    );
+    println!(
+        "vm.max_map_count       {}",
+        read_trimmed("/proc/sys/vm/max_map_count")
+    );
+}
+
+/// Checks one property, prints it, and counts failures.
+struct Checks {
+    failed: usize,
+}
+
+impl Checks {
+    fn check(&mut self, what: &str, ok: bool, detail: impl std::fmt::Display) {
+        println!("[{}] {what}: {detail}", if ok { " ok " } else { "FAIL" });
+        if !ok {
+            self.failed += 1;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let host = Host::probe();
+    report_host(&host);
+
+    println!("== one box, as the kernel sees it ==");
+    let lck_before = procfs::vm_lck_kb();
+    let key = match LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A)) {
+        Ok(k) => k,
+        Err(e) => {
+            println!("cannot make a box here: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let start = key.as_ptr() as usize;
+    let end = start + key.len();
+    let page = host.page_size;
+    let vmas = procfs::smaps();
+    let Some(i) = vmas.iter().position(|v| v.contains(end - 1)) else {
+        println!("the box's address is not in /proc/self/smaps");
+        return ExitCode::FAILURE;
+    };
+    let (before, data, after) = (&vmas[i - 1], &vmas[i], &vmas[i + 1]);
+    let mut c = Checks { failed: 0 };
+    println!("{key:?}");
+    c.check(
+        "data pages",
+        data.perms == "rw-p",
+        format!("{} bytes, {}", data.len(), data.perms),
+    );
+    c.check(
+        "mlocked (VmFlags lo)",
+        data.has("lo") && key.is_locked(),
+        data.flags.join(" "),
+    );
+    c.check(
+        "locked bytes (smaps Locked)",
+        data.locked_kb * 1024 == data.len() as u64,
+        format!("{} kB", data.locked_kb),
+    );
+    c.check(
+        "left out of core dumps (dd)",
+        data.has("dd"),
+        "MADV_DONTDUMP",
+    );
+    c.check(
+        "zeros in fork children (wf)",
+        data.has("wf") || !host.wipe_on_fork,
+        "MADV_WIPEONFORK",
+    );
+    c.check(
+        "guard page before",
+        before.perms == "---p" && before.end == data.start && !before.has("lo"),
+        format!("{} bytes {}", before.len(), before.perms),
+    );
+    c.check(
+        "guard page after",
+        after.perms == "---p" && after.start == data.end && !after.has("lo"),
+        format!("{} bytes {}", after.len(), after.perms),
+    );
+    c.check(
+        "value ends flush against the guard",
+        end == data.end && end % page == 0,
+        format!("last byte at {:#x}, guard from {:#x}", end - 1, after.start),
+    );
+    let residency = key.residency();
+    c.check(
+        "resident (mincore)",
+        residency.as_ref().is_ok_and(|r| r.all_resident()),
+        format!("{residency:?}"),
+    );
+    let lck_live = procfs::vm_lck_kb();
+    c.check(
+        "VmLck rose",
+        lck_live >= lck_before + (data.len() / 1024) as u64,
+        format!("{lck_before} kB -> {lck_live} kB"),
+    );
+    println!("lockedbox::locked_bytes() = {}", lockedbox::locked_bytes());
+
+    drop(key);
+    let lck_after = procfs::vm_lck_kb();
+    c.check(
+        "VmLck back after drop",
+        lck_after == lck_before,
+        format!("{lck_after} kB"),
+    );
+    c.check(
+        "mapping gone after drop",
+        procfs::perms_at(end - 1).is_none(),
+        "no VMA holds the old address",
+    );
+
+    if c.failed == 0 {
+        println!("all protections verified");
+        ExitCode::SUCCESS
+    } else {
+        println!("{} protection(s) could not be verified", c.failed);
+        ExitCode::FAILURE
+    }
+}
