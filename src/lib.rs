@@ -24,6 +24,7 @@ mod locked_box;
 mod options;
 mod plain;
 mod region;
+mod sealed;
 mod sys;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/`; not part of the API.
@@ -45,3 +46,4 @@ pub use locked_box::LockedBox;
 pub use options::{ForkPolicy, LockPolicy, Options};
 pub use plain::Plain;
 pub use region::Residency;
+pub use sealed::{Ref, RefMut, SealedBox};

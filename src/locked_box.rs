@@ -185,8 +185,22 @@ impl<T: ?Sized + Plain> LockedBox<T> {
         self.region.residency()
     }
 
-    fn assert_present(&self) {
+    /// Panics in a fork child whose parent made this box with
+    /// `ForkPolicy::Exclude`: the pages do not exist here, and the address
+    /// range may since hold another mapping.
+    pub(crate) fn assert_present(&self) {
         assert!(self.region.present(), "{EXCLUDED}");
+    }
+
+    /// The region holding the value.
+    pub(crate) fn region(&self) -> &Region {
+        &self.region
+    }
+
+    /// Where the value lives. Dereferencing it is only valid while the
+    /// region's protection allows it.
+    pub(crate) fn value_ptr(&self) -> NonNull<T> {
+        self.ptr
     }
 }
 
@@ -223,6 +237,8 @@ impl<T: ?Sized + Plain> DerefMut for LockedBox<T> {
 impl<T: ?Sized + Plain> Drop for LockedBox<T> {
     fn drop(&mut self) {
         if self.region.present() {
+            // A sealed box may have left the pages PROT_NONE.
+            self.region.open();
             // SAFETY: `ptr` points at a valid `T` that nothing else will use:
             // the box is being dropped and no borrow of it can be alive.
             unsafe { ptr::drop_in_place(self.ptr.as_ptr()) };

@@ -11,9 +11,10 @@
 //!   nothing touches it);
 //! - **(R2) guarded**: the first and last `layout.guard_len` bytes are
 //!   `PROT_NONE`;
-//! - **(R3) open**: the data pages are read-write, except while a sealed box
-//!   has made them `PROT_NONE` or read-only, which it undoes before the
-//!   region is dropped;
+//! - **(R3) protection**: the data pages' protection is the one recorded in
+//!   `prot`. It is read-write except while a sealed box has made the pages
+//!   `PROT_NONE` or read-only (through [`Region::protect`]); whoever needs to
+//!   touch them on the way out calls [`Region::open`] first;
 //! - **(R4) canary**: the canary bytes were written at creation and only an
 //!   out-of-bounds write changes them.
 #![allow(unsafe_code)]
@@ -22,6 +23,7 @@ use std::io;
 use std::process;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use zeroize::Zeroize;
 
@@ -57,6 +59,17 @@ pub(crate) struct Region {
     fork: ForkPolicy,
     /// [`fork::generation`] of the process that made the region.
     generation: u64,
+    /// The data pages' current protection (R3), as [`prot_code`] encodes it.
+    prot: AtomicU8,
+}
+
+/// How `Region::prot` stores a [`Protection`].
+fn prot_code(p: Protection) -> u8 {
+    match p {
+        Protection::ReadWrite => 0,
+        Protection::Read => 1,
+        Protection::None => 2,
+    }
 }
 
 /// Unmaps a fresh reservation on an early return from [`Region::create`].
@@ -142,7 +155,51 @@ impl Region {
             locked,
             fork,
             generation: fork::generation(),
+            prot: AtomicU8::new(prot_code(Protection::ReadWrite)),
         })
+    }
+
+    /// Changes the data pages' protection and records it.
+    ///
+    /// # Safety
+    /// No reference into the value may be alive that the new protection
+    /// forbids: none at all for [`Protection::None`], no `&mut` for
+    /// [`Protection::Read`]; and none may be created until the protection
+    /// allows it again. Callers that race must serialise their calls.
+    pub(crate) unsafe fn protect(&self, prot: Protection) -> io::Result<()> {
+        debug_assert!(self.present());
+        // SAFETY: (R1) the data pages of our own mapping; the caller
+        // guarantees that no reference is alive that `prot` would forbid.
+        unsafe { sys::protect(self.data(), self.layout.data_len, prot) }?;
+        self.prot.store(prot_code(prot), Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes the data pages read-write again if a sealed box left them
+    /// otherwise, before the value is dropped, checked or wiped.
+    ///
+    /// Aborts if mprotect fails: a secret that can neither be wiped nor used
+    /// must not be freed as it is. (mprotect of a whole VMA of our own has no
+    /// documented way to fail; this is the fail-closed answer to the
+    /// impossible.)
+    pub(crate) fn open(&self) {
+        if self.prot.load(Ordering::Acquire) == prot_code(Protection::ReadWrite) {
+            return;
+        }
+        let (data, len) = (self.data(), self.layout.data_len);
+        // SAFETY: (R1) the data pages of our own mapping; widening access to
+        // read-write invalidates no reference.
+        let opened = unsafe { sys::protect(data, len, Protection::ReadWrite) };
+        if let Err(e) = opened {
+            eprintln!(
+                "lockedbox: cannot make a sealed {}-byte secret's pages writable to wipe it \
+                 (mprotect: {e}); aborting rather than freeing it unwiped",
+                self.layout.size
+            );
+            process::abort();
+        }
+        self.prot
+            .store(prot_code(Protection::ReadWrite), Ordering::Release);
     }
 
     /// First byte of the value: `layout.size` bytes up to the end of the
@@ -239,8 +296,9 @@ impl Drop for Region {
             }
             return;
         }
+        self.open();
         let data = self.data();
-        // SAFETY: (R1, R3) the data pages are mapped read-write; the typed
+        // SAFETY: (R1, R3) the data pages are mapped read-write (`open`); the typed
         // owner has dropped its value, so no reference into them is alive;
         // `data` is page-aligned and `len` a multiple of the page size, so
         // the `u64` view is aligned and covers every data byte.

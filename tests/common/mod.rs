@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod procfs;
+pub mod seccomp;
 
 /// The address one past the last byte of `value`.
 pub fn end_of<T: ?Sized>(value: &T) -> usize {

@@ -1,0 +1,316 @@
+//! `SealedBox<T>`: a box whose pages are `PROT_NONE` while no borrow is out.
+//!
+//! Unsafe here is limited to changing the pages' protection (always under
+//! the rules below) and turning the value pointer into references while a
+//! guard proves the protection allows it.
+//!
+//! # How concurrent borrows stay race-free
+//!
+//! `readers` counts live [`Ref`]s. Two rules hold at every instant:
+//!
+//! - **(S1)** `readers > 0` implies the pages are at least readable.
+//! - **(S2)** Every change of protection, and every change of `readers` to or
+//!   from zero, happens with `gate` held.
+//!
+//! A borrow that finds `readers > 0` increments it with a compare-and-swap
+//! from that nonzero value, without a system call: by (S1) the pages are
+//! readable, and they stay so, because only the guard that moves the count
+//! from 1 to 0 may seal them, and that move fails if the count changed. A
+//! borrow that finds zero takes `gate`, makes the pages readable *then*
+//! publishes `readers = 1`. The last guard out takes `gate`, moves the count
+//! from 1 to 0 *then* makes the pages `PROT_NONE`; a borrower arriving in
+//! between sees zero and waits for `gate`. So no `Ref` ever points at
+//! `PROT_NONE` pages, and once the last guard's drop returns the pages are
+//! sealed again.
+#![allow(unsafe_code)]
+
+use std::any::type_name;
+use std::fmt;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::error::Error;
+use crate::locked_box::LockedBox;
+use crate::plain::Plain;
+use crate::region::Residency;
+use crate::sys::Protection;
+
+/// A box whose data pages are `PROT_NONE` while no borrow is out: a stray
+/// read anywhere in the process faults instead of finding the secret.
+///
+/// Made by [`LockedBox::seal`]. [`borrow`](SealedBox::borrow) lends `&T` over
+/// read-only pages, from any number of threads at once;
+/// [`borrow_mut`](SealedBox::borrow_mut) lends `&mut T` over read-write pages;
+/// [`unseal`](SealedBox::unseal) gives the `LockedBox` back. When the last
+/// guard drops, the pages are `PROT_NONE` again.
+///
+/// ```
+/// use lockedbox::LockedBox;
+///
+/// let sealed = LockedBox::<[u8; 32]>::new_with(|k| k.fill(7))?.seal()?;
+/// {
+///     let key = sealed.borrow();        // pages read-only while `key` lives
+///     assert_eq!(key[0], 7);
+/// }                                     // PROT_NONE again
+/// let unsealed = sealed.unseal();
+/// assert_eq!(unsealed[31], 7);
+/// # Ok::<(), lockedbox::Error>(())
+/// ```
+///
+/// Sealing guards against reads that do not go through a guard: an
+/// over-read in another library, a format-string bug, a memory scraper inside
+/// the process. While a guard is out, every thread of the process can read
+/// the pages.
+pub struct SealedBox<T: ?Sized + Plain> {
+    inner: LockedBox<T>,
+    /// Live `Ref`s; see the module docs for the rules (S1, S2).
+    readers: AtomicUsize,
+    /// Serialises protection changes and moves of `readers` to or from zero.
+    gate: Mutex<()>,
+}
+
+impl<T: ?Sized + Plain> LockedBox<T> {
+    /// Seals the box: its data pages become `PROT_NONE` until borrowed.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if mprotect fails (it has no documented way to on a
+    /// mapping of the box's own). The box is then dropped, and its secret
+    /// wiped, rather than handed back half-sealed.
+    pub fn seal(self) -> Result<SealedBox<T>, Error> {
+        // SAFETY: `self` is moved in, so no reference into the value is
+        // alive, and none is made until a guard makes the pages accessible.
+        unsafe { self.region().protect(Protection::None) }
+            .map_err(|e| Error::os("mprotect", self.region().layout().data_len, e))?;
+        Ok(SealedBox {
+            inner: self,
+            readers: AtomicUsize::new(0),
+            gate: Mutex::new(()),
+        })
+    }
+}
+
+impl<T: ?Sized + Plain> SealedBox<T> {
+    /// Lends the value read-only. The pages turn readable when the first
+    /// `Ref` appears and `PROT_NONE` when the last one drops; a borrow while
+    /// another is out costs no system call.
+    ///
+    /// # Panics
+    /// If mprotect fails to make the pages readable (there is no reference to
+    /// hand out then; no documented cause exists for a mapping of our own),
+    /// with a message naming the call and the error, never the contents.
+    /// Also in a fork(2) child, for a box its parent made with
+    /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude).
+    pub fn borrow(&self) -> Ref<'_, T> {
+        let mut n = self.readers.load(Ordering::Acquire);
+        while n > 0 {
+            // (S1): the pages are readable while the count is nonzero, and
+            // only the move from 1 to 0 may seal them, which this CAS races.
+            match self
+                .readers
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ref { sealed: self },
+                Err(now) => n = now,
+            }
+        }
+        let _gate = self.lock_gate();
+        let n = self.readers.load(Ordering::Acquire);
+        if n == 0 {
+            self.inner.assert_present();
+            // SAFETY: no `Ref` is alive (the count is zero and may only
+            // leave zero under `gate`, which we hold), no `RefMut` can be
+            // (it needs `&mut self`); widening to read-only invalidates
+            // nothing.
+            if let Err(e) = unsafe { self.inner.region().protect(Protection::Read) } {
+                panic!("lockedbox: mprotect(PROT_READ) of a sealed box failed: {e}");
+            }
+        }
+        // Under `gate`, nobody else moves the count to or from zero; other
+        // borrowers may still increment a nonzero count, hence fetch_add.
+        self.readers.fetch_add(1, Ordering::AcqRel);
+        Ref { sealed: self }
+    }
+
+    /// Lends the value read-write; the pages are read-write while the
+    /// `RefMut` lives and `PROT_NONE` again when it drops.
+    ///
+    /// # Panics
+    /// As [`borrow`](SealedBox::borrow), for mprotect(`PROT_READ | PROT_WRITE`).
+    pub fn borrow_mut(&mut self) -> RefMut<'_, T> {
+        self.inner.assert_present();
+        // `&mut self`: no `Ref` is alive. A nonzero count can only be left
+        // by `Ref`s passed to `mem::forget`; their borrows have ended.
+        *self.readers.get_mut() = 0;
+        // SAFETY: exclusive access (`&mut self`), so no reference into the
+        // value is alive; widening access invalidates nothing.
+        if let Err(e) = unsafe { self.inner.region().protect(Protection::ReadWrite) } {
+            panic!("lockedbox: mprotect(PROT_READ | PROT_WRITE) of a sealed box failed: {e}");
+        }
+        RefMut { sealed: self }
+    }
+
+    /// Gives the `LockedBox` back, read-write, after checking the canary.
+    ///
+    /// Aborts the process, with one line on stderr, if the canary changed
+    /// (as dropping does), or if the pages cannot be made writable again.
+    pub fn unseal(self) -> LockedBox<T> {
+        self.inner.region().open();
+        self.inner.region().verify_canary();
+        self.inner
+    }
+
+    /// Whether the data pages are mlocked; see [`LockedBox::is_locked`].
+    pub fn is_locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+
+    /// Residency of the data pages; see [`LockedBox::residency`]. Works
+    /// while sealed: mincore(2) reads no byte.
+    ///
+    /// # Errors
+    /// As [`LockedBox::residency`].
+    pub fn residency(&self) -> io::Result<Residency> {
+        self.inner.residency()
+    }
+
+    fn lock_gate(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding the gate (mprotect failing in `borrow`)
+        // happens before the count changes, so the state is consistent.
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends one `Ref`; the last one out seals the pages again.
+    fn release_reader(&self) {
+        let mut n = self.readers.load(Ordering::Acquire);
+        while n > 1 {
+            match self
+                .readers
+                .compare_exchange_weak(n, n - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(now) => n = now,
+            }
+        }
+        let _gate = self.lock_gate();
+        // Under `gate` the count cannot leave or reach zero behind our back,
+        // but fast-path borrowers may still move it between nonzero values.
+        let mut n = self.readers.load(Ordering::Acquire);
+        loop {
+            debug_assert!(n > 0, "a Ref is alive");
+            let last = n == 1;
+            match self
+                .readers
+                .compare_exchange_weak(n, n - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if last => break,
+                Ok(_) => return,
+                Err(now) => n = now,
+            }
+        }
+        // The count is zero: no `Ref` is alive and none can appear before
+        // we release `gate` (a borrower that sees zero waits for it).
+        self.seal_again();
+    }
+
+    /// Makes the pages `PROT_NONE` again, or aborts: a secret that should be
+    /// sealed must not silently stay readable.
+    fn seal_again(&self) {
+        // SAFETY: called with no guard alive (the count is zero under
+        // `gate`, or the only `RefMut` is being dropped).
+        if let Err(e) = unsafe { self.inner.region().protect(Protection::None) } {
+            eprintln!("lockedbox: cannot seal a box again (mprotect(PROT_NONE): {e}); aborting");
+            std::process::abort();
+        }
+    }
+}
+
+impl<T: ?Sized + Plain> fmt::Debug for SealedBox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedBox")
+            .field("type", &type_name::<T>())
+            .field("bytes", &self.inner.region().layout().size)
+            .field("locked", &self.is_locked())
+            .field("readers", &self.readers.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A shared borrow of a [`SealedBox`]'s value; the pages stay readable while
+/// any `Ref` of the box lives.
+///
+/// Passing a `Ref` to [`std::mem::forget`] leaves the pages readable until
+/// the box is next borrowed mutably, unsealed or dropped.
+pub struct Ref<'a, T: ?Sized + Plain> {
+    sealed: &'a SealedBox<T>,
+}
+
+impl<T: ?Sized + Plain> Deref for Ref<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.sealed.inner.assert_present();
+        // SAFETY: this `Ref` is counted in `readers`, so by (S1) the pages
+        // are readable until it drops; the value is initialised, and shared
+        // borrows only (no `RefMut` can coexist: it needs `&mut SealedBox`).
+        unsafe { self.sealed.inner.value_ptr().as_ref() }
+    }
+}
+
+impl<T: ?Sized + Plain> Drop for Ref<'_, T> {
+    fn drop(&mut self) {
+        self.sealed.release_reader();
+    }
+}
+
+impl<T: ?Sized + Plain> fmt::Debug for Ref<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ref")
+            .field("type", &type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An exclusive borrow of a [`SealedBox`]'s value; the pages stay read-write
+/// while it lives.
+///
+/// Passing a `RefMut` to [`std::mem::forget`] leaves the pages read-write
+/// until the box is next borrowed, unsealed or dropped.
+pub struct RefMut<'a, T: ?Sized + Plain> {
+    sealed: &'a mut SealedBox<T>,
+}
+
+impl<T: ?Sized + Plain> Deref for RefMut<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.sealed.inner.assert_present();
+        // SAFETY: the pages are read-write while this `RefMut` lives (made
+        // so by `borrow_mut`, sealed again only by its drop), and it holds
+        // the box exclusively.
+        unsafe { self.sealed.inner.value_ptr().as_ref() }
+    }
+}
+
+impl<T: ?Sized + Plain> DerefMut for RefMut<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.sealed.inner.assert_present();
+        // SAFETY: as in `deref`; `&mut self` makes the borrow exclusive.
+        unsafe { self.sealed.inner.value_ptr().as_mut() }
+    }
+}
+
+impl<T: ?Sized + Plain> Drop for RefMut<'_, T> {
+    fn drop(&mut self) {
+        self.sealed.seal_again();
+    }
+}
+
+impl<T: ?Sized + Plain> fmt::Debug for RefMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefMut")
+            .field("type", &type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
