@@ -188,6 +188,7 @@ impl<T: ?Sized + Plain> LockedBox<T> {
     /// Panics in a fork child whose parent made this box with
     /// `ForkPolicy::Exclude`: the pages do not exist here, and the address
     /// range may since hold another mapping.
+    #[inline]
     pub(crate) fn assert_present(&self) {
         assert!(self.region.present(), "{EXCLUDED}");
     }

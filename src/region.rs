@@ -166,6 +166,7 @@ impl Region {
     /// forbids: none at all for [`Protection::None`], no `&mut` for
     /// [`Protection::Read`]; and none may be created until the protection
     /// allows it again. Callers that race must serialise their calls.
+    #[inline]
     pub(crate) unsafe fn protect(&self, prot: Protection) -> io::Result<()> {
         debug_assert!(self.present());
         // SAFETY: (R1) the data pages of our own mapping; the caller
@@ -211,6 +212,7 @@ impl Region {
     }
 
     /// First byte of the data pages.
+    #[inline]
     fn data(&self) -> NonNull<u8> {
         data_start(self.map, &self.layout)
     }
@@ -221,12 +223,14 @@ impl Region {
     }
 
     /// Whether this process was made by fork(2) after the region was created.
+    #[inline]
     fn inherited(&self) -> bool {
         self.generation != fork::generation()
     }
 
     /// Whether the mapping exists in this process. It does not in a fork
     /// child of the creator of a [`ForkPolicy::Exclude`] region.
+    #[inline]
     pub(crate) fn present(&self) -> bool {
         !(self.fork == ForkPolicy::Exclude && self.inherited())
     }
@@ -323,6 +327,7 @@ impl Drop for Region {
 }
 
 /// The data pages' start inside a mapping laid out by `layout`.
+#[inline]
 fn data_start(map: NonNull<u8>, layout: &Layout) -> NonNull<u8> {
     // SAFETY: `data_start() < map_len`, so the result stays inside the mapping.
     unsafe { map.add(layout.data_start()) }

@@ -22,6 +22,12 @@
 //! between sees zero and waits for `gate`. So no `Ref` ever points at
 //! `PROT_NONE` pages, and once the last guard's drop returns the pages are
 //! sealed again.
+//!
+//! The borrow and release paths are `#[inline(always)]` so that the mprotect
+//! call lands in the caller's own code. On CPUs whose kernels mitigate
+//! return-stack attacks (AMD's SRSO "Safe RET"), the first function return
+//! after a system call costs a few hundred nanoseconds; every function layer
+//! between the caller and the system call would add one such return.
 #![allow(unsafe_code)]
 
 use std::any::type_name;
@@ -102,6 +108,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// with a message naming the call and the error, never the contents.
     /// Also in a fork(2) child, for a box its parent made with
     /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude).
+    #[inline(always)]
     pub fn borrow(&self) -> Ref<'_, T> {
         let mut n = self.readers.load(Ordering::Acquire);
         while n > 0 {
@@ -175,6 +182,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
         self.inner.residency()
     }
 
+    #[inline(always)]
     fn lock_gate(&self) -> MutexGuard<'_, ()> {
         // A panic while holding the gate (mprotect failing in `borrow`)
         // happens before the count changes, so the state is consistent.
@@ -182,6 +190,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     }
 
     /// Ends one `Ref`; the last one out seals the pages again.
+    #[inline(always)]
     fn release_reader(&self) {
         let mut n = self.readers.load(Ordering::Acquire);
         while n > 1 {
@@ -216,6 +225,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
 
     /// Makes the pages `PROT_NONE` again, or aborts: a secret that should be
     /// sealed must not silently stay readable.
+    #[inline(always)]
     fn seal_again(&self) {
         // SAFETY: called with no guard alive (the count is zero under
         // `gate`, or the only `RefMut` is being dropped).
@@ -259,6 +269,7 @@ impl<T: ?Sized + Plain> Deref for Ref<'_, T> {
 }
 
 impl<T: ?Sized + Plain> Drop for Ref<'_, T> {
+    #[inline(always)]
     fn drop(&mut self) {
         self.sealed.release_reader();
     }

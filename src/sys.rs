@@ -78,6 +78,7 @@ pub(crate) enum Protection {
 /// # References
 /// - [mprotect(2)](https://man7.org/linux/man-pages/man2/mprotect.2.html)
 #[doc(alias = "mprotect")]
+#[inline]
 pub(crate) unsafe fn protect(addr: NonNull<u8>, len: usize, prot: Protection) -> io::Result<()> {
     let flags = match prot {
         Protection::None => MprotectFlags::empty(),
