@@ -88,6 +88,7 @@ impl Layout {
     }
 
     /// Offset of the first data byte from the start of the mapping.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn data_start(&self) -> usize {
         self.guard_len
     }
@@ -97,6 +98,141 @@ impl Layout {
     fn data_pages(&self) -> usize {
         self.data_len / self.page
     }
+}
+
+/// Page-isolated values of up to this many data pages come from slabs (and
+/// are recycled through the caches); larger ones get a mapping of their own.
+pub(crate) const MAX_SLAB_PAGES: usize = 64;
+
+/// Where the slots of one slab sit. A slab is one mapping of `slots` slots of
+/// `data_pages` pages each, every slot followed by one guard page and the
+/// first preceded by one, so neighbouring slots share a guard:
+///
+/// ```text
+/// [G][slot 0][G][slot 1][G] ... [G][slot n-1][G]
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlabGeometry {
+    pub(crate) page: usize,
+    /// Data pages per slot.
+    pub(crate) data_pages: usize,
+    /// Slots in the slab, at most 64 (one bit each in a `u64`).
+    pub(crate) slots: usize,
+    /// Bytes from one slot's start to the next: its data pages and one guard.
+    pub(crate) stride: usize,
+    /// Length of the whole slab mapping.
+    pub(crate) map_len: usize,
+}
+
+impl SlabGeometry {
+    /// The geometry for slots of `data_pages` pages, or `None` if such slots
+    /// are not carved from slabs (zero or more than [`MAX_SLAB_PAGES`]).
+    pub(crate) fn new(data_pages: usize, page: usize) -> Option<Self> {
+        if data_pages == 0 || data_pages > MAX_SLAB_PAGES || !page.is_power_of_two() {
+            return None;
+        }
+        // About 512 pages of address space a slab, 4 to 64 slots.
+        let slots = (512 / (data_pages + 1)).clamp(4, 64);
+        let stride = (data_pages + 1) * page;
+        Some(SlabGeometry {
+            page,
+            data_pages,
+            slots,
+            stride,
+            map_len: page + slots * stride,
+        })
+    }
+
+    /// Offset of slot `i`'s first data byte from the start of the slab.
+    pub(crate) fn slot_offset(&self, i: usize) -> usize {
+        debug_assert!(i < self.slots);
+        self.page + i * self.stride
+    }
+
+    /// Bytes of data in one slot.
+    pub(crate) fn data_len(&self) -> usize {
+        self.data_pages * self.page
+    }
+
+    /// A mask with one bit set for each slot.
+    pub(crate) fn all_slots(&self) -> u64 {
+        if self.slots == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.slots) - 1
+        }
+    }
+}
+
+/// The largest value a packed box holds.
+pub(crate) const PACKED_MAX_SIZE: usize = 2048;
+/// The largest alignment a packed box honours.
+pub(crate) const PACKED_MAX_ALIGN: usize = 16;
+/// The smallest packed slot.
+pub(crate) const PACKED_MIN_SLOT: usize = 64;
+
+/// Where a small value sits in a packed slot, a power-of-two share of a
+/// page, between two canaries:
+///
+/// ```text
+/// [ canary | zero padding ... | value | canary ]
+///   ^ slot start                       ^ back_canary_offset
+/// ```
+///
+/// The value ends at the back canary, so a one-byte overflow lands on it;
+/// an underflow crosses the padding (which must stay zero) and then the
+/// front canary. Both are checked when the box is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PackedLayout {
+    /// Bytes per slot: a power of two from 64 to the page size.
+    pub(crate) slot_size: usize,
+    /// Where the value starts, from the slot's start.
+    pub(crate) value_offset: usize,
+    /// Where the back canary starts, from the slot's start.
+    pub(crate) back_canary_offset: usize,
+    /// Size of the value.
+    pub(crate) size: usize,
+}
+
+impl PackedLayout {
+    /// The packed layout for a value, or `None` if it is too large or too
+    /// aligned to be packed (it is then page-isolated).
+    pub(crate) fn new(size: usize, align: usize, page: usize) -> Option<Self> {
+        if size > PACKED_MAX_SIZE
+            || !align.is_power_of_two()
+            || align > PACKED_MAX_ALIGN
+            || size % align != 0
+        {
+            return None;
+        }
+        let slot_size = (size + 2 * CANARY_LEN)
+            .next_power_of_two()
+            .max(PACKED_MIN_SLOT);
+        if slot_size > page {
+            return None;
+        }
+        Some(PackedLayout {
+            slot_size,
+            value_offset: slot_size - CANARY_LEN - size,
+            back_canary_offset: slot_size - CANARY_LEN,
+            size,
+        })
+    }
+
+    /// Size class index: 0 for 64-byte slots, 1 for 128, and so on.
+    pub(crate) fn class(&self) -> usize {
+        (self.slot_size / PACKED_MIN_SLOT).trailing_zeros() as usize
+    }
+
+    /// Slots per page.
+    pub(crate) fn slots_per_page(&self, page: usize) -> usize {
+        page / self.slot_size
+    }
+}
+
+/// Number of packed size classes for pages of `page` bytes.
+pub(crate) fn packed_classes(page: usize) -> usize {
+    (page / PACKED_MIN_SLOT).trailing_zeros() as usize + 1
 }
 
 /// Rounds `n` up to a multiple of the power of two `to`, or `None` on overflow.
@@ -231,6 +367,69 @@ mod tests {
         let l = Layout::new(size, 1, PAGE).unwrap();
         check_invariants(&l, size, 1);
         assert_eq!(Layout::new(size + 1, 1, PAGE), Err(LayoutError::TooLarge));
+    }
+
+    #[test]
+    fn slab_geometry_table() {
+        // (data pages, slots)
+        for (pages, slots) in [(1, 64), (2, 64), (7, 64), (8, 56), (17, 28), (64, 7)] {
+            let g = SlabGeometry::new(pages, PAGE).unwrap();
+            assert_eq!(g.slots, slots, "{pages} pages");
+            assert_eq!(g.map_len, PAGE + slots * (pages + 1) * PAGE);
+            assert_eq!(g.slot_offset(0), PAGE, "one leading guard");
+            // The last slot's data ends one guard page before the slab ends.
+            assert_eq!(g.slot_offset(slots - 1) + g.data_len() + PAGE, g.map_len);
+            for i in 1..slots {
+                let gap = g.slot_offset(i) - (g.slot_offset(i - 1) + g.data_len());
+                assert_eq!(gap, PAGE, "one shared guard page between slots");
+            }
+            assert_eq!(g.all_slots().count_ones() as usize, slots);
+        }
+        assert_eq!(SlabGeometry::new(0, PAGE), None);
+        assert_eq!(SlabGeometry::new(MAX_SLAB_PAGES + 1, PAGE), None);
+    }
+
+    #[test]
+    fn packed_layout_table() {
+        // (size, align, slot size, value offset)
+        let cases = [
+            (0, 1, 64, 48),
+            (1, 1, 64, 47),
+            (32, 8, 64, 16),
+            (33, 1, 128, 79),
+            (96, 16, 128, 16),
+            (2016, 16, 2048, 16),
+            (2048, 16, 4096, 2032),
+        ];
+        for (size, align, slot, value_offset) in cases {
+            let l = PackedLayout::new(size, align, PAGE).unwrap();
+            assert_eq!(
+                (l.slot_size, l.value_offset),
+                (slot, value_offset),
+                "size {size}"
+            );
+            assert_eq!(l.value_offset % align, 0);
+            assert_eq!(
+                l.value_offset + size,
+                l.back_canary_offset,
+                "value abuts back canary"
+            );
+            assert!(l.value_offset >= CANARY_LEN, "room for the front canary");
+            assert_eq!(l.back_canary_offset + CANARY_LEN, l.slot_size);
+            assert_eq!(PACKED_MIN_SLOT << l.class(), l.slot_size);
+        }
+        assert_eq!(PackedLayout::new(2049, 1, PAGE), None, "too large");
+        assert_eq!(PackedLayout::new(64, 32, PAGE), None, "too aligned");
+        assert_eq!(
+            PackedLayout::new(1024, 1, 1024),
+            None,
+            "slot larger than the page"
+        );
+        assert_eq!(packed_classes(PAGE), 7);
+        assert_eq!(
+            PackedLayout::new(32, 8, PAGE).unwrap().slots_per_page(PAGE),
+            64
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 use std::io;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::Error;
@@ -59,6 +60,15 @@ pub struct MemlockLimit {
 pub fn memlock_limit() -> MemlockLimit {
     let (soft, hard) = sys::memlock_limit();
     MemlockLimit { soft, hard }
+}
+
+/// Whether pages of `len` bytes could ever be locked here: a lock larger than
+/// physical memory cannot succeed, and with `CAP_IPC_LOCK` trying it would
+/// only wake the OOM killer.
+pub(crate) fn lockable(len: usize) -> bool {
+    static RAM: OnceLock<u64> = OnceLock::new();
+    let ram = *RAM.get_or_init(sys::physical_memory);
+    u64::try_from(len).is_ok_and(|len| len <= ram)
 }
 
 /// Whether an `mlock` error is the kernel enforcing `RLIMIT_MEMLOCK`:

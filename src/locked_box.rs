@@ -1,7 +1,9 @@
-//! `LockedBox<T>`: a typed view over a [`Region`].
+//! `LockedBox<T>`: a typed view over a page-isolated [`Region`] or a packed
+//! slot.
 //!
-//! Unsafe here is limited to turning the region's value pointer into
-//! references and dropping the value in place.
+//! Unsafe here is limited to turning the value pointer into references,
+//! dropping the value in place, and copying it into a page of its own when a
+//! packed box is sealed.
 #![allow(unsafe_code)]
 
 use std::any::type_name;
@@ -13,9 +15,12 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::{self, NonNull};
 
 use crate::error::Error;
-use crate::options::Options;
+use crate::layout::Layout;
+use crate::options::{Isolation, LockPolicy, Options};
+use crate::packed::PackedSlot;
 use crate::plain::Plain;
 use crate::region::{Region, Residency};
+use crate::sys;
 
 /// One secret in its own guarded, locked, dump-proof mapping.
 ///
@@ -40,11 +45,43 @@ use crate::region::{Region, Residency};
 /// `Debug` prints the type and size, never a byte of the value. There is no
 /// `Clone`, `Display` or `Serialize`.
 pub struct LockedBox<T: ?Sized + Plain> {
-    /// The value, inside `region`'s data pages.
+    /// The value, inside `store`.
     ptr: NonNull<T>,
-    region: Region,
+    store: Store,
     /// The box owns a `T`.
     _owns: PhantomData<T>,
+}
+
+/// Where a box's value lives.
+pub(crate) enum Store {
+    /// Data pages of its own between guard pages.
+    Page(Region),
+    /// A slot between canaries on a page shared with other small values.
+    Packed(PackedSlot),
+}
+
+impl Store {
+    fn value_ptr(&self) -> NonNull<u8> {
+        match self {
+            Store::Page(r) => r.value_ptr(),
+            Store::Packed(p) => p.value_ptr(),
+        }
+    }
+
+    #[inline]
+    fn present(&self) -> bool {
+        match self {
+            Store::Page(r) => r.present(),
+            Store::Packed(p) => p.present(),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Store::Page(r) => r.size(),
+            Store::Packed(p) => p.layout.size,
+        }
+    }
 }
 
 // SAFETY: the box owns its `T` and its mapping exclusively; sending the box
@@ -121,41 +158,38 @@ impl<T: Plain> LockedBox<[T]> {
 }
 
 impl<T: Plain> LockedBox<T> {
-    /// Wraps a fresh region whose value bytes are zero and sized for one `T`.
-    pub(crate) fn from_region(region: Region) -> Self {
-        debug_assert_eq!(region.layout().size, mem::size_of::<T>());
+    /// Wraps a fresh store whose value bytes are zero and sized for one `T`.
+    pub(crate) fn from_store(store: Store) -> Self {
+        debug_assert_eq!(store.size(), mem::size_of::<T>());
         debug_assert_eq!(
-            region
+            store
                 .value_ptr()
                 .as_ptr()
                 .align_offset(mem::align_of::<T>()),
             0
         );
         LockedBox {
-            ptr: region.value_ptr().cast::<T>(),
-            region,
+            ptr: store.value_ptr().cast::<T>(),
+            store,
             _owns: PhantomData,
         }
     }
 }
 
 impl<T: Plain> LockedBox<[T]> {
-    /// Wraps a fresh region whose value bytes are zero and sized for `len` `T`s.
-    pub(crate) fn from_region_slice(region: Region, len: usize) -> Self {
+    /// Wraps a fresh store whose value bytes are zero and sized for `len` `T`s.
+    pub(crate) fn from_store_slice(store: Store, len: usize) -> Self {
+        debug_assert_eq!(Some(store.size()), len.checked_mul(mem::size_of::<T>()));
         debug_assert_eq!(
-            Some(region.layout().size),
-            len.checked_mul(mem::size_of::<T>())
-        );
-        debug_assert_eq!(
-            region
+            store
                 .value_ptr()
                 .as_ptr()
                 .align_offset(mem::align_of::<T>()),
             0
         );
         LockedBox {
-            ptr: NonNull::slice_from_raw_parts(region.value_ptr().cast::<T>(), len),
-            region,
+            ptr: NonNull::slice_from_raw_parts(store.value_ptr().cast::<T>(), len),
+            store,
             _owns: PhantomData,
         }
     }
@@ -168,7 +202,20 @@ impl<T: ?Sized + Plain> LockedBox<T> {
     /// whose lock was refused, and for a box inherited by a fork(2) child
     /// (memory locks are not inherited).
     pub fn is_locked(&self) -> bool {
-        self.region.is_locked()
+        match &self.store {
+            Store::Page(r) => r.is_locked(),
+            Store::Packed(p) => p.is_locked(),
+        }
+    }
+
+    /// How the box is isolated: [`Isolation::Page`] for a box with data pages
+    /// of its own (and every sealed box), [`Isolation::Packed`] for one
+    /// sharing a page with other small secrets.
+    pub fn isolation(&self) -> Isolation {
+        match self.store {
+            Store::Page(_) => Isolation::Page,
+            Store::Packed(_) => Isolation::Packed,
+        }
     }
 
     /// How many of the box's data pages are resident in RAM, as mincore(2)
@@ -179,10 +226,13 @@ impl<T: ?Sized + Plain> LockedBox<T> {
     /// parent made with [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude),
     /// whose pages do not exist there.
     pub fn residency(&self) -> io::Result<Residency> {
-        if !self.region.present() {
+        if !self.store.present() {
             return Err(io::Error::other(EXCLUDED));
         }
-        self.region.residency()
+        match &self.store {
+            Store::Page(r) => r.residency(),
+            Store::Packed(p) => p.residency(),
+        }
     }
 
     /// Panics in a fork child whose parent made this box with
@@ -190,23 +240,88 @@ impl<T: ?Sized + Plain> LockedBox<T> {
     /// range may since hold another mapping.
     #[inline]
     pub(crate) fn assert_present(&self) {
-        assert!(self.region.present(), "{EXCLUDED}");
+        assert!(self.store.present(), "{EXCLUDED}");
     }
 
-    /// The region holding the value.
-    pub(crate) fn region(&self) -> &Region {
-        &self.region
+    /// Takes the box apart into its value pointer and a page-isolated region,
+    /// first moving a packed value into a page of its own (and wiping its
+    /// slot); `retarget` makes the pointer to the moved value from its new
+    /// address (keeping a slice's length). The caller takes over dropping
+    /// the value.
+    ///
+    /// # Errors
+    /// As [`Options::zeroed`], for the new page; the box is then dropped.
+    pub(crate) fn into_page_region(
+        self,
+        retarget: impl FnOnce(NonNull<u8>) -> NonNull<T>,
+    ) -> Result<(NonNull<T>, Region), Error> {
+        let this = mem::ManuallyDrop::new(self);
+        let ptr = this.ptr;
+        // SAFETY: `this` is never dropped or used again after this point, so
+        // its store is moved out exactly once.
+        let store = unsafe { ptr::read(&raw const this.store) };
+        match store {
+            Store::Page(region) => Ok((ptr, region)),
+            Store::Packed(slot) => {
+                // Rebuild the box so that an error below drops (and wipes) it.
+                let packed = LockedBox {
+                    ptr,
+                    store: Store::Packed(slot),
+                    _owns: PhantomData,
+                };
+                packed.assert_present();
+                let size = packed.store.size();
+                let align = mem::align_of_val::<T>(&packed);
+                let layout =
+                    Layout::new(size, align, sys::page_size()).map_err(|_| Error::TooLarge {
+                        len: 1,
+                        elem_size: size,
+                    })?;
+                let region = Region::create(layout, LockPolicy::Require, packed.fork())?;
+                // SAFETY: both ranges are `size` bytes: the packed value, live
+                // and readable, and the new region's value bytes, read-write
+                // and ours alone; they are in different slots, so disjoint.
+                unsafe {
+                    ptr::copy_nonoverlapping(
+                        packed.ptr.cast::<u8>().as_ptr(),
+                        region.value_ptr().as_ptr(),
+                        size,
+                    );
+                }
+                // The value's bytes now live in the region; the packed slot is
+                // wiped and freed without dropping the value a second time.
+                let packed = mem::ManuallyDrop::new(packed);
+                // SAFETY: `packed` is never used again; its store is moved
+                // out once and dropped, which verifies and wipes the slot.
+                let old = unsafe { ptr::read(&raw const packed.store) };
+                if let Store::Packed(slot) = &old {
+                    slot.verify();
+                }
+                drop(old);
+                Ok((retarget(region.value_ptr()), region))
+            }
+        }
     }
 
-    /// Where the value lives. Dereferencing it is only valid while the
-    /// region's protection allows it.
-    pub(crate) fn value_ptr(&self) -> NonNull<T> {
-        self.ptr
+    /// Reassembles a box from `into_page_region`'s parts.
+    pub(crate) fn from_page_region(ptr: NonNull<T>, region: Region) -> Self {
+        LockedBox {
+            ptr,
+            store: Store::Page(region),
+            _owns: PhantomData,
+        }
+    }
+
+    fn fork(&self) -> crate::ForkPolicy {
+        match &self.store {
+            Store::Page(r) => r.fork(),
+            Store::Packed(p) => p.fork(),
+        }
     }
 }
 
 /// What touching a box whose pages were excluded from this fork child says.
-const EXCLUDED: &str = "lockedbox: this box was made with ForkPolicy::Exclude by the parent of \
+pub(crate) const EXCLUDED: &str = "lockedbox: this box was made with ForkPolicy::Exclude by the parent of \
                         this fork(2) child; its pages do not exist here";
 
 impl<T: ?Sized + Plain> Deref for LockedBox<T> {
@@ -237,15 +352,20 @@ impl<T: ?Sized + Plain> DerefMut for LockedBox<T> {
 
 impl<T: ?Sized + Plain> Drop for LockedBox<T> {
     fn drop(&mut self) {
-        if self.region.present() {
-            // A sealed box may have left the pages PROT_NONE.
-            self.region.open();
+        if self.store.present() {
+            if let Store::Page(r) = &self.store {
+                // A sealed box may have left the pages PROT_NONE.
+                r.open();
+            }
             // SAFETY: `ptr` points at a valid `T` that nothing else will use:
             // the box is being dropped and no borrow of it can be alive.
             unsafe { ptr::drop_in_place(self.ptr.as_ptr()) };
-            self.region.verify_canary();
+            match &self.store {
+                Store::Page(r) => r.verify_canary(),
+                Store::Packed(p) => p.verify(),
+            }
         }
-        // `region` is dropped next: wipe, munlock, DONTNEED, munmap.
+        // `store` is dropped next: wipe, then cache or munlock, DONTNEED, close.
     }
 }
 
@@ -253,7 +373,8 @@ impl<T: ?Sized + Plain> fmt::Debug for LockedBox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockedBox")
             .field("type", &type_name::<T>())
-            .field("bytes", &self.region.layout().size)
+            .field("bytes", &self.store.size())
+            .field("isolation", &self.isolation())
             .field("locked", &self.is_locked())
             .finish_non_exhaustive()
     }

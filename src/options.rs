@@ -5,10 +5,12 @@
 use std::mem;
 
 use crate::error::Error;
-use crate::layout::{Layout, LayoutError};
-use crate::locked_box::LockedBox;
+use crate::layout::{Layout, LayoutError, PackedLayout};
+use crate::limits;
+use crate::locked_box::{LockedBox, Store};
+use crate::packed;
 use crate::plain::Plain;
-use crate::region::{self, Region};
+use crate::region::Region;
 use crate::sys;
 
 /// What to do when the data pages cannot be mlocked.
@@ -38,6 +40,24 @@ pub enum ForkPolicy {
     Keep,
 }
 
+/// How a box is kept apart from other memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Data pages of its own, the value flush against a `PROT_NONE` guard
+    /// page: a linear overflow faults at once. Costs at least one locked
+    /// page per box (4 KiB on most machines).
+    #[default]
+    Page,
+    /// A slot of 64 bytes to 4 KiB on a locked, guarded page shared with
+    /// other small secrets, with a canary on each side: an overflow is
+    /// caught when the box is dropped, not when it happens. A 32-byte secret
+    /// costs 64 bytes of locked memory, so 1,000 of them fit in the 64 KiB
+    /// `RLIMIT_MEMLOCK` of many hosts. Applies to values of up to 2 KiB
+    /// aligned to at most 16 bytes; others are page-isolated. Sealing a
+    /// packed box moves it to pages of its own.
+    Packed,
+}
+
 /// Settings for making a box, in the style of [`std::fs::OpenOptions`].
 ///
 /// ```
@@ -54,6 +74,7 @@ pub enum ForkPolicy {
 pub struct Options {
     lock: LockPolicy,
     fork: ForkPolicy,
+    isolation: Isolation,
 }
 
 impl Options {
@@ -74,6 +95,12 @@ impl Options {
         self
     }
 
+    /// Sets how the box is kept apart from other memory.
+    pub fn isolation(&mut self, isolation: Isolation) -> &mut Self {
+        self.isolation = isolation;
+        self
+    }
+
     /// Makes a box holding an all-zero `T`.
     ///
     /// # Errors
@@ -83,8 +110,8 @@ impl Options {
     /// fit; [`Error::Unsupported`] if the kernel lacks an advice the fork
     /// policy needs; [`Error::Os`] if a system call fails otherwise.
     pub fn zeroed<T: Plain>(&self) -> Result<LockedBox<T>, Error> {
-        let region = self.region(1, mem::size_of::<T>(), mem::align_of::<T>())?;
-        Ok(LockedBox::from_region(region))
+        let store = self.store(1, mem::size_of::<T>(), mem::align_of::<T>())?;
+        Ok(LockedBox::from_store(store))
     }
 
     /// Makes a box holding `len` all-zero `T`s. `len == 0` is allowed.
@@ -93,24 +120,34 @@ impl Options {
     /// As [`Options::zeroed`]; [`Error::TooLarge`] also when
     /// `len * size_of::<T>()` overflows.
     pub fn zeroed_slice<T: Plain>(&self, len: usize) -> Result<LockedBox<[T]>, Error> {
-        let region = self.region(len, mem::size_of::<T>(), mem::align_of::<T>())?;
-        Ok(LockedBox::from_region_slice(region, len))
+        let store = self.store(len, mem::size_of::<T>(), mem::align_of::<T>())?;
+        Ok(LockedBox::from_store_slice(store, len))
     }
 
-    /// A region for `len` elements of `elem_size` bytes aligned to `align`.
-    fn region(&self, len: usize, elem_size: usize, align: usize) -> Result<Region, Error> {
-        let too_large = Error::TooLarge { len, elem_size };
-        let size = len.checked_mul(elem_size).ok_or(too_large)?;
+    /// Memory for `len` elements of `elem_size` bytes aligned to `align`.
+    fn store(&self, len: usize, elem_size: usize, align: usize) -> Result<Store, Error> {
+        let size = len
+            .checked_mul(elem_size)
+            .ok_or(Error::TooLarge { len, elem_size })?;
         let page_size = sys::page_size();
+        if self.isolation == Isolation::Packed {
+            if let Some(layout) = PackedLayout::new(size, align, page_size) {
+                if let Some(slot) = packed::alloc(layout, self.lock, self.fork)? {
+                    return Ok(Store::Packed(slot));
+                }
+                // BestEffort and the page could not be locked: fall through
+                // to an (unlocked) page-isolated box.
+            }
+        }
         let layout = Layout::new(size, align, page_size).map_err(|e| match e {
             LayoutError::AlignTooLarge => Error::Alignment { align, page_size },
             LayoutError::TooLarge | LayoutError::BadAlign | LayoutError::BadPageSize => {
                 Error::TooLarge { len, elem_size }
             }
         })?;
-        if self.lock == LockPolicy::Require && !region::lockable(layout.data_len) {
+        if self.lock == LockPolicy::Require && !limits::lockable(layout.data_len) {
             return Err(Error::TooLarge { len, elem_size });
         }
-        Region::create(layout, self.lock, self.fork)
+        Region::create(layout, self.lock, self.fork).map(Store::Page)
     }
 }

@@ -33,14 +33,17 @@
 use std::any::type_name;
 use std::fmt;
 use std::io;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::error::Error;
 use crate::locked_box::LockedBox;
 use crate::plain::Plain;
-use crate::region::Residency;
+use crate::region::{Region, Residency};
 use crate::sys::Protection;
 
 /// A box whose data pages are `PROT_NONE` while no borrow is out: a stray
@@ -70,34 +73,81 @@ use crate::sys::Protection;
 /// the process. While a guard is out, every thread of the process can read
 /// the pages.
 pub struct SealedBox<T: ?Sized + Plain> {
-    inner: LockedBox<T>,
+    /// The value, inside `region`'s data pages.
+    ptr: NonNull<T>,
+    /// Taken out only by `Drop` and `unseal`.
+    region: ManuallyDrop<Region>,
     /// Live `Ref`s; see the module docs for the rules (S1, S2).
     readers: AtomicUsize,
     /// Serialises protection changes and moves of `readers` to or from zero.
     gate: Mutex<()>,
+    /// The box owns a `T`.
+    _owns: PhantomData<T>,
 }
 
-impl<T: ?Sized + Plain> LockedBox<T> {
-    /// Seals the box: its data pages become `PROT_NONE` until borrowed.
+// SAFETY: a sealed box owns its `T` and its pages exclusively, like a
+// `LockedBox`; its counter and mutex are `Send`.
+unsafe impl<T: ?Sized + Plain + Send> Send for SealedBox<T> {}
+// SAFETY: through `&SealedBox<T>` threads get `&T` (several at once, which
+// needs `T: Sync`) and serialised protection changes; nothing else.
+unsafe impl<T: ?Sized + Plain + Sync> Sync for SealedBox<T> {}
+
+impl<T: Plain> LockedBox<T> {
+    /// Seals the box: its data pages become `PROT_NONE` until borrowed. A
+    /// packed box first moves its value into data pages of its own (wiping
+    /// its old slot), since page protection cannot single out a slot.
     ///
     /// # Errors
-    /// [`Error::Os`] if mprotect fails (it has no documented way to on a
-    /// mapping of the box's own). The box is then dropped, and its secret
-    /// wiped, rather than handed back half-sealed.
+    /// [`Error::Os`] if mprotect fails (it has no documented way to on pages
+    /// of the box's own); for a packed box, also what making the new pages
+    /// can return (as [`Options::zeroed`](crate::Options::zeroed)). The box
+    /// is then dropped, and its secret wiped, rather than handed back
+    /// half-sealed.
     pub fn seal(self) -> Result<SealedBox<T>, Error> {
-        // SAFETY: `self` is moved in, so no reference into the value is
-        // alive, and none is made until a guard makes the pages accessible.
-        unsafe { self.region().protect(Protection::None) }
-            .map_err(|e| Error::os("mprotect", self.region().layout().data_len, e))?;
-        Ok(SealedBox {
-            inner: self,
-            readers: AtomicUsize::new(0),
-            gate: Mutex::new(()),
-        })
+        let (ptr, region) = self.into_page_region(NonNull::cast)?;
+        SealedBox::seal_parts(ptr, region)
+    }
+}
+
+impl<T: Plain> LockedBox<[T]> {
+    /// Seals the box; see [`LockedBox::seal`](LockedBox#method.seal) for a
+    /// sized value.
+    ///
+    /// # Errors
+    /// As for a sized value.
+    pub fn seal(self) -> Result<SealedBox<[T]>, Error> {
+        let len = self.len();
+        let (ptr, region) =
+            self.into_page_region(|p| NonNull::slice_from_raw_parts(p.cast::<T>(), len))?;
+        SealedBox::seal_parts(ptr, region)
     }
 }
 
 impl<T: ?Sized + Plain> SealedBox<T> {
+    fn seal_parts(ptr: NonNull<T>, region: Region) -> Result<Self, Error> {
+        // SAFETY: the box was moved in, so no reference into the value is
+        // alive, and none is made until a guard makes the pages accessible.
+        if let Err(e) = unsafe { region.protect(Protection::None) } {
+            let len = region.data_len();
+            drop(LockedBox::from_page_region(ptr, region));
+            return Err(Error::os("mprotect", len, e));
+        }
+        Ok(SealedBox {
+            ptr,
+            region: ManuallyDrop::new(region),
+            readers: AtomicUsize::new(0),
+            gate: Mutex::new(()),
+            _owns: PhantomData,
+        })
+    }
+
+    /// Panics in a fork child whose parent made this box with
+    /// `ForkPolicy::Exclude`; see `LockedBox::assert_present`.
+    #[inline]
+    fn assert_present(&self) {
+        assert!(self.region.present(), "{}", crate::locked_box::EXCLUDED);
+    }
+
     /// Lends the value read-only. The pages turn readable when the first
     /// `Ref` appears and `PROT_NONE` when the last one drops; a borrow while
     /// another is out costs no system call.
@@ -125,12 +175,12 @@ impl<T: ?Sized + Plain> SealedBox<T> {
         let _gate = self.lock_gate();
         let n = self.readers.load(Ordering::Acquire);
         if n == 0 {
-            self.inner.assert_present();
+            self.assert_present();
             // SAFETY: no `Ref` is alive (the count is zero and may only
             // leave zero under `gate`, which we hold), no `RefMut` can be
             // (it needs `&mut self`); widening to read-only invalidates
             // nothing.
-            if let Err(e) = unsafe { self.inner.region().protect(Protection::Read) } {
+            if let Err(e) = unsafe { self.region.protect(Protection::Read) } {
                 panic!("lockedbox: mprotect(PROT_READ) of a sealed box failed: {e}");
             }
         }
@@ -146,13 +196,13 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// # Panics
     /// As [`borrow`](SealedBox::borrow), for mprotect(`PROT_READ | PROT_WRITE`).
     pub fn borrow_mut(&mut self) -> RefMut<'_, T> {
-        self.inner.assert_present();
+        self.assert_present();
         // `&mut self`: no `Ref` is alive. A nonzero count can only be left
         // by `Ref`s passed to `mem::forget`; their borrows have ended.
         *self.readers.get_mut() = 0;
         // SAFETY: exclusive access (`&mut self`), so no reference into the
         // value is alive; widening access invalidates nothing.
-        if let Err(e) = unsafe { self.inner.region().protect(Protection::ReadWrite) } {
+        if let Err(e) = unsafe { self.region.protect(Protection::ReadWrite) } {
             panic!("lockedbox: mprotect(PROT_READ | PROT_WRITE) of a sealed box failed: {e}");
         }
         RefMut { sealed: self }
@@ -163,14 +213,20 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// Aborts the process, with one line on stderr, if the canary changed
     /// (as dropping does), or if the pages cannot be made writable again.
     pub fn unseal(self) -> LockedBox<T> {
-        self.inner.region().open();
-        self.inner.region().verify_canary();
-        self.inner
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped or used after this point but for
+        // dropping its mutex in place below; `region` is taken exactly once.
+        let region = unsafe { ManuallyDrop::take(&mut this.region) };
+        // SAFETY: the mutex is dropped once and not used afterwards.
+        unsafe { ptr::drop_in_place(&raw mut this.gate) };
+        region.open();
+        region.verify_canary();
+        LockedBox::from_page_region(this.ptr, region)
     }
 
     /// Whether the data pages are mlocked; see [`LockedBox::is_locked`].
     pub fn is_locked(&self) -> bool {
-        self.inner.is_locked()
+        self.region.is_locked()
     }
 
     /// Residency of the data pages; see [`LockedBox::residency`]. Works
@@ -179,7 +235,10 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// # Errors
     /// As [`LockedBox::residency`].
     pub fn residency(&self) -> io::Result<Residency> {
-        self.inner.residency()
+        if !self.region.present() {
+            return Err(io::Error::other(crate::locked_box::EXCLUDED));
+        }
+        self.region.residency()
     }
 
     #[inline(always)]
@@ -229,10 +288,21 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     fn seal_again(&self) {
         // SAFETY: called with no guard alive (the count is zero under
         // `gate`, or the only `RefMut` is being dropped).
-        if let Err(e) = unsafe { self.inner.region().protect(Protection::None) } {
+        if let Err(e) = unsafe { self.region.protect(Protection::None) } {
             eprintln!("lockedbox: cannot seal a box again (mprotect(PROT_NONE): {e}); aborting");
             std::process::abort();
         }
+    }
+}
+
+impl<T: ?Sized + Plain> Drop for SealedBox<T> {
+    /// Drops as the unsealed box would: the pages are made writable again
+    /// (`Region::open`), then the value is dropped, the canary checked and
+    /// the pages wiped and given back.
+    fn drop(&mut self) {
+        // SAFETY: `region` is taken exactly once, here.
+        let region = unsafe { ManuallyDrop::take(&mut self.region) };
+        drop(LockedBox::from_page_region(self.ptr, region));
     }
 }
 
@@ -240,7 +310,7 @@ impl<T: ?Sized + Plain> fmt::Debug for SealedBox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SealedBox")
             .field("type", &type_name::<T>())
-            .field("bytes", &self.inner.region().layout().size)
+            .field("bytes", &self.region.size())
             .field("locked", &self.is_locked())
             .field("readers", &self.readers.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -260,11 +330,11 @@ impl<T: ?Sized + Plain> Deref for Ref<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        self.sealed.inner.assert_present();
+        self.sealed.assert_present();
         // SAFETY: this `Ref` is counted in `readers`, so by (S1) the pages
         // are readable until it drops; the value is initialised, and shared
         // borrows only (no `RefMut` can coexist: it needs `&mut SealedBox`).
-        unsafe { self.sealed.inner.value_ptr().as_ref() }
+        unsafe { self.sealed.ptr.as_ref() }
     }
 }
 
@@ -296,19 +366,19 @@ impl<T: ?Sized + Plain> Deref for RefMut<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        self.sealed.inner.assert_present();
+        self.sealed.assert_present();
         // SAFETY: the pages are read-write while this `RefMut` lives (made
         // so by `borrow_mut`, sealed again only by its drop), and it holds
         // the box exclusively.
-        unsafe { self.sealed.inner.value_ptr().as_ref() }
+        unsafe { self.sealed.ptr.as_ref() }
     }
 }
 
 impl<T: ?Sized + Plain> DerefMut for RefMut<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.sealed.inner.assert_present();
+        self.sealed.assert_present();
         // SAFETY: as in `deref`; `&mut self` makes the borrow exclusive.
-        unsafe { self.sealed.inner.value_ptr().as_mut() }
+        unsafe { self.sealed.ptr.as_mut() }
     }
 }
 

@@ -113,13 +113,37 @@ fn an_untouched_canary_does_not_abort() {
 }
 
 #[test]
-fn reading_after_drop_faults() {
-    let out = child::run("reading_after_drop_faults", || {
+fn reading_after_drop_faults_without_a_cache() {
+    let out = child::run("reading_after_drop_faults_without_a_cache", || {
+        lockedbox::set_cache_limit(0);
         let b = LockedBox::<[u8; 32]>::new_with(|k| k.fill(7)).unwrap();
         let addr = start_of(&*b);
         assert_eq!(peek(addr), 7);
         drop(b);
         println!("read {}", peek(addr));
+    });
+    child::assert_signal(&out, libc::SIGSEGV);
+}
+
+#[test]
+fn a_cached_slot_reads_as_zeros_after_drop() {
+    // With the cache on (the default), a dropped box's slot stays mapped,
+    // locked and guarded for the next box; a dangling read finds the wipe.
+    let out = child::run("a_cached_slot_reads_as_zeros_after_drop", || {
+        let b = LockedBox::<[u8; 32]>::new_with(|k| k.fill(7)).unwrap();
+        let (start, end) = (start_of(&*b), end_of(&*b));
+        drop(b);
+        assert_eq!(lockedbox::stats().cached_slots, 1);
+        let first_data_page = end - page_size();
+        assert!(
+            (first_data_page..end).all(|a| peek(a) == 0),
+            "every data byte wiped"
+        );
+        // The next box of its size class takes the same slot...
+        let again = LockedBox::<[u8; 32]>::new_zeroed().unwrap();
+        assert_eq!(start_of(&*again), start);
+        // ...and its guard still faults.
+        poke(end);
     });
     child::assert_signal(&out, libc::SIGSEGV);
 }

@@ -40,6 +40,7 @@ fn the_limit_is_respected_and_reported() {
                 .zeroed::<u8>()
                 .unwrap(),
         ); // fork detector
+        lockedbox::trim();
         let base_lck = procfs::vm_lck_kb();
         let base_maps = procfs::mapping_count();
 
@@ -106,6 +107,7 @@ fn the_limit_is_respected_and_reported() {
 
         drop(boxes);
         drop(loose);
+        lockedbox::trim();
         assert_eq!(procfs::vm_lck_kb(), base_lck, "VmLck back at its baseline");
         assert_eq!(procfs::mapping_count(), base_maps);
         assert_eq!(lockedbox::locked_bytes(), 0);

@@ -129,11 +129,15 @@ fn dropping_a_sealed_box_wipes_and_unmaps_without_faulting() {
     child::assert_success(&child::run(
         "dropping_a_sealed_box_wipes_and_unmaps_without_faulting",
         || {
+            lockedbox::set_cache_limit(0);
             drop(LockedBox::<u8>::new_zeroed().unwrap()); // fork detector
+            lockedbox::trim();
             let (maps, lck) = (procfs::mapping_count(), procfs::vm_lck_kb());
             let (sealed, end) = sealed_secret();
             assert_eq!(perms(end), "---p");
             drop(sealed);
+            assert_eq!(perms(end), "---p", "closed: guard space again");
+            lockedbox::trim();
             assert_eq!(procfs::perms_at(end - 1), None, "unmapped");
             assert_eq!((procfs::mapping_count(), procfs::vm_lck_kb()), (maps, lck));
             // And with a read guard forgotten: pages left readable, still fine.
@@ -145,6 +149,7 @@ fn dropping_a_sealed_box_wipes_and_unmaps_without_faulting() {
                 "a forgotten guard leaves the pages readable"
             );
             drop(sealed);
+            lockedbox::trim();
             assert_eq!((procfs::mapping_count(), procfs::vm_lck_kb()), (maps, lck));
         },
     ));

@@ -17,11 +17,9 @@
 //! To add an operation: a variant of [`Op`] and an arm in [`State::apply`].
 #![no_main]
 
-use std::fmt::Debug;
-
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use lockedbox::{ForkPolicy, LockPolicy, LockedBox, Options, SealedBox};
+use lockedbox::{ForkPolicy, Isolation, LockPolicy, LockedBox, Options, Plain, SealedBox};
 
 /// Operations per run; the rest of a longer input is ignored.
 const MAX_OPS: usize = 64;
@@ -155,7 +153,8 @@ enum SizedHow {
     /// `LockedBox::new`.
     New(Words),
     /// `Options::new().lock(..).fork(..).zeroed()`.
-    Zeroed(Lock, Fork),
+    /// With `true`, `Isolation::Packed`.
+    Zeroed(Lock, Fork, bool),
 }
 
 /// One step. `which` picks a live box modulo their number (no-op if none);
@@ -166,8 +165,12 @@ enum Op {
         len: Len,
         lock: Lock,
         fork: Fork,
+        packed: bool,
         how: How,
     },
+    /// `lockedbox::trim()`: gives back cached slots and empty packed pages;
+    /// live boxes must not notice.
+    Trim,
     Write {
         which: u8,
         offset: u16,
@@ -242,8 +245,8 @@ struct Slot<T: ?Sized + lockedbox::Plain, M> {
     b: LockedBox<T>,
     model: M,
     lock: LockPolicy,
-    /// What the box added to `lockedbox::locked_bytes()`.
-    locked_bytes: usize,
+    /// How the box is isolated.
+    isolation: Isolation,
 }
 
 type SliceSlot = Slot<[u8], Vec<u8>>;
@@ -254,14 +257,13 @@ struct SealedSlot {
     b: SealedBox<[u8]>,
     model: Vec<u8>,
     lock: LockPolicy,
-    locked_bytes: usize,
 }
 
 struct State {
     slices: Vec<SliceSlot>,
     sized: Vec<SizedSlot>,
     sealed: Vec<SealedSlot>,
-    /// `lockedbox::locked_bytes()` before the run.
+    /// `lockedbox::locked_bytes()` before the run, after a trim.
     baseline: usize,
 }
 
@@ -280,7 +282,10 @@ impl State {
             slices: Vec::new(),
             sized: Vec::new(),
             sealed: Vec::new(),
-            baseline: lockedbox::locked_bytes(),
+            baseline: {
+                lockedbox::trim();
+                lockedbox::locked_bytes()
+            },
         }
     }
 
@@ -290,18 +295,19 @@ impl State {
                 len,
                 lock,
                 fork,
+                packed,
                 how,
             } => {
                 if self.slices.len() >= MAX_SLICES {
                     return;
                 }
                 let len = len.get();
-                let before = lockedbox::locked_bytes();
                 let (b, model, lock) = match how {
                     How::Zeroed => {
                         let b = Options::new()
                             .lock((*lock).into())
                             .fork((*fork).into())
+                            .isolation(isolation(*packed))
                             .zeroed_slice::<u8>(len)
                             .unwrap_or_else(|e| panic!("zeroed_slice({len}): {e}"));
                         (b, vec![0; len], (*lock).into())
@@ -313,14 +319,15 @@ impl State {
                         (b, src, LockPolicy::Require)
                     }
                 };
-                let locked_bytes = check_new(&b, len, before);
+                let mut b = b;
+                check_new(&b, len);
                 assert_eq!(&b[..], &model[..], "new box differs from its source");
-                check_debug(&b, &model);
+                check_debug(&mut b, flip_bytes);
                 self.slices.push(Slot {
+                    isolation: b.isolation(),
                     b,
                     model,
                     lock,
-                    locked_bytes,
                 });
                 self.check_slice(self.slices.len() - 1);
             }
@@ -380,7 +387,7 @@ impl State {
                 };
                 self.check_slice(i);
                 let s = self.slices.swap_remove(i);
-                drop_box(s.b, s.locked_bytes);
+                drop(s.b);
             }
             Op::Move { which } => {
                 let Some(i) = pick(*which, self.slices.len()) else {
@@ -394,14 +401,12 @@ impl State {
                 let Some(i) = pick(*which, self.slices.len()) else {
                     return;
                 };
-                let s = &self.slices[i];
-                check_debug(&s.b, &s.model);
+                check_debug(&mut self.slices[i].b, flip_bytes);
             }
             Op::CreateSized { how } => {
                 if self.sized.len() >= MAX_SIZED {
                     return;
                 }
-                let before = lockedbox::locked_bytes();
                 let (b, model, lock) = match how {
                     SizedHow::NewWith(init) => {
                         let b = LockedBox::<Words>::new_with(|v| {
@@ -415,23 +420,24 @@ impl State {
                         let b = LockedBox::new(*value).unwrap_or_else(|e| panic!("new: {e}"));
                         (b, *value, LockPolicy::Require)
                     }
-                    SizedHow::Zeroed(lock, fork) => {
+                    SizedHow::Zeroed(lock, fork, packed) => {
                         let b = Options::new()
                             .lock((*lock).into())
                             .fork((*fork).into())
+                            .isolation(isolation(*packed))
                             .zeroed::<Words>()
                             .unwrap_or_else(|e| panic!("zeroed: {e}"));
                         (b, [0; 8], (*lock).into())
                     }
                 };
-                let locked_bytes = check_new(&b, size_of::<Words>(), before);
-                check_debug(&b, &words_bytes(&model));
-                check_debug_words(&b, &model);
+                let mut b = b;
+                check_new(&b, size_of::<Words>());
+                check_debug(&mut b, flip_words);
                 self.sized.push(Slot {
+                    isolation: b.isolation(),
                     b,
                     model,
                     lock,
-                    locked_bytes,
                 });
                 self.check_sized(self.sized.len() - 1);
             }
@@ -455,20 +461,31 @@ impl State {
                 };
                 self.check_sized(i);
                 let s = self.sized.swap_remove(i);
-                drop_box(s.b, s.locked_bytes);
+                drop(s.b);
+            }
+            Op::Trim => {
+                lockedbox::trim();
+                for i in 0..self.slices.len() {
+                    self.check_slice(i);
+                }
+                for i in 0..self.sized.len() {
+                    self.check_sized(i);
+                }
+                for i in 0..self.sealed.len() {
+                    self.check_sealed(i);
+                }
             }
             Op::Seal { which } => {
                 let Some(i) = pick(*which, self.slices.len()) else {
                     return;
                 };
                 let s = self.slices.swap_remove(i);
-                let b = s.b.seal().unwrap_or_else(|e| panic!("seal: {e}"));
-                check_debug(&b, &s.model);
+                let mut b = s.b.seal().unwrap_or_else(|e| panic!("seal: {e}"));
+                check_debug_sealed(&mut b);
                 self.sealed.push(SealedSlot {
                     b,
                     model: s.model,
                     lock: s.lock,
-                    locked_bytes: s.locked_bytes,
                 });
                 self.check_sealed(self.sealed.len() - 1);
             }
@@ -520,11 +537,17 @@ impl State {
                     return;
                 };
                 let s = self.sealed.swap_remove(i);
+                let b = s.b.unseal();
+                assert_eq!(
+                    b.isolation(),
+                    Isolation::Page,
+                    "sealing moves a box to its own pages"
+                );
                 self.slices.push(Slot {
-                    b: s.b.unseal(),
+                    isolation: b.isolation(),
+                    b,
                     model: s.model,
                     lock: s.lock,
-                    locked_bytes: s.locked_bytes,
                 });
                 self.check_slice(self.slices.len() - 1);
             }
@@ -534,7 +557,7 @@ impl State {
                 };
                 self.check_sealed(i);
                 let s = self.sealed.swap_remove(i);
-                drop_box(s.b, s.locked_bytes);
+                drop(s.b);
             }
         }
         self.check_accounting();
@@ -569,45 +592,63 @@ impl State {
         check_lock(&s.b, s.lock);
     }
 
-    /// The crate's count of locked bytes is what the live boxes added to it.
+    /// The crate's counters agree with the live boxes.
     fn check_accounting(&self) {
-        let live: usize = self.slices.iter().map(|s| s.locked_bytes).sum::<usize>()
-            + self.sized.iter().map(|s| s.locked_bytes).sum::<usize>()
-            + self.sealed.iter().map(|s| s.locked_bytes).sum::<usize>();
+        let page = |i: &Isolation| *i == Isolation::Page;
+        let page_boxes = self.slices.iter().filter(|s| page(&s.isolation)).count()
+            + self.sized.iter().filter(|s| page(&s.isolation)).count()
+            + self.sealed.len();
+        let packed_boxes = self.slices.len() + self.sized.len() + self.sealed.len() - page_boxes;
+        let st = lockedbox::stats();
         assert_eq!(
-            lockedbox::locked_bytes(),
-            self.baseline + live,
-            "locked_bytes() does not match the live boxes"
+            (st.page_boxes, st.packed_boxes),
+            (page_boxes, packed_boxes),
+            "stats() does not count the live boxes: {st:?}"
         );
+        assert_eq!(st.locked_bytes, lockedbox::locked_bytes());
+        assert!(
+            st.cached_bytes <= lockedbox::cache_limit(),
+            "cache over its limit: {st:?}"
+        );
+        assert!(st.locked_bytes >= st.cached_bytes);
     }
 
     /// Compares every live box, then drops them all.
     fn finish(mut self) {
         for i in 0..self.slices.len() {
             self.check_slice(i);
-            check_debug(&self.slices[i].b, &self.slices[i].model);
+            check_debug(&mut self.slices[i].b, flip_bytes);
         }
         for i in 0..self.sized.len() {
             self.check_sized(i);
-            check_debug_words(&self.sized[i].b, &self.sized[i].model);
+            check_debug(&mut self.sized[i].b, flip_words);
         }
         for i in 0..self.sealed.len() {
             self.check_sealed(i);
         }
         self.check_accounting();
         for s in self.sealed.drain(..) {
-            drop_box(s.b, s.locked_bytes);
+            drop(s.b);
         }
         for s in self.slices.drain(..) {
-            drop_box(s.b, s.locked_bytes);
+            drop(s.b);
         }
         for s in self.sized.drain(..) {
-            drop_box(s.b, s.locked_bytes);
+            drop(s.b);
         }
+        let st = lockedbox::stats();
+        assert_eq!((st.page_boxes, st.packed_boxes), (0, 0), "{st:?}");
+        lockedbox::trim();
         assert_eq!(
             lockedbox::locked_bytes(),
             self.baseline,
             "locked bytes leaked"
+        );
+        let st = lockedbox::stats();
+        assert_eq!(
+            (st.cached_slots, st.mappings),
+            (0, 0),
+            "trim left something: {st:?}"
         );
     }
 }
@@ -627,86 +668,70 @@ fn check_lock<T: ?Sized + lockedbox::Plain>(b: &LockedBox<T>, lock: LockPolicy) 
     }
 }
 
-/// Checks a fresh box of `size` value bytes made when `locked_bytes()` was
-/// `before`; returns what it added to the count.
-fn check_new<T: ?Sized + lockedbox::Plain>(b: &LockedBox<T>, size: usize, before: usize) -> usize {
-    let after = lockedbox::locked_bytes();
-    assert!(after >= before, "locked_bytes() fell while making a box");
-    let added = after - before;
+/// Checks a fresh box of `size` value bytes: a locked one is wholly
+/// resident, on as many pages as its isolation needs.
+fn check_new<T: ?Sized + Plain>(b: &LockedBox<T>, size: usize) {
     if !b.is_locked() {
-        assert_eq!(added, 0, "an unlocked box counted locked bytes");
-        return 0;
+        return;
     }
     let r = b.residency().expect("mincore on a fresh box");
     assert!(r.all_resident(), "locked box not resident: {r:?}");
-    assert!(r.total >= 1, "no data page");
-    assert_eq!(added % r.total, 0, "locked bytes not whole pages");
-    let page = added / r.total;
-    assert!(page.is_power_of_two(), "page size {page}");
-    let needed = size + CANARY_LEN;
+    match b.isolation() {
+        // A packed slot is on one page.
+        Isolation::Packed => assert_eq!(r.total, 1, "{size}-byte packed box"),
+        // Whole pages covering value and canary, less than a page spare.
+        Isolation::Page => {
+            let needed = size + CANARY_LEN;
+            assert!(
+                r.total * PAGE >= needed && (r.total - 1) * PAGE < needed,
+                "{} pages for a {size}-byte value",
+                r.total
+            );
+        }
+    }
+}
+
+fn isolation(packed: bool) -> Isolation {
+    if packed {
+        Isolation::Packed
+    } else {
+        Isolation::Page
+    }
+}
+
+/// `Debug` of a box must not depend on its contents: formatting it, flipping
+/// every bit of the value and formatting it again must give the same text.
+/// (Searching the text for the bytes gives false alarms: the fuzzer learns to
+/// write the Debug text itself into a box.)
+fn check_debug<T: ?Sized + Plain>(b: &mut LockedBox<T>, flip: impl Fn(&mut T)) {
+    let before = format!("{b:?}");
     assert!(
-        added >= needed && added - needed < page,
-        "{added} locked bytes for a {size}-byte value ({} pages)",
-        r.total
+        before.starts_with("LockedBox"),
+        "unexpected Debug: {before}"
     );
-    added
+    flip(b);
+    let after = format!("{b:?}");
+    flip(b);
+    assert_eq!(before, after, "Debug depends on the box's contents");
 }
 
-/// Drops a box (sealed or not) and checks that the count of locked bytes
-/// fell by what it added.
-fn drop_box<B>(b: B, added: usize) {
-    let before = lockedbox::locked_bytes();
-    drop(b);
-    assert_eq!(
-        before - lockedbox::locked_bytes(),
-        added,
-        "dropping a box released a different count of locked bytes"
-    );
+fn flip_bytes(v: &mut [u8]) {
+    v.iter_mut().for_each(|x| *x ^= 0xFF);
 }
 
-fn words_bytes(w: &Words) -> Vec<u8> {
-    w.iter().flat_map(|x| x.to_ne_bytes()).collect()
+fn flip_words(v: &mut Words) {
+    v.iter_mut().for_each(|x| *x ^= u64::MAX);
 }
 
-/// `Debug` of a box must not show its bytes. Checked only when the first
-/// bytes are distinctive enough not to match by chance (at least 8 bytes,
-/// at least 4 distinct values), and only on a 16-byte window.
-fn check_debug(b: &impl Debug, bytes: &[u8]) {
-    let window = &bytes[..bytes.len().min(16)];
-    if window.len() < 8 {
-        return;
-    }
-    let mut distinct = window.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() < 4 {
-        return;
-    }
-    let dbg = format!("{b:?}");
+/// As `check_debug`, for a sealed box (flipped through a `RefMut`).
+fn check_debug_sealed(b: &mut SealedBox<[u8]>) {
+    let before = format!("{b:?}");
     assert!(
-        dbg.starts_with("LockedBox") || dbg.starts_with("SealedBox"),
-        "unexpected Debug: {dbg}"
+        before.starts_with("SealedBox"),
+        "unexpected Debug: {before}"
     );
-    let list = format!("{window:?}");
-    let list = &list[1..list.len() - 1];
-    let hex: String = window.iter().map(|x| format!("{x:02x}")).collect();
-    let hex_upper = hex.to_uppercase();
-    let leaks = dbg.contains(list)
-        || dbg.contains(&hex)
-        || dbg.contains(&hex_upper)
-        || std::str::from_utf8(window).is_ok_and(|s| dbg.contains(s));
-    assert!(!leaks, "Debug shows the box's bytes: {dbg}");
-}
-
-/// `Debug` of a sized box must not show its words either, in decimal or hex;
-/// checked for the first word when it is large enough not to match by chance.
-fn check_debug_words(b: &impl Debug, w: &Words) {
-    if w[0] < 1 << 32 {
-        return;
-    }
-    let dbg = format!("{b:?}");
-    let leaks = dbg.contains(&w[0].to_string())
-        || dbg.contains(&format!("{:x}", w[0]))
-        || dbg.contains(&format!("{:X}", w[0]));
-    assert!(!leaks, "Debug shows the box's first word: {dbg}");
+    flip_bytes(&mut b.borrow_mut());
+    let after = format!("{b:?}");
+    flip_bytes(&mut b.borrow_mut());
+    assert_eq!(before, after, "Debug depends on the box's contents");
 }
