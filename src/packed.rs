@@ -36,10 +36,6 @@ use crate::sys::{self, Advice, Protection};
 /// Pages per packed slab (between its two guard pages).
 const SLAB_PAGES: usize = 256;
 
-/// How many of its pages a thread tries for a free slot before it opens a
-/// new one.
-const SCAN: usize = 8;
-
 /// Metadata of one page of a packed slab.
 pub(crate) struct PackedPage {
     addr: NonNull<u8>,
@@ -168,12 +164,14 @@ impl ShardPacked {
         }
     }
 
-    /// Claims a slot on one of the class's pages, trying up to [`SCAN`]
-    /// pages from the cursor.
+    /// Claims a slot on one of the class's pages, trying each page once,
+    /// from the cursor on: a new page is opened (and locked) only when every
+    /// page of the class is full. In the steady state the cursor's page has
+    /// the slot freed last.
     fn claim(&mut self, class: usize, slots: usize) -> Option<(NonNull<PackedPage>, usize)> {
         let cp = &mut self.classes[class];
         let n = cp.pages.len();
-        for step in 0..n.min(SCAN) {
+        for step in 0..n {
             let i = (cp.cursor + step) % n;
             let page = cp.pages[i];
             // SAFETY: pages in the list are open and their metadata alive.
@@ -204,7 +202,7 @@ impl ShardPacked {
                 }
                 keep
             });
-            cp.cursor = 0;
+            cp.cursor = cp.cursor.min(cp.pages.len().saturating_sub(1));
         }
         empty
     }

@@ -6,70 +6,10 @@
 
 mod common;
 
-use common::{child, start_of};
+use common::{Seen, child, in_fork, start_of, the_childs_copy};
 use lockedbox::{ForkPolicy, LockedBox, Options};
 
 const SECRET: u8 = 0xA5;
-
-/// What a fork child saw.
-#[derive(Debug, PartialEq, Eq)]
-enum Seen {
-    /// Exit status 10: every byte zero; 11: every byte the secret; 12: other.
-    Exited(i32),
-    Signal(i32),
-}
-
-/// Forks; the grandchild runs `f` and `_exit`s with its result.
-fn in_fork(f: impl FnOnce() -> i32) -> Seen {
-    // SAFETY: fork in a process whose only other thread (libtest's main
-    // thread) is blocked waiting for this one; the child runs `f`, which
-    // only reads memory and makes system calls, then `_exit`s.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = f();
-        // SAFETY: `_exit` ends the child without running the parent's
-        // atexit handlers or flushing its copied stdio buffers.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waiting for the child just made.
-    let r = unsafe { libc::waitpid(pid, &raw mut status, 0) };
-    assert_eq!(r, pid);
-    if libc::WIFSIGNALED(status) {
-        Seen::Signal(libc::WTERMSIG(status))
-    } else {
-        Seen::Exited(libc::WEXITSTATUS(status))
-    }
-}
-
-/// Reads `len` bytes at `addr` (volatile, byte by byte) and classifies them.
-fn classify(addr: usize, len: usize) -> i32 {
-    let bytes: Vec<u8> = (0..len)
-        .map(|i| {
-            let p = std::ptr::with_exposed_provenance::<u8>(addr + i);
-            // SAFETY: `addr..addr + len` was the box's value in the parent;
-            // whether it is readable here is what the test finds out.
-            unsafe { p.read_volatile() }
-        })
-        .collect();
-    if bytes.iter().all(|&b| b == 0) {
-        10
-    } else if bytes.iter().all(|&b| b == SECRET) {
-        11
-    } else {
-        12
-    }
-}
-
-/// In a fork child, takes ownership of the child's copy of `value`, so that
-/// the child can drop it while the parent keeps using its own.
-fn the_childs_copy<T>(value: &T) -> T {
-    // SAFETY: called only in the fork child, which `_exit`s after the
-    // closure returns and so never uses or drops its original of `value`:
-    // the copy is the only owner in this address space.
-    unsafe { std::ptr::read(value) }
-}
 
 fn secret_box(policy: ForkPolicy) -> LockedBox<[u8; 64]> {
     let mut b = Options::new().fork(policy).zeroed::<[u8; 64]>().unwrap();
@@ -85,7 +25,7 @@ fn wipe_child_sees_zeros_and_drops_cleanly() {
             let b = secret_box(ForkPolicy::Wipe);
             let addr = start_of(&*b);
             let seen = in_fork(move || {
-                let code = classify(addr, 64);
+                let code = common::classify(addr, 64, SECRET);
                 let locked = b.is_locked();
                 // Dropping in the child must neither fault nor abort.
                 drop(b);
@@ -128,7 +68,7 @@ fn exclude_child_faults_on_the_pages() {
     child::assert_success(&child::run("exclude_child_faults_on_the_pages", || {
         let b = secret_box(ForkPolicy::Exclude);
         let addr = start_of(&*b);
-        let seen = in_fork(|| classify(addr, 64));
+        let seen = in_fork(|| common::classify(addr, 64, SECRET));
         assert_eq!(seen, Seen::Signal(libc::SIGSEGV));
         assert!(b.iter().all(|&x| x == SECRET), "the parent still has it");
     }));
@@ -157,7 +97,7 @@ fn keep_child_sees_the_secret() {
         let b = secret_box(ForkPolicy::Keep);
         let addr = start_of(&*b);
         let seen = in_fork(move || {
-            let code = classify(addr, 64);
+            let code = common::classify(addr, 64, SECRET);
             drop(b);
             code
         });

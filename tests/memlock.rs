@@ -7,27 +7,11 @@ mod common;
 use common::{child, end_of, procfs};
 use lockedbox::{Error, LockPolicy, LockedBox, Options};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
 
 const LIMIT: u64 = 64 * 1024;
 
-/// Drops CAP_IPC_LOCK from this thread (the one that will call mlock) and
-/// sets RLIMIT_MEMLOCK to `LIMIT`, soft and hard.
 fn become_unprivileged() {
-    let mut caps = capabilities(None).expect("capget");
-    caps.effective.remove(CapabilitySet::IPC_LOCK);
-    caps.permitted.remove(CapabilitySet::IPC_LOCK);
-    caps.inheritable.remove(CapabilitySet::IPC_LOCK);
-    set_capabilities(None, caps).expect("capset");
-    assert_eq!(lockedbox::Host::probe().cap_ipc_lock, Some(false));
-    setrlimit(
-        Resource::Memlock,
-        Rlimit {
-            current: Some(LIMIT),
-            maximum: Some(LIMIT),
-        },
-    )
-    .expect("setrlimit");
+    common::become_unprivileged(LIMIT);
 }
 
 #[test]

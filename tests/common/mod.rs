@@ -1,9 +1,12 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod child;
+pub mod process;
 pub mod procfs;
 pub mod seccomp;
+
+pub use process::{Seen, become_unprivileged, classify, in_fork, the_childs_copy};
 
 /// The address one past the last byte of `value`.
 pub fn end_of<T: ?Sized>(value: &T) -> usize {

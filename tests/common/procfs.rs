@@ -108,6 +108,17 @@ pub fn mapping_count() -> usize {
         .count()
 }
 
+/// Anonymous mappings marked `MADV_DONTDUMP` (VmFlags `dd`, without the
+/// `pf` of the kernel's own [vvar] pages): this crate's slabs and mappings,
+/// and nothing the allocator or the thread library makes, so the count does
+/// not move with malloc's own mappings.
+pub fn dontdump_mapping_count() -> usize {
+    smaps()
+        .iter()
+        .filter(|v| v.has("dd") && !v.has("pf"))
+        .count()
+}
+
 /// `VmLck` from /proc/self/status, in kB: memory this process has mlocked.
 pub fn vm_lck_kb() -> u64 {
     status_kb("VmLck:")
