@@ -1,5 +1,7 @@
-//! `cargo run --example doctor`: what this host offers a secret, then one box
-//! with its protections read back from the kernel's own view in /proc.
+//! `cargo run --example doctor`: what this host offers a secret, then a
+//! page-isolated and a packed box with their protections read back from the
+//! kernel's own view in /proc, and the crate's counters (`stats()`) as the
+//! boxes are dropped and the cache is trimmed.
 //!
 //! Exits with status 1 if a protection that the host claims to offer is not
 //! visible on the box.
@@ -10,7 +12,7 @@ mod procfs;
 use std::fs;
 use std::process::ExitCode;
 
-use lockedbox::{Host, LockedBox, MemlockLimit};
+use lockedbox::{Host, Isolation, LockedBox, MemlockLimit, Options};
 
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "NO" }
@@ -178,20 +180,61 @@ fn main() -> ExitCode {
         lck_live >= lck_before + (data.len() / 1024) as u64,
         format!("{lck_before} kB -> {lck_live} kB"),
     );
-    println!("lockedbox::locked_bytes() = {}", lockedbox::locked_bytes());
 
+    println!("== a packed box (Isolation::Packed) ==");
+    match Options::new()
+        .isolation(Isolation::Packed)
+        .zeroed::<[u8; 32]>()
+    {
+        Ok(small) => {
+            println!("{small:?}");
+            let vma = procfs::vma_at(small.as_ptr() as usize);
+            let flags = vma.as_ref().map_or_else(String::new, |v| v.flags.join(" "));
+            c.check(
+                "packed page locked, left out of dumps",
+                vma.as_ref()
+                    .is_some_and(|v| v.perms == "rw-p" && v.has("lo") && v.has("dd")),
+                flags,
+            );
+            let guarded = vma.as_ref().is_some_and(|v| {
+                procfs::perms_at(v.start - 1).as_deref() == Some("---p")
+                    && procfs::perms_at(v.end).as_deref() == Some("---p")
+            });
+            c.check(
+                "packed pages between PROT_NONE pages",
+                guarded,
+                "---p on both sides",
+            );
+            println!("{:?}", lockedbox::stats());
+        }
+        Err(e) => c.check("packed box", false, e),
+    }
+
+    println!("== after drop, and after trim ==");
     drop(key);
+    let cached = procfs::vma_at(end - 1);
+    let st = lockedbox::stats();
+    c.check(
+        "dropped slot cached (wiped), still locked",
+        cached.is_some_and(|v| v.perms == "rw-p" && v.has("lo")) && st.cached_slots >= 1,
+        format!(
+            "{} slot(s), {} bytes in the cache",
+            st.cached_slots, st.cached_bytes
+        ),
+    );
+    lockedbox::trim();
     let lck_after = procfs::vm_lck_kb();
     c.check(
-        "VmLck back after drop",
+        "VmLck back after trim",
         lck_after == lck_before,
         format!("{lck_after} kB"),
     );
     c.check(
-        "mapping gone after drop",
+        "mapping gone after trim",
         procfs::perms_at(end - 1).is_none(),
         "no VMA holds the old address",
     );
+    println!("{:?}", lockedbox::stats());
 
     if c.failed == 0 {
         println!("all protections verified");

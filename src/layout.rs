@@ -126,20 +126,25 @@ pub(crate) struct SlabGeometry {
 
 impl SlabGeometry {
     /// The geometry for slots of `data_pages` pages, or `None` if such slots
-    /// are not carved from slabs (zero or more than [`MAX_SLAB_PAGES`]).
+    /// are not carved from slabs (zero or more than [`MAX_SLAB_PAGES`], or a
+    /// slab that would not fit in `isize::MAX` bytes).
     pub(crate) fn new(data_pages: usize, page: usize) -> Option<Self> {
         if data_pages == 0 || data_pages > MAX_SLAB_PAGES || !page.is_power_of_two() {
             return None;
         }
         // About 512 pages of address space a slab, 4 to 64 slots.
         let slots = (512 / (data_pages + 1)).clamp(4, 64);
-        let stride = (data_pages + 1) * page;
+        let stride = (data_pages + 1).checked_mul(page)?;
+        let map_len = slots
+            .checked_mul(stride)?
+            .checked_add(page)
+            .filter(|&len| isize::try_from(len).is_ok())?;
         Some(SlabGeometry {
             page,
             data_pages,
             slots,
             stride,
-            map_len: page + slots * stride,
+            map_len,
         })
     }
 
@@ -199,6 +204,7 @@ impl PackedLayout {
     /// aligned to be packed (it is then page-isolated).
     pub(crate) fn new(size: usize, align: usize, page: usize) -> Option<Self> {
         if size > PACKED_MAX_SIZE
+            || !page.is_power_of_two()
             || !align.is_power_of_two()
             || align > PACKED_MAX_ALIGN
             || size % align != 0
@@ -295,6 +301,52 @@ pub(crate) fn fuzz(size: usize, align: usize, page: usize) {
             let data = needed.div_ceil(page as u128) * page as u128;
             assert!(data + 2 * page as u128 > isize::MAX as u128);
         }
+    }
+    if let Ok(l) = Layout::new(size, align, page) {
+        // A slab slot of the layout's size class holds it exactly.
+        if let Some(g) = SlabGeometry::new(l.data_len / page, page) {
+            assert_eq!(g.data_len(), l.data_len);
+            assert!(g.slots >= 4 && g.slots <= 64);
+            assert_eq!(g.all_slots().count_ones() as usize, g.slots);
+            let last = g.slot_offset(g.slots - 1);
+            assert_eq!(last + g.data_len() + page, g.map_len, "trailing guard");
+            assert_eq!(g.slot_offset(0), page, "leading guard");
+        } else {
+            let pages = l.data_len / page;
+            let slab_bytes = (pages as u128 + 1) * page as u128 * 64 + page as u128;
+            assert!(pages > MAX_SLAB_PAGES || slab_bytes > isize::MAX as u128);
+        }
+    }
+    match PackedLayout::new(size, align, page) {
+        Some(p) => {
+            assert!(size <= PACKED_MAX_SIZE && align <= PACKED_MAX_ALIGN);
+            assert!(p.slot_size.is_power_of_two() && p.slot_size >= PACKED_MIN_SLOT);
+            assert!(p.slot_size <= page && page % p.slot_size == 0);
+            assert!(p.value_offset >= CANARY_LEN, "front canary fits");
+            assert_eq!(
+                p.value_offset + size,
+                p.back_canary_offset,
+                "value abuts back canary"
+            );
+            assert_eq!(p.back_canary_offset + CANARY_LEN, p.slot_size);
+            assert_eq!(p.value_offset % align, 0, "aligned (slots are 16-aligned)");
+            assert!(p.class() < packed_classes(page));
+            assert!(
+                p.slot_size / 2 < size + 2 * CANARY_LEN || p.slot_size == PACKED_MIN_SLOT,
+                "smallest class"
+            );
+        }
+        None => assert!(
+            size > PACKED_MAX_SIZE
+                || !page.is_power_of_two()
+                || !align.is_power_of_two()
+                || align > PACKED_MAX_ALIGN
+                || size % align != 0
+                || (size + 2 * CANARY_LEN)
+                    .next_power_of_two()
+                    .max(PACKED_MIN_SLOT)
+                    > page
+        ),
     }
 }
 

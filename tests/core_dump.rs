@@ -1,11 +1,12 @@
 //! A real core dump, written by the kernel, holds no byte of a live box.
 //!
-//! The child fills a box with random bytes (getrandom writes them straight
-//! into the locked page), and a plain heap buffer with other random bytes as
-//! a control. It hands both to the parent through files written by write(2)
-//! from the buffers themselves, so no user-space copy is made, then aborts.
-//! The parent finds the control in the core file (so the search works and the
-//! core is real) and the secret nowhere in it.
+//! The child fills boxes (page-isolated, packed, and one on a recycled slot)
+//! with random bytes (getrandom writes them straight into the locked pages),
+//! and a plain heap buffer with other random bytes as a control. It hands
+//! them to the parent through files written by write(2) from the buffers
+//! themselves, so no user-space copy is made, then aborts. The parent finds
+//! the control in the core file (so the search works and the core is real)
+//! and no secret anywhere in it.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::child;
-use lockedbox::LockedBox;
+use lockedbox::{Isolation, LockedBox, Options};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 const DIR_VAR: &str = "LOCKEDBOX_CORE_DIR";
@@ -70,15 +71,28 @@ fn a_core_dump_holds_no_secret() {
         .unwrap();
 
         let secret = LockedBox::<[u8; 32]>::new_with(|k| random_into(k)).unwrap();
+        let mut packed = Options::new()
+            .isolation(Isolation::Packed)
+            .zeroed::<[u8; 32]>()
+            .unwrap();
+        random_into(&mut *packed);
+        // A slot recycled from the cache is covered too.
+        drop(LockedBox::<[u8; 48]>::new_zeroed().unwrap());
+        let mut recycled = LockedBox::<[u8; 48]>::new_zeroed().unwrap();
+        random_into(&mut *recycled);
         let mut control = vec![0u8; 32];
         random_into(&mut control);
         dump_raw(&dir.join("secret.bin"), &*secret);
+        dump_raw(&dir.join("packed.bin"), &*packed);
+        dump_raw(&dir.join("recycled.bin"), &*recycled);
         dump_raw(&dir.join("control.bin"), &control);
         std::process::abort();
     });
     child::assert_signal(&out, libc::SIGABRT);
 
     let secret = fs::read(dir.join("secret.bin")).unwrap();
+    let packed = fs::read(dir.join("packed.bin")).unwrap();
+    let recycled = fs::read(dir.join("recycled.bin")).unwrap();
     let control = fs::read(dir.join("control.bin")).unwrap();
     let core_path = fs::read_dir(&dir)
         .unwrap()
@@ -101,4 +115,13 @@ fn a_core_dump_holds_no_secret() {
         "the box's bytes are not in the core"
     );
     assert!(!contains(&core, &secret[..16]) && !contains(&core, &secret[16..]));
+    assert_eq!((packed.len(), recycled.len()), (32, 48));
+    assert!(
+        !contains(&core, &packed[..16]) && !contains(&core, &packed[16..]),
+        "packed"
+    );
+    assert!(
+        !contains(&core, &recycled[..24]) && !contains(&core, &recycled[24..]),
+        "recycled"
+    );
 }
