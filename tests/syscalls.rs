@@ -61,7 +61,7 @@ fn calls_between(trace: &str, from: i32, to: i32) -> Vec<String> {
 }
 
 #[test]
-fn cold_warm_and_packed_paths_make_the_expected_calls() {
+fn each_path_makes_the_expected_calls() {
     if std::env::var(CHILD_VAR).as_deref() == Ok("syscalls") {
         lockedbox::set_cache_limit(0);
         cycle_page(); // maps a slab (kept while empty) and the fork detector
@@ -80,6 +80,19 @@ fn cold_warm_and_packed_paths_make_the_expected_calls() {
             cycle_packed();
         }
         marker(1005);
+        let sealed = LockedBox::<[u8; 32]>::new_zeroed().unwrap().seal().unwrap();
+        marker(1006);
+        for _ in 0..10 {
+            std::hint::black_box(sealed.borrow()[0]);
+        }
+        marker(1007);
+        let outer = sealed.borrow();
+        marker(1008);
+        for _ in 0..100 {
+            std::hint::black_box(sealed.borrow()[0]);
+        }
+        marker(1009);
+        drop(outer);
         std::process::exit(0);
     }
     if Command::new("strace").arg("-V").output().is_err() {
@@ -100,7 +113,7 @@ fn cold_warm_and_packed_paths_make_the_expected_calls() {
         ])
         .arg(std::env::current_exe().unwrap())
         .args([
-            "cold_warm_and_packed_paths_make_the_expected_calls",
+            "each_path_makes_the_expected_calls",
             "--exact",
             "--test-threads=1",
         ])
