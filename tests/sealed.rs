@@ -40,17 +40,7 @@ fn protection_follows_the_guards() {
         m[0] = 1;
     }
     assert_eq!(perms(end), "---p");
-    let vma = procfs::vma_at(end - 1).unwrap();
-    assert!(
-        vma.has("lo") && vma.has("dd") && vma.has("wf"),
-        "{:?}",
-        vma.flags
-    );
-    assert_eq!(
-        procfs::perms_at(end).as_deref(),
-        Some("---p"),
-        "trailing guard"
-    );
+    common::assert_locked_dontdump_guarded(end);
     assert!(sealed.is_locked());
     assert!(sealed.residency().unwrap().all_resident());
 

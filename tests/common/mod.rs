@@ -21,3 +21,14 @@ pub fn start_of<T: ?Sized>(value: &T) -> usize {
 pub fn page_size() -> usize {
     rustix::param::page_size()
 }
+
+/// The value ending at `end` (one past its last byte) sits in pages that are
+/// locked, left out of core dumps and wiped in fork children (VmFlags `lo`,
+/// `dd`, `wf`), with a `PROT_NONE` page right after it.
+pub fn assert_locked_dontdump_guarded(end: usize) {
+    let vma = procfs::vma_at(end - 1).expect("the value is mapped");
+    for flag in ["lo", "dd", "wf"] {
+        assert!(vma.has(flag), "{flag} missing from {:?}", vma.flags);
+    }
+    assert_eq!(procfs::perms_at(end).as_deref(), Some("---p"), "trailing guard");
+}
