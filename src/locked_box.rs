@@ -255,6 +255,8 @@ impl<T: ?Sized + Plain> LockedBox<T> {
         self,
         retarget: impl FnOnce(NonNull<u8>) -> NonNull<T>,
     ) -> Result<(NonNull<T>, Region), Error> {
+        // The pages must exist here before anything is moved or protected.
+        self.assert_present();
         let this = mem::ManuallyDrop::new(self);
         let ptr = this.ptr;
         // SAFETY: `this` is never dropped or used again after this point, so

@@ -21,7 +21,7 @@
 use std::io;
 use std::process;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use zeroize::Zeroize;
 
@@ -39,10 +39,13 @@ const SLAB_PAGES: usize = 256;
 /// Metadata of one page of a packed slab.
 pub(crate) struct PackedPage {
     addr: NonNull<u8>,
+    /// The slab, whose `open` bits are only touched under the pool mutex of
+    /// its fork policy.
     slab: NonNull<PackedSlab>,
     index: usize,
-    /// Slot size while the page is open, 0 while closed.
-    slot_size: AtomicUsize,
+    /// The slab's fork policy (copied, so that nobody needs to borrow the
+    /// slab to find which mutex guards it).
+    fork: ForkPolicy,
     /// One bit per slot, set while the slot holds a value.
     used: Box<[AtomicU64]>,
 }
@@ -96,7 +99,6 @@ impl PackedPage {
 pub(crate) struct PackedSlab {
     map: NonNull<u8>,
     map_len: usize,
-    fork: ForkPolicy,
     /// Bit per page: open (or being opened or closed by whoever set it).
     open: Vec<u64>,
     /// Boxed so that page metadata never moves while the slab lives.
@@ -125,14 +127,14 @@ impl PackedSlab {
 }
 
 /// The packed slabs of one fork policy, and pages whose thread has exited.
+///
+/// Each slab is a `Box` turned into a raw pointer, freed when the slab is
+/// unmapped (only when none of its pages is open), so that the pointers page
+/// metadata and slot handles keep stay valid; every access to a slab's
+/// `open` bits happens under this struct's mutex.
 #[derive(Default)]
 pub(crate) struct PackedSlabs {
-    /// Boxed so that a slab's address never moves.
-    #[expect(
-        clippy::vec_box,
-        reason = "page metadata pointers into a slab must stay valid"
-    )]
-    slabs: Vec<Box<PackedSlab>>,
+    slabs: Vec<NonNull<PackedSlab>>,
     /// Open pages whose owner thread exited while they still held values.
     orphans: Vec<NonNull<PackedPage>>,
 }
@@ -258,7 +260,7 @@ pub(crate) fn alloc(
     let (page, index) = match claimed {
         Some(c) => c,
         None => {
-            let page = match open_page(layout.slot_size, fork) {
+            let page = match open_page(fork) {
                 Ok(p) => p,
                 Err(Error::MemlockLimit { .. }) if lock_policy == LockPolicy::BestEffort => {
                     return Ok(None);
@@ -308,7 +310,7 @@ pub(crate) fn alloc(
 }
 
 /// Opens a page in one of the fork policy's packed slabs.
-fn open_page(slot_size: usize, fork: ForkPolicy) -> Result<NonNull<PackedPage>, Error> {
+fn open_page(fork: ForkPolicy) -> Result<NonNull<PackedPage>, Error> {
     let page_size = sys::page_size();
     let pool = pool::pool();
     let page = {
@@ -321,16 +323,12 @@ fn open_page(slot_size: usize, fork: ForkPolicy) -> Result<NonNull<PackedPage>, 
     // closed page exclusively.
     let opened = unsafe { pool::open_pages(meta.addr, page_size, LockPolicy::Require) };
     match opened {
-        Ok(_) => {
-            meta.slot_size.store(slot_size, Ordering::Release);
-            Ok(page)
-        }
+        Ok(_) => Ok(page),
         Err(e) => {
             let _slabs = lock(&pool.packed[fork_index(fork)]);
             // SAFETY: under the pool mutex, which guards `open`; the slab
             // outlives the bit we still hold.
-            let slab = unsafe { &mut *meta.slab.as_ptr() };
-            slab.open[meta.index / 64] &= !(1 << (meta.index % 64));
+            unsafe { clear_open(meta) };
             Err(e)
         }
     }
@@ -339,42 +337,60 @@ fn open_page(slot_size: usize, fork: ForkPolicy) -> Result<NonNull<PackedPage>, 
 /// Reserves a closed page, mapping a new slab if every page is open.
 fn reserve_page(slabs: &mut PackedSlabs, fork: ForkPolicy) -> Result<NonNull<PackedPage>, Error> {
     let page_size = sys::page_size();
-    let words = SLAB_PAGES.div_ceil(64);
-    let found = slabs.slabs.iter_mut().find(|s| s.open_count() < SLAB_PAGES);
+    let found = slabs.slabs.iter().copied().find(|s| {
+        // SAFETY: listed slabs are live, and we hold the mutex that guards
+        // their `open` bits.
+        unsafe { s.as_ref() }.open_count() < SLAB_PAGES
+    });
     let slab = match found {
         Some(s) => s,
         None => {
             let map_len = (SLAB_PAGES + 2) * page_size;
             let map = pool::map_advised(map_len, fork)?;
             let used_words = (page_size / crate::layout::PACKED_MIN_SLOT).div_ceil(64);
-            let mut slab = Box::new(PackedSlab {
+            let slab = NonNull::from(Box::leak(Box::new(PackedSlab {
                 map,
                 map_len,
-                fork,
-                open: vec![0; words],
+                open: vec![0; SLAB_PAGES.div_ceil(64)],
                 pages: Box::new([]),
-            });
-            let slab_ptr = NonNull::from(&mut *slab);
-            slab.pages = (0..SLAB_PAGES)
+            })));
+            let pages: Box<[PackedPage]> = (0..SLAB_PAGES)
                 .map(|i| PackedPage {
                     // SAFETY: page `i` starts `(i + 1)` pages into the
                     // mapping (after the leading guard), inside it.
                     addr: unsafe { map.add((i + 1) * page_size) },
-                    slab: slab_ptr,
+                    slab,
                     index: i,
-                    slot_size: AtomicUsize::new(0),
+                    fork,
                     used: (0..used_words).map(|_| AtomicU64::new(0)).collect(),
                 })
                 .collect();
+            // SAFETY: the slab was just allocated; nothing else refers to it.
+            unsafe { (*slab.as_ptr()).pages = pages };
             slabs.slabs.push(slab);
-            slabs.slabs.last_mut().expect("just pushed")
+            slab
         }
     };
+    // SAFETY: see above; no other reference to this slab's fields is alive
+    // while we hold the mutex (page metadata lives in a separate allocation).
+    let s = unsafe { &mut *slab.as_ptr() };
     let i = (0..SLAB_PAGES)
-        .find(|&i| !slab.is_open(i))
+        .find(|&i| !s.is_open(i))
         .expect("a slab with a closed page");
-    slab.open[i / 64] |= 1 << (i % 64);
-    Ok(NonNull::from(&slab.pages[i]))
+    s.open[i / 64] |= 1 << (i % 64);
+    Ok(NonNull::from(&s.pages[i]))
+}
+
+/// Clears a page's open bit in its slab.
+///
+/// # Safety
+/// The caller holds the pool mutex of the page's fork policy, and the page's
+/// slab is alive (it is, while the bit is set).
+unsafe fn clear_open(meta: &PackedPage) {
+    // SAFETY: forwarded; only the `open` field is borrowed, so page metadata
+    // read concurrently by other threads is not aliased.
+    let open = unsafe { &mut (*meta.slab.as_ptr()).open };
+    open[meta.index / 64] &= !(1 << (meta.index % 64));
 }
 
 /// Closes pages that hold no value and that no shard lists any more.
@@ -388,13 +404,10 @@ pub(crate) fn close_pages_of(pool: &Pool, pages: Vec<NonNull<PackedPage>>) {
         // SAFETY: every slot is free and wiped, no shard can claim one (the
         // page is in no list), so the page is ours alone and unreferenced.
         unsafe { close_page_memory(meta.addr, page_size) };
-        meta.slot_size.store(0, Ordering::Release);
-        // SAFETY: as above; the slab outlives its open pages.
-        let fork = unsafe { meta.slab.as_ref() }.fork;
-        let _slabs = lock(&pool.packed[fork_index(fork)]);
-        // SAFETY: under the pool mutex, which guards `open`.
-        let slab = unsafe { &mut *meta.slab.as_ptr() };
-        slab.open[meta.index / 64] &= !(1 << (meta.index % 64));
+        let _slabs = lock(&pool.packed[fork_index(meta.fork)]);
+        // SAFETY: under the pool mutex, which guards `open`; the slab
+        // outlives its open pages.
+        unsafe { clear_open(meta) };
     }
 }
 
@@ -419,9 +432,7 @@ unsafe fn close_page_memory(addr: NonNull<u8>, len: usize) {
 pub(crate) fn orphan(pool: &Pool, pages: Vec<NonNull<PackedPage>>) {
     for page in pages {
         // SAFETY: as in `close_pages_of`.
-        let slab = unsafe { page.as_ref() }.slab;
-        // SAFETY: the slab outlives its open pages.
-        let fork = unsafe { slab.as_ref() }.fork;
+        let fork = unsafe { page.as_ref() }.fork;
         lock(&pool.packed[fork_index(fork)]).orphans.push(page);
     }
 }
@@ -445,14 +456,19 @@ pub(crate) fn trim(pool: &Pool) {
         };
         close_pages_of(pool, empty);
         let mut s = lock(slabs);
-        s.slabs.retain(|slab| {
+        s.slabs.retain(|&p| {
+            // SAFETY: listed slabs are live; we hold their mutex.
+            let slab = unsafe { p.as_ref() };
             if slab.open_count() > 0 {
                 return true;
             }
-            // SAFETY: no page of the slab is open: nothing refers into it and
-            // no handle points at its metadata.
+            // SAFETY: no page of the slab is open: nothing refers into its
+            // mapping, and no handle or list points at its metadata.
             let r = unsafe { sys::unmap(slab.map, slab.map_len) };
             debug_assert!(r.is_ok(), "munmap: {r:?}");
+            // SAFETY: the slab came from `Box::leak`, leaves the list here
+            // and is referred to by nobody.
+            drop(unsafe { Box::from_raw(p.as_ptr()) });
             false
         });
     }
@@ -466,7 +482,8 @@ pub(crate) fn mappings(pool: &Pool) -> usize {
             lock(s)
                 .slabs
                 .iter()
-                .map(|slab| 1 + 2 * slab.open_runs())
+                // SAFETY: listed slabs are live; we hold their mutex.
+                .map(|slab| 1 + 2 * unsafe { slab.as_ref() }.open_runs())
                 .sum::<usize>()
         })
         .sum()

@@ -37,6 +37,12 @@
 //! inherited ones: their mutexes may have been held by threads that do not
 //! exist in the child, and their pages are not locked there (or, under
 //! `ForkPolicy::Exclude`, not mapped). What they hold is leaked in the child.
+//!
+//! The few process-wide values made once on first use (the canary, the
+//! fork-detection page, the physical memory size) sit in `OnceLock`s: a
+//! fork child of a process whose thread was making one of them at that
+//! instant would wait forever for it. Make a box before forking from a
+//! multi-threaded process to rule that out.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
@@ -107,12 +113,20 @@ pub(crate) struct PageSlab {
 unsafe impl Send for PageSlab {}
 
 /// The slabs of one size class and fork policy.
+///
+/// Each slab is a `Box` turned into a raw pointer (`Box::into_raw`), so that
+/// the pointers slot handles keep are never invalidated by a borrow of the
+/// box; it is freed with `Box::from_raw` when the slab is unmapped, which
+/// happens only when no slot of it is open. Every access to a slab's fields
+/// happens under the class mutex.
 #[derive(Default)]
 struct ClassSlabs {
-    /// Boxed so that a slab's address, which slot handles keep, never moves.
-    #[expect(clippy::vec_box, reason = "slot handles keep pointers to their slab")]
-    slabs: Vec<Box<PageSlab>>,
+    slabs: Vec<NonNull<PageSlab>>,
 }
+
+// SAFETY: the pointers are owned (from `Box::into_raw`) and only followed
+// under the class mutex.
+unsafe impl Send for ClassSlabs {}
 
 /// Where a page-isolated slot's pages came from.
 pub(crate) enum Home {
@@ -350,6 +364,9 @@ unsafe fn close_pages(data: NonNull<u8>, len: usize, locked: bool) {
     debug_assert!(r.is_ok(), "madvise(MADV_DONTNEED): {r:?}");
     // SAFETY: as above; no reference into the range remains.
     let r = unsafe { sys::protect(data, len, Protection::None) };
+    // Should this fail, the closed slot stays read-write but wiped and
+    // discarded; its neighbours keep their guard pages, which are separate
+    // pages that are never opened.
     debug_assert!(r.is_ok(), "mprotect(PROT_NONE): {r:?}");
 }
 
@@ -406,19 +423,30 @@ fn reserve_slot(
     fork: ForkPolicy,
 ) -> Result<(NonNull<PageSlab>, usize, NonNull<u8>), Error> {
     let full = geo.all_slots();
-    let slab = match class.slabs.iter_mut().find(|s| s.open != full) {
+    // SAFETY: the class's slabs are live (freed only when unmapped, which
+    // removes them from the list), and we hold the class mutex.
+    let found = class
+        .slabs
+        .iter()
+        .copied()
+        .find(|s| unsafe { s.as_ref() }.open != full);
+    let slab = match found {
         Some(s) => s,
         None => {
             let map = map_advised(geo.map_len, fork)?;
-            class.slabs.push(Box::new(PageSlab { map, geo, open: 0 }));
-            class.slabs.last_mut().expect("just pushed")
+            let slab = NonNull::from(Box::leak(Box::new(PageSlab { map, geo, open: 0 })));
+            class.slabs.push(slab);
+            slab
         }
     };
-    let index = slab.open.trailing_ones() as usize;
-    slab.open |= 1 << index;
+    // SAFETY: as above; no other reference to this slab exists while we hold
+    // the class mutex.
+    let s = unsafe { &mut *slab.as_ptr() };
+    let index = s.open.trailing_ones() as usize;
+    s.open |= 1 << index;
     // SAFETY: `slot_offset(index) < map_len`: inside the slab mapping.
-    let data = unsafe { slab.map.add(geo.slot_offset(index)) };
-    Ok((NonNull::from(&mut **slab), index, data))
+    let data = unsafe { s.map.add(geo.slot_offset(index)) };
+    Ok((slab, index, data))
 }
 
 /// A slot in a mapping of its own: guard, data, guard.
@@ -509,7 +537,9 @@ fn close_slot(slot: PageSlot) {
 fn unmap_empty_slabs(class: &mut ClassSlabs, keep: usize) -> usize {
     let mut kept = 0;
     let mut unmapped = 0;
-    class.slabs.retain(|s| {
+    class.slabs.retain(|&p| {
+        // SAFETY: listed slabs are live; we hold the class mutex.
+        let s = unsafe { p.as_ref() };
         if s.open != 0 {
             return true;
         }
@@ -517,10 +547,13 @@ fn unmap_empty_slabs(class: &mut ClassSlabs, keep: usize) -> usize {
             kept += 1;
             return true;
         }
-        // SAFETY: no slot of the slab is open, so nothing refers into it and
-        // no handle points at the slab.
+        // SAFETY: no slot of the slab is open, so nothing refers into its
+        // mapping and no handle points at the slab.
         let r = unsafe { sys::unmap(s.map, s.geo.map_len) };
         debug_assert!(r.is_ok(), "munmap: {r:?}");
+        // SAFETY: the slab came from `Box::into_raw` (via `Box::leak`), is
+        // dropped from the list here and referred to by nobody.
+        drop(unsafe { Box::from_raw(p.as_ptr()) });
         unmapped += 1;
         false
     });
@@ -666,8 +699,11 @@ impl Drop for ShardHandle {
         crate::packed::close_pages_of(pool, empty);
         let in_use = lock(&shard.state).packed.take_all();
         crate::packed::orphan(pool, in_use);
+        // Under the registry's mutex, so that `stats` sees the counters
+        // either in the shard or in `retired`, never in both or neither.
+        let mut shards = lock(&pool.shards);
         shard.counters.add_into(&pool.retired);
-        lock(&pool.shards).retain(|s| !Arc::ptr_eq(s, shard));
+        shards.retain(|s| !Arc::ptr_eq(s, shard));
     }
 }
 
@@ -762,12 +798,13 @@ pub struct Stats {
 pub fn stats() -> Stats {
     let pool = pool();
     let totals = Counters::default();
-    pool.retired.add_into(&totals);
     let mut st = Stats {
         locked_bytes: limits::locked_bytes(),
         ..Stats::default()
     };
-    for shard in lock(&pool.shards).iter() {
+    let shards = lock(&pool.shards);
+    pool.retired.add_into(&totals);
+    for shard in shards.iter() {
         shard.counters.add_into(&totals);
         let state = lock(&shard.state);
         st.cached_slots += state.cache.iter().map(Vec::len).sum::<usize>();
@@ -786,7 +823,8 @@ pub fn stats() -> Stats {
         st.mappings += lock(class)
             .slabs
             .iter()
-            .map(|s| 1 + 2 * s.open.count_ones() as usize)
+            // SAFETY: listed slabs are live; we hold the class mutex.
+            .map(|s| 1 + 2 * unsafe { s.as_ref() }.open.count_ones() as usize)
             .sum::<usize>();
     }
     st.mappings += 3 * pool.solo.load(Ordering::Relaxed);

@@ -179,6 +179,10 @@ impl Region {
 
     /// Changes the data pages' protection and records it.
     ///
+    /// Where the pages do not exist (a fork child of the maker of a
+    /// [`ForkPolicy::Exclude`] region) it changes nothing and fails: the
+    /// address range may hold someone else's mapping there.
+    ///
     /// # Safety
     /// No reference into the value may be alive that the new protection
     /// forbids: none at all for [`Protection::None`], no `&mut` for
@@ -186,28 +190,35 @@ impl Region {
     /// allows it again. Callers that race must serialise their calls.
     #[inline]
     pub(crate) unsafe fn protect(&self, prot: Protection) -> io::Result<()> {
-        debug_assert!(self.present());
-        // SAFETY: (R1) the data pages of our own slot; the caller guarantees
-        // that no reference is alive that `prot` would forbid.
+        if !self.present() {
+            return Err(io::Error::other(crate::locked_box::EXCLUDED));
+        }
+        // SAFETY: (R1) present, so the data pages are our own slot's; the
+        // caller guarantees that no reference is alive that `prot` forbids.
         unsafe { sys::protect(self.slot.data, self.slot.data_len, prot) }?;
         self.prot.store(prot_code(prot), Ordering::Release);
         Ok(())
     }
 
     /// Makes the data pages read-write again if a sealed box left them
-    /// otherwise, before the value is dropped, checked or wiped.
+    /// otherwise, before the value is dropped, checked or wiped. Does
+    /// nothing where the pages do not exist (see [`Region::protect`]).
     ///
     /// Aborts if mprotect fails: a secret that can neither be wiped nor used
-    /// must not be freed as it is. (mprotect of a whole VMA of our own has no
-    /// documented way to fail; this is the fail-closed answer to the
-    /// impossible.)
+    /// must not be freed as it is. Widening the protection of a locked slot,
+    /// which is a mapping of its own, has no documented way to fail; an
+    /// unlocked slot (`LockPolicy::BestEffort`, or any slot in a fork child,
+    /// where locks are not inherited) may have merged with its guard pages
+    /// while sealed, and splitting it again can fail with `ENOMEM` at
+    /// `vm.max_map_count`. Aborting is the fail-closed answer.
     pub(crate) fn open(&self) {
-        if self.prot.load(Ordering::Acquire) == prot_code(Protection::ReadWrite) {
+        if !self.present() || self.prot.load(Ordering::Acquire) == prot_code(Protection::ReadWrite)
+        {
             return;
         }
         let (data, len) = (self.slot.data, self.slot.data_len);
-        // SAFETY: (R1) the data pages of our own slot; widening access to
-        // read-write invalidates no reference.
+        // SAFETY: (R1) present, so the data pages are our own slot's;
+        // widening access to read-write invalidates no reference.
         let opened = unsafe { sys::protect(data, len, Protection::ReadWrite) };
         if let Err(e) = opened {
             eprintln!(

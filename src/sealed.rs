@@ -21,7 +21,23 @@
 //! from 1 to 0 *then* makes the pages `PROT_NONE`; a borrower arriving in
 //! between sees zero and waits for `gate`. So no `Ref` ever points at
 //! `PROT_NONE` pages, and once the last guard's drop returns the pages are
-//! sealed again.
+//! sealed again. The count is capped at `isize::MAX` (the process aborts
+//! beyond it, as `Arc` does), so it cannot wrap to zero under a live `Ref`.
+//!
+//! # fork(2)
+//!
+//! `gate` is not a `std` mutex but a word holding the fork *generation*
+//! (`fork::generation`) of its holder: a fork child that finds it held by its
+//! parent's generation (a thread that does not exist in the child) takes it
+//! over instead of waiting forever. `readers` counts the guards of one
+//! generation, `epoch`; the first slow-path borrow in a fork child *adopts*
+//! the box for the child's generation. If guards were out at the fork, copies
+//! of them may live on in the child (on the forking thread's stack), so the
+//! pages stay as they were, readable, for the child's life (`frozen`): no
+//! guard there ever points at `PROT_NONE` pages. Guards remember the
+//! generation they were counted in, and a guard dropped in another generation
+//! changes nothing. A `borrow_mut` (which proves no guard is alive) returns a
+//! frozen box to normal sealing.
 //!
 //! The borrow and release paths are `#[inline(always)]` so that the mprotect
 //! call lands in the caller's own code. On CPUs whose kernels mitigate
@@ -36,11 +52,11 @@ use std::io;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
-use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::Error;
+use crate::fork;
 use crate::locked_box::LockedBox;
 use crate::plain::Plain;
 use crate::region::{Region, Residency};
@@ -77,12 +93,62 @@ pub struct SealedBox<T: ?Sized + Plain> {
     ptr: NonNull<T>,
     /// Taken out only by `Drop` and `unseal`.
     region: ManuallyDrop<Region>,
-    /// Live `Ref`s; see the module docs for the rules (S1, S2).
+    /// Live `Ref`s of generation `epoch`; see the module docs for the
+    /// rules (S1, S2).
     readers: AtomicUsize,
+    /// The fork generation whose guards `readers` counts.
+    epoch: AtomicU64,
+    /// In this `epoch`, leave the protection alone and count nothing (a fork
+    /// child that may hold copies of its parent's guards).
+    frozen: AtomicBool,
     /// Serialises protection changes and moves of `readers` to or from zero.
-    gate: Mutex<()>,
+    gate: Gate,
     /// The box owns a `T`.
     _owns: PhantomData<T>,
+}
+
+/// Most `Ref`s out at once; beyond it the process aborts.
+const MAX_READERS: usize = isize::MAX as usize;
+
+/// A lock word: 0 when free, else the fork generation of its holder. A
+/// holder of another generation is a thread of a parent process, which does
+/// not exist here: the lock is taken over.
+struct Gate(AtomicU64);
+
+/// Holds a [`Gate`]; frees it when dropped.
+struct GateGuard<'a>(&'a Gate);
+
+impl Gate {
+    #[inline(always)]
+    fn lock(&self, generation: u64) -> GateGuard<'_> {
+        let mut spins = 0u32;
+        loop {
+            let held = self.0.load(Ordering::Relaxed);
+            if held != generation
+                && self
+                    .0
+                    .compare_exchange_weak(held, generation, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return GateGuard(self);
+            }
+            // Held by this generation: wait. The holder only makes one
+            // mprotect call before it lets go.
+            spins += 1;
+            if spins < 100 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+impl Drop for GateGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.0.store(0, Ordering::Release);
+    }
 }
 
 // SAFETY: a sealed box owns its `T` and its pages exclusively, like a
@@ -136,7 +202,9 @@ impl<T: ?Sized + Plain> SealedBox<T> {
             ptr,
             region: ManuallyDrop::new(region),
             readers: AtomicUsize::new(0),
-            gate: Mutex::new(()),
+            epoch: AtomicU64::new(fork::generation()),
+            frozen: AtomicBool::new(false),
+            gate: Gate(AtomicU64::new(0)),
             _owns: PhantomData,
         })
     }
@@ -154,40 +222,76 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     ///
     /// # Panics
     /// If mprotect fails to make the pages readable (there is no reference to
-    /// hand out then; no documented cause exists for a mapping of our own),
-    /// with a message naming the call and the error, never the contents.
-    /// Also in a fork(2) child, for a box its parent made with
+    /// hand out then), with a message naming the call and the error, never
+    /// the contents. Also in a fork(2) child, for a box its parent made with
     /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude).
     #[inline(always)]
     pub fn borrow(&self) -> Ref<'_, T> {
-        let mut n = self.readers.load(Ordering::Acquire);
-        while n > 0 {
-            // (S1): the pages are readable while the count is nonzero, and
-            // only the move from 1 to 0 may seal them, which this CAS races.
-            match self
-                .readers
-                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Ref { sealed: self },
-                Err(now) => n = now,
+        let generation = fork::generation();
+        if self.epoch.load(Ordering::Acquire) == generation {
+            let mut n = self.readers.load(Ordering::Acquire);
+            while n > 0 {
+                check_readers(n);
+                // (S1): the pages are readable while the count is nonzero,
+                // and only the move from 1 to 0 may seal them, which this CAS
+                // races.
+                match self.readers.compare_exchange_weak(
+                    n,
+                    n + 1,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        return Ref {
+                            sealed: self,
+                            counted: generation,
+                        };
+                    }
+                    Err(now) => n = now,
+                }
             }
         }
-        let _gate = self.lock_gate();
+        let _gate = self.gate.lock(generation);
+        self.adopt(generation);
+        self.assert_present();
+        if self.frozen.load(Ordering::Relaxed) {
+            // The pages stay as the fork left them: readable.
+            return Ref {
+                sealed: self,
+                counted: 0,
+            };
+        }
         let n = self.readers.load(Ordering::Acquire);
         if n == 0 {
-            self.assert_present();
-            // SAFETY: no `Ref` is alive (the count is zero and may only
-            // leave zero under `gate`, which we hold), no `RefMut` can be
-            // (it needs `&mut self`); widening to read-only invalidates
-            // nothing.
+            // SAFETY: no `Ref` of this generation is alive (the count is zero
+            // and may only leave zero under `gate`, which we hold), none of
+            // another (the box is not frozen), and no `RefMut` (it needs
+            // `&mut self`); widening to read-only invalidates nothing.
             if let Err(e) = unsafe { self.region.protect(Protection::Read) } {
                 panic!("lockedbox: mprotect(PROT_READ) of a sealed box failed: {e}");
             }
         }
+        check_readers(n);
         // Under `gate`, nobody else moves the count to or from zero; other
         // borrowers may still increment a nonzero count, hence fetch_add.
         self.readers.fetch_add(1, Ordering::AcqRel);
-        Ref { sealed: self }
+        Ref {
+            sealed: self,
+            counted: generation,
+        }
+    }
+
+    /// On the first slow-path use in a new fork generation, with `gate`
+    /// held: start counting afresh, frozen if guards were out at the fork.
+    #[inline(always)]
+    fn adopt(&self, generation: u64) {
+        if self.epoch.load(Ordering::Acquire) == generation {
+            return;
+        }
+        let inherited_guards = self.readers.load(Ordering::Acquire) != 0;
+        self.frozen.store(inherited_guards, Ordering::Relaxed);
+        self.readers.store(0, Ordering::Relaxed);
+        self.epoch.store(generation, Ordering::Release);
     }
 
     /// Lends the value read-write; the pages are read-write while the
@@ -197,9 +301,12 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// As [`borrow`](SealedBox::borrow), for mprotect(`PROT_READ | PROT_WRITE`).
     pub fn borrow_mut(&mut self) -> RefMut<'_, T> {
         self.assert_present();
-        // `&mut self`: no `Ref` is alive. A nonzero count can only be left
-        // by `Ref`s passed to `mem::forget`; their borrows have ended.
+        // `&mut self`: no guard is alive, of any generation. A nonzero count
+        // can only be left by `Ref`s passed to `mem::forget`, or copied by a
+        // fork; their borrows have ended. Start afresh, unfrozen.
         *self.readers.get_mut() = 0;
+        *self.frozen.get_mut() = false;
+        *self.epoch.get_mut() = fork::generation();
         // SAFETY: exclusive access (`&mut self`), so no reference into the
         // value is alive; widening access invalidates nothing.
         if let Err(e) = unsafe { self.region.protect(Protection::ReadWrite) } {
@@ -212,16 +319,21 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     ///
     /// Aborts the process, with one line on stderr, if the canary changed
     /// (as dropping does), or if the pages cannot be made writable again.
+    ///
+    /// # Panics
+    /// In a fork(2) child, for a box its parent made with
+    /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude); the box is then
+    /// dropped (which touches nothing there).
     pub fn unseal(self) -> LockedBox<T> {
+        self.assert_present();
         let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped or used after this point but for
-        // dropping its mutex in place below; `region` is taken exactly once.
+        let ptr = this.ptr;
+        // SAFETY: `this` is never dropped or used again (its other fields
+        // have no drop glue); `region` is taken out exactly once.
         let region = unsafe { ManuallyDrop::take(&mut this.region) };
-        // SAFETY: the mutex is dropped once and not used afterwards.
-        unsafe { ptr::drop_in_place(&raw mut this.gate) };
         region.open();
         region.verify_canary();
-        LockedBox::from_page_region(this.ptr, region)
+        LockedBox::from_page_region(ptr, region)
     }
 
     /// Whether the data pages are mlocked; see [`LockedBox::is_locked`].
@@ -241,16 +353,10 @@ impl<T: ?Sized + Plain> SealedBox<T> {
         self.region.residency()
     }
 
+    /// Ends one `Ref` counted in `generation`; the last one out seals the
+    /// pages again.
     #[inline(always)]
-    fn lock_gate(&self) -> MutexGuard<'_, ()> {
-        // A panic while holding the gate (mprotect failing in `borrow`)
-        // happens before the count changes, so the state is consistent.
-        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Ends one `Ref`; the last one out seals the pages again.
-    #[inline(always)]
-    fn release_reader(&self) {
+    fn release_reader(&self, generation: u64) {
         let mut n = self.readers.load(Ordering::Acquire);
         while n > 1 {
             match self
@@ -261,7 +367,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
                 Err(now) => n = now,
             }
         }
-        let _gate = self.lock_gate();
+        let _gate = self.gate.lock(generation);
         // Under `gate` the count cannot leave or reach zero behind our back,
         // but fast-path borrowers may still move it between nonzero values.
         let mut n = self.readers.load(Ordering::Acquire);
@@ -286,6 +392,9 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// sealed must not silently stay readable.
     #[inline(always)]
     fn seal_again(&self) {
+        if !self.region.present() {
+            return; // a fork child's copy of an Exclude box: nothing here
+        }
         // SAFETY: called with no guard alive (the count is zero under
         // `gate`, or the only `RefMut` is being dropped).
         if let Err(e) = unsafe { self.region.protect(Protection::None) } {
@@ -324,6 +433,9 @@ impl<T: ?Sized + Plain> fmt::Debug for SealedBox<T> {
 /// the box is next borrowed mutably, unsealed or dropped.
 pub struct Ref<'a, T: ?Sized + Plain> {
     sealed: &'a SealedBox<T>,
+    /// The generation this guard was counted in; 0 if it was not counted
+    /// (a frozen box in a fork child).
+    counted: u64,
 }
 
 impl<T: ?Sized + Plain> Deref for Ref<'_, T> {
@@ -331,9 +443,13 @@ impl<T: ?Sized + Plain> Deref for Ref<'_, T> {
 
     fn deref(&self) -> &T {
         self.sealed.assert_present();
-        // SAFETY: this `Ref` is counted in `readers`, so by (S1) the pages
-        // are readable until it drops; the value is initialised, and shared
-        // borrows only (no `RefMut` can coexist: it needs `&mut SealedBox`).
+        // SAFETY: this `Ref` is counted in `readers` (S1: the pages are
+        // readable until it drops), or it lives in a fork child where the box
+        // is frozen readable, or it was counted by the parent of this fork
+        // child, which froze the box at its first use here (and until then
+        // the pages are as the parent left them, readable). The value is
+        // initialised, and only shared borrows exist (a `RefMut` needs
+        // `&mut SealedBox`).
         unsafe { self.sealed.ptr.as_ref() }
     }
 }
@@ -341,7 +457,11 @@ impl<T: ?Sized + Plain> Deref for Ref<'_, T> {
 impl<T: ?Sized + Plain> Drop for Ref<'_, T> {
     #[inline(always)]
     fn drop(&mut self) {
-        self.sealed.release_reader();
+        // A guard counted by a parent process (its copy lives on in this
+        // fork child) or not counted at all changes nothing here.
+        if self.counted == fork::generation() {
+            self.sealed.release_reader(self.counted);
+        }
     }
 }
 
@@ -393,5 +513,14 @@ impl<T: ?Sized + Plain> fmt::Debug for RefMut<'_, T> {
         f.debug_struct("RefMut")
             .field("type", &type_name::<T>())
             .finish_non_exhaustive()
+    }
+}
+
+/// Aborts when the count of `Ref`s would pass [`MAX_READERS`]: wrapping to
+/// zero would let the pages be sealed under live guards.
+#[inline(always)]
+fn check_readers(n: usize) {
+    if n >= MAX_READERS {
+        std::process::abort();
     }
 }

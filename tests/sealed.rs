@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
 use common::{child, end_of, procfs, seccomp, start_of};
-use lockedbox::{LockedBox, SealedBox};
+use lockedbox::{ForkPolicy, LockedBox, Options, SealedBox};
 
 /// Permissions of the data pages of the box whose value ends at `end`.
 fn perms(end: usize) -> String {
@@ -313,4 +313,131 @@ fn concurrent_borrows_never_leave_the_pages_open_or_closed_wrongly() {
     done.store(true, Ordering::Relaxed);
     assert!(reads.load(Ordering::Relaxed) > 1000);
     assert_eq!(perms(end), "---p");
+}
+
+#[test]
+fn a_fork_child_never_changes_pages_it_does_not_have() {
+    // An Exclude box's pages do not exist in a fork child, and the child's
+    // own new slab may land at the same address: seal, unseal and dropping
+    // an inherited guard must not mprotect whatever lives there now.
+    child::assert_success(&child::run(
+        "a_fork_child_never_changes_pages_it_does_not_have",
+        || {
+            let plain = Options::new()
+                .fork(ForkPolicy::Exclude)
+                .zeroed::<[u8; 32]>()
+                .unwrap();
+            let sealed = Options::new()
+                .fork(ForkPolicy::Exclude)
+                .zeroed::<[u8; 32]>()
+                .unwrap()
+                .seal()
+                .unwrap();
+            let guard = sealed.borrow();
+            let seen = common::in_fork(|| {
+                // The child's own box, probably where the parent's slab was.
+                let mut mine = Options::new()
+                    .fork(ForkPolicy::Exclude)
+                    .zeroed::<[u8; 32]>()
+                    .unwrap();
+                mine.fill(9);
+                let hook = std::panic::take_hook();
+                std::panic::set_hook(Box::new(|_| {}));
+                let seal = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    common::the_childs_copy(&plain).seal().map(drop)
+                }));
+                let unseal = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    drop(common::the_childs_copy(&sealed).unseal())
+                }));
+                std::panic::set_hook(hook);
+                drop(common::the_childs_copy(&guard));
+                let untouched = procfs::perms_at(end_of(&*mine) - 1).as_deref() == Some("rw-p")
+                    && mine.iter().all(|&x| x == 9);
+                match (seal.is_err(), unseal.is_err(), untouched) {
+                    (true, true, true) => 0,
+                    (false, _, _) => 1,
+                    (_, false, _) => 2,
+                    _ => 3,
+                }
+            });
+            assert_eq!(seen, common::Seen::Exited(0));
+            drop(guard);
+        },
+    ));
+}
+
+#[test]
+fn a_fork_child_is_not_stuck_behind_its_parents_gate() {
+    // One thread borrows and drops in a loop (taking the gate around every
+    // mprotect) while the main thread forks; each child borrows once. A
+    // child that inherited the gate held must take it over, not hang.
+    child::assert_success(&child::run(
+        "a_fork_child_is_not_stuck_behind_its_parents_gate",
+        || {
+            let (sealed, _) = sealed_secret();
+            let stop = AtomicBool::new(false);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::black_box(sealed.borrow()[0]);
+                    }
+                });
+                for _ in 0..200 {
+                    let seen = common::in_fork(|| {
+                        // SAFETY: alarm only arms a timer: a hung child dies of
+                        // SIGALRM instead of hanging the test.
+                        unsafe { libc::alarm(10) };
+                        let zeros = sealed.borrow().iter().all(|&x| x == 0);
+                        if zeros { 0 } else { 1 }
+                    });
+                    assert_eq!(
+                        seen,
+                        common::Seen::Exited(0),
+                        "the child saw zeros (Wipe) without hanging"
+                    );
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+        },
+    ));
+}
+
+#[test]
+fn a_guard_held_across_fork_freezes_the_childs_copy_readable() {
+    child::assert_success(&child::run(
+        "a_guard_held_across_fork_freezes_the_childs_copy_readable",
+        || {
+            let (mut sealed, end) = {
+                let b = Options::new()
+                    .fork(ForkPolicy::Keep)
+                    .zeroed::<[u8; 32]>()
+                    .unwrap();
+                let end = end_of(&*b);
+                (b.seal().unwrap(), end)
+            };
+            let guard = sealed.borrow();
+            let seen = common::in_fork(|| {
+                let inherited = common::the_childs_copy(&guard);
+                // The inherited guard stays valid, and so do new ones.
+                let ok = inherited[0] == 0 && sealed.borrow()[1] == 0;
+                drop(inherited);
+                // Frozen: still readable with no guard out in this child.
+                let frozen = procfs::perms_at(end - 1).as_deref() == Some("r--p");
+                if ok && frozen { 0 } else { 1 }
+            });
+            assert_eq!(seen, common::Seen::Exited(0));
+            drop(guard);
+            assert_eq!(perms(end), "---p", "the parent seals as usual");
+            // A borrow_mut proves no guard is alive and unfreezes.
+            let seen = common::in_fork(|| {
+                let mut copy = common::the_childs_copy(&sealed);
+                drop(copy.borrow_mut());
+                let sealed_again = procfs::perms_at(end - 1).as_deref() == Some("---p");
+                std::mem::forget(copy);
+                if sealed_again { 0 } else { 1 }
+            });
+            assert_eq!(seen, common::Seen::Exited(0));
+            drop(sealed.borrow_mut());
+        },
+    ));
 }

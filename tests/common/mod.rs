@@ -30,5 +30,9 @@ pub fn assert_locked_dontdump_guarded(end: usize) {
     for flag in ["lo", "dd", "wf"] {
         assert!(vma.has(flag), "{flag} missing from {:?}", vma.flags);
     }
-    assert_eq!(procfs::perms_at(end).as_deref(), Some("---p"), "trailing guard");
+    assert_eq!(
+        procfs::perms_at(end).as_deref(),
+        Some("---p"),
+        "trailing guard"
+    );
 }
