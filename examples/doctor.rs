@@ -52,16 +52,20 @@ fn report_host(host: &Host) {
     println!("CAP_IPC_LOCK           {cap}");
     if host.cap_ipc_lock != Some(true) {
         if let Some(soft) = soft {
-            let boxes = soft / host.page_size as u64;
-            println!("                       room for about {boxes} small boxes (one page each)");
+            let pages = soft / host.page_size as u64;
+            println!(
+                "                       room for about {pages} page-isolated small boxes (a page \
+                 each), or {} packed 32-byte ones (64 bytes each)",
+                pages * host.page_size as u64 / 64
+            );
         }
     }
     println!("MADV_DONTDUMP          {}", yes_no(host.dont_dump));
     println!("MADV_WIPEONFORK        {}", yes_no(host.wipe_on_fork));
     println!("MADV_DONTFORK          {}", yes_no(host.dont_fork));
     let secret = match &host.memfd_secret {
-        Ok(true) => "yes".to_owned(),
-        Ok(false) => "no (kernel without the call)".to_owned(),
+        Ok(true) => "yes (probed only: boxes do not use it yet)".to_owned(),
+        Ok(false) => "no (kernel without the call; boxes do not need it)".to_owned(),
         Err(kind) => format!("no ({kind}; kernel booted without secretmem?)"),
     };
     println!("memfd_secret           {secret}");
@@ -72,21 +76,42 @@ fn report_host(host: &Host) {
         other => bytes(other),
     };
     println!("RLIMIT_CORE            {core}");
-    println!(
-        "core_pattern           {}",
-        read_trimmed("/proc/sys/kernel/core_pattern")
-    );
+    let pattern = read_trimmed("/proc/sys/kernel/core_pattern");
+    let whither = if pattern.starts_with('|') {
+        "cores are piped to that helper"
+    } else {
+        "cores are written to that file name"
+    };
+    println!("core_pattern           {pattern} ({whither})");
     let dumpable = host
         .dumpable
         .map_or("unknown", |d| if d { "yes" } else { "no" });
-    println!("dumpable               {dumpable}");
     println!(
-        "coredump_filter        {}",
+        "dumpable               {dumpable} (PR_GET_DUMPABLE: cores and same-user ptrace allowed)"
+    );
+    println!(
+        "coredump_filter        {} (which kinds of mapping go into a core; pages marked \
+         MADV_DONTDUMP never do)",
         read_trimmed("/proc/self/coredump_filter")
     );
     println!(
         "vm.max_map_count       {}",
         read_trimmed("/proc/sys/vm/max_map_count")
+    );
+}
+
+/// `lockedbox::stats()`, one figure a line.
+fn print_stats() {
+    let st = lockedbox::stats();
+    println!(
+        "stats: {} page-isolated and {} packed boxes live, {} bytes locked, {} cached slots \
+         ({} bytes), at most {} mappings",
+        st.page_boxes,
+        st.packed_boxes,
+        st.locked_bytes,
+        st.cached_slots,
+        st.cached_bytes,
+        st.mappings
     );
 }
 
@@ -161,7 +186,11 @@ fn main() -> ExitCode {
     c.check(
         "guard page after",
         after.perms == "---p" && after.start == data.end && !after.has("lo"),
-        format!("{} bytes {}", after.len(), after.perms),
+        format!(
+            "{} bytes {} (the guard page and the slab's slots not in use, one mapping)",
+            after.len(),
+            after.perms
+        ),
     );
     c.check(
         "value ends flush against the guard",
@@ -172,7 +201,10 @@ fn main() -> ExitCode {
     c.check(
         "resident (mincore)",
         residency.as_ref().is_ok_and(|r| r.all_resident()),
-        format!("{residency:?}"),
+        match &residency {
+            Ok(r) => format!("{} of {} data pages in RAM", r.resident, r.total),
+            Err(e) => format!("mincore failed: {e}"),
+        },
     );
     let lck_live = procfs::vm_lck_kb();
     c.check(
@@ -205,7 +237,7 @@ fn main() -> ExitCode {
                 guarded,
                 "---p on both sides",
             );
-            println!("{:?}", lockedbox::stats());
+            print_stats();
         }
         Err(e) => c.check("packed box", false, e),
     }
@@ -234,7 +266,7 @@ fn main() -> ExitCode {
         procfs::perms_at(end - 1).is_none(),
         "no VMA holds the old address",
     );
-    println!("{:?}", lockedbox::stats());
+    print_stats();
 
     if c.failed == 0 {
         println!("all protections verified");

@@ -22,7 +22,7 @@ use crate::plain::Plain;
 use crate::region::{Region, Residency};
 use crate::sys;
 
-/// One secret in its own guarded, locked, dump-proof mapping.
+/// One secret in locked, guarded, dump-proof memory.
 ///
 /// ```
 /// use lockedbox::LockedBox;
@@ -34,16 +34,25 @@ use crate::sys;
 /// # Ok::<(), lockedbox::Error>(())
 /// ```
 ///
-/// The value's last byte is the last byte of its last data page, followed by
-/// a `PROT_NONE` guard page; a random canary sits right in front of it,
-/// another guard page before that. The data pages are mlocked,
-/// `MADV_DONTDUMP` and (by default) `MADV_WIPEONFORK`. Dropping the box drops
-/// the value in place, checks the canary (aborting the process if it
-/// changed), zeroizes every data byte, then munlocks, discards and unmaps the
-/// pages.
+/// A page-isolated box ([`Isolation::Page`], the default) has data pages of
+/// its own, a slot of a guarded slab: the value's last byte is the last byte
+/// of its last data page, followed by a `PROT_NONE` guard page; a random
+/// canary sits right in front of the value, zero padding before that, and a
+/// guard page before the data pages. A packed box ([`Isolation::Packed`]) has
+/// a slot on a page shared with other small secrets, between two canaries.
+/// Either way the pages are mlocked, `MADV_DONTDUMP` and (by default)
+/// `MADV_WIPEONFORK`.
 ///
-/// `Debug` prints the type and size, never a byte of the value. There is no
-/// `Clone`, `Display` or `Serialize`.
+/// Dropping the box drops the value in place, checks the canaries (aborting
+/// the process if one changed) and zeroizes every byte of the slot. A
+/// page-isolated slot then waits, still locked and guarded, in this thread's
+/// cache for the next box of its size (see
+/// [`set_cache_limit`](crate::set_cache_limit)); leaving the cache it is
+/// munlocked, discarded and made `PROT_NONE` again. A packed slot is freed
+/// on its page, which [`trim`](crate::trim) gives back once it is empty.
+///
+/// `Debug` prints the type, size, isolation and lock state, never a byte of
+/// the value. There is no `Clone`, `Display` or `Serialize`.
 pub struct LockedBox<T: ?Sized + Plain> {
     /// The value, inside `store`.
     ptr: NonNull<T>,
@@ -130,6 +139,36 @@ impl<T: Plain> LockedBox<T> {
     pub fn new_with(init: impl FnOnce(&mut T)) -> Result<Self, Error> {
         let mut b = Self::new_zeroed()?;
         init(&mut b);
+        Ok(b)
+    }
+
+    /// Like [`new_with`](LockedBox::new_with), for an initialiser that can
+    /// fail, such as reading the key from a file. On error the half-written
+    /// box is dropped (and wiped) and the error comes back.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// # let dir = std::env::temp_dir().join(format!("lockedbox-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("key.bin");
+    /// # std::fs::write(&path, [7u8; 32])?;
+    ///
+    /// let mut file = std::fs::File::open(&path)?;
+    /// // read(2) writes straight into the locked page: no copy on the stack.
+    /// let key = lockedbox::LockedBox::<[u8; 32]>::try_new_with(|k| file.read_exact(k))?;
+    /// assert_eq!(key[31], 7);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// What `init` returns, or what [`Options::zeroed`] returns, converted
+    /// into `E` (`std::io::Error` implements `From<lockedbox::Error>`).
+    pub fn try_new_with<E: From<Error>>(
+        init: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let mut b = Self::new_zeroed()?;
+        init(&mut b)?;
         Ok(b)
     }
 }

@@ -51,10 +51,11 @@ pub enum Isolation {
     /// A slot of 64 bytes to 4 KiB on a locked, guarded page shared with
     /// other small secrets, with a canary on each side: an overflow is
     /// caught when the box is dropped, not when it happens. A 32-byte secret
-    /// costs 64 bytes of locked memory, so 1,000 of them fit in the 64 KiB
-    /// `RLIMIT_MEMLOCK` of many hosts. Applies to values of up to 2 KiB
-    /// aligned to at most 16 bytes; others are page-isolated. Sealing a
-    /// packed box moves it to pages of its own.
+    /// costs a 64-byte slot of locked memory, so 1,024 of them fit in the
+    /// 64 KiB `RLIMIT_MEMLOCK` of many hosts. Applies to values of up to
+    /// 2 KiB aligned to at most 16 bytes (a 2 KiB value, with its canaries,
+    /// takes a whole 4 KiB slot); others are page-isolated. Sealing a packed
+    /// box moves it to pages of its own.
     Packed,
 }
 
@@ -78,7 +79,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// The defaults: [`LockPolicy::Require`], [`ForkPolicy::Wipe`].
+    /// The defaults: [`LockPolicy::Require`], [`ForkPolicy::Wipe`],
+    /// [`Isolation::Page`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -101,7 +103,9 @@ impl Options {
         self
     }
 
-    /// Makes a box holding an all-zero `T`.
+    /// Makes a box holding an all-zero `T`. Writing the secret through the
+    /// box afterwards (`DerefMut`) writes it in place, in the locked pages,
+    /// as [`LockedBox::new_with`] does.
     ///
     /// # Errors
     /// [`Error::MemlockLimit`] if `RLIMIT_MEMLOCK` refuses the lock under
