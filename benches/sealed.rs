@@ -3,7 +3,11 @@
 //!
 //! - `raw mprotect pair`: mprotect(PROT_READ) then mprotect(PROT_NONE) on a
 //!   page set up like a box's data page (own VMA between guards, mlocked):
-//!   the floor for a sealed borrow;
+//!   the floor for a sealed borrow; criterion inlines it into its timing
+//!   loop, so no function return follows either system call;
+//! - `raw mprotect pair in a function`: the same inside a function that
+//!   returns, as application code has it (on this kind of CPU the first
+//!   return after a system call is expensive: see `time` below);
 //! - `sealed borrow`: `borrow()`, read 32 bytes, drop, on a sealed box;
 //! - `nested borrow`: the same while another `Ref` is out (no system call);
 //! - `unsealed read`: reading 32 bytes of a plain `LockedBox` (the ceiling).
@@ -49,7 +53,15 @@ impl RawPage {
         RawPage { page, len }
     }
 
+    /// The floor, written as application code would be: a function that
+    /// opens, reads and seals the page, and returns.
+    #[inline(never)]
+    fn cycle_in_fn(&self) -> u8 {
+        self.cycle()
+    }
+
     /// The floor: open the page for reading, read, seal it again.
+    #[inline(always)]
     fn cycle(&self) -> u8 {
         // SAFETY: our own page; no reference into it is alive across calls.
         unsafe { rustix::mm::mprotect(self.page, self.len, MprotectFlags::READ) }.unwrap();
@@ -78,6 +90,9 @@ fn criterion_benches(c: &mut Criterion) {
     let unsealed = LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A)).unwrap();
     let mut g = c.benchmark_group("sealed 32-byte secret");
     g.bench_function("raw mprotect pair", |b| b.iter(|| black_box(raw.cycle())));
+    g.bench_function("raw mprotect pair in a function", |b| {
+        b.iter(|| black_box(raw.cycle_in_fn()))
+    });
     g.bench_function("sealed borrow", |b| b.iter(|| sum(&sealed.borrow())));
     {
         let _outer = sealed.borrow();

@@ -14,6 +14,7 @@ use crate::sys;
 
 /// The current process's generation: equal for every call in one process,
 /// different (with overwhelming probability) in any child made by fork(2).
+#[inline]
 pub(crate) fn generation() -> u64 {
     let Some(word) = sys::fork_wiped_word() else {
         return u64::from(sys::process_id());

@@ -163,12 +163,14 @@ unsafe impl Sync for PageSlot {}
 
 impl PageSlot {
     /// Whether this process was made by fork(2) after the slot was opened.
+    #[inline]
     pub(crate) fn inherited(&self) -> bool {
         self.generation != fork::generation()
     }
 
     /// Whether the pages exist in this process: not in a fork child of the
     /// opener of a [`ForkPolicy::Exclude`] slot.
+    #[inline(always)]
     pub(crate) fn present(&self) -> bool {
         !(self.fork == ForkPolicy::Exclude && self.inherited())
     }

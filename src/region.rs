@@ -122,7 +122,7 @@ impl Region {
 
     /// Whether the mapping exists in this process. It does not in a fork
     /// child of the creator of a [`ForkPolicy::Exclude`] region.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn present(&self) -> bool {
         self.slot.present()
     }
@@ -188,10 +188,10 @@ impl Region {
     /// forbids: none at all for [`Protection::None`], no `&mut` for
     /// [`Protection::Read`]; and none may be created until the protection
     /// allows it again. Callers that race must serialise their calls.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn protect(&self, prot: Protection) -> io::Result<()> {
         if !self.present() {
-            return Err(io::Error::other(crate::locked_box::EXCLUDED));
+            return Err(not_present());
         }
         // SAFETY: (R1) present, so the data pages are our own slot's; the
         // caller guarantees that no reference is alive that `prot` forbids.
@@ -253,6 +253,14 @@ impl Drop for Region {
         }
         pool::recycle_page_slot(slot);
     }
+}
+
+/// The error for pages that do not exist in this process; out of line, so
+/// that `Region::protect` stays small enough to inline.
+#[cold]
+#[inline(never)]
+fn not_present() -> io::Error {
+    io::Error::other(crate::locked_box::EXCLUDED)
 }
 
 /// Where the canary sits in data pages starting at `data`.

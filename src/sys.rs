@@ -345,6 +345,7 @@ pub(crate) fn probe_advice(advice: Advice) -> io::Result<()> {
 ///
 /// # References
 /// - [madvise(2)](https://man7.org/linux/man-pages/man2/madvise.2.html)
+#[inline]
 pub(crate) fn fork_wiped_word() -> Option<&'static AtomicU64> {
     static WORD: OnceLock<Option<&'static AtomicU64>> = OnceLock::new();
     *WORD.get_or_init(|| {
