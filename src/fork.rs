@@ -10,7 +10,48 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::options::ForkPolicy;
 use crate::sys;
+
+/// Where a slot was made: the fork policy its pages were advised with and
+/// the generation of the process that made it. What a slot may do in a fork
+/// child follows from these two, for page-isolated and packed slots alike.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    pub(crate) fork: ForkPolicy,
+    generation: u64,
+}
+
+impl Origin {
+    /// A slot made now, in this process.
+    #[inline]
+    pub(crate) fn here(fork: ForkPolicy) -> Self {
+        Origin {
+            fork,
+            generation: generation(),
+        }
+    }
+
+    /// Whether this process was made by fork(2) after the slot was.
+    #[inline]
+    pub(crate) fn inherited(&self) -> bool {
+        self.generation != generation()
+    }
+
+    /// Whether the slot's pages exist in this process: not in a fork child
+    /// of the maker of a [`ForkPolicy::Exclude`] slot.
+    #[inline(always)]
+    pub(crate) fn present(&self) -> bool {
+        !(self.fork == ForkPolicy::Exclude && self.inherited())
+    }
+
+    /// Whether the kernel zeroed the slot's pages in this process: a fork
+    /// child of the maker of a [`ForkPolicy::Wipe`] slot.
+    #[inline]
+    pub(crate) fn wiped_by_fork(&self) -> bool {
+        self.fork == ForkPolicy::Wipe && self.inherited()
+    }
+}
 
 /// The current process's generation: equal for every call in one process,
 /// different (with overwhelming probability) in any child made by fork(2).

@@ -93,8 +93,10 @@ impl Store {
     }
 }
 
-// SAFETY: the box owns its `T` and its mapping exclusively; sending the box
-// sends the `T`, and the mapping's system calls work from any thread.
+// SAFETY: the box owns its `T` and its slot exclusively; sending the box
+// sends the `T`. Giving a slot back works from any thread: a page slot goes
+// to the dropping thread's cache or is closed, a packed slot's bit is cleared
+// atomically.
 unsafe impl<T: ?Sized + Plain + Send> Send for LockedBox<T> {}
 // SAFETY: through `&LockedBox<T>` one gets only `&T` and read-only queries
 // (`is_locked`, `residency`), so sharing the box is sharing a `&T`.
@@ -332,8 +334,10 @@ impl<T: ?Sized + Plain> LockedBox<T> {
                 // The value's bytes now live in the region; the packed slot is
                 // wiped and freed without dropping the value a second time.
                 let packed = mem::ManuallyDrop::new(packed);
-                // SAFETY: `packed` is never used again; its store is moved
-                // out once and dropped, which verifies and wipes the slot.
+                // SAFETY: `packed` is never used or dropped again, so its store
+                // is moved out exactly once; it is verified below, and
+                // dropping it wipes and frees the slot (the value, now copied,
+                // is not dropped twice: `packed`'s own drop never runs).
                 let old = unsafe { ptr::read(&raw const packed.store) };
                 if let Store::Packed(slot) = &old {
                     slot.verify();
@@ -375,10 +379,14 @@ impl<T: ?Sized + Plain> Deref for LockedBox<T> {
     fn deref(&self) -> &T {
         self.assert_present();
         // SAFETY: `ptr` points at an initialised `T` (zeros, valid by `Plain`,
-        // or what was written since) inside data pages that stay mapped and
-        // read-write for the life of the box (region invariants R1, R3); the
-        // returned borrow is tied to `&self`, so Rust's aliasing rules for the
-        // box carry over to the value.
+        // or what was written since) inside memory that is mapped read-write
+        // and the box's alone for its whole life: a page region's data pages
+        // (region invariants R1, R3; only a `SealedBox` changes their
+        // protection, and a `LockedBox` is never sealed), or a packed slot,
+        // whose page stays open while the slot's bit is set. `assert_present`
+        // rules out the one place where neither holds (an Exclude box in a
+        // fork child). The borrow is tied to `&self`, so Rust's aliasing
+        // rules for the box carry over to the value.
         unsafe { self.ptr.as_ref() }
     }
 }

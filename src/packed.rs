@@ -23,14 +23,12 @@ use std::process;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use zeroize::Zeroize;
-
 use crate::error::Error;
-use crate::fork;
+use crate::fork::Origin;
 use crate::layout::{CANARY_LEN, PackedLayout, packed_classes};
 use crate::options::{ForkPolicy, LockPolicy};
 use crate::pool::{self, Pool, bump, fork_index, lock};
-use crate::region::{Residency, process_canary};
+use crate::region::{Residency, expected_canary, process_canary, wipe};
 use crate::sys::{self, Advice, Protection};
 
 /// Pages per packed slab (between its two guard pages).
@@ -105,9 +103,6 @@ pub(crate) struct PackedSlab {
     pages: Box<[PackedPage]>,
 }
 
-// SAFETY: as for `PackedPage`; `open` is only touched under the pool mutex.
-unsafe impl Send for PackedSlab {}
-
 impl PackedSlab {
     fn open_count(&self) -> usize {
         self.open.iter().map(|w| w.count_ones() as usize).sum()
@@ -139,7 +134,9 @@ pub(crate) struct PackedSlabs {
     orphans: Vec<NonNull<PackedPage>>,
 }
 
-// SAFETY: see `PackedSlab`; the orphan pointers point into slabs owned here.
+// SAFETY: the slab pointers are owned (from `Box::leak`) and, like the
+// orphan pointers into their pages, only followed under this struct's mutex
+// or through the atomics of page metadata.
 unsafe impl Send for PackedSlabs {}
 
 /// A thread's open packed pages, per fork policy and size class.
@@ -225,8 +222,7 @@ pub(crate) struct PackedSlot {
     /// First byte of the slot.
     slot: NonNull<u8>,
     pub(crate) layout: PackedLayout,
-    fork: ForkPolicy,
-    generation: u64,
+    origin: Origin,
 }
 
 // SAFETY: the slot's bytes belong to this handle alone; the page metadata is
@@ -297,8 +293,7 @@ pub(crate) fn alloc(
         index,
         slot,
         layout,
-        fork,
-        generation: fork::generation(),
+        origin: Origin::here(fork),
     };
     let canary = process_canary();
     // SAFETY: we hold the slot's bit, so its bytes are ours; both canaries
@@ -506,24 +501,21 @@ impl PackedSlot {
         unsafe { self.slot.add(self.layout.back_canary_offset) }.cast()
     }
 
-    fn inherited(&self) -> bool {
-        self.generation != fork::generation()
-    }
-
     /// The fork policy the slot's page was advised with.
     pub(crate) fn fork(&self) -> ForkPolicy {
-        self.fork
+        self.origin.fork
     }
 
     /// Whether the slot's page exists in this process.
+    #[inline]
     pub(crate) fn present(&self) -> bool {
-        !(self.fork == ForkPolicy::Exclude && self.inherited())
+        self.origin.present()
     }
 
     /// Whether the slot's page is mlocked in this process (packed pages
     /// always are, but not in a fork child).
     pub(crate) fn is_locked(&self) -> bool {
-        !self.inherited()
+        !self.origin.inherited()
     }
 
     pub(crate) fn residency(&self) -> io::Result<Residency> {
@@ -539,11 +531,7 @@ impl PackedSlot {
     /// Aborts, with one line on stderr, unless both canaries and the zero
     /// padding between the front canary and the value are intact.
     pub(crate) fn verify(&self) {
-        let expected: &[u8; CANARY_LEN] = if self.fork == ForkPolicy::Wipe && self.inherited() {
-            &[0; CANARY_LEN]
-        } else {
-            process_canary()
-        };
+        let expected = expected_canary(&self.origin);
         // SAFETY: the slot's bytes are ours and readable (packed pages are
         // never sealed); `[u8; N]` has alignment 1.
         let front = unsafe { self.front().read() };
@@ -590,16 +578,10 @@ impl Drop for PackedSlot {
             return;
         }
         // SAFETY: the slot's bytes are ours, readable and writable, and the
-        // value in them has been dropped; the slot is 16-byte aligned (its
-        // size divides the page) and a multiple of 16 bytes long.
-        let words = unsafe {
-            std::slice::from_raw_parts_mut(
-                self.slot.cast::<u64>().as_ptr(),
-                self.layout.slot_size / 8,
-            )
-        };
-        words.zeroize();
-        if self.inherited() {
+        // value in them has been dropped; the slot is 64-byte aligned (its
+        // power-of-two size divides the page) and a multiple of 64 bytes.
+        unsafe { wipe(self.slot, self.layout.slot_size) };
+        if self.origin.inherited() {
             return; // the metadata belongs to the parent's pool
         }
         // SAFETY: metadata alive while we hold the bit; after this store we

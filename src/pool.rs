@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::Error;
-use crate::fork;
+use crate::fork::{self, Origin};
 use crate::layout::{MAX_SLAB_PAGES, SlabGeometry, packed_classes};
 use crate::limits;
 use crate::options::{ForkPolicy, LockPolicy};
@@ -108,10 +108,6 @@ pub(crate) struct PageSlab {
     open: u64,
 }
 
-// SAFETY: a slab is plain data about a mapping; the mapping's pages are only
-// touched by the holder of a slot, and `open` only under the class mutex.
-unsafe impl Send for PageSlab {}
-
 /// The slabs of one size class and fork policy.
 ///
 /// Each slab is a `Box` turned into a raw pointer (`Box::into_raw`), so that
@@ -150,9 +146,7 @@ pub(crate) struct PageSlot {
     pub(crate) data_len: usize,
     home: Home,
     pub(crate) locked: bool,
-    pub(crate) fork: ForkPolicy,
-    /// `fork::generation` when the slot was opened.
-    pub(crate) generation: u64,
+    pub(crate) origin: Origin,
 }
 
 // SAFETY: the slot owns its pages exclusively; the slab pointer is only
@@ -160,21 +154,6 @@ pub(crate) struct PageSlot {
 unsafe impl Send for PageSlot {}
 // SAFETY: `&PageSlot` allows reading its fields only.
 unsafe impl Sync for PageSlot {}
-
-impl PageSlot {
-    /// Whether this process was made by fork(2) after the slot was opened.
-    #[inline]
-    pub(crate) fn inherited(&self) -> bool {
-        self.generation != fork::generation()
-    }
-
-    /// Whether the pages exist in this process: not in a fork child of the
-    /// opener of a [`ForkPolicy::Exclude`] slot.
-    #[inline(always)]
-    pub(crate) fn present(&self) -> bool {
-        !(self.fork == ForkPolicy::Exclude && self.inherited())
-    }
-}
 
 /// The process's pool; see the module docs.
 pub(crate) struct Pool {
@@ -404,13 +383,13 @@ pub(crate) fn acquire_page_slot(
                 data_len: geo.data_len(),
                 home: Home::Slab { slab, index },
                 locked,
-                fork,
-                generation: pool.generation,
+                origin: Origin::here(fork),
             })
         }
         Err(e) => {
             let _class = lock(pool.class(fork, data_pages));
-            // SAFETY: the slab outlives its open bit, which we still hold.
+            // SAFETY: the slab outlives its open bit, which we still hold;
+            // the class mutex guards `open`.
             unsafe { (*slab.as_ptr()).open &= !(1 << index) };
             Err(e)
         }
@@ -473,8 +452,7 @@ fn open_solo(
                 data_len,
                 home: Home::Solo { map, map_len },
                 locked,
-                fork,
-                generation: pool.generation,
+                origin: Origin::here(fork),
             })
         }
         Err(e) => {
@@ -488,7 +466,7 @@ fn open_solo(
 /// Takes back a wiped slot whose box is gone: into this thread's cache if it
 /// is locked and there is room, else closed.
 pub(crate) fn recycle_page_slot(slot: PageSlot) {
-    if slot.inherited() {
+    if slot.origin.inherited() {
         release_inherited(slot);
         return;
     }
@@ -526,7 +504,7 @@ fn close_slot(slot: PageSlot) {
         Home::Slab { slab, index } => {
             let pool = pool();
             let data_pages = slot.data_len / sys::page_size();
-            let mut class = lock(pool.class(slot.fork, data_pages));
+            let mut class = lock(pool.class(slot.origin.fork, data_pages));
             // SAFETY: the slab outlives its open bit, which we still hold;
             // the class mutex guards `open`.
             unsafe { (*slab.as_ptr()).open &= !(1 << index) };
@@ -565,7 +543,7 @@ fn unmap_empty_slabs(class: &mut ClassSlabs, keep: usize) -> usize {
 /// A slot inherited from the parent of this fork child: its slab and cache
 /// belong to the parent's pool, which is not touched here.
 fn release_inherited(slot: PageSlot) {
-    if !slot.present() {
+    if !slot.origin.present() {
         // `Exclude`: the pages do not exist here; the range may since hold
         // someone else's mapping. Only the copied counter is adjusted.
         if slot.locked {
@@ -668,7 +646,7 @@ impl Shard {
         }
         st.cached_bytes += slot.data_len;
         let data_pages = slot.data_len / sys::page_size();
-        st.cache[fork_index(slot.fork) * MAX_SLAB_PAGES + data_pages - 1].push(slot);
+        st.cache[fork_index(slot.origin.fork) * MAX_SLAB_PAGES + data_pages - 1].push(slot);
         None
     }
 

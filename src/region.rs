@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use zeroize::Zeroize;
 
 use crate::error::Error;
+use crate::fork::Origin;
 use crate::layout::{CANARY_LEN, Layout};
 use crate::options::{ForkPolicy, LockPolicy};
 use crate::pool::{self, PageSlot};
@@ -117,20 +118,20 @@ impl Region {
 
     /// The fork policy the pages were advised with.
     pub(crate) fn fork(&self) -> ForkPolicy {
-        self.slot.fork
+        self.slot.origin.fork
     }
 
     /// Whether the mapping exists in this process. It does not in a fork
     /// child of the creator of a [`ForkPolicy::Exclude`] region.
     #[inline(always)]
     pub(crate) fn present(&self) -> bool {
-        self.slot.present()
+        self.slot.origin.present()
     }
 
     /// Whether the data pages are mlocked in this process. Memory locks are
     /// not inherited by fork(2), so an inherited region is never locked.
     pub(crate) fn is_locked(&self) -> bool {
-        self.slot.locked && !self.slot.inherited()
+        self.slot.locked && !self.slot.origin.inherited()
     }
 
     /// Residency of the data pages, from mincore(2).
@@ -148,12 +149,7 @@ impl Region {
     ///
     /// The data pages must be readable (R3).
     pub(crate) fn canary_intact(&self) -> bool {
-        let expected: &[u8; CANARY_LEN] =
-            if self.slot.fork == ForkPolicy::Wipe && self.slot.inherited() {
-                &[0; CANARY_LEN]
-            } else {
-                process_canary()
-            };
+        let expected = expected_canary(&self.slot.origin);
         let canary_at = canary_ptr(self.slot.data, self.value_offset - CANARY_LEN);
         // SAFETY: (R1, R3) the canary's bytes lie in the readable data pages;
         // `[u8; N]` has alignment 1 and every bit pattern is valid.
@@ -239,19 +235,39 @@ impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: `slot` is taken exactly once, here, and not used after.
         let slot = unsafe { ManuallyDrop::take(&mut self.slot) };
-        if slot.present() {
+        if slot.origin.present() {
             self.open();
             // SAFETY: (R1, R3) the data pages are mapped read-write (`open`);
             // the typed owner has dropped its value, so no reference into
-            // them is alive; `data` is page-aligned and `data_len` a multiple
-            // of the page size, so the `u64` view is aligned and covers every
-            // data byte.
-            let words = unsafe {
-                std::slice::from_raw_parts_mut(slot.data.cast::<u64>().as_ptr(), slot.data_len / 8)
-            };
-            words.zeroize();
+            // them is alive; `data` is page-aligned and `data_len` a
+            // multiple of the page size.
+            unsafe { wipe(slot.data, slot.data_len) };
         }
         pool::recycle_page_slot(slot);
+    }
+}
+
+/// Zeroizes `len` bytes at `addr` with volatile word writes (`zeroize`) the
+/// optimiser cannot remove.
+///
+/// # Safety
+/// `addr` is 8-byte aligned and `len` a multiple of 8; the range is mapped
+/// readable and writable, and no reference into it is alive.
+pub(crate) unsafe fn wipe(addr: NonNull<u8>, len: usize) {
+    debug_assert!(addr.as_ptr().align_offset(8) == 0 && len % 8 == 0);
+    // SAFETY: forwarded from the caller's contract: an aligned, writable,
+    // unaliased range of `len / 8` words.
+    let words = unsafe { std::slice::from_raw_parts_mut(addr.cast::<u64>().as_ptr(), len / 8) };
+    words.zeroize();
+}
+
+/// The canary a slot of this origin must carry: the process canary, or
+/// zeros where the kernel wiped the slot's pages in this fork child.
+pub(crate) fn expected_canary(origin: &Origin) -> &'static [u8; CANARY_LEN] {
+    if origin.wiped_by_fork() {
+        &[0; CANARY_LEN]
+    } else {
+        process_canary()
     }
 }
 
