@@ -10,8 +10,12 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::options::ForkPolicy;
+use crate::policy::ForkPolicy;
 use crate::sys;
+
+/// What touching a box whose pages were excluded from this fork child says.
+pub(crate) const EXCLUDED: &str = "lockedbox: this box was made with ForkPolicy::Exclude by the \
+                                   parent of this fork(2) child; its pages do not exist here";
 
 /// Where a slot was made: the fork policy its pages were advised with and
 /// the generation of the process that made it. What a slot may do in a fork

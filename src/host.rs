@@ -59,7 +59,7 @@ impl Host {
             memfd_secret: sys::secretmem_available().map_err(|e| e.kind()),
             core_limit: sys::core_limit().0,
             dumpable: sys::dumpable().ok(),
-            locked_by_crate: limits::locked_bytes(),
+            locked_by_crate: crate::alloc::locked_bytes(),
         }
     }
 }

@@ -175,6 +175,10 @@ pub(crate) const PACKED_MAX_SIZE: usize = 2048;
 pub(crate) const PACKED_MAX_ALIGN: usize = 16;
 /// The smallest packed slot.
 pub(crate) const PACKED_MIN_SLOT: usize = 64;
+/// Packed size classes: slots of 64, 128, ... 4096 bytes.
+pub(crate) const PACKED_CLASSES: usize = 7;
+
+const _: () = assert!(PACKED_MIN_SLOT << (PACKED_CLASSES - 1) >= PACKED_MAX_SIZE + 2 * CANARY_LEN);
 
 /// Where a small value sits in a packed slot, a power-of-two share of a
 /// page, between two canaries:
@@ -225,20 +229,17 @@ impl PackedLayout {
         })
     }
 
-    /// Size class index: 0 for 64-byte slots, 1 for 128, and so on.
+    /// Size class index: 0 for 64-byte slots, 1 for 128, and so on, below
+    /// [`PACKED_CLASSES`].
     pub(crate) fn class(&self) -> usize {
         (self.slot_size / PACKED_MIN_SLOT).trailing_zeros() as usize
     }
 
     /// Slots per page.
+    #[cfg(test)]
     pub(crate) fn slots_per_page(&self, page: usize) -> usize {
         page / self.slot_size
     }
-}
-
-/// Number of packed size classes for pages of `page` bytes.
-pub(crate) fn packed_classes(page: usize) -> usize {
-    (page / PACKED_MIN_SLOT).trailing_zeros() as usize + 1
 }
 
 /// Rounds `n` up to a multiple of the power of two `to`, or `None` on overflow.
@@ -330,7 +331,7 @@ pub(crate) fn fuzz(size: usize, align: usize, page: usize) {
             );
             assert_eq!(p.back_canary_offset + CANARY_LEN, p.slot_size);
             assert_eq!(p.value_offset % align, 0, "aligned (slots are 16-aligned)");
-            assert!(p.class() < packed_classes(page));
+            assert!(p.class() < PACKED_CLASSES);
             assert!(
                 p.slot_size / 2 < size + 2 * CANARY_LEN || p.slot_size == PACKED_MIN_SLOT,
                 "smallest class"
@@ -477,7 +478,11 @@ mod tests {
             None,
             "slot larger than the page"
         );
-        assert_eq!(packed_classes(PAGE), 7);
+        assert_eq!(
+            PackedLayout::new(2048, 16, PAGE).unwrap().class(),
+            PACKED_CLASSES - 1,
+            "the largest class"
+        );
         assert_eq!(
             PackedLayout::new(32, 8, PAGE).unwrap().slots_per_page(PAGE),
             64

@@ -15,6 +15,8 @@ compile_error!(
      MADV_WIPEONFORK as Linux implements them, and nothing else is emulated"
 );
 
+mod alloc;
+mod canary;
 mod error;
 mod fork;
 mod host;
@@ -24,9 +26,12 @@ mod locked_box;
 mod options;
 mod packed;
 mod plain;
-mod pool;
+mod policy;
 mod region;
+mod seal_state;
 mod sealed;
+mod store;
+mod sync;
 mod sys;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/`; not part of the API.
@@ -41,12 +46,15 @@ pub mod fuzzing {
     }
 }
 
+pub use alloc::{
+    DEFAULT_CACHE_LIMIT, Stats, cache_limit, locked_bytes, set_cache_limit, stats, trim,
+};
 pub use error::Error;
 pub use host::Host;
-pub use limits::{MemlockLimit, locked_bytes, memlock_limit};
+pub use limits::{MemlockLimit, memlock_limit};
 pub use locked_box::LockedBox;
-pub use options::{ForkPolicy, Isolation, LockPolicy, Options};
+pub use options::Options;
 pub use plain::Plain;
-pub use pool::{DEFAULT_CACHE_LIMIT, Stats, cache_limit, set_cache_limit, stats, trim};
-pub use region::Residency;
+pub use policy::{ForkPolicy, Isolation, LockPolicy};
 pub use sealed::{Ref, RefMut, SealedBox};
+pub use sys::Residency;

@@ -1,49 +1,17 @@
-//! `RLIMIT_MEMLOCK`: reading the limit, counting the bytes this crate has
-//! locked, and turning a refused lock into [`Error::MemlockLimit`].
+//! `RLIMIT_MEMLOCK`: reading the limit, telling a refused lock from other
+//! failures, and turning it into [`Error::MemlockLimit`].
 //!
 //! The crate only ever reads the limit. Raising it is the user's decision
 //! (`ulimit -l`, `LimitMEMLOCK=`, `--ulimit memlock=`), never the library's.
+//! The count of bytes the crate holds locked belongs to the allocator's
+//! process generation (`alloc`), so that a fork(2) child starts from zero.
 #![forbid(unsafe_code)]
 
 use std::io;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::Error;
 use crate::sys;
-
-/// Bytes this crate currently holds locked, process-wide.
-static LOCKED: AtomicUsize = AtomicUsize::new(0);
-
-/// Bytes of memory this crate currently holds mlocked, across all threads.
-///
-/// It counts whole pages: a 32-byte box locks one 4 KiB page. Boxes that
-/// [`LockPolicy::BestEffort`](crate::LockPolicy::BestEffort) could not lock
-/// are not counted. The kernel's own view of the same thing, for the whole
-/// process, is `VmLck` in `/proc/self/status`.
-///
-/// In a child made by `fork(2)` the figure starts as the parent's (memory
-/// locks are not inherited, but the counter is plain memory); it falls as the
-/// inherited boxes are dropped.
-///
-/// ```
-/// let before = lockedbox::locked_bytes();
-/// let key = lockedbox::LockedBox::<[u8; 32]>::new_zeroed()?;
-/// assert!(lockedbox::locked_bytes() >= before + 4096);
-/// drop(key);
-/// # Ok::<(), lockedbox::Error>(())
-/// ```
-pub fn locked_bytes() -> usize {
-    LOCKED.load(Ordering::Relaxed)
-}
-
-pub(crate) fn add_locked(bytes: usize) {
-    LOCKED.fetch_add(bytes, Ordering::Relaxed);
-}
-
-pub(crate) fn sub_locked(bytes: usize) {
-    LOCKED.fetch_sub(bytes, Ordering::Relaxed);
-}
 
 /// The process's `RLIMIT_MEMLOCK`, in bytes; `None` means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,10 +30,10 @@ pub fn memlock_limit() -> MemlockLimit {
     MemlockLimit { soft, hard }
 }
 
-/// Whether pages of `len` bytes could ever be locked here: a lock larger than
-/// physical memory cannot succeed, and with `CAP_IPC_LOCK` trying it would
-/// only wake the OOM killer.
-pub(crate) fn lockable(len: usize) -> bool {
+/// Whether `len` bytes fit in physical memory: a box larger than that can
+/// never be locked, and unlocked it could only be backed by swap or the OOM
+/// killer. The one check behind [`Error::TooLarge`] for size.
+pub(crate) fn fits_in_ram(len: usize) -> bool {
     static RAM: OnceLock<u64> = OnceLock::new();
     let ram = *RAM.get_or_init(sys::physical_memory);
     u64::try_from(len).is_ok_and(|len| len <= ram)
@@ -78,17 +46,45 @@ pub(crate) fn is_limit_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EPERM))
 }
 
-/// The error for an `mlock` of `requested` bytes that failed with `e`.
-pub(crate) fn lock_error(requested: usize, e: io::Error) -> Error {
+/// The error for an `mlock` of `requested` bytes that failed with `e`, while
+/// the crate held `locked_by_crate` bytes locked.
+pub(crate) fn lock_error(requested: usize, locked_by_crate: usize, e: io::Error) -> Error {
     if is_limit_error(&e) {
         let limit = memlock_limit();
         Error::MemlockLimit {
             requested,
             soft_limit: limit.soft,
             hard_limit: limit.hard,
-            locked_by_crate: locked_bytes(),
+            locked_by_crate,
         }
     } else {
         Error::os("mlock", requested, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ram_bounds_sizes() {
+        assert!(fits_in_ram(4096));
+        assert!(!fits_in_ram(usize::MAX));
+    }
+
+    #[test]
+    fn limit_errors_are_enomem_and_eperm() {
+        assert!(is_limit_error(&io::Error::from_raw_os_error(libc::ENOMEM)));
+        assert!(is_limit_error(&io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(!is_limit_error(&io::Error::from_raw_os_error(libc::EAGAIN)));
+        let e = lock_error(4096, 8192, io::Error::from_raw_os_error(libc::ENOMEM));
+        assert!(matches!(
+            e,
+            Error::MemlockLimit {
+                requested: 4096,
+                locked_by_crate: 8192,
+                ..
+            }
+        ));
     }
 }

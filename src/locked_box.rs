@@ -1,9 +1,7 @@
-//! `LockedBox<T>`: a typed view over a page-isolated [`Region`] or a packed
-//! slot.
+//! `LockedBox<T>`: a typed view over a [`Store`].
 //!
-//! Unsafe here is limited to turning the value pointer into references,
-//! dropping the value in place, and copying it into a page of its own when a
-//! packed box is sealed.
+//! Unsafe here is limited to turning the value pointer into references and
+//! dropping the value in place.
 #![allow(unsafe_code)]
 
 use std::any::type_name;
@@ -15,12 +13,10 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::{self, NonNull};
 
 use crate::error::Error;
-use crate::layout::Layout;
-use crate::options::{Isolation, LockPolicy, Options};
-use crate::packed::PackedSlot;
 use crate::plain::Plain;
-use crate::region::{Region, Residency};
-use crate::sys;
+use crate::policy::Isolation;
+use crate::fork::EXCLUDED;
+use crate::store::{Request, Residency, Store};
 
 /// One secret in locked, guarded, dump-proof memory.
 ///
@@ -61,38 +57,6 @@ pub struct LockedBox<T: ?Sized + Plain> {
     _owns: PhantomData<T>,
 }
 
-/// Where a box's value lives.
-pub(crate) enum Store {
-    /// Data pages of its own between guard pages.
-    Page(Region),
-    /// A slot between canaries on a page shared with other small values.
-    Packed(PackedSlot),
-}
-
-impl Store {
-    fn value_ptr(&self) -> NonNull<u8> {
-        match self {
-            Store::Page(r) => r.value_ptr(),
-            Store::Packed(p) => p.value_ptr(),
-        }
-    }
-
-    #[inline]
-    fn present(&self) -> bool {
-        match self {
-            Store::Page(r) => r.present(),
-            Store::Packed(p) => p.present(),
-        }
-    }
-
-    fn size(&self) -> usize {
-        match self {
-            Store::Page(r) => r.size(),
-            Store::Packed(p) => p.layout.size,
-        }
-    }
-}
-
 // SAFETY: the box owns its `T` and its slot exclusively; sending the box
 // sends the `T`. Giving a slot back works from any thread: a page slot goes
 // to the dropping thread's cache or is closed, a packed slot's bit is cleared
@@ -110,7 +74,7 @@ impl<T: Plain> LockedBox<T> {
     /// writes the secret straight into the locked pages.
     ///
     /// # Errors
-    /// As [`Options::zeroed`].
+    /// As [`Options::zeroed`](crate::Options::zeroed).
     pub fn new(value: T) -> Result<Self, Error> {
         let mut b = Self::new_zeroed()?;
         *b = value;
@@ -120,9 +84,15 @@ impl<T: Plain> LockedBox<T> {
     /// A box holding an all-zero `T`.
     ///
     /// # Errors
-    /// As [`Options::zeroed`].
+    /// As [`Options::zeroed`](crate::Options::zeroed).
     pub fn new_zeroed() -> Result<Self, Error> {
-        Options::new().zeroed()
+        Self::zeroed_with(Request::of::<T>(1))
+    }
+
+    /// A box holding an all-zero `T`, made as `req` says.
+    #[inline]
+    pub(crate) fn zeroed_with(req: Request) -> Result<Self, Error> {
+        Store::new(req).map(Self::from_store)
     }
 
     /// A box whose value `init` writes in place, into memory that is already
@@ -137,7 +107,7 @@ impl<T: Plain> LockedBox<T> {
     /// ```
     ///
     /// # Errors
-    /// As [`Options::zeroed`]; `init` is not called then.
+    /// As [`Options::zeroed`](crate::Options::zeroed); `init` is not called then.
     pub fn new_with(init: impl FnOnce(&mut T)) -> Result<Self, Error> {
         let mut b = Self::new_zeroed()?;
         init(&mut b);
@@ -164,7 +134,7 @@ impl<T: Plain> LockedBox<T> {
     /// ```
     ///
     /// # Errors
-    /// What `init` returns, or what [`Options::zeroed`] returns, converted
+    /// What `init` returns, or what [`Options::zeroed`](crate::Options::zeroed) returns, converted
     /// into `E` (`std::io::Error` implements `From<lockedbox::Error>`).
     pub fn try_new_with<E: From<Error>>(
         init: impl FnOnce(&mut T) -> Result<(), E>,
@@ -179,15 +149,21 @@ impl<T: Plain> LockedBox<[T]> {
     /// A box holding `len` all-zero elements. `len == 0` is allowed.
     ///
     /// # Errors
-    /// As [`Options::zeroed_slice`].
+    /// As [`Options::zeroed_slice`](crate::Options::zeroed_slice).
     pub fn new_zeroed_slice(len: usize) -> Result<Self, Error> {
-        Options::new().zeroed_slice(len)
+        Self::zeroed_slice_with(Request::of::<T>(len))
+    }
+
+    /// A box holding `req.len` all-zero `T`s, made as `req` says.
+    pub(crate) fn zeroed_slice_with(req: Request) -> Result<Self, Error> {
+        let len = req.len;
+        Store::new(req).map(|store| Self::from_store_slice(store, len))
     }
 
     /// A box holding a copy of `src`.
     ///
     /// # Errors
-    /// As [`Options::zeroed_slice`].
+    /// As [`Options::zeroed_slice`](crate::Options::zeroed_slice).
     pub fn from_slice(src: &[T]) -> Result<Self, Error>
     where
         T: Copy,
@@ -200,7 +176,7 @@ impl<T: Plain> LockedBox<[T]> {
 
 impl<T: Plain> LockedBox<T> {
     /// Wraps a fresh store whose value bytes are zero and sized for one `T`.
-    pub(crate) fn from_store(store: Store) -> Self {
+    fn from_store(store: Store) -> Self {
         debug_assert_eq!(store.size(), mem::size_of::<T>());
         debug_assert_eq!(
             store
@@ -219,7 +195,7 @@ impl<T: Plain> LockedBox<T> {
 
 impl<T: Plain> LockedBox<[T]> {
     /// Wraps a fresh store whose value bytes are zero and sized for `len` `T`s.
-    pub(crate) fn from_store_slice(store: Store, len: usize) -> Self {
+    fn from_store_slice(store: Store, len: usize) -> Self {
         debug_assert_eq!(Some(store.size()), len.checked_mul(mem::size_of::<T>()));
         debug_assert_eq!(
             store
@@ -243,20 +219,14 @@ impl<T: ?Sized + Plain> LockedBox<T> {
     /// whose lock was refused, and for a box inherited by a fork(2) child
     /// (memory locks are not inherited).
     pub fn is_locked(&self) -> bool {
-        match &self.store {
-            Store::Page(r) => r.is_locked(),
-            Store::Packed(p) => p.is_locked(),
-        }
+        self.store.is_locked()
     }
 
     /// How the box is isolated: [`Isolation::Page`] for a box with data pages
     /// of its own (and every sealed box), [`Isolation::Packed`] for one
     /// sharing a page with other small secrets.
     pub fn isolation(&self) -> Isolation {
-        match self.store {
-            Store::Page(_) => Isolation::Page,
-            Store::Packed(_) => Isolation::Packed,
-        }
+        self.store.isolation()
     }
 
     /// How many of the box's data pages are resident in RAM, as mincore(2)
@@ -267,13 +237,7 @@ impl<T: ?Sized + Plain> LockedBox<T> {
     /// parent made with [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude),
     /// whose pages do not exist there.
     pub fn residency(&self) -> io::Result<Residency> {
-        if !self.store.present() {
-            return Err(io::Error::other(EXCLUDED));
-        }
-        match &self.store {
-            Store::Page(r) => r.residency(),
-            Store::Packed(p) => p.residency(),
-        }
+        self.store.residency()
     }
 
     /// Panics in a fork child whose parent made this box with
@@ -284,90 +248,26 @@ impl<T: ?Sized + Plain> LockedBox<T> {
         assert!(self.store.present(), "{EXCLUDED}");
     }
 
-    /// Takes the box apart into its value pointer and a page-isolated region,
-    /// first moving a packed value into a page of its own (and wiping its
-    /// slot); `retarget` makes the pointer to the moved value from its new
-    /// address (keeping a slice's length). The caller takes over dropping
-    /// the value.
-    ///
-    /// # Errors
-    /// As [`Options::zeroed`], for the new page; the box is then dropped.
-    pub(crate) fn into_page_region(
-        self,
-        retarget: impl FnOnce(NonNull<u8>) -> NonNull<T>,
-    ) -> Result<(NonNull<T>, Region), Error> {
-        // The pages must exist here before anything is moved or protected.
-        self.assert_present();
+    /// Takes the box apart into its value pointer and its store, without
+    /// dropping the value: the caller takes over both.
+    pub(crate) fn into_parts(self) -> (NonNull<T>, Store) {
         let this = mem::ManuallyDrop::new(self);
-        let ptr = this.ptr;
         // SAFETY: `this` is never dropped or used again after this point, so
         // its store is moved out exactly once.
         let store = unsafe { ptr::read(&raw const this.store) };
-        match store {
-            Store::Page(region) => Ok((ptr, region)),
-            Store::Packed(slot) => {
-                // Rebuild the box so that an error below drops (and wipes) it.
-                let packed = LockedBox {
-                    ptr,
-                    store: Store::Packed(slot),
-                    _owns: PhantomData,
-                };
-                packed.assert_present();
-                let size = packed.store.size();
-                let align = mem::align_of_val::<T>(&packed);
-                let layout =
-                    Layout::new(size, align, sys::page_size()).map_err(|_| Error::TooLarge {
-                        len: 1,
-                        elem_size: size,
-                    })?;
-                let region = Region::create(layout, LockPolicy::Require, packed.fork())?;
-                // SAFETY: both ranges are `size` bytes: the packed value, live
-                // and readable, and the new region's value bytes, read-write
-                // and ours alone; they are in different slots, so disjoint.
-                unsafe {
-                    ptr::copy_nonoverlapping(
-                        packed.ptr.cast::<u8>().as_ptr(),
-                        region.value_ptr().as_ptr(),
-                        size,
-                    );
-                }
-                // The value's bytes now live in the region; the packed slot is
-                // wiped and freed without dropping the value a second time.
-                let packed = mem::ManuallyDrop::new(packed);
-                // SAFETY: `packed` is never used or dropped again, so its store
-                // is moved out exactly once; it is verified below, and
-                // dropping it wipes and frees the slot (the value, now copied,
-                // is not dropped twice: `packed`'s own drop never runs).
-                let old = unsafe { ptr::read(&raw const packed.store) };
-                if let Store::Packed(slot) = &old {
-                    slot.verify();
-                }
-                drop(old);
-                Ok((retarget(region.value_ptr()), region))
-            }
-        }
+        (this.ptr, store)
     }
 
-    /// Reassembles a box from `into_page_region`'s parts.
-    pub(crate) fn from_page_region(ptr: NonNull<T>, region: Region) -> Self {
+    /// Reassembles a box from `into_parts`' parts (the pointer retargeted if
+    /// the value moved to another store).
+    pub(crate) fn from_parts(ptr: NonNull<T>, store: Store) -> Self {
         LockedBox {
             ptr,
-            store: Store::Page(region),
+            store,
             _owns: PhantomData,
         }
     }
-
-    fn fork(&self) -> crate::ForkPolicy {
-        match &self.store {
-            Store::Page(r) => r.fork(),
-            Store::Packed(p) => p.fork(),
-        }
-    }
 }
-
-/// What touching a box whose pages were excluded from this fork child says.
-pub(crate) const EXCLUDED: &str = "lockedbox: this box was made with ForkPolicy::Exclude by the parent of \
-                        this fork(2) child; its pages do not exist here";
 
 impl<T: ?Sized + Plain> Deref for LockedBox<T> {
     type Target = T;
@@ -402,19 +302,27 @@ impl<T: ?Sized + Plain> DerefMut for LockedBox<T> {
 impl<T: ?Sized + Plain> Drop for LockedBox<T> {
     fn drop(&mut self) {
         if self.store.present() {
-            if let Store::Page(r) = &self.store {
-                // A sealed box may have left the pages PROT_NONE.
-                r.open();
-            }
+            // A sealed box may have left the pages PROT_NONE.
+            self.store.open();
+            // The canaries are checked when `check` goes out of scope, also
+            // if dropping `T` panics and unwinds through here.
+            let check = VerifyOnExit(&self.store);
             // SAFETY: `ptr` points at a valid `T` that nothing else will use:
             // the box is being dropped and no borrow of it can be alive.
             unsafe { ptr::drop_in_place(self.ptr.as_ptr()) };
-            match &self.store {
-                Store::Page(r) => r.verify_canary(),
-                Store::Packed(p) => p.verify(),
-            }
+            drop(check);
         }
-        // `store` is dropped next: wipe, then cache or munlock, DONTNEED, close.
+        // `store` is dropped next: wipe, then cache or close.
+    }
+}
+
+/// Checks a store's canaries when dropped (aborting if one changed).
+struct VerifyOnExit<'a>(&'a Store);
+
+impl Drop for VerifyOnExit<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.verify();
     }
 }
 

@@ -15,40 +15,23 @@
 //!   `PROT_NONE` or read-only (through [`Region::protect`]); whoever needs to
 //!   touch them on the way out calls [`Region::open`] first;
 //! - **(R4) canary**: the canary bytes were written at creation and only an
-//!   out-of-bounds write changes them.
+//!   out-of-bounds write changes them; the bytes in front of the canary
+//!   (padding) are never written by the crate and are zero.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::mem::ManuallyDrop;
 use std::process;
 use std::ptr::NonNull;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use zeroize::Zeroize;
-
+use crate::alloc::{self, PageSlot};
+use crate::canary::{expected_canary, process_canary, wipe};
 use crate::error::Error;
-use crate::fork::Origin;
+use crate::fork::EXCLUDED;
 use crate::layout::{CANARY_LEN, Layout};
-use crate::options::{ForkPolicy, LockPolicy};
-use crate::pool::{self, PageSlot};
-use crate::sys::{self, Protection};
-
-/// How many data pages of a box are in RAM, from mincore(2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Residency {
-    /// Data pages present in RAM.
-    pub resident: usize,
-    /// All data pages of the box.
-    pub total: usize,
-}
-
-impl Residency {
-    /// Whether every data page is in RAM.
-    pub fn all_resident(&self) -> bool {
-        self.resident == self.total
-    }
-}
+use crate::policy::{ForkPolicy, LockPolicy};
+use crate::sys::{self, Advice, Protection, Residency};
 
 /// A page-isolated box's data pages and where its value sits in them; see
 /// the module docs for its invariants.
@@ -79,13 +62,14 @@ impl Region {
     ///
     /// On error nothing is left behind: no slot stays open and the count of
     /// locked bytes is unchanged.
+    #[inline]
     pub(crate) fn create(
         layout: Layout,
         lock: LockPolicy,
         fork: ForkPolicy,
     ) -> Result<Self, Error> {
         let slot =
-            pool::acquire_page_slot(layout.data_len / layout.page, layout.map_len, lock, fork)?;
+            alloc::acquire_page_slot(layout.data_len / layout.page, layout.map_len, lock, fork)?;
         debug_assert_eq!(slot.data_len, layout.data_len);
         let canary_at = canary_ptr(slot.data, layout.canary_offset);
         // SAFETY: (R1, R3) the canary's bytes lie in the slot's data pages,
@@ -100,6 +84,7 @@ impl Region {
     }
 
     /// First byte of the value: `size` bytes up to the end of the data pages.
+    #[inline]
     pub(crate) fn value_ptr(&self) -> NonNull<u8> {
         // SAFETY: (R1) `value_offset <= data_len`, so the result is inside
         // the data pages or one past them (for a zero-sized value).
@@ -114,11 +99,6 @@ impl Region {
     /// Length of the data pages in bytes.
     pub(crate) fn data_len(&self) -> usize {
         self.slot.data_len
-    }
-
-    /// The fork policy the pages were advised with.
-    pub(crate) fn fork(&self) -> ForkPolicy {
-        self.slot.origin.fork
     }
 
     /// Whether the mapping exists in this process. It does not in a fork
@@ -136,11 +116,7 @@ impl Region {
 
     /// Residency of the data pages, from mincore(2).
     pub(crate) fn residency(&self) -> io::Result<Residency> {
-        let pages = sys::residency(self.slot.data, self.slot.data_len)?;
-        Ok(Residency {
-            resident: pages.iter().filter(|&&r| r).count(),
-            total: pages.len(),
-        })
+        sys::residency(self.slot.data, self.slot.data_len)
     }
 
     /// Whether the canary is what it was set to. In a fork child of a
@@ -173,6 +149,24 @@ impl Region {
         }
     }
 
+    /// Prepares the data pages for sealing: marks their mapping
+    /// `MADV_RANDOM`, a flag the guard pages around them lack, so that the
+    /// kernel never merges the `PROT_NONE` data pages with their `PROT_NONE`
+    /// guards. Locked pages differ from the guards anyway, but locks are not
+    /// inherited by a fork child, and `BestEffort` pages may have none;
+    /// merged, every borrow would need the kernel to split the mapping again,
+    /// which fails at `vm.max_map_count`.
+    ///
+    /// Does nothing where the pages do not exist (see [`Region::protect`]).
+    pub(crate) fn keep_apart(&self) -> io::Result<()> {
+        if !self.present() {
+            return Err(not_present());
+        }
+        // SAFETY: (R1) present, so the data pages are our own slot's;
+        // MADV_RANDOM changes neither contents nor protection.
+        unsafe { sys::advise(self.slot.data, self.slot.data_len, Advice::Random) }
+    }
+
     /// Changes the data pages' protection and records it.
     ///
     /// Where the pages do not exist (a fork child of the maker of a
@@ -201,12 +195,10 @@ impl Region {
     /// nothing where the pages do not exist (see [`Region::protect`]).
     ///
     /// Aborts if mprotect fails: a secret that can neither be wiped nor used
-    /// must not be freed as it is. Widening the protection of a locked slot,
-    /// which is a mapping of its own, has no documented way to fail; an
-    /// unlocked slot (`LockPolicy::BestEffort`, or any slot in a fork child,
-    /// where locks are not inherited) may have merged with its guard pages
-    /// while sealed, and splitting it again can fail with `ENOMEM` at
-    /// `vm.max_map_count`. Aborting is the fail-closed answer.
+    /// must not be freed as it is. The data pages of a sealed box are a
+    /// mapping of their own (locked, or marked by [`Region::keep_apart`]),
+    /// so changing their protection needs no split and has no documented
+    /// way to fail; aborting is the fail-closed answer should it anyway.
     pub(crate) fn open(&self) {
         if !self.present() || self.prot.load(Ordering::Acquire) == prot_code(Protection::ReadWrite)
         {
@@ -227,11 +219,47 @@ impl Region {
         self.prot
             .store(prot_code(Protection::ReadWrite), Ordering::Release);
     }
+
+    /// Zeroizes every byte the box can have written: the canary and the
+    /// value (R4: the padding in front was never written). Of a box that is
+    /// not locked and spans several pages, only the pages that hold data (in
+    /// RAM or in swap, from /proc/self/pagemap) are written: wiping a page
+    /// that was never touched would only make the kernel allocate it.
+    ///
+    /// # Safety
+    /// The data pages are read-write (R3) and no reference into them is
+    /// alive.
+    unsafe fn wipe_contents(&self, slot: &PageSlot) {
+        let page = sys::page_size();
+        // From the canary, rounded down to a word, to the end of the data.
+        let start = (self.value_offset - CANARY_LEN) & !7;
+        let touched = if slot.locked || slot.data_len == page {
+            None
+        } else {
+            sys::populated(slot.data, slot.data_len / page).ok()
+        };
+        let wipe_run = |from: usize, to: usize| {
+            if from < to {
+                // SAFETY: the caller's contract; `from` is a multiple of 8
+                // (`start`, or a page boundary) and `to` too (a page
+                // boundary or `data_len`), both within the data pages.
+                unsafe { wipe(slot.data.add(from), to - from) };
+            }
+        };
+        match touched {
+            None => wipe_run(start, slot.data_len),
+            Some(pages) => {
+                for (i, _) in pages.iter().enumerate().filter(|&(_, &t)| t) {
+                    wipe_run(start.max(i * page), (i + 1) * page);
+                }
+            }
+        }
+    }
 }
 
 impl Drop for Region {
-    /// Zeroizes every data byte, then hands the slot back to the pool, which
-    /// caches it or munlocks, discards and closes it, in that order.
+    /// Zeroizes the canary and value, then hands the slot back to the pool,
+    /// which caches it or closes it (unlock, discard, `PROT_NONE`).
     fn drop(&mut self) {
         // SAFETY: `slot` is taken exactly once, here, and not used after.
         let slot = unsafe { ManuallyDrop::take(&mut self.slot) };
@@ -239,35 +267,10 @@ impl Drop for Region {
             self.open();
             // SAFETY: (R1, R3) the data pages are mapped read-write (`open`);
             // the typed owner has dropped its value, so no reference into
-            // them is alive; `data` is page-aligned and `data_len` a
-            // multiple of the page size.
-            unsafe { wipe(slot.data, slot.data_len) };
+            // them is alive.
+            unsafe { self.wipe_contents(&slot) };
         }
-        pool::recycle_page_slot(slot);
-    }
-}
-
-/// Zeroizes `len` bytes at `addr` with volatile word writes (`zeroize`) the
-/// optimiser cannot remove.
-///
-/// # Safety
-/// `addr` is 8-byte aligned and `len` a multiple of 8; the range is mapped
-/// readable and writable, and no reference into it is alive.
-pub(crate) unsafe fn wipe(addr: NonNull<u8>, len: usize) {
-    debug_assert!(addr.as_ptr().align_offset(8) == 0 && len % 8 == 0);
-    // SAFETY: forwarded from the caller's contract: an aligned, writable,
-    // unaliased range of `len / 8` words.
-    let words = unsafe { std::slice::from_raw_parts_mut(addr.cast::<u64>().as_ptr(), len / 8) };
-    words.zeroize();
-}
-
-/// The canary a slot of this origin must carry: the process canary, or
-/// zeros where the kernel wiped the slot's pages in this fork child.
-pub(crate) fn expected_canary(origin: &Origin) -> &'static [u8; CANARY_LEN] {
-    if origin.wiped_by_fork() {
-        &[0; CANARY_LEN]
-    } else {
-        process_canary()
+        alloc::recycle_page_slot(slot);
     }
 }
 
@@ -276,7 +279,7 @@ pub(crate) fn expected_canary(origin: &Origin) -> &'static [u8; CANARY_LEN] {
 #[cold]
 #[inline(never)]
 fn not_present() -> io::Error {
-    io::Error::other(crate::locked_box::EXCLUDED)
+    io::Error::other(EXCLUDED)
 }
 
 /// Where the canary sits in data pages starting at `data`.
@@ -284,32 +287,4 @@ fn canary_ptr(data: NonNull<u8>, canary_offset: usize) -> NonNull<[u8; CANARY_LE
     // SAFETY: `canary_offset + CANARY_LEN <= data_len` (see `Layout`), so the
     // result stays inside the data pages.
     unsafe { data.add(canary_offset) }.cast()
-}
-
-/// The canary every region of this process carries: random per process,
-/// drawn once. Its first byte is zero, so that a string copy running into it
-/// from below stops there; at least one other byte is nonzero, so it never
-/// matches the zeros of a wiped page.
-pub(crate) fn process_canary() -> &'static [u8; CANARY_LEN] {
-    static CANARY: OnceLock<[u8; CANARY_LEN]> = OnceLock::new();
-    CANARY.get_or_init(|| {
-        let mut c = [0u8; CANARY_LEN];
-        if sys::random(&mut c).is_err() {
-            // No getrandom (Linux < 3.17): fall back on what varies per
-            // process. Weaker, but a canary that is not secret still catches
-            // accidental overwrites.
-            let seed = (&raw const CANARY as usize as u64)
-                ^ u64::from(sys::process_id()).rotate_left(32)
-                ^ std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| u64::from(d.subsec_nanos()));
-            c[..8].copy_from_slice(&seed.to_ne_bytes());
-            c[8..].copy_from_slice(&seed.rotate_left(29).to_ne_bytes());
-        }
-        c[0] = 0;
-        if c[1..].iter().all(|&b| b == 0) {
-            c[1] = 1;
-        }
-        c
-    })
 }

@@ -4,40 +4,9 @@
 //! the rules below) and turning the value pointer into references while a
 //! guard proves the protection allows it.
 //!
-//! # How concurrent borrows stay race-free
-//!
-//! `readers` counts live [`Ref`]s. Two rules hold at every instant:
-//!
-//! - **(S1)** `readers > 0` implies the pages are at least readable.
-//! - **(S2)** Every change of protection, and every change of `readers` to or
-//!   from zero, happens with `gate` held.
-//!
-//! A borrow that finds `readers > 0` increments it with a compare-and-swap
-//! from that nonzero value, without a system call: by (S1) the pages are
-//! readable, and they stay so, because only the guard that moves the count
-//! from 1 to 0 may seal them, and that move fails if the count changed. A
-//! borrow that finds zero takes `gate`, makes the pages readable *then*
-//! publishes `readers = 1`. The last guard out takes `gate`, moves the count
-//! from 1 to 0 *then* makes the pages `PROT_NONE`; a borrower arriving in
-//! between sees zero and waits for `gate`. So no `Ref` ever points at
-//! `PROT_NONE` pages, and once the last guard's drop returns the pages are
-//! sealed again. The count is capped at `isize::MAX` (the process aborts
-//! beyond it, as `Arc` does), so it cannot wrap to zero under a live `Ref`.
-//!
-//! # fork(2)
-//!
-//! `gate` is not a `std` mutex but a word holding the fork *generation*
-//! (`fork::generation`) of its holder: a fork child that finds it held by its
-//! parent's generation (a thread that does not exist in the child) takes it
-//! over instead of waiting forever. `readers` counts the guards of one
-//! generation, `epoch`; the first slow-path borrow in a fork child *adopts*
-//! the box for the child's generation. If guards were out at the fork, copies
-//! of them may live on in the child (on the forking thread's stack), so the
-//! pages stay as they were, readable, for the child's life (`frozen`): no
-//! guard there ever points at `PROT_NONE` pages. Guards remember the
-//! generation they were counted in, and a guard dropped in another generation
-//! changes nothing. A `borrow_mut` (which proves no guard is alive) returns a
-//! frozen box to normal sealing.
+//! The concurrency (a reader count, the fork generation it counts in, a
+//! gate) lives in `seal_state`, with its rules and its loom model; this
+//! module supplies the protection changes.
 //!
 //! The borrow and release paths are `#[inline(always)]` so that the mprotect
 //! call lands in the caller's own code. On CPUs whose kernels mitigate
@@ -53,14 +22,15 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::Error;
-use crate::fork;
+use crate::fork::{self, EXCLUDED};
 use crate::locked_box::LockedBox;
 use crate::plain::Plain;
-use crate::region::{Region, Residency};
-use crate::sys::Protection;
+use crate::region::Region;
+use crate::seal_state::SealState;
+use crate::store::Store;
+use crate::sys::{Protection, Residency};
 
 /// A box whose data pages are `PROT_NONE` while no borrow is out: a stray
 /// read anywhere in the process faults instead of finding the secret.
@@ -93,62 +63,10 @@ pub struct SealedBox<T: ?Sized + Plain> {
     ptr: NonNull<T>,
     /// Taken out only by `Drop` and `unseal`.
     region: ManuallyDrop<Region>,
-    /// Live `Ref`s of generation `epoch`; see the module docs for the
-    /// rules (S1, S2).
-    readers: AtomicUsize,
-    /// The fork generation whose guards `readers` counts.
-    epoch: AtomicU64,
-    /// In this `epoch`, leave the protection alone and count nothing (a fork
-    /// child that may hold copies of its parent's guards).
-    frozen: AtomicBool,
-    /// Serialises protection changes and moves of `readers` to or from zero.
-    gate: Gate,
+    /// Who may change the protection, and when.
+    state: SealState,
     /// The box owns a `T`.
     _owns: PhantomData<T>,
-}
-
-/// Most `Ref`s out at once; beyond it the process aborts.
-const MAX_READERS: usize = isize::MAX as usize;
-
-/// A lock word: 0 when free, else the fork generation of its holder. A
-/// holder of another generation is a thread of a parent process, which does
-/// not exist here: the lock is taken over.
-struct Gate(AtomicU64);
-
-/// Holds a [`Gate`]; frees it when dropped.
-struct GateGuard<'a>(&'a Gate);
-
-impl Gate {
-    #[inline(always)]
-    fn lock(&self, generation: u64) -> GateGuard<'_> {
-        let mut spins = 0u32;
-        loop {
-            let held = self.0.load(Ordering::Relaxed);
-            if held != generation
-                && self
-                    .0
-                    .compare_exchange_weak(held, generation, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return GateGuard(self);
-            }
-            // Held by this generation: wait. The holder only makes one
-            // mprotect call before it lets go.
-            spins += 1;
-            if spins < 100 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-}
-
-impl Drop for GateGuard<'_> {
-    #[inline(always)]
-    fn drop(&mut self) {
-        self.0.0.store(0, Ordering::Release);
-    }
 }
 
 // SAFETY: a sealed box owns its `T` and its pages exclusively, like a
@@ -170,7 +88,8 @@ impl<T: Plain> LockedBox<T> {
     /// is then dropped, and its secret wiped, rather than handed back
     /// half-sealed.
     pub fn seal(self) -> Result<SealedBox<T>, Error> {
-        let (ptr, region) = self.into_page_region(NonNull::cast)?;
+        let align = std::mem::align_of::<T>();
+        let (ptr, region) = into_region(self, align, |p| p.cast())?;
         SealedBox::seal_parts(ptr, region)
     }
 }
@@ -183,28 +102,54 @@ impl<T: Plain> LockedBox<[T]> {
     /// As for a sized value.
     pub fn seal(self) -> Result<SealedBox<[T]>, Error> {
         let len = self.len();
-        let (ptr, region) =
-            self.into_page_region(|p| NonNull::slice_from_raw_parts(p.cast::<T>(), len))?;
+        let align = std::mem::align_of::<T>();
+        let (ptr, region) = into_region(self, align, |p| {
+            NonNull::slice_from_raw_parts(p.cast::<T>(), len)
+        })?;
         SealedBox::seal_parts(ptr, region)
+    }
+}
+
+/// Takes a box apart into a pointer to its value and data pages of its own,
+/// moving a packed value into a new page-isolated region first (`retarget`
+/// makes the pointer to the value's new address). On error the box is
+/// dropped, and its secret wiped.
+fn into_region<T: ?Sized + Plain>(
+    b: LockedBox<T>,
+    align: usize,
+    retarget: impl FnOnce(NonNull<u8>) -> NonNull<T>,
+) -> Result<(NonNull<T>, Region), Error> {
+    // The pages must exist here before anything is moved or protected.
+    b.assert_present();
+    let (ptr, store) = b.into_parts();
+    let moved = matches!(store, Store::Packed(_));
+    match store.into_region(align) {
+        Ok(region) if moved => Ok((retarget(region.value_ptr()), region)),
+        Ok(region) => Ok((ptr, region)),
+        Err((store, e)) => {
+            drop(LockedBox::from_parts(ptr, store));
+            Err(e)
+        }
     }
 }
 
 impl<T: ?Sized + Plain> SealedBox<T> {
     fn seal_parts(ptr: NonNull<T>, region: Region) -> Result<Self, Error> {
+        let len = region.data_len();
+        if let Err(e) = region.keep_apart() {
+            drop(LockedBox::from_parts(ptr, Store::Page(region)));
+            return Err(Error::os("madvise(MADV_RANDOM)", len, e));
+        }
         // SAFETY: the box was moved in, so no reference into the value is
         // alive, and none is made until a guard makes the pages accessible.
         if let Err(e) = unsafe { region.protect(Protection::None) } {
-            let len = region.data_len();
-            drop(LockedBox::from_page_region(ptr, region));
+            drop(LockedBox::from_parts(ptr, Store::Page(region)));
             return Err(Error::os("mprotect", len, e));
         }
         Ok(SealedBox {
             ptr,
             region: ManuallyDrop::new(region),
-            readers: AtomicUsize::new(0),
-            epoch: AtomicU64::new(fork::generation()),
-            frozen: AtomicBool::new(false),
-            gate: Gate(AtomicU64::new(0)),
+            state: SealState::new(fork::generation()),
             _owns: PhantomData,
         })
     }
@@ -213,7 +158,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// `ForkPolicy::Exclude`; see `LockedBox::assert_present`.
     #[inline]
     fn assert_present(&self) {
-        assert!(self.region.present(), "{}", crate::locked_box::EXCLUDED);
+        assert!(self.region.present(), "{}", EXCLUDED);
     }
 
     /// Lends the value read-only. The pages turn readable when the first
@@ -227,71 +172,19 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude).
     #[inline(always)]
     pub fn borrow(&self) -> Ref<'_, T> {
-        let generation = fork::generation();
-        if self.epoch.load(Ordering::Acquire) == generation {
-            let mut n = self.readers.load(Ordering::Acquire);
-            while n > 0 {
-                check_readers(n);
-                // (S1): the pages are readable while the count is nonzero,
-                // and only the move from 1 to 0 may seal them, which this CAS
-                // races.
-                match self.readers.compare_exchange_weak(
-                    n,
-                    n + 1,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        return Ref {
-                            sealed: self,
-                            counted: generation,
-                        };
-                    }
-                    Err(now) => n = now,
-                }
-            }
-        }
-        let _gate = self.gate.lock(generation);
-        self.adopt(generation);
         self.assert_present();
-        if self.frozen.load(Ordering::Relaxed) {
-            // The pages stay as the fork left them: readable.
-            return Ref {
-                sealed: self,
-                counted: 0,
-            };
-        }
-        let n = self.readers.load(Ordering::Acquire);
-        if n == 0 {
-            // SAFETY: no `Ref` of this generation is alive (the count is zero
-            // and may only leave zero under `gate`, which we hold), none of
-            // another (the box is not frozen), and no `RefMut` (it needs
+        let counted = self.state.acquire(fork::generation(), || {
+            // SAFETY: `acquire` calls this under the gate with no guard
+            // alive, of this generation or another, and no `RefMut` (it needs
             // `&mut self`); widening to read-only invalidates nothing.
             if let Err(e) = unsafe { self.region.protect(Protection::Read) } {
                 panic!("lockedbox: mprotect(PROT_READ) of a sealed box failed: {e}");
             }
-        }
-        check_readers(n);
-        // Under `gate`, nobody else moves the count to or from zero; other
-        // borrowers may still increment a nonzero count, hence fetch_add.
-        self.readers.fetch_add(1, Ordering::AcqRel);
+        });
         Ref {
             sealed: self,
-            counted: generation,
+            counted,
         }
-    }
-
-    /// On the first slow-path use in a new fork generation, with `gate`
-    /// held: start counting afresh, frozen if guards were out at the fork.
-    #[inline(always)]
-    fn adopt(&self, generation: u64) {
-        if self.epoch.load(Ordering::Acquire) == generation {
-            return;
-        }
-        let inherited_guards = self.readers.load(Ordering::Acquire) != 0;
-        self.frozen.store(inherited_guards, Ordering::Relaxed);
-        self.readers.store(0, Ordering::Relaxed);
-        self.epoch.store(generation, Ordering::Release);
     }
 
     /// Lends the value read-write; the pages are read-write while the
@@ -301,12 +194,8 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// As [`borrow`](SealedBox::borrow), for mprotect(`PROT_READ | PROT_WRITE`).
     pub fn borrow_mut(&mut self) -> RefMut<'_, T> {
         self.assert_present();
-        // `&mut self`: no guard is alive, of any generation. A nonzero count
-        // can only be left by `Ref`s passed to `mem::forget`, or copied by a
-        // fork; their borrows have ended. Start afresh, unfrozen.
-        *self.readers.get_mut() = 0;
-        *self.frozen.get_mut() = false;
-        *self.epoch.get_mut() = fork::generation();
+        // `&mut self`: no guard is alive, of any generation.
+        self.state.reset(fork::generation());
         // SAFETY: exclusive access (`&mut self`), so no reference into the
         // value is alive; widening access invalidates nothing.
         if let Err(e) = unsafe { self.region.protect(Protection::ReadWrite) } {
@@ -333,7 +222,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
         let region = unsafe { ManuallyDrop::take(&mut this.region) };
         region.open();
         region.verify_canary();
-        LockedBox::from_page_region(ptr, region)
+        LockedBox::from_parts(ptr, Store::Page(region))
     }
 
     /// Whether the data pages are mlocked; see [`LockedBox::is_locked`].
@@ -348,44 +237,9 @@ impl<T: ?Sized + Plain> SealedBox<T> {
     /// As [`LockedBox::residency`].
     pub fn residency(&self) -> io::Result<Residency> {
         if !self.region.present() {
-            return Err(io::Error::other(crate::locked_box::EXCLUDED));
+            return Err(io::Error::other(EXCLUDED));
         }
         self.region.residency()
-    }
-
-    /// Ends one `Ref` counted in `generation`; the last one out seals the
-    /// pages again.
-    #[inline(always)]
-    fn release_reader(&self, generation: u64) {
-        let mut n = self.readers.load(Ordering::Acquire);
-        while n > 1 {
-            match self
-                .readers
-                .compare_exchange_weak(n, n - 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return,
-                Err(now) => n = now,
-            }
-        }
-        let _gate = self.gate.lock(generation);
-        // Under `gate` the count cannot leave or reach zero behind our back,
-        // but fast-path borrowers may still move it between nonzero values.
-        let mut n = self.readers.load(Ordering::Acquire);
-        loop {
-            debug_assert!(n > 0, "a Ref is alive");
-            let last = n == 1;
-            match self
-                .readers
-                .compare_exchange_weak(n, n - 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) if last => break,
-                Ok(_) => return,
-                Err(now) => n = now,
-            }
-        }
-        // The count is zero: no `Ref` is alive and none can appear before
-        // we release `gate` (a borrower that sees zero waits for it).
-        self.seal_again();
     }
 
     /// Makes the pages `PROT_NONE` again, or aborts: a secret that should be
@@ -411,7 +265,7 @@ impl<T: ?Sized + Plain> Drop for SealedBox<T> {
     fn drop(&mut self) {
         // SAFETY: `region` is taken exactly once, here.
         let region = unsafe { ManuallyDrop::take(&mut self.region) };
-        drop(LockedBox::from_page_region(self.ptr, region));
+        drop(LockedBox::from_parts(self.ptr, Store::Page(region)));
     }
 }
 
@@ -421,7 +275,7 @@ impl<T: ?Sized + Plain> fmt::Debug for SealedBox<T> {
             .field("type", &type_name::<T>())
             .field("bytes", &self.region.size())
             .field("locked", &self.is_locked())
-            .field("readers", &self.readers.load(Ordering::Relaxed))
+            .field("readers", &self.state.readers())
             .finish_non_exhaustive()
     }
 }
@@ -459,9 +313,10 @@ impl<T: ?Sized + Plain> Drop for Ref<'_, T> {
     fn drop(&mut self) {
         // A guard counted by a parent process (its copy lives on in this
         // fork child) or not counted at all changes nothing here.
-        if self.counted == fork::generation() {
-            self.sealed.release_reader(self.counted);
-        }
+        let sealed = self.sealed;
+        sealed
+            .state
+            .release(self.counted, fork::generation(), || sealed.seal_again());
     }
 }
 
@@ -513,14 +368,5 @@ impl<T: ?Sized + Plain> fmt::Debug for RefMut<'_, T> {
         f.debug_struct("RefMut")
             .field("type", &type_name::<T>())
             .finish_non_exhaustive()
-    }
-}
-
-/// Aborts when the count of `Ref`s would pass [`MAX_READERS`]: wrapping to
-/// zero would let the pages be sealed under live guards.
-#[inline(always)]
-fn check_readers(n: usize) {
-    if n >= MAX_READERS {
-        std::process::abort();
     }
 }

@@ -56,6 +56,39 @@ pub(crate) fn map_none(len: usize) -> io::Result<NonNull<u8>> {
     NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
 }
 
+/// `mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)`:
+/// replaces `addr..addr + len` with fresh, never-touched `PROT_NONE` memory
+/// in one step. Whatever was there goes: its contents, its lock (the kernel
+/// counts it off `VmLck`), its advice and the kernel's record of the pages
+/// once touched (the `anon_vma`), so the fresh range can merge with
+/// neighbours that were never touched either.
+///
+/// Fails with `ENOMEM` when replacing part of a larger mapping needs a split
+/// and the process is at `vm.max_map_count`; the range is then left as it
+/// was (Linux 6.x undoes a failed replacement).
+///
+/// # Safety
+/// The module's shared contract, and: no pointer or reference into the
+/// range is used to reach its old contents afterwards.
+///
+/// # References
+/// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+#[doc(alias = "MAP_FIXED")]
+pub(crate) unsafe fn replace_none(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded from the caller's contract: the range is the
+    // caller's own, and nothing uses what it held.
+    let got = unsafe {
+        rustix::mm::mmap_anonymous(
+            addr.as_ptr().cast::<c_void>(),
+            len,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED,
+        )
+    }?;
+    debug_assert_eq!(got.cast::<u8>(), addr.as_ptr());
+    Ok(())
+}
+
 /// Page protection, as passed to [`protect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protection {
@@ -130,10 +163,10 @@ pub(crate) enum Advice {
     WipeOnFork,
     /// `MADV_DONTFORK` (Linux 2.6.16): a child made by fork(2) has no mapping here.
     DontFork,
-    /// `MADV_DONTNEED`: drop the pages now; the next touch sees zeros.
-    /// (rustix's `Advice::DontNeed` is the POSIX advice, a no-op on Linux;
-    /// this is `LinuxDontNeed`.)
-    DontNeed,
+    /// `MADV_RANDOM`: no read-ahead. Harmless on anonymous memory; the crate
+    /// uses the flag it sets on the mapping (`rr` in smaps) to keep a sealed
+    /// box's `PROT_NONE` data pages from merging with its guard pages.
+    Random,
 }
 
 impl Advice {
@@ -143,7 +176,7 @@ impl Advice {
             Advice::DontDump => "madvise(MADV_DONTDUMP)",
             Advice::WipeOnFork => "madvise(MADV_WIPEONFORK)",
             Advice::DontFork => "madvise(MADV_DONTFORK)",
-            Advice::DontNeed => "madvise(MADV_DONTNEED)",
+            Advice::Random => "madvise(MADV_RANDOM)",
         }
     }
 }
@@ -151,8 +184,7 @@ impl Advice {
 /// `madvise(addr, len, advice)`.
 ///
 /// # Safety
-/// The module's shared contract. [`Advice::DontNeed`] discards the contents:
-/// no live value may remain in the range. [`Advice::DontFork`] removes the
+/// The module's shared contract. [`Advice::DontFork`] removes the
 /// range from children: nothing a child runs may use it.
 ///
 /// # References
@@ -164,7 +196,7 @@ pub(crate) unsafe fn advise(addr: NonNull<u8>, len: usize, advice: Advice) -> io
         Advice::DontDump => A::LinuxDontDump,
         Advice::WipeOnFork => A::LinuxWipeOnFork,
         Advice::DontFork => A::LinuxDontFork,
-        Advice::DontNeed => A::LinuxDontNeed,
+        Advice::Random => A::Random,
     };
     // SAFETY: forwarded from the caller's contract.
     Ok(unsafe { rustix::mm::madvise(addr.as_ptr().cast::<c_void>(), len, advice) }?)
@@ -184,8 +216,24 @@ pub(crate) unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     Ok(unsafe { rustix::mm::munmap(addr.as_ptr().cast::<c_void>(), len) }?)
 }
 
-/// `mincore(addr, len, vec)`: which pages of the range are resident in RAM,
-/// one `bool` per page.
+/// How many data pages of a box are in RAM, from mincore(2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Residency {
+    /// Data pages present in RAM.
+    pub resident: usize,
+    /// All data pages of the box.
+    pub total: usize,
+}
+
+impl Residency {
+    /// Whether every data page is in RAM.
+    pub fn all_resident(&self) -> bool {
+        self.resident == self.total
+    }
+}
+
+/// `mincore(addr, len, vec)`: how many pages of the range are resident in
+/// RAM.
 ///
 /// Only asks; reads or writes no byte of the range, so it is safe for any
 /// address. Fails with `ENOMEM` if part of the range is not mapped.
@@ -193,7 +241,7 @@ pub(crate) unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
 /// # References
 /// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html)
 #[doc(alias = "mincore")]
-pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<Vec<bool>> {
+pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<Residency> {
     let pages = len.div_ceil(page_size());
     let mut vec = vec![0u8; pages];
     // SAFETY: `vec` holds one byte per page of the range, as mincore(2)
@@ -203,7 +251,39 @@ pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<Vec<bool>> 
         return Err(io::Error::last_os_error());
     }
     // Only the least significant bit is defined.
-    Ok(vec.into_iter().map(|b| b & 1 == 1).collect())
+    Ok(Residency {
+        resident: vec.iter().filter(|&&b| b & 1 == 1).count(),
+        total: pages,
+    })
+}
+
+/// Which pages of `addr..addr + pages * page_size()` hold data, in RAM or in
+/// swap, from `/proc/self/pagemap` (bits 63 and 62 of each page's entry);
+/// pages never touched hold neither. One `bool` per page.
+///
+/// Only reads the kernel's page tables; touches no byte of the range.
+///
+/// # References
+/// - [proc_pid_pagemap(5)](https://man7.org/linux/man-pages/man5/proc_pid_pagemap.5.html)
+#[doc(alias = "pagemap")]
+pub(crate) fn populated(addr: NonNull<u8>, pages: usize) -> io::Result<Vec<bool>> {
+    use std::os::unix::fs::FileExt;
+    const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
+    let file = std::fs::File::open("/proc/self/pagemap")?;
+    let first = (addr.as_ptr() as usize / page_size()) as u64;
+    let mut out = Vec::with_capacity(pages);
+    let mut buf = vec![0u8; 8 * pages.clamp(1, 4096)];
+    while out.len() < pages {
+        let n = (pages - out.len()).min(4096);
+        let chunk = &mut buf[..8 * n];
+        file.read_exact_at(chunk, (first + out.len() as u64) * 8)?;
+        out.extend(chunk.chunks_exact(8).map(|e| {
+            let entry = u64::from_ne_bytes(e.try_into().expect("8 bytes"));
+            entry & (PRESENT | SWAPPED) != 0
+        }));
+    }
+    Ok(out)
 }
 
 /// `getrlimit(RLIMIT_MEMLOCK)`: `(soft, hard)` in bytes, `None` for unlimited.

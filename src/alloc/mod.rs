@@ -1,0 +1,751 @@
+//! The allocator's top: the process-wide pool, the thread-locals, and the
+//! operations the slot types call: acquire and recycle a page-isolated slot,
+//! claim and free a packed slot, `trim`, `stats`, the count of locked bytes.
+//!
+//! Below it, one way only: `shard` (a thread's cache and counters),
+//! `page_slab` and `packed_slab` (slabs that own their mappings), `pages`
+//! (map, open, close a run of pages; the one mlock).
+//!
+//! # Page-isolated slots
+//!
+//! A slot of `k` data pages is carved from a slab of slots of `k` pages;
+//! neighbouring slots share a guard page. A dropped box's slot is wiped by
+//! its owner and then, if it is locked and the thread's cache has room, kept
+//! as it is (read-write, locked, advised) in the cache of the thread that
+//! dropped it; the next box of the same size class and fork policy on that
+//! thread takes it without a system call. A slot leaving the cache is
+//! closed (`pages::close`); a slab whose last slot closes is unmapped (one
+//! empty slab per class is kept until [`trim`]). Values above
+//! `layout::MAX_SLAB_PAGES` pages get a mapping of their own and are never
+//! cached. A slot that cannot be closed (`vm.max_map_count`) stays open,
+//! locked and counted, and [`trim`] tries it again.
+//!
+//! # Locks, and the threads that take them
+//!
+//! Each thread's cache sits behind a mutex that only that thread takes in
+//! the steady state; `trim` and `stats` take every shard's in turn. The
+//! slabs of one class share a mutex, taken on the cold paths. No code holds
+//! a shard mutex or a class mutex while making a call that can reclaim
+//! memory, so an mlock refused for `RLIMIT_MEMLOCK` can call `trim` (passed
+//! down to `pages::open` as a callback) and try again.
+//!
+//! # fork(2)
+//!
+//! Everything here belongs to one process *generation* (`fork::generation`).
+//! A fork child finds the pool, and each thread's local state, stamped with
+//! its parent's generation and starts afresh, without touching (or locking)
+//! the inherited ones: their mutexes may have been held by threads that do
+//! not exist in the child, and their pages are not locked there (or, under
+//! `ForkPolicy::Exclude`, not mapped). What they hold is leaked in the
+//! child, and the child's count of locked bytes starts at zero.
+//!
+//! The few process-wide values made once on first use (the canary, the
+//! fork-detection page, the physical memory size) sit in `OnceLock`s: a
+//! fork child of a process whose thread was making one of them at that
+//! instant would wait forever for it. Make a box before forking from a
+//! multi-threaded process to rule that out.
+#![allow(unsafe_code)]
+
+pub(crate) mod packed_slab;
+pub(crate) mod page_slab;
+pub(crate) mod pages;
+pub(crate) mod shard;
+
+use std::cell::{Cell, RefCell};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::Error;
+use crate::fork::{self, Origin};
+use crate::layout::{MAX_SLAB_PAGES, PACKED_CLASSES, PACKED_MIN_SLOT, SlabGeometry};
+use crate::policy::{FORKS, ForkPolicy, LockPolicy};
+use crate::sync::lock;
+use crate::sys;
+
+pub(crate) use packed_slab::PageMeta;
+use packed_slab::PackedClass;
+use page_slab::{PageClass, SlotId};
+use pages::{LockedBytes, Mapping};
+use shard::{Cached, Counters, Shard, bump};
+
+/// Default for [`set_cache_limit`]: bytes of ready slots each thread keeps.
+pub const DEFAULT_CACHE_LIMIT: usize = 256 * 1024;
+
+static CACHE_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_CACHE_LIMIT);
+
+/// Sets how many bytes of recycled, ready-to-use page-isolated slots each
+/// thread may keep (default [`DEFAULT_CACHE_LIMIT`], 256 KiB: 64 one-page
+/// slots). Cached slots stay mlocked and count against `RLIMIT_MEMLOCK`; the
+/// crate gives them back before it would refuse a lock for that limit. `0`
+/// turns caching off: every drop then unlocks and closes its slot.
+///
+/// Lowering the limit does not shrink caches at once; call [`trim`] for that.
+pub fn set_cache_limit(bytes: usize) {
+    CACHE_LIMIT.store(bytes, Ordering::Relaxed);
+}
+
+/// The current per-thread cache limit in bytes; see [`set_cache_limit`].
+pub fn cache_limit() -> usize {
+    CACHE_LIMIT.load(Ordering::Relaxed)
+}
+
+/// Bytes of memory this crate currently holds mlocked, across all threads.
+///
+/// It counts whole pages: a 32-byte page-isolated box locks one 4 KiB page.
+/// Boxes that [`LockPolicy::BestEffort`](crate::LockPolicy::BestEffort)
+/// could not lock are not counted. The kernel's own view of the same thing,
+/// for the whole process, is `VmLck` in `/proc/self/status`; where the crate
+/// is the only thing that locks memory, the two agree.
+///
+/// In a child made by `fork(2)` the figure starts at zero: memory locks are
+/// not inherited, and boxes the child inherited are not counted there.
+///
+/// ```
+/// let before = lockedbox::locked_bytes();
+/// let key = lockedbox::LockedBox::<[u8; 32]>::new_zeroed()?;
+/// assert!(lockedbox::locked_bytes() >= before + 4096);
+/// drop(key);
+/// # Ok::<(), lockedbox::Error>(())
+/// ```
+pub fn locked_bytes() -> usize {
+    pool().locked.get()
+}
+
+// ---------------------------------------------------------------------------
+// Slots
+
+/// Data pages of a page-isolated box, with guard pages on both sides.
+///
+/// Invariants: `data..data + data_len` is mapped read-write (unless a sealed
+/// box changed that; see `Region`), holds no value when the slot is in a
+/// cache, and is zero there; it is locked iff `locked`; nobody else holds
+/// the same slot.
+pub(crate) struct PageSlot {
+    pub(crate) data: NonNull<u8>,
+    pub(crate) data_len: usize,
+    home: Home,
+    pub(crate) locked: bool,
+    pub(crate) origin: Origin,
+}
+
+/// Where a page-isolated slot's pages came from.
+enum Home {
+    /// A mapping of its own (values above `MAX_SLAB_PAGES` pages).
+    Solo(Mapping),
+    /// A slot of a slab of the pool's page class `class`.
+    Slab { class: usize, id: SlotId },
+}
+
+// SAFETY: the slot owns its pages exclusively; nothing in it is tied to a
+// thread (its slab is named by indices, looked up under the class mutex).
+unsafe impl Send for PageSlot {}
+// SAFETY: `&PageSlot` allows reading its fields only.
+unsafe impl Sync for PageSlot {}
+
+impl Cached for PageSlot {
+    fn bytes(&self) -> usize {
+        self.data_len
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The pool
+
+/// The process generation's pool; see the module docs.
+struct Pool {
+    generation: u64,
+    page_size: usize,
+    /// Bytes this generation holds locked.
+    locked: LockedBytes,
+    /// Indexed by `fork.index() * MAX_SLAB_PAGES + data_pages - 1`.
+    page: Box<[Mutex<PageClass>]>,
+    /// Indexed by `fork.index() * PACKED_CLASSES + size class`.
+    packed: Box<[Mutex<PackedClass>]>,
+    /// Every live thread's shard, for `trim` and `stats`.
+    shards: Mutex<Vec<Arc<Shard<PageSlot>>>>,
+    /// Counters of threads that have exited.
+    retired: Counters,
+    /// Solo mappings currently open.
+    solo: AtomicUsize,
+    /// Slots that could not be closed; `trim` tries again.
+    stuck: Mutex<Vec<PageSlot>>,
+    /// Source of thread tokens (nonzero).
+    tokens: AtomicU64,
+}
+
+static POOL: AtomicPtr<Pool> = AtomicPtr::new(ptr::null_mut());
+
+/// This process generation's pool, made on first use (and afresh in a fork
+/// child). Pools are never freed: a fork child leaks its parent's.
+#[inline]
+fn pool() -> &'static Pool {
+    let generation = fork::generation();
+    let current = POOL.load(Ordering::Acquire);
+    // SAFETY: a non-null POOL always points at a leaked, never-freed Pool.
+    if let Some(p) = unsafe { current.as_ref() } {
+        if p.generation == generation {
+            return p;
+        }
+    }
+    install_pool(current, generation)
+}
+
+#[cold]
+fn install_pool(current: *mut Pool, generation: u64) -> &'static Pool {
+    let fresh: &'static mut Pool = Box::leak(Box::new(Pool::new(generation)));
+    let fresh_ptr: *mut Pool = fresh;
+    match POOL.compare_exchange(current, fresh_ptr, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => fresh,
+        Err(winner) => {
+            // Another thread of this generation installed one first (only a
+            // fork child changes generation, and it starts with one
+            // thread); ours was never shared and stays leaked, unused.
+            // SAFETY: as in `pool`: non-null POOL values are leaked Pools.
+            unsafe { &*winner }
+        }
+    }
+}
+
+impl Pool {
+    fn new(generation: u64) -> Self {
+        let page_size = sys::page_size();
+        let forks = [ForkPolicy::Wipe, ForkPolicy::Exclude, ForkPolicy::Keep];
+        debug_assert!(forks.iter().enumerate().all(|(i, f)| f.index() == i));
+        let packed = forks
+            .iter()
+            .flat_map(|&fork| {
+                (0..PACKED_CLASSES).map(move |class| {
+                    let key = fork.index() * PACKED_CLASSES + class;
+                    let slots = page_size / (PACKED_MIN_SLOT << class);
+                    Mutex::new(PackedClass::new(key, fork, page_size, slots))
+                })
+            })
+            .collect();
+        Pool {
+            generation,
+            page_size,
+            locked: LockedBytes::default(),
+            page: (0..FORKS * MAX_SLAB_PAGES)
+                .map(|_| Mutex::default())
+                .collect(),
+            packed,
+            shards: Mutex::default(),
+            retired: Counters::default(),
+            solo: AtomicUsize::new(0),
+            stuck: Mutex::default(),
+            tokens: AtomicU64::new(1),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Thread-local state
+
+/// A thread's state: its shard, its token, and the packed page it holds per
+/// class (see `packed_slab`).
+struct Local {
+    /// The generation the rest was made in; 0 before first use.
+    generation: Cell<u64>,
+    shard: RefCell<Option<Arc<Shard<PageSlot>>>>,
+    token: Cell<u64>,
+    held: [Cell<Option<&'static PageMeta>>; FORKS * PACKED_CLASSES],
+}
+
+impl Local {
+    const fn new() -> Self {
+        Local {
+            generation: Cell::new(0),
+            shard: RefCell::new(None),
+            token: Cell::new(0),
+            held: [const { Cell::new(None) }; FORKS * PACKED_CLASSES],
+        }
+    }
+
+    /// Makes the state current for `pool`'s generation: afresh on first
+    /// use and in a fork child (a parent's state is forgotten, not dropped).
+    #[inline]
+    fn ready(&self, pool: &'static Pool) -> Option<&Self> {
+        if self.generation.get() == pool.generation {
+            return Some(self);
+        }
+        self.start(pool)
+    }
+
+    #[cold]
+    fn start(&self, pool: &'static Pool) -> Option<&Self> {
+        let mut shard = self.shard.try_borrow_mut().ok()?;
+        if let Some(old) = shard.take() {
+            std::mem::forget(old); // the parent's: see the module docs
+        }
+        let fresh = Arc::new(Shard::new(FORKS * MAX_SLAB_PAGES));
+        lock(&pool.shards).push(Arc::clone(&fresh));
+        *shard = Some(fresh);
+        for h in &self.held {
+            h.set(None);
+        }
+        self.token.set(pool.tokens.fetch_add(1, Ordering::Relaxed));
+        self.generation.set(pool.generation);
+        Some(self)
+    }
+
+    #[inline]
+    fn with_shard<R>(&self, f: impl FnOnce(&Shard<PageSlot>) -> R) -> R {
+        let shard = self.shard.borrow();
+        f(shard.as_ref().expect("made by `ready`"))
+    }
+}
+
+impl Drop for Local {
+    /// The thread exits: its cache is closed, the packed pages it held go to
+    /// the partial lists for other threads, its counters to the pool.
+    fn drop(&mut self) {
+        let pool = pool();
+        if self.generation.get() != pool.generation {
+            return; // never used, or a parent's state in a fork child
+        }
+        let Some(shard) = self.shard.get_mut().take() else {
+            return;
+        };
+        for slot in shard.drain() {
+            close_slot(pool, slot);
+        }
+        let me = self.token.get();
+        for held in &self.held {
+            if let Some(page) = held.take() {
+                lock(&pool.packed[page.class]).unhold(page, me);
+            }
+        }
+        // Under the registry's mutex, so that `stats` sees the counters
+        // either in the shard or in `retired`, never in both or neither.
+        let mut shards = lock(&pool.shards);
+        shard.counters.add_into(&pool.retired);
+        shards.retain(|s| !Arc::ptr_eq(s, &shard));
+    }
+}
+
+thread_local! {
+    static LOCAL: Local = const { Local::new() };
+}
+
+/// Runs `f` with this thread's state, or with `None` while the thread is
+/// being torn down.
+#[inline]
+fn with_local<R>(f: impl FnOnce(Option<&Local>, &'static Pool) -> R) -> R {
+    let pool = pool();
+    let mut f = Some(f);
+    let r = LOCAL.try_with(|l| match l.ready(pool) {
+        Some(l) => Some((f.take().expect("called once"))(Some(l), pool)),
+        None => None,
+    });
+    match r {
+        Ok(Some(r)) => r,
+        _ => (f.take().expect("not called yet"))(None, pool),
+    }
+}
+
+/// Adds one to this thread's counter `which`, or to the pool's shared one
+/// while the thread is being torn down.
+#[inline]
+fn count(local: Option<&Local>, pool: &Pool, which: fn(&Counters) -> &AtomicU64) {
+    match local {
+        Some(l) => l.with_shard(|s| bump(which(&s.counters))),
+        None => {
+            which(&pool.retired).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `trim`, returning how many bytes of locked memory it gave back; the
+/// reclaim callback handed to `pages::open`.
+fn reclaim() -> usize {
+    let pool = pool();
+    let before = pool.locked.get();
+    trim_pool(pool);
+    before.saturating_sub(pool.locked.get())
+}
+
+// ---------------------------------------------------------------------------
+// Page-isolated slots
+
+/// A page-isolated slot of `data_pages` pages: from this thread's cache if it
+/// has one, else opened in a slab (or, above `MAX_SLAB_PAGES`, mapped on its
+/// own, `map_len` bytes with its guards). Its data bytes are zero.
+#[inline]
+pub(crate) fn acquire_page_slot(
+    data_pages: usize,
+    map_len: usize,
+    lock_policy: LockPolicy,
+    fork: ForkPolicy,
+) -> Result<PageSlot, Error> {
+    let page = sys::page_size();
+    let Some(geo) = SlabGeometry::new(data_pages, page) else {
+        return with_local(|local, pool| {
+            let slot = open_solo(pool, data_pages * page, map_len, lock_policy, fork)?;
+            count(local, pool, |c| &c.page_made);
+            Ok(slot)
+        });
+    };
+    let class = fork.index() * MAX_SLAB_PAGES + data_pages - 1;
+    with_local(|local, pool| {
+        let cached = local.and_then(|l| {
+            l.with_shard(|s| {
+                let slot = s.take(class)?;
+                bump(&s.counters.page_made);
+                Some(slot)
+            })
+        });
+        if let Some(slot) = cached {
+            return Ok(slot);
+        }
+        let slot = open_slab_slot(pool, class, geo, lock_policy, fork)?;
+        count(local, pool, |c| &c.page_made);
+        Ok(slot)
+    })
+}
+
+fn open_slab_slot(
+    pool: &'static Pool,
+    class: usize,
+    geo: SlabGeometry,
+    lock_policy: LockPolicy,
+    fork: ForkPolicy,
+) -> Result<PageSlot, Error> {
+    let (id, data) = lock(&pool.page[class]).reserve(geo, fork)?;
+    let len = geo.data_len();
+    // SAFETY: `reserve` set the slot's bit for us, so we hold the closed
+    // slot exclusively.
+    match unsafe { pages::open(data, len, lock_policy, fork, &pool.locked, &reclaim) } {
+        Ok(locked) => Ok(PageSlot {
+            data,
+            data_len: len,
+            home: Home::Slab { class, id },
+            locked,
+            origin: Origin::here(fork),
+        }),
+        Err(e) => {
+            lock(&pool.page[class]).release(id);
+            Err(e)
+        }
+    }
+}
+
+/// A slot in a mapping of its own: guard, data, guard.
+fn open_solo(
+    pool: &'static Pool,
+    data_len: usize,
+    map_len: usize,
+    lock_policy: LockPolicy,
+    fork: ForkPolicy,
+) -> Result<PageSlot, Error> {
+    let mapping = Mapping::new(map_len, fork)?;
+    let data = mapping.at(pool.page_size);
+    // SAFETY: the data pages of a fresh mapping that is ours alone. On
+    // error, dropping `mapping` unmaps it.
+    let locked = unsafe { pages::open(data, data_len, lock_policy, fork, &pool.locked, &reclaim) }?;
+    pool.solo.fetch_add(1, Ordering::Relaxed);
+    Ok(PageSlot {
+        data,
+        data_len,
+        home: Home::Solo(mapping),
+        locked,
+        origin: Origin::here(fork),
+    })
+}
+
+/// Takes back a wiped slot whose box is gone: into this thread's cache if it
+/// is locked and there is room, else closed.
+#[inline]
+pub(crate) fn recycle_page_slot(slot: PageSlot) {
+    if slot.origin.inherited() {
+        release_inherited(slot);
+        return;
+    }
+    with_local(|local, pool| {
+        count(local, pool, |c| &c.page_dropped);
+        let slot = match (local, &slot.home) {
+            (Some(l), &Home::Slab { class, .. }) if slot.locked => {
+                match l.with_shard(|s| s.put(class, slot, cache_limit())) {
+                    Ok(()) => return,
+                    Err(back) => back,
+                }
+            }
+            _ => slot,
+        };
+        close_slot(pool, slot);
+    });
+}
+
+/// Closes a wiped slot of this generation and gives it back to its slab (or
+/// unmaps its own mapping). A slot that cannot be closed goes to the pool's
+/// `stuck` list, still open and counted.
+fn close_slot(pool: &'static Pool, slot: PageSlot) {
+    match slot.home {
+        Home::Solo(mapping) => {
+            if slot.locked {
+                pool.locked.unlocked(slot.data_len);
+            }
+            pool.solo.fetch_sub(1, Ordering::Relaxed);
+            drop(mapping); // munmap: unlocks and discards too
+        }
+        Home::Slab { class, id } => {
+            let fork = slot.origin.fork;
+            // SAFETY: the slot is wiped, ours alone, and no reference into
+            // it remains (its box is gone).
+            let closed =
+                unsafe { pages::close(slot.data, slot.data_len, slot.locked, fork, &pool.locked) };
+            if closed.is_err() {
+                lock(&pool.stuck).push(slot);
+                return;
+            }
+            let mut class = lock(&pool.page[class]);
+            class.release(id);
+            class.unmap_empty(1);
+        }
+    }
+}
+
+/// A slot inherited from the parent of this fork child: its slab belongs to
+/// the parent's pool, which is not touched here, and it was never counted
+/// in this process.
+fn release_inherited(slot: PageSlot) {
+    let present = slot.origin.present();
+    match slot.home {
+        // `Exclude`: the pages do not exist here; the range may since hold
+        // someone else's mapping.
+        Home::Solo(mapping) if !present => mapping.abandon(),
+        Home::Solo(mapping) => drop(mapping),
+        Home::Slab { .. } if !present => {}
+        Home::Slab { .. } => {
+            // SAFETY: the slot's pages are this process's private copy,
+            // wiped, unreferenced; it is not counted here (`false`).
+            let _ = unsafe {
+                pages::close(
+                    slot.data,
+                    slot.data_len,
+                    false,
+                    slot.origin.fork,
+                    &LockedBytes::default(),
+                )
+            };
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Packed slots
+
+/// A claimed packed slot: slot `index` of `page`.
+pub(crate) struct PackedClaim {
+    pub(crate) page: &'static PageMeta,
+    pub(crate) index: usize,
+}
+
+/// Claims a slot of size class `class` (see `layout::PackedLayout::class`)
+/// on a locked packed page. `Ok(None)` if no page could be locked under
+/// [`LockPolicy::BestEffort`] (the caller then makes a page-isolated box).
+#[inline]
+pub(crate) fn claim_packed(
+    class: usize,
+    lock_policy: LockPolicy,
+    fork: ForkPolicy,
+) -> Result<Option<PackedClaim>, Error> {
+    let key = fork.index() * PACKED_CLASSES + class;
+    with_local(|local, pool| {
+        if let Some(l) = local {
+            if let Some(page) = l.held[key].get() {
+                if let Some(index) = page.claim() {
+                    l.with_shard(|s| bump(&s.counters.packed_made));
+                    return Ok(Some(PackedClaim { page, index }));
+                }
+            }
+        }
+        let claim = claim_packed_slow(pool, key, local, lock_policy)?;
+        if claim.is_some() {
+            count(local, pool, |c| &c.packed_made);
+        }
+        Ok(claim)
+    })
+}
+
+#[cold]
+fn claim_packed_slow(
+    pool: &'static Pool,
+    key: usize,
+    local: Option<&Local>,
+    lock_policy: LockPolicy,
+) -> Result<Option<PackedClaim>, Error> {
+    let me = local.map_or(0, |l| l.token.get());
+    let held = local.map(|l| &l.held[key]);
+    let class = &pool.packed[key];
+    let (page, fork) = {
+        let mut c = lock(class);
+        if let Some(old) = held.and_then(Cell::take) {
+            c.unhold(old, me);
+        }
+        if let Some((page, index)) = c.take_partial(me) {
+            hold(&mut c, held, page, me);
+            return Ok(Some(PackedClaim { page, index }));
+        }
+        (c.reserve()?, c.fork())
+    };
+    // SAFETY: `reserve` marked the closed page open for us alone (its bits
+    // stay full, so nobody claims on it or closes it meanwhile).
+    let opened = unsafe {
+        pages::open(
+            page.addr(),
+            pool.page_size,
+            LockPolicy::Require,
+            fork,
+            &pool.locked,
+            &reclaim,
+        )
+    };
+    let mut c = lock(class);
+    match opened {
+        Ok(_) => {
+            c.opened(page, me);
+            let index = page.claim().expect("a fresh page has free slots");
+            hold(&mut c, held, page, me);
+            Ok(Some(PackedClaim { page, index }))
+        }
+        Err(e) => {
+            c.unreserve(page);
+            if matches!(e, Error::MemlockLimit { .. }) {
+                // No page can be locked: take a free slot wherever one is.
+                if let Some((page, index)) = c.claim_anywhere() {
+                    return Ok(Some(PackedClaim { page, index }));
+                }
+                if lock_policy == LockPolicy::BestEffort {
+                    return Ok(None);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Records that this thread holds `page` (or, while the thread is being
+/// torn down, gives it straight up).
+fn hold(c: &mut PackedClass, held: Option<&Cell<Option<&'static PageMeta>>>, page: &'static PageMeta, me: u64) {
+    match held {
+        Some(h) => h.set(Some(page)),
+        None => c.unhold(page, me),
+    }
+}
+
+/// Frees slot `index` of `page`, whose bytes the caller has wiped; the slot
+/// was claimed in this process generation.
+#[inline]
+pub(crate) fn free_packed(page: &'static PageMeta, index: usize) {
+    let was_full = page.free(index);
+    with_local(|local, pool| {
+        count(local, pool, |c| &c.packed_dropped);
+        if was_full {
+            lock(&pool.packed[page.class]).freed_on_full(page);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// trim and stats
+
+/// Gives back every cached slot and every empty packed page, in every
+/// thread, and unmaps every slab left empty; tries again to close slots
+/// that could not be closed before. Afterwards, with no box alive, the
+/// process's `VmLck` and mapping count are back where they were before the
+/// first box (but for one page the crate keeps to detect fork(2)).
+///
+/// The crate calls it itself before it would refuse an mlock for
+/// `RLIMIT_MEMLOCK`, so a cache never causes [`Error::MemlockLimit`].
+pub fn trim() {
+    trim_pool(pool());
+}
+
+fn trim_pool(pool: &'static Pool) {
+    let shards: Vec<_> = lock(&pool.shards).clone();
+    for shard in shards {
+        for slot in shard.drain() {
+            close_slot(pool, slot);
+        }
+    }
+    let stuck = std::mem::take(&mut *lock(&pool.stuck));
+    for slot in stuck {
+        close_slot(pool, slot);
+    }
+    for class in pool.packed.iter() {
+        let mut c = lock(class);
+        let fork = c.fork();
+        let page_size = pool.page_size;
+        c.close_empty(&mut |addr| {
+            // SAFETY: `close_empty` took every slot of the page, so it is
+            // empty (wiped by each slot's last owner) and ours alone; packed
+            // pages are always locked and counted.
+            unsafe { pages::close(addr, page_size, true, fork, &pool.locked) }.is_ok()
+        });
+    }
+    for class in pool.page.iter() {
+        lock(class).unmap_empty(0);
+    }
+}
+
+/// A snapshot of what the crate holds, process-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live page-isolated boxes (sealed ones included).
+    pub page_boxes: usize,
+    /// Live packed boxes.
+    pub packed_boxes: usize,
+    /// Bytes this crate holds mlocked: live boxes, cached slots, packed pages.
+    pub locked_bytes: usize,
+    /// Ready page-isolated slots in the threads' caches.
+    pub cached_slots: usize,
+    /// Bytes in those slots.
+    pub cached_bytes: usize,
+    /// Open packed pages (each locked, each holding up to 64 slots).
+    pub packed_pages: usize,
+    /// Memory mappings (lines of /proc/self/maps) the crate's pages account
+    /// for: never fewer than the kernel shows for them.
+    pub mappings: usize,
+}
+
+/// Takes a [`Stats`] snapshot. It locks each thread's cache in turn, so the
+/// figures are consistent per thread, not across threads that are busy
+/// making or dropping boxes meanwhile.
+pub fn stats() -> Stats {
+    let pool = pool();
+    let totals = Counters::default();
+    let mut st = Stats {
+        locked_bytes: pool.locked.get(),
+        ..Stats::default()
+    };
+    {
+        let shards = lock(&pool.shards);
+        pool.retired.add_into(&totals);
+        for shard in shards.iter() {
+            shard.counters.add_into(&totals);
+            let (slots, bytes) = shard.cached();
+            st.cached_slots += slots;
+            st.cached_bytes += bytes;
+        }
+    }
+    let live = |made: &AtomicU64, dropped: &AtomicU64| {
+        let n = made
+            .load(Ordering::Relaxed)
+            .wrapping_sub(dropped.load(Ordering::Relaxed));
+        usize::try_from(n).unwrap_or(0)
+    };
+    st.page_boxes = live(&totals.page_made, &totals.page_dropped);
+    st.packed_boxes = live(&totals.packed_made, &totals.packed_dropped);
+    st.mappings = 3 * pool.solo.load(Ordering::Relaxed);
+    for class in pool.page.iter() {
+        st.mappings += lock(class).mappings();
+    }
+    for class in pool.packed.iter() {
+        let c = lock(class);
+        st.mappings += c.mappings();
+        st.packed_pages += c.open_pages();
+    }
+    st
+}

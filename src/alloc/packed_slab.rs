@@ -1,0 +1,492 @@
+//! Packed slabs: pages shared by small slots of one size class, and the
+//! bookkeeping that hands their slots out across threads.
+//!
+//! A slab is one mapping of [`SLAB_PAGES`] pages between two guard pages,
+//! advised once; a page is opened (read-write, mlocked) when some thread
+//! needs one and closed again by `trim`. Every page of a slab has the slab's
+//! size class, so a page's slot size never changes.
+//!
+//! # Page metadata is type-stable
+//!
+//! Each page has a [`PageMeta`]: a bitmap of used slots and its address,
+//! all atomics, allocated once with its slab's bookkeeping and never freed
+//! (a slab whose mapping is unmapped keeps its metadata for the next
+//! mapping of that class). Any thread may therefore hold a
+//! `&'static PageMeta` and try to claim a slot on it without a lock: a page
+//! that is closed, or being opened or closed, has every bit set, so no claim
+//! succeeds on it. To close a page, its closer claims every slot at once
+//! ([`PageMeta::claim_all`]), which succeeds only on an empty page and
+//! leaves it full for everyone else.
+//!
+//! # Which thread claims where
+//!
+//! Each thread claims on a page it *holds* (its current page for the class),
+//! without a lock; pages of different threads keep their bitmaps on
+//! different cache lines. When its page is full, a thread takes, under the
+//! class mutex, a page that nobody holds and that has a free slot (the
+//! *partial* list: pages given up by their holder, or by a thread that
+//! exited, and pages that a free made non-full), else it opens a closed
+//! page. Only if that lock is refused does it claim on pages other threads
+//! hold. So a lock is refused only when no open page of the class, of any
+//! thread living or gone, has a free slot; and pages left by exited threads
+//! are used again rather than piling up.
+//!
+//! # Mappings
+//!
+//! Open neighbouring pages merge into one mapping, and closed ones merge
+//! back with the guard pages (`pages::close` replaces them with fresh
+//! memory). Opening a page whose two neighbours are both open could leave a
+//! seam the kernel does not merge, so such single-page holes are never
+//! reopened: a slab costs `1 + 2 × (runs of open pages)` mappings.
+#![forbid(unsafe_code)]
+
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use crate::alloc::pages::Mapping;
+use crate::error::Error;
+use crate::policy::ForkPolicy;
+
+/// Pages per packed slab (between its two guard pages).
+pub(crate) const SLAB_PAGES: usize = 256;
+
+/// Bitmap words of one page, on cache lines of their own.
+#[repr(align(64))]
+#[derive(Default)]
+struct Line([AtomicU64; 8]);
+
+/// Metadata of one packed page; see the module docs for why it is never
+/// freed.
+pub(crate) struct PageMeta {
+    /// One bit per slot, set while the slot is claimed. Bits at or beyond
+    /// `slots` are never set. All set: the page is closed (or in transit).
+    used: Box<[Line]>,
+    /// Slots on the page.
+    slots: usize,
+    /// The page's first byte while its slab is mapped.
+    addr: AtomicPtr<u8>,
+    /// Which class this page belongs to (an index into the pool's classes).
+    pub(crate) class: usize,
+    /// Where the page is in its class: slab and page index.
+    slab: usize,
+    index: usize,
+}
+
+/// The bits of word `w` that stand for slots of a page of `slots` slots.
+pub(crate) fn word_mask(slots: usize, w: usize) -> u64 {
+    let base = w * 64;
+    match slots.saturating_sub(base) {
+        0 => 0,
+        n if n >= 64 => u64::MAX,
+        n => (1u64 << n) - 1,
+    }
+}
+
+/// The lowest slot bit that is free in `word` among `mask`.
+pub(crate) fn free_bit(word: u64, mask: u64) -> Option<usize> {
+    let free = !word & mask;
+    (free != 0).then(|| free.trailing_zeros() as usize)
+}
+
+impl PageMeta {
+    fn new(slots: usize, class: usize, slab: usize, index: usize) -> Self {
+        let words = slots.div_ceil(64);
+        let meta = PageMeta {
+            used: (0..words.div_ceil(8)).map(|_| Line::default()).collect(),
+            slots,
+            addr: AtomicPtr::new(ptr::null_mut()),
+            class,
+            slab,
+            index,
+        };
+        meta.fill(); // closed
+        meta
+    }
+
+    fn words(&self) -> usize {
+        self.slots.div_ceil(64)
+    }
+
+    fn word(&self, w: usize) -> &AtomicU64 {
+        &self.used[w / 8].0[w % 8]
+    }
+
+    /// Marks every slot used: how a closed page looks to claimers.
+    fn fill(&self) {
+        for w in 0..self.words() {
+            self.word(w).store(word_mask(self.slots, w), Ordering::Release);
+        }
+    }
+
+    /// Claims a free slot, without a lock.
+    #[inline]
+    pub(crate) fn claim(&self) -> Option<usize> {
+        for w in 0..self.words() {
+            let word = self.word(w);
+            let mask = word_mask(self.slots, w);
+            let mut cur = word.load(Ordering::Relaxed);
+            while let Some(bit) = free_bit(cur, mask) {
+                match word.compare_exchange_weak(
+                    cur,
+                    cur | 1 << bit,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Some(w * 64 + bit),
+                    Err(now) => cur = now,
+                }
+            }
+        }
+        None
+    }
+
+    /// Frees slot `i`, whose bytes its holder has wiped; after this the
+    /// holder touches neither the slot nor the page's bytes. Returns whether
+    /// the slot's word was full, so the page may have just stopped being
+    /// full.
+    #[inline]
+    pub(crate) fn free(&self, i: usize) -> bool {
+        let mask = word_mask(self.slots, i / 64);
+        let before = self.word(i / 64).fetch_and(!(1 << (i % 64)), Ordering::Release);
+        debug_assert!(before & 1 << (i % 64) != 0, "the slot was claimed");
+        before == mask
+    }
+
+    /// Claims every slot at once if the page is empty, for its closer:
+    /// afterwards nobody else can claim on it. On failure, nothing changed.
+    fn claim_all(&self) -> bool {
+        for w in 0..self.words() {
+            let mask = word_mask(self.slots, w);
+            if self
+                .word(w)
+                .compare_exchange(0, mask, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                for taken in 0..w {
+                    self.word(taken).store(0, Ordering::Release);
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Frees every slot: the page, just opened (or failing to close), is
+    /// open for claims.
+    fn clear(&self) {
+        for w in 0..self.words() {
+            self.word(w).store(0, Ordering::Release);
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        (0..self.words())
+            .all(|w| self.word(w).load(Ordering::Acquire) == word_mask(self.slots, w))
+    }
+
+    /// The page's first byte. Meaningful while the caller holds a slot's bit
+    /// (or the page is open): it is set before the page's bits are cleared.
+    pub(crate) fn addr(&self) -> NonNull<u8> {
+        NonNull::new(self.addr.load(Ordering::Acquire)).expect("an open page has an address")
+    }
+
+    /// Slots on the page.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+}
+
+/// A page's state in its class, changed only under the class mutex.
+#[derive(Debug, Clone, Copy, Default)]
+struct PageState {
+    /// Open (read-write, locked), or being opened or closed.
+    open: bool,
+    /// The thread token of the thread whose current page it is, 0 if none.
+    holder: u64,
+    /// On the partial list.
+    listed: bool,
+}
+
+/// One slab of a class.
+struct Slab {
+    /// Type-stable metadata of its pages.
+    meta: &'static [PageMeta],
+    /// `None` while unmapped (every page closed).
+    mapping: Option<Mapping>,
+    pages: Vec<PageState>,
+}
+
+impl Slab {
+    fn open_pages(&self) -> usize {
+        self.pages.iter().filter(|p| p.open).count()
+    }
+
+    /// Runs of consecutive open pages.
+    fn open_runs(&self) -> usize {
+        (0..self.pages.len())
+            .filter(|&i| self.pages[i].open && (i == 0 || !self.pages[i - 1].open))
+            .count()
+    }
+
+    /// A closed page that is not a single-page hole between open ones.
+    fn closed_page(&self) -> Option<usize> {
+        let open = |i: usize| self.pages.get(i).is_some_and(|p| p.open);
+        (0..self.pages.len()).find(|&i| {
+            !self.pages[i].open && !(i > 0 && open(i - 1) && open(i + 1))
+        })
+    }
+}
+
+/// The packed slabs of one size class and fork policy; always used under
+/// its mutex.
+pub(crate) struct PackedClass {
+    /// This class's index among the pool's classes.
+    key: usize,
+    fork: ForkPolicy,
+    page_size: usize,
+    slots: usize,
+    slabs: Vec<Slab>,
+    /// Pages that nobody holds and that may have a free slot. May hold
+    /// stale entries (`PageState::listed` decides).
+    partial: Vec<&'static PageMeta>,
+}
+
+impl PackedClass {
+    /// An empty class of pages of `page_size` bytes cut into `slots` slots.
+    pub(crate) fn new(key: usize, fork: ForkPolicy, page_size: usize, slots: usize) -> Self {
+        PackedClass {
+            key,
+            fork,
+            page_size,
+            slots,
+            slabs: Vec::new(),
+            partial: Vec::new(),
+        }
+    }
+
+    /// The fork policy the class's slabs are advised with.
+    pub(crate) fn fork(&self) -> ForkPolicy {
+        self.fork
+    }
+
+    fn state(&mut self, page: &PageMeta) -> &mut PageState {
+        debug_assert_eq!(page.class, self.key);
+        &mut self.slabs[page.slab].pages[page.index]
+    }
+
+    /// Takes a page nobody holds that has a free slot, and claims one on it
+    /// for `me`, who now holds the page.
+    pub(crate) fn take_partial(&mut self, me: u64) -> Option<(&'static PageMeta, usize)> {
+        while let Some(page) = self.partial.pop() {
+            let st = self.state(page);
+            if !st.listed {
+                continue; // stale entry
+            }
+            st.listed = false;
+            debug_assert!(st.open && st.holder == 0);
+            if let Some(slot) = page.claim() {
+                self.state(page).holder = me;
+                return Some((page, slot));
+            }
+            // Full: a free will list it again.
+        }
+        None
+    }
+
+    /// Gives up `me`'s hold on `page`: listed as partial if it is open and
+    /// not full.
+    pub(crate) fn unhold(&mut self, page: &'static PageMeta, me: u64) {
+        let st = self.state(page);
+        if st.holder != me {
+            return;
+        }
+        st.holder = 0;
+        if st.open && !st.listed && !page.is_full() {
+            st.listed = true;
+            self.partial.push(page);
+        }
+    }
+
+    /// A slot of `page` was freed when its word was full: list the page if
+    /// nobody holds it.
+    pub(crate) fn freed_on_full(&mut self, page: &'static PageMeta) {
+        let st = self.state(page);
+        if st.open && st.holder == 0 && !st.listed {
+            st.listed = true;
+            self.partial.push(page);
+        }
+    }
+
+    /// Reserves a closed page to open (mapping a slab if needed); it stays
+    /// full (unclaimable) until [`PackedClass::opened`].
+    pub(crate) fn reserve(&mut self) -> Result<&'static PageMeta, Error> {
+        let found = self.slabs.iter().enumerate().find_map(|(s, slab)| {
+            slab.mapping.as_ref()?;
+            slab.closed_page().map(|i| (s, i))
+        });
+        let (s, i) = match found {
+            Some(f) => f,
+            None => {
+                let s = self.map_slab()?;
+                (s, 0)
+            }
+        };
+        self.slabs[s].pages[i].open = true;
+        Ok(&self.slabs[s].meta[i])
+    }
+
+    /// Maps a slab: into an entry whose mapping was unmapped, or a new one.
+    fn map_slab(&mut self) -> Result<usize, Error> {
+        let mapping = Mapping::new((SLAB_PAGES + 2) * self.page_size, self.fork)?;
+        let s = match self.slabs.iter().position(|s| s.mapping.is_none()) {
+            Some(s) => s,
+            None => {
+                let s = self.slabs.len();
+                let meta: Vec<PageMeta> = (0..SLAB_PAGES)
+                    .map(|i| PageMeta::new(self.slots, self.key, s, i))
+                    .collect();
+                self.slabs.push(Slab {
+                    meta: Box::leak(meta.into_boxed_slice()),
+                    mapping: None,
+                    pages: vec![PageState::default(); SLAB_PAGES],
+                });
+                s
+            }
+        };
+        let slab = &mut self.slabs[s];
+        for (i, meta) in slab.meta.iter().enumerate() {
+            // Page `i` starts after the leading guard page.
+            let addr = mapping.at((i + 1) * self.page_size);
+            meta.addr.store(addr.as_ptr(), Ordering::Relaxed);
+        }
+        slab.mapping = Some(mapping);
+        Ok(s)
+    }
+
+    /// `page`, reserved, was opened: `me` holds it, and it takes claims.
+    pub(crate) fn opened(&mut self, page: &'static PageMeta, me: u64) {
+        self.state(page).holder = me;
+        page.clear();
+    }
+
+    /// `page`, reserved, could not be opened: it is closed again.
+    pub(crate) fn unreserve(&mut self, page: &'static PageMeta) {
+        self.state(page).open = false;
+    }
+
+    /// Claims a slot on any open page, held by any thread: the last resort
+    /// when no page can be opened.
+    pub(crate) fn claim_anywhere(&mut self) -> Option<(&'static PageMeta, usize)> {
+        self.slabs
+            .iter()
+            .flat_map(|slab| slab.meta.iter().zip(&slab.pages))
+            .filter(|(_, st)| st.open)
+            .find_map(|(meta, _)| meta.claim().map(|slot| (meta, slot)))
+    }
+
+    /// Closes every open page that is empty, with `close` (which unlocks and
+    /// discards it and says whether it worked), then unmaps slabs with no
+    /// open page. A page that cannot be closed stays open, for next time.
+    /// Returns the pages closed.
+    pub(crate) fn close_empty(&mut self, close: &mut dyn FnMut(NonNull<u8>) -> bool) -> usize {
+        let mut closed = 0;
+        for slab in &mut self.slabs {
+            if slab.mapping.is_none() {
+                continue;
+            }
+            for (meta, st) in slab.meta.iter().zip(&mut slab.pages) {
+                if !st.open || !meta.claim_all() {
+                    continue; // closed, in transit, or holding slots
+                }
+                if close(meta.addr()) {
+                    *st = PageState::default();
+                    closed += 1;
+                } else {
+                    meta.clear();
+                }
+            }
+            if slab.open_pages() == 0 {
+                slab.mapping = None; // unmaps it; the metadata stays, full
+            }
+        }
+        closed
+    }
+
+    /// Open pages in the class.
+    pub(crate) fn open_pages(&self) -> usize {
+        self.slabs.iter().map(Slab::open_pages).sum()
+    }
+
+    /// Mappings (lines of /proc/self/maps) the class's slabs cost.
+    pub(crate) fn mappings(&self) -> usize {
+        self.slabs
+            .iter()
+            .filter(|s| s.mapping.is_some())
+            .map(|s| 1 + 2 * s.open_runs())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_masks() {
+        assert_eq!(word_mask(64, 0), u64::MAX);
+        assert_eq!(word_mask(64, 1), 0);
+        assert_eq!(word_mask(1, 0), 1);
+        assert_eq!(word_mask(32, 0), 0xffff_ffff);
+        assert_eq!(word_mask(100, 1), (1 << 36) - 1);
+    }
+
+    #[test]
+    fn free_bits() {
+        assert_eq!(free_bit(0, u64::MAX), Some(0));
+        assert_eq!(free_bit(0b0111, u64::MAX), Some(3));
+        assert_eq!(free_bit(0b1111, 0b1111), None);
+        assert_eq!(free_bit(u64::MAX, u64::MAX), None);
+    }
+
+    #[test]
+    fn claiming_freeing_and_closing_a_page() {
+        let page = PageMeta::new(100, 0, 0, 0);
+        assert!(page.is_full(), "a new page is closed");
+        assert_eq!(page.claim(), None);
+        assert!(!page.claim_all(), "a closed page cannot be taken for closing");
+        page.clear();
+        let got: Vec<_> = (0..100).map(|_| page.claim().unwrap()).collect();
+        assert_eq!(got, (0..100).collect::<Vec<_>>(), "lowest free slot first");
+        assert_eq!(page.claim(), None);
+        assert!(page.is_full());
+        assert!(page.free(5), "word 0 was full");
+        assert_eq!(page.claim(), Some(5));
+        assert!(page.free(99), "word 1 was full");
+        for i in 0..99 {
+            page.free(i);
+        }
+        assert!(page.claim_all(), "an empty page can be taken for closing");
+        assert_eq!(page.claim(), None, "nobody claims on a page being closed");
+        page.clear();
+        assert!(page.claim().is_some());
+        assert!(!page.claim_all(), "a page with a used slot cannot");
+        assert_eq!(page.claim(), Some(1), "and a failed claim_all changed nothing");
+    }
+
+    #[test]
+    fn holes_are_not_reopened() {
+        let mut slab = Slab {
+            meta: Box::leak(Vec::new().into_boxed_slice()),
+            mapping: None,
+            pages: vec![PageState::default(); 5],
+        };
+        for i in [0, 2, 3] {
+            slab.pages[i].open = true;
+        }
+        // Page 1 is a hole between open pages 0 and 2; page 4 is not.
+        assert_eq!(slab.closed_page(), Some(4));
+        assert_eq!(slab.open_runs(), 2);
+        slab.pages[4].open = true;
+        assert_eq!(slab.closed_page(), None);
+    }
+}

@@ -1,0 +1,86 @@
+//! The per-process canary, the canary a slot must carry, and the wipe.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+use zeroize::Zeroize;
+
+use crate::fork::Origin;
+use crate::layout::CANARY_LEN;
+use crate::sys;
+
+/// The canary every slot of this process carries: random per process,
+/// drawn once. Its first byte is zero, so that a string copy running into it
+/// from below stops there; at least one other byte is nonzero, so it never
+/// matches the zeros of a wiped page.
+pub(crate) fn process_canary() -> &'static [u8; CANARY_LEN] {
+    static CANARY: OnceLock<[u8; CANARY_LEN]> = OnceLock::new();
+    CANARY.get_or_init(|| {
+        let mut c = [0u8; CANARY_LEN];
+        if sys::random(&mut c).is_err() {
+            // No getrandom (Linux < 3.17): fall back on what varies per
+            // process. Weaker, but a canary that is not secret still catches
+            // accidental overwrites.
+            let seed = (&raw const CANARY as usize as u64)
+                ^ u64::from(sys::process_id()).rotate_left(32)
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::from(d.subsec_nanos()));
+            c[..8].copy_from_slice(&seed.to_ne_bytes());
+            c[8..].copy_from_slice(&seed.rotate_left(29).to_ne_bytes());
+        }
+        c[0] = 0;
+        if c[1..].iter().all(|&b| b == 0) {
+            c[1] = 1;
+        }
+        c
+    })
+}
+
+/// The canary a slot of this origin must carry: the process canary, or
+/// zeros where the kernel wiped the slot's pages in this fork child.
+pub(crate) fn expected_canary(origin: &Origin) -> &'static [u8; CANARY_LEN] {
+    if origin.wiped_by_fork() {
+        &[0; CANARY_LEN]
+    } else {
+        process_canary()
+    }
+}
+
+/// Zeroizes `len` bytes at `addr` with volatile word writes (`zeroize`) the
+/// optimiser cannot remove.
+///
+/// # Safety
+/// `addr` is 8-byte aligned and `len` a multiple of 8; the range is mapped
+/// readable and writable, and no reference into it is alive.
+#[inline]
+pub(crate) unsafe fn wipe(addr: NonNull<u8>, len: usize) {
+    debug_assert!(addr.as_ptr().align_offset(8) == 0 && len % 8 == 0);
+    // SAFETY: forwarded from the caller's contract: an aligned, writable,
+    // unaliased range of `len / 8` words.
+    let words = unsafe { std::slice::from_raw_parts_mut(addr.cast::<u64>().as_ptr(), len / 8) };
+    words.zeroize();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_shape() {
+        let c = process_canary();
+        assert_eq!(c[0], 0, "first byte stops string copies");
+        assert!(c[1..].iter().any(|&b| b != 0), "never all zeros");
+        assert_eq!(c, process_canary(), "one per process");
+    }
+
+    #[test]
+    fn wipe_clears_exactly_the_range() {
+        let mut buf = [u64::MAX; 8];
+        let base = NonNull::from(&mut buf).cast::<u8>();
+        // SAFETY: words 2..6 of a local array, aligned, no reference alive.
+        unsafe { wipe(base.add(16), 32) };
+        assert_eq!(buf, [!0, !0, 0, 0, 0, 0, !0, !0]);
+    }
+}

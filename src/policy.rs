@@ -1,0 +1,89 @@
+//! The vocabulary every layer shares: what to do when a lock is refused,
+//! what a fork(2) child gets, how a box is kept apart from other memory.
+#![forbid(unsafe_code)]
+
+/// What to do when the data pages cannot be mlocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockPolicy {
+    /// No lock, no box: the constructor returns the error
+    /// ([`Error::MemlockLimit`](crate::Error::MemlockLimit) when
+    /// `RLIMIT_MEMLOCK` refused).
+    #[default]
+    Require,
+    /// Make the box anyway, unlocked;
+    /// [`LockedBox::is_locked`](crate::LockedBox::is_locked) then says
+    /// `false`. Every other protection still applies. A packed box that
+    /// cannot be locked is made page-isolated (and unlocked). A box larger
+    /// than physical memory is still refused
+    /// ([`Error::TooLarge`](crate::Error::TooLarge)).
+    BestEffort,
+}
+
+/// What a child made by fork(2) gets of the box's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForkPolicy {
+    /// `MADV_WIPEONFORK`: the child sees zeros where the secret was. Its copy
+    /// of the box stays usable and can be dropped normally.
+    #[default]
+    Wipe,
+    /// `MADV_DONTFORK`: the pages do not exist in the child. Dereferencing,
+    /// borrowing or sealing the child's copy of the box panics (the crate
+    /// checks before it touches the pages; the address range may hold
+    /// another mapping there). Dropping the child's copy is safe and touches
+    /// nothing.
+    Exclude,
+    /// Neither: the child gets a copy-on-write copy of the secret, as with
+    /// ordinary memory. Its copy is not locked (locks are not inherited).
+    Keep,
+}
+
+/// How a box is kept apart from other memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Data pages of its own, the value flush against a `PROT_NONE` guard
+    /// page: a linear overflow faults at once. Costs at least one locked
+    /// page per box (4 KiB on most machines).
+    #[default]
+    Page,
+    /// A slot of 64 bytes to 4 KiB on a locked, guarded page shared with
+    /// other small secrets, with a canary on each side: an overflow is
+    /// caught when the box is dropped, not when it happens. A 32-byte secret
+    /// costs a 64-byte slot of locked memory, so 1,024 of them fit in the
+    /// 64 KiB `RLIMIT_MEMLOCK` of many hosts. Applies to values of up to
+    /// 2 KiB aligned to at most 16 bytes (a 2 KiB value, with its canaries,
+    /// takes a whole 4 KiB slot); others are page-isolated. Sealing a packed
+    /// box moves it to pages of its own. Under
+    /// [`LockPolicy::BestEffort`], a packed box whose page cannot be locked
+    /// is made page-isolated and unlocked instead.
+    Packed,
+}
+
+/// Number of fork policies, for per-policy tables.
+pub(crate) const FORKS: usize = 3;
+
+impl ForkPolicy {
+    /// Index of the policy in per-policy tables (`0..FORKS`).
+    #[inline]
+    pub(crate) fn index(self) -> usize {
+        match self {
+            ForkPolicy::Wipe => 0,
+            ForkPolicy::Exclude => 1,
+            ForkPolicy::Keep => 2,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_indices_are_distinct_and_dense() {
+        let mut seen = [false; FORKS];
+        for f in [ForkPolicy::Wipe, ForkPolicy::Exclude, ForkPolicy::Keep] {
+            assert!(!seen[f.index()]);
+            seen[f.index()] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+}

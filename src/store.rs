@@ -1,0 +1,214 @@
+//! What a box owns: the memory its value lives in. [`LockedBox`] is a typed
+//! view of a [`Store`]; a new kind of memory is a new variant here, and the
+//! box does not change.
+//!
+//! [`LockedBox`]: crate::LockedBox
+#![allow(unsafe_code)]
+
+use std::io;
+use std::ptr::{self, NonNull};
+
+use crate::error::Error;
+use crate::layout::{Layout, LayoutError, PackedLayout};
+use crate::limits;
+use crate::packed::PackedSlot;
+use crate::policy::{ForkPolicy, Isolation, LockPolicy};
+use crate::fork::EXCLUDED;
+use crate::region::Region;
+use crate::sys;
+
+pub(crate) use crate::sys::Residency;
+
+/// Where a box's value lives.
+pub(crate) enum Store {
+    /// Data pages of its own between guard pages.
+    Page(Region),
+    /// A slot between canaries on a page shared with other small values.
+    Packed(PackedSlot),
+}
+
+/// What a new store is for: the value's shape and the options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Request {
+    pub(crate) len: usize,
+    pub(crate) elem_size: usize,
+    pub(crate) align: usize,
+    pub(crate) lock: LockPolicy,
+    pub(crate) fork: ForkPolicy,
+    pub(crate) isolation: Isolation,
+}
+
+impl Request {
+    /// `len` elements of `T`, with the default options.
+    pub(crate) fn of<T>(len: usize) -> Self {
+        Request {
+            len,
+            elem_size: std::mem::size_of::<T>(),
+            align: std::mem::align_of::<T>(),
+            lock: LockPolicy::default(),
+            fork: ForkPolicy::default(),
+            isolation: Isolation::default(),
+        }
+    }
+}
+
+impl Store {
+    /// Memory for `req.len` elements, zeroed, canaries written.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] if the value with its canary and guard pages does
+    /// not fit in the address space or is larger than physical memory (under
+    /// either lock policy); [`Error::Alignment`]; and what making the pages
+    /// can return.
+    #[inline]
+    pub(crate) fn new(req: Request) -> Result<Self, Error> {
+        let too_large = Error::TooLarge {
+            len: req.len,
+            elem_size: req.elem_size,
+        };
+        let Some(size) = req.len.checked_mul(req.elem_size) else {
+            return Err(too_large);
+        };
+        let page_size = sys::page_size();
+        if req.isolation == Isolation::Packed {
+            if let Some(layout) = PackedLayout::new(size, req.align, page_size) {
+                if let Some(slot) = PackedSlot::new(layout, req.lock, req.fork)? {
+                    return Ok(Store::Packed(slot));
+                }
+                // BestEffort and no page could be locked: fall through to
+                // an (unlocked) page-isolated box.
+            }
+        }
+        let layout = Layout::new(size, req.align, page_size).map_err(|e| match e {
+            LayoutError::AlignTooLarge => Error::Alignment {
+                align: req.align,
+                page_size,
+            },
+            LayoutError::TooLarge | LayoutError::BadAlign | LayoutError::BadPageSize => too_large,
+        })?;
+        Self::page(layout, req.lock, req.fork).map_err(|e| match e {
+            Error::TooLarge { .. } => Error::TooLarge {
+                len: req.len,
+                elem_size: req.elem_size,
+            },
+            e => e,
+        })
+    }
+
+    /// A page-isolated store for `layout`.
+    fn page(layout: Layout, lock: LockPolicy, fork: ForkPolicy) -> Result<Self, Error> {
+        if !limits::fits_in_ram(layout.data_len) {
+            return Err(Error::TooLarge {
+                len: 1,
+                elem_size: layout.size,
+            });
+        }
+        Region::create(layout, lock, fork).map(Store::Page)
+    }
+
+    #[inline]
+    pub(crate) fn value_ptr(&self) -> NonNull<u8> {
+        match self {
+            Store::Page(r) => r.value_ptr(),
+            Store::Packed(p) => p.value_ptr(),
+        }
+    }
+
+    /// Whether the memory exists in this process (not in a fork child of
+    /// the maker of a [`ForkPolicy::Exclude`] box).
+    #[inline]
+    pub(crate) fn present(&self) -> bool {
+        match self {
+            Store::Page(r) => r.present(),
+            Store::Packed(p) => p.present(),
+        }
+    }
+
+    /// Size of the value in bytes.
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Store::Page(r) => r.size(),
+            Store::Packed(p) => p.layout.size,
+        }
+    }
+
+    pub(crate) fn is_locked(&self) -> bool {
+        match self {
+            Store::Page(r) => r.is_locked(),
+            Store::Packed(p) => p.is_locked(),
+        }
+    }
+
+    pub(crate) fn isolation(&self) -> Isolation {
+        match self {
+            Store::Page(_) => Isolation::Page,
+            Store::Packed(_) => Isolation::Packed,
+        }
+    }
+
+    pub(crate) fn residency(&self) -> io::Result<Residency> {
+        if !self.present() {
+            return Err(io::Error::other(EXCLUDED));
+        }
+        match self {
+            Store::Page(r) => r.residency(),
+            Store::Packed(p) => p.residency(),
+        }
+    }
+
+    /// Makes the memory read-write if a sealed box left it otherwise, before
+    /// the value is dropped.
+    #[inline]
+    pub(crate) fn open(&self) {
+        if let Store::Page(r) = self {
+            r.open();
+        }
+    }
+
+    /// Aborts, with one line on stderr, if a canary changed. The memory
+    /// must be present and readable.
+    #[inline]
+    pub(crate) fn verify(&self) {
+        match self {
+            Store::Page(r) => r.verify_canary(),
+            Store::Packed(p) => p.verify(),
+        }
+    }
+
+    /// The store as data pages of its own: a packed value is first copied
+    /// into a new page-isolated store (then its old slot is checked, wiped
+    /// and freed). Returns the region and where the value now starts.
+    ///
+    /// # Errors
+    /// What making the new pages returns; `self` is then dropped as it is
+    /// (its value was not moved, and its owner drops it).
+    /// `align` is the value's alignment.
+    pub(crate) fn into_region(self, align: usize) -> Result<Region, (Self, Error)> {
+        let slot = match self {
+            Store::Page(region) => return Ok(region),
+            Store::Packed(slot) => slot,
+        };
+        let size = slot.layout.size;
+        let region = Layout::new(size, align, sys::page_size())
+            .map_err(|_| Error::TooLarge {
+                len: 1,
+                elem_size: size,
+            })
+            .and_then(|layout| Region::create(layout, LockPolicy::Require, slot.fork()));
+        let region = match region {
+            Ok(r) => r,
+            Err(e) => return Err((Store::Packed(slot), e)),
+        };
+        // SAFETY: both ranges are `size` bytes: the packed value, live and
+        // readable, and the new region's value bytes, read-write and ours
+        // alone; they are in different slots, so disjoint.
+        unsafe {
+            ptr::copy_nonoverlapping(slot.value_ptr().as_ptr(), region.value_ptr().as_ptr(), size);
+        }
+        // The value's bytes now live in the region; the old slot is checked,
+        // then wiped and freed (the value is not dropped there).
+        slot.verify();
+        drop(slot);
+        Ok(region)
+    }
+}
