@@ -13,9 +13,9 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::{self, NonNull};
 
 use crate::error::Error;
+use crate::fork::EXCLUDED;
 use crate::plain::Plain;
 use crate::policy::Isolation;
-use crate::fork::EXCLUDED;
 use crate::store::{Request, Residency, Store};
 
 /// One secret in locked, guarded, dump-proof memory.

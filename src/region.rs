@@ -240,10 +240,12 @@ impl Region {
         };
         let wipe_run = |from: usize, to: usize| {
             if from < to {
+                // SAFETY: `from < data_len`: inside the data pages.
+                let at = unsafe { slot.data.add(from) };
                 // SAFETY: the caller's contract; `from` is a multiple of 8
                 // (`start`, or a page boundary) and `to` too (a page
                 // boundary or `data_len`), both within the data pages.
-                unsafe { wipe(slot.data.add(from), to - from) };
+                unsafe { wipe(at, to - from) };
             }
         };
         match touched {

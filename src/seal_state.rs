@@ -261,7 +261,11 @@ mod loom_tests {
         }
 
         fn read(&self) {
-            assert_ne!(self.prot.load(Ordering::Relaxed), NONE, "(S1) a guard on sealed pages");
+            assert_ne!(
+                self.prot.load(Ordering::Relaxed),
+                NONE,
+                "(S1) a guard on sealed pages"
+            );
         }
 
         fn release(&self, counted: u64) {

@@ -126,7 +126,8 @@ fn into_region<T: ?Sized + Plain>(
     match store.into_region(align) {
         Ok(region) if moved => Ok((retarget(region.value_ptr()), region)),
         Ok(region) => Ok((ptr, region)),
-        Err((store, e)) => {
+        Err(failed) => {
+            let (store, e) = *failed;
             drop(LockedBox::from_parts(ptr, store));
             Err(e)
         }

@@ -9,11 +9,11 @@ use std::io;
 use std::ptr::{self, NonNull};
 
 use crate::error::Error;
+use crate::fork::EXCLUDED;
 use crate::layout::{Layout, LayoutError, PackedLayout};
 use crate::limits;
 use crate::packed::PackedSlot;
 use crate::policy::{ForkPolicy, Isolation, LockPolicy};
-use crate::fork::EXCLUDED;
 use crate::region::Region;
 use crate::sys;
 
@@ -183,7 +183,7 @@ impl Store {
     /// What making the new pages returns; `self` is then dropped as it is
     /// (its value was not moved, and its owner drops it).
     /// `align` is the value's alignment.
-    pub(crate) fn into_region(self, align: usize) -> Result<Region, (Self, Error)> {
+    pub(crate) fn into_region(self, align: usize) -> Result<Region, Box<(Self, Error)>> {
         let slot = match self {
             Store::Page(region) => return Ok(region),
             Store::Packed(slot) => slot,
@@ -197,7 +197,7 @@ impl Store {
             .and_then(|layout| Region::create(layout, LockPolicy::Require, slot.fork()));
         let region = match region {
             Ok(r) => r,
-            Err(e) => return Err((Store::Packed(slot), e)),
+            Err(e) => return Err(Box::new((Store::Packed(slot), e))),
         };
         // SAFETY: both ranges are `size` bytes: the packed value, live and
         // readable, and the new region's value bytes, read-write and ours

@@ -63,8 +63,8 @@ use crate::policy::{FORKS, ForkPolicy, LockPolicy};
 use crate::sync::lock;
 use crate::sys;
 
-pub(crate) use packed_slab::PageMeta;
 use packed_slab::PackedClass;
+pub(crate) use packed_slab::PageMeta;
 use page_slab::{PageClass, SlotId};
 use pages::{LockedBytes, Mapping};
 use shard::{Cached, Counters, Shard, bump};
@@ -334,9 +334,9 @@ thread_local! {
 fn with_local<R>(f: impl FnOnce(Option<&Local>, &'static Pool) -> R) -> R {
     let pool = pool();
     let mut f = Some(f);
-    let r = LOCAL.try_with(|l| match l.ready(pool) {
-        Some(l) => Some((f.take().expect("called once"))(Some(l), pool)),
-        None => None,
+    let r = LOCAL.try_with(|l| {
+        l.ready(pool)
+            .map(|l| (f.take().expect("called once"))(Some(l), pool))
     });
     match r {
         Ok(Some(r)) => r,
@@ -627,7 +627,12 @@ fn claim_packed_slow(
 
 /// Records that this thread holds `page` (or, while the thread is being
 /// torn down, gives it straight up).
-fn hold(c: &mut PackedClass, held: Option<&Cell<Option<&'static PageMeta>>>, page: &'static PageMeta, me: u64) {
+fn hold(
+    c: &mut PackedClass,
+    held: Option<&Cell<Option<&'static PageMeta>>>,
+    page: &'static PageMeta,
+    me: u64,
+) {
     match held {
         Some(h) => h.set(Some(page)),
         None => c.unhold(page, me),

@@ -114,7 +114,8 @@ impl PageMeta {
     /// Marks every slot used: how a closed page looks to claimers.
     fn fill(&self) {
         for w in 0..self.words() {
-            self.word(w).store(word_mask(self.slots, w), Ordering::Release);
+            self.word(w)
+                .store(word_mask(self.slots, w), Ordering::Release);
         }
     }
 
@@ -147,7 +148,9 @@ impl PageMeta {
     #[inline]
     pub(crate) fn free(&self, i: usize) -> bool {
         let mask = word_mask(self.slots, i / 64);
-        let before = self.word(i / 64).fetch_and(!(1 << (i % 64)), Ordering::Release);
+        let before = self
+            .word(i / 64)
+            .fetch_and(!(1 << (i % 64)), Ordering::Release);
         debug_assert!(before & 1 << (i % 64) != 0, "the slot was claimed");
         before == mask
     }
@@ -180,8 +183,7 @@ impl PageMeta {
     }
 
     fn is_full(&self) -> bool {
-        (0..self.words())
-            .all(|w| self.word(w).load(Ordering::Acquire) == word_mask(self.slots, w))
+        (0..self.words()).all(|w| self.word(w).load(Ordering::Acquire) == word_mask(self.slots, w))
     }
 
     /// The page's first byte. Meaningful while the caller holds a slot's bit
@@ -232,7 +234,8 @@ impl Slab {
     fn closed_page(&self) -> Option<usize> {
         let open = |i: usize| self.pages.get(i).is_some_and(|p| p.open);
         (0..self.pages.len()).find(|&i| {
-            !self.pages[i].open && !(i > 0 && open(i - 1) && open(i + 1))
+            let hole = i > 0 && open(i - 1) && open(i + 1);
+            !self.pages[i].open && !hole
         })
     }
 }
@@ -453,7 +456,10 @@ mod tests {
         let page = PageMeta::new(100, 0, 0, 0);
         assert!(page.is_full(), "a new page is closed");
         assert_eq!(page.claim(), None);
-        assert!(!page.claim_all(), "a closed page cannot be taken for closing");
+        assert!(
+            !page.claim_all(),
+            "a closed page cannot be taken for closing"
+        );
         page.clear();
         let got: Vec<_> = (0..100).map(|_| page.claim().unwrap()).collect();
         assert_eq!(got, (0..100).collect::<Vec<_>>(), "lowest free slot first");
@@ -470,7 +476,11 @@ mod tests {
         page.clear();
         assert!(page.claim().is_some());
         assert!(!page.claim_all(), "a page with a used slot cannot");
-        assert_eq!(page.claim(), Some(1), "and a failed claim_all changed nothing");
+        assert_eq!(
+            page.claim(),
+            Some(1),
+            "and a failed claim_all changed nothing"
+        );
     }
 
     #[test]

@@ -83,7 +83,9 @@ impl PageClass {
 
     /// Gives a closed slot back.
     pub(crate) fn release(&mut self, id: SlotId) {
-        let s = self.slabs[id.slab].as_mut().expect("the slot's slab is live");
+        let s = self.slabs[id.slab]
+            .as_mut()
+            .expect("the slot's slab is live");
         debug_assert!(s.open & (1 << id.index) != 0, "the slot was reserved");
         s.open &= !(1 << id.index);
     }
