@@ -100,7 +100,7 @@ fn each_path_makes_the_expected_calls() {
             std::env::var_os("LOCKEDBOX_REQUIRE_STRACE").is_none(),
             "strace is required (LOCKEDBOX_REQUIRE_STRACE is set) but not installed"
         );
-        eprintln!("SKIPPED: strace is not installed; install it to count system calls");
+        common::skip("strace is not installed; install it to count system calls");
         return;
     }
     let trace_file = std::env::temp_dir().join(format!("lockedbox-strace-{}", std::process::id()));
@@ -145,5 +145,19 @@ fn each_path_makes_the_expected_calls() {
         calls_between(&trace, 1004, 1005),
         Vec::<String>::new(),
         "packed path"
+    );
+    // Sealed: each of the 10 borrow-read-drop cycles costs two mprotect
+    // calls (readable, then PROT_NONE again), and nothing else.
+    assert_eq!(
+        calls_between(&trace, 1006, 1007),
+        vec!["mprotect"; 20],
+        "expected exactly 20 mprotect calls and nothing else for 10 sealed borrow-read-drop \
+         cycles"
+    );
+    // A borrow while another is out costs no system call.
+    assert_eq!(
+        calls_between(&trace, 1008, 1009),
+        Vec::<String>::new(),
+        "expected no system call for 100 nested borrows while an outer borrow is out"
     );
 }

@@ -18,6 +18,19 @@ pub fn start_of<T: ?Sized>(value: &T) -> usize {
     (value as *const T).cast::<u8>() as usize
 }
 
+/// For a test that cannot run on this host: outside CI it says so on stderr
+/// (`SKIPPED: ...`) and the caller returns; in CI (the `CI` environment
+/// variable is set, as CI services set it) a skipped proof is a failure, so
+/// it panics instead.
+pub fn skip(reason: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "expected this test to run in CI (the CI environment variable is set), but it cannot: \
+         {reason}"
+    );
+    eprintln!("SKIPPED: {reason}");
+}
+
 pub fn page_size() -> usize {
     rustix::param::page_size()
 }
