@@ -14,6 +14,7 @@ use crate::sys;
 /// drawn once. Its first byte is zero, so that a string copy running into it
 /// from below stops there; at least one other byte is nonzero, so it never
 /// matches the zeros of a wiped page.
+#[inline]
 pub(crate) fn process_canary() -> &'static [u8; CANARY_LEN] {
     static CANARY: OnceLock<[u8; CANARY_LEN]> = OnceLock::new();
     CANARY.get_or_init(|| {
@@ -40,6 +41,7 @@ pub(crate) fn process_canary() -> &'static [u8; CANARY_LEN] {
 
 /// The canary a slot of this origin must carry: the process canary, or
 /// zeros where the kernel wiped the slot's pages in this fork child.
+#[inline]
 pub(crate) fn expected_canary(origin: &Origin) -> &'static [u8; CANARY_LEN] {
     if origin.wiped_by_fork() {
         &[0; CANARY_LEN]

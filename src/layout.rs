@@ -55,6 +55,7 @@ pub(crate) struct Layout {
 impl Layout {
     /// Lays out a value of `size` bytes and alignment `align` behind a canary,
     /// flush against a trailing guard page.
+    #[inline]
     pub(crate) fn new(size: usize, align: usize, page: usize) -> Result<Self, LayoutError> {
         if !page.is_power_of_two() || page < CANARY_LEN {
             return Err(LayoutError::BadPageSize);
@@ -128,6 +129,7 @@ impl SlabGeometry {
     /// The geometry for slots of `data_pages` pages, or `None` if such slots
     /// are not carved from slabs (zero or more than [`MAX_SLAB_PAGES`], or a
     /// slab that would not fit in `isize::MAX` bytes).
+    #[inline]
     pub(crate) fn new(data_pages: usize, page: usize) -> Option<Self> {
         if data_pages == 0 || data_pages > MAX_SLAB_PAGES || !page.is_power_of_two() {
             return None;
@@ -206,6 +208,7 @@ pub(crate) struct PackedLayout {
 impl PackedLayout {
     /// The packed layout for a value, or `None` if it is too large or too
     /// aligned to be packed (it is then page-isolated).
+    #[inline]
     pub(crate) fn new(size: usize, align: usize, page: usize) -> Option<Self> {
         if size > PACKED_MAX_SIZE
             || !page.is_power_of_two()

@@ -124,6 +124,7 @@ impl Region {
     /// so there the canary must read as zeros.
     ///
     /// The data pages must be readable (R3).
+    #[inline]
     pub(crate) fn canary_intact(&self) -> bool {
         let expected = expected_canary(&self.slot.origin);
         let canary_at = canary_ptr(self.slot.data, self.value_offset - CANARY_LEN);
@@ -135,18 +136,24 @@ impl Region {
 
     /// Aborts the process, after one line on stderr, if the canary changed.
     /// The data pages must be readable (R3).
+    #[inline]
     pub(crate) fn verify_canary(&self) {
         if !self.canary_intact() {
-            // The message names where, never what: no byte of the value.
-            eprintln!(
-                "lockedbox: the canary in front of a {}-byte secret at {:p} was overwritten \
-                 (a write before the start of the value: buffer underflow or stray pointer); \
-                 aborting",
-                self.size,
-                self.value_ptr()
-            );
-            process::abort();
+            self.smashed();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn smashed(&self) -> ! {
+        // The message names where, never what: no byte of the value.
+        eprintln!(
+            "lockedbox: the canary in front of a {}-byte secret at {:p} was overwritten (a \
+             write before the start of the value: buffer underflow or stray pointer); aborting",
+            self.size,
+            self.value_ptr()
+        );
+        process::abort();
     }
 
     /// Prepares the data pages for sealing: marks their mapping
@@ -199,11 +206,16 @@ impl Region {
     /// mapping of their own (locked, or marked by [`Region::keep_apart`]),
     /// so changing their protection needs no split and has no documented
     /// way to fail; aborting is the fail-closed answer should it anyway.
+    #[inline]
     pub(crate) fn open(&self) {
-        if !self.present() || self.prot.load(Ordering::Acquire) == prot_code(Protection::ReadWrite)
-        {
-            return;
+        if self.prot.load(Ordering::Acquire) != prot_code(Protection::ReadWrite) && self.present() {
+            self.reopen();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reopen(&self) {
         let (data, len) = (self.slot.data, self.slot.data_len);
         // SAFETY: (R1) present, so the data pages are our own slot's;
         // widening access to read-write invalidates no reference.
@@ -229,6 +241,7 @@ impl Region {
     /// # Safety
     /// The data pages are read-write (R3) and no reference into them is
     /// alive.
+    #[inline]
     unsafe fn wipe_contents(&self, slot: &PageSlot) {
         let page = sys::page_size();
         // From the canary, rounded down to a word, to the end of the data.

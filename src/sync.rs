@@ -4,22 +4,29 @@
 //!
 //! Process-wide statics keep `std` types (loom's cannot be made in a
 //! `const`); only the pieces that a loom model drives go through here.
-#![forbid(unsafe_code)]
+//!
+//! Unsafe here is limited to [`SpinLock`]'s access to the data it guards.
+#![allow(unsafe_code)]
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-#[cfg(not(loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
 
-/// Locks a mutex, ignoring poison: every critical section in the crate
+/// Locks a loom mutex, ignoring poison: every critical section in the crate
 /// leaves its data consistent before anything in it can panic.
-#[inline]
+#[cfg(loom)]
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Locks a `std` mutex (the process-wide pool's, which loom never drives),
+/// ignoring poison as [`lock`] does.
+#[inline]
+pub(crate) fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -34,5 +41,114 @@ pub(crate) fn backoff(spins: &mut u32) {
         std::hint::spin_loop();
     } else {
         std::thread::yield_now();
+    }
+}
+
+/// A lock for data that one thread uses all the time and others rarely (a
+/// thread's cache, which `trim` drains): taking it is one atomic swap and
+/// releasing it one store, where a `std` mutex costs two atomic
+/// read-modify-writes. Critical sections must be short: waiters spin, then
+/// yield. Under loom it is a loom mutex, so that the models check its users.
+#[cfg(not(loom))]
+pub(crate) struct SpinLock<T> {
+    locked: AtomicBool,
+    data: std::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the data is reached only through a `SpinGuard`, and at most one
+// exists at a time (the `locked` flag); so sharing the lock hands `T` from
+// thread to thread, which `T: Send` allows.
+#[cfg(not(loom))]
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+/// Access to a [`SpinLock`]'s data; releases the lock when dropped.
+#[cfg(not(loom))]
+pub(crate) struct SpinGuard<'a, T>(&'a SpinLock<T>);
+
+#[cfg(not(loom))]
+impl<T> SpinLock<T> {
+    pub(crate) fn new(data: T) -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            data: std::cell::UnsafeCell::new(data),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        let mut spins = 0;
+        while self.locked.swap(true, Ordering::Acquire) {
+            while self.locked.load(Ordering::Relaxed) {
+                backoff(&mut spins);
+            }
+        }
+        SpinGuard(self)
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> std::ops::Deref for SpinGuard<'_, T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: this guard set `locked` and is the only one; the data is
+        // not reached otherwise until it drops.
+        unsafe { &*self.0.data.get() }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes the borrow exclusive.
+        unsafe { &mut *self.0.data.get() }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Drop for SpinGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(loom)]
+pub(crate) struct SpinLock<T>(Mutex<T>);
+
+#[cfg(loom)]
+impl<T> SpinLock<T> {
+    pub(crate) fn new(data: T) -> Self {
+        SpinLock(Mutex::new(data))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        lock(&self.0)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_lock_excludes() {
+        let lock = std::sync::Arc::new(SpinLock::new(0u64));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let lock = std::sync::Arc::clone(&lock);
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        *lock.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*lock.lock(), 40_000);
     }
 }

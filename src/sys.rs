@@ -22,15 +22,26 @@ use std::ffi::c_void;
 use std::io;
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
-/// The system page size, cached by rustix after the first call.
+/// The system page size. rustix's `page_size()` (with `use-libc-auxv`)
+/// asks libc's `sysconf` on every call, a quarter of a cached box's cost;
+/// the answer never changes, so it is kept in an atomic after the first.
 #[doc(alias = "sysconf")]
 #[doc(alias = "_SC_PAGESIZE")]
+#[inline]
 pub(crate) fn page_size() -> usize {
-    rustix::param::page_size()
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            let page = rustix::param::page_size();
+            PAGE.store(page, Ordering::Relaxed);
+            page
+        }
+        page => page,
+    }
 }
 
 /// `mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)`:

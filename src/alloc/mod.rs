@@ -53,14 +53,14 @@ pub(crate) mod shard;
 
 use std::cell::{Cell, RefCell};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
 use crate::fork::{self, Origin};
 use crate::layout::{MAX_SLAB_PAGES, PACKED_CLASSES, PACKED_MIN_SLOT, SlabGeometry};
 use crate::policy::{FORKS, ForkPolicy, LockPolicy};
-use crate::sync::lock;
+use crate::sync::{AtomicU64, lock_std as lock};
 use crate::sys;
 
 use packed_slab::PackedClass;
@@ -150,6 +150,24 @@ impl Cached for PageSlot {
 }
 
 // ---------------------------------------------------------------------------
+// Class keys
+
+/// The pool's index for page-isolated slots of `data_pages` pages (1 to
+/// `MAX_SLAB_PAGES`) under `fork`.
+#[inline]
+fn page_key(fork: ForkPolicy, data_pages: usize) -> usize {
+    debug_assert!((1..=MAX_SLAB_PAGES).contains(&data_pages));
+    fork.index() * MAX_SLAB_PAGES + data_pages - 1
+}
+
+/// The pool's index for packed size class `class` under `fork`.
+#[inline]
+fn packed_key(fork: ForkPolicy, class: usize) -> usize {
+    debug_assert!(class < PACKED_CLASSES);
+    fork.index() * PACKED_CLASSES + class
+}
+
+// ---------------------------------------------------------------------------
 // The pool
 
 /// The process generation's pool; see the module docs.
@@ -158,9 +176,9 @@ struct Pool {
     page_size: usize,
     /// Bytes this generation holds locked.
     locked: LockedBytes,
-    /// Indexed by `fork.index() * MAX_SLAB_PAGES + data_pages - 1`.
+    /// Indexed by [`page_key`].
     page: Box<[Mutex<PageClass>]>,
-    /// Indexed by `fork.index() * PACKED_CLASSES + size class`.
+    /// Indexed by [`packed_key`].
     packed: Box<[Mutex<PackedClass>]>,
     /// Every live thread's shard, for `trim` and `stats`.
     shards: Mutex<Vec<Arc<Shard<PageSlot>>>>,
@@ -171,7 +189,7 @@ struct Pool {
     /// Slots that could not be closed; `trim` tries again.
     stuck: Mutex<Vec<PageSlot>>,
     /// Source of thread tokens (nonzero).
-    tokens: AtomicU64,
+    tokens: std::sync::atomic::AtomicU64,
 }
 
 static POOL: AtomicPtr<Pool> = AtomicPtr::new(ptr::null_mut());
@@ -216,7 +234,7 @@ impl Pool {
             .iter()
             .flat_map(|&fork| {
                 (0..PACKED_CLASSES).map(move |class| {
-                    let key = fork.index() * PACKED_CLASSES + class;
+                    let key = packed_key(fork, class);
                     let slots = page_size / (PACKED_MIN_SLOT << class);
                     Mutex::new(PackedClass::new(key, fork, page_size, slots))
                 })
@@ -234,7 +252,7 @@ impl Pool {
             retired: Counters::default(),
             solo: AtomicUsize::new(0),
             stuck: Mutex::default(),
-            tokens: AtomicU64::new(1),
+            tokens: std::sync::atomic::AtomicU64::new(1),
         }
     }
 }
@@ -344,6 +362,23 @@ fn with_local<R>(f: impl FnOnce(Option<&Local>, &'static Pool) -> R) -> R {
     }
 }
 
+/// The page this thread holds for packed class `key`, if its state is of
+/// this process generation: the fast path's only look at thread-locals.
+#[inline]
+fn held_page(key: usize) -> Option<&'static PageMeta> {
+    let generation = fork::generation();
+    LOCAL
+        .try_with(|l| {
+            if l.generation.get() == generation {
+                l.held[key].get()
+            } else {
+                None
+            }
+        })
+        .ok()
+        .flatten()
+}
+
 /// Adds one to this thread's counter `which`, or to the pool's shared one
 /// while the thread is being torn down.
 #[inline]
@@ -386,7 +421,7 @@ pub(crate) fn acquire_page_slot(
             Ok(slot)
         });
     };
-    let class = fork.index() * MAX_SLAB_PAGES + data_pages - 1;
+    let class = page_key(fork, data_pages);
     with_local(|local, pool| {
         let cached = local.and_then(|l| {
             l.with_shard(|s| {
@@ -550,22 +585,13 @@ pub(crate) fn claim_packed(
     lock_policy: LockPolicy,
     fork: ForkPolicy,
 ) -> Result<Option<PackedClaim>, Error> {
-    let key = fork.index() * PACKED_CLASSES + class;
-    with_local(|local, pool| {
-        if let Some(l) = local {
-            if let Some(page) = l.held[key].get() {
-                if let Some(index) = page.claim() {
-                    l.with_shard(|s| bump(&s.counters.packed_made));
-                    return Ok(Some(PackedClaim { page, index }));
-                }
-            }
+    let key = packed_key(fork, class);
+    if let Some(page) = held_page(key) {
+        if let Some(index) = page.claim() {
+            return Ok(Some(PackedClaim { page, index }));
         }
-        let claim = claim_packed_slow(pool, key, local, lock_policy)?;
-        if claim.is_some() {
-            count(local, pool, |c| &c.packed_made);
-        }
-        Ok(claim)
-    })
+    }
+    with_local(|local, pool| claim_packed_slow(pool, key, local, lock_policy))
 }
 
 #[cold]
@@ -640,16 +666,18 @@ fn hold(
 }
 
 /// Frees slot `index` of `page`, whose bytes the caller has wiped; the slot
-/// was claimed in this process generation.
+/// was claimed in this process generation. Takes no lock unless the slot's
+/// word was full (the page may need listing as partial).
 #[inline]
 pub(crate) fn free_packed(page: &'static PageMeta, index: usize) {
-    let was_full = page.free(index);
-    with_local(|local, pool| {
-        count(local, pool, |c| &c.packed_dropped);
-        if was_full {
-            lock(&pool.packed[page.class]).freed_on_full(page);
-        }
-    });
+    if page.free(index) {
+        freed_on_full(page);
+    }
+}
+
+#[cold]
+fn freed_on_full(page: &'static PageMeta) {
+    lock(&pool().packed[page.class]).freed_on_full(page);
 }
 
 // ---------------------------------------------------------------------------
@@ -735,14 +763,10 @@ pub fn stats() -> Stats {
             st.cached_bytes += bytes;
         }
     }
-    let live = |made: &AtomicU64, dropped: &AtomicU64| {
-        let n = made
-            .load(Ordering::Relaxed)
-            .wrapping_sub(dropped.load(Ordering::Relaxed));
-        usize::try_from(n).unwrap_or(0)
-    };
-    st.page_boxes = live(&totals.page_made, &totals.page_dropped);
-    st.packed_boxes = live(&totals.packed_made, &totals.packed_dropped);
+    let made = totals.page_made.load(Ordering::Relaxed);
+    let dropped = totals.page_dropped.load(Ordering::Relaxed);
+    st.page_boxes = usize::try_from(made.wrapping_sub(dropped)).unwrap_or(0);
+
     st.mappings = 3 * pool.solo.load(Ordering::Relaxed);
     for class in pool.page.iter() {
         st.mappings += lock(class).mappings();
@@ -751,6 +775,48 @@ pub fn stats() -> Stats {
         let c = lock(class);
         st.mappings += c.mappings();
         st.packed_pages += c.open_pages();
+        st.packed_boxes += c.live_slots();
     }
     st
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const FORK_POLICIES: [ForkPolicy; FORKS] =
+        [ForkPolicy::Wipe, ForkPolicy::Exclude, ForkPolicy::Keep];
+
+    #[test]
+    fn class_keys_are_dense_and_distinct() {
+        let mut seen = vec![false; FORKS * MAX_SLAB_PAGES];
+        for fork in FORK_POLICIES {
+            for pages in 1..=MAX_SLAB_PAGES {
+                let k = page_key(fork, pages);
+                assert!(!seen[k], "page key {k} twice");
+                seen[k] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+        let mut seen = vec![false; FORKS * PACKED_CLASSES];
+        for fork in FORK_POLICIES {
+            for class in 0..PACKED_CLASSES {
+                let k = packed_key(fork, class);
+                assert!(!seen[k], "packed key {k} twice");
+                seen[k] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn pool_classes_know_their_keys() {
+        let pool = pool();
+        for fork in FORK_POLICIES {
+            for class in 0..PACKED_CLASSES {
+                let c = lock(&pool.packed[packed_key(fork, class)]);
+                assert_eq!(c.fork(), fork);
+            }
+        }
+    }
 }

@@ -182,6 +182,13 @@ impl PageMeta {
         }
     }
 
+    /// Slots claimed now.
+    fn claimed(&self) -> usize {
+        (0..self.words())
+            .map(|w| self.word(w).load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
+    }
+
     fn is_full(&self) -> bool {
         (0..self.words()).all(|w| self.word(w).load(Ordering::Acquire) == word_mask(self.slots, w))
     }
@@ -203,6 +210,8 @@ impl PageMeta {
 struct PageState {
     /// Open (read-write, locked), or being opened or closed.
     open: bool,
+    /// Reserved and being opened (its bits are all set, none claimed).
+    opening: bool,
     /// The thread token of the thread whose current page it is, 0 if none.
     holder: u64,
     /// On the partial list.
@@ -334,7 +343,9 @@ impl PackedClass {
                 (s, 0)
             }
         };
-        self.slabs[s].pages[i].open = true;
+        let st = &mut self.slabs[s].pages[i];
+        st.open = true;
+        st.opening = true;
         Ok(&self.slabs[s].meta[i])
     }
 
@@ -368,13 +379,15 @@ impl PackedClass {
 
     /// `page`, reserved, was opened: `me` holds it, and it takes claims.
     pub(crate) fn opened(&mut self, page: &'static PageMeta, me: u64) {
-        self.state(page).holder = me;
+        let st = self.state(page);
+        st.holder = me;
+        st.opening = false;
         page.clear();
     }
 
     /// `page`, reserved, could not be opened: it is closed again.
     pub(crate) fn unreserve(&mut self, page: &'static PageMeta) {
-        self.state(page).open = false;
+        *self.state(page) = PageState::default();
     }
 
     /// Claims a slot on any open page, held by any thread: the last resort
@@ -413,6 +426,17 @@ impl PackedClass {
             }
         }
         closed
+    }
+
+    /// Slots claimed on the class's open pages: its live boxes (a box being
+    /// made or dropped right now may or may not be counted).
+    pub(crate) fn live_slots(&self) -> usize {
+        self.slabs
+            .iter()
+            .flat_map(|slab| slab.meta.iter().zip(&slab.pages))
+            .filter(|(_, st)| st.open && !st.opening)
+            .map(|(meta, _)| meta.claimed())
+            .sum()
     }
 
     /// Open pages in the class.

@@ -3,11 +3,12 @@
 //!
 //! Only its own thread puts slots into and takes them out of a shard's
 //! cache; `trim` (from any thread) and the thread's exit drain it. All three
-//! go through one mutex, which in the steady state only the owner takes.
+//! go through one lock (a spin lock: one atomic swap to take it), which in
+//! the steady state only the owner takes.
 //! The handoff is model-checked with loom (`RUSTFLAGS="--cfg loom"`).
 #![forbid(unsafe_code)]
 
-use crate::sync::{AtomicU64, Mutex, Ordering, lock};
+use crate::sync::{AtomicU64, Ordering, SpinLock};
 
 /// What a cache holds: something that knows its size.
 pub(crate) trait Cached {
@@ -15,14 +16,13 @@ pub(crate) trait Cached {
     fn bytes(&self) -> usize;
 }
 
-/// Counters written only by their thread (plain loads and stores), read by
+/// Page-isolated boxes made and dropped (packed boxes are counted from
+/// their pages' bitmaps instead): counters written only by their thread (plain loads and stores), read by
 /// `stats` from any thread.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) page_made: AtomicU64,
     pub(crate) page_dropped: AtomicU64,
-    pub(crate) packed_made: AtomicU64,
-    pub(crate) packed_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -31,8 +31,6 @@ impl Counters {
         for (mine, theirs) in [
             (&self.page_made, &other.page_made),
             (&self.page_dropped, &other.page_dropped),
-            (&self.packed_made, &other.packed_made),
-            (&self.packed_dropped, &other.packed_dropped),
         ] {
             theirs.fetch_add(mine.load(Ordering::Relaxed), Ordering::Relaxed);
         }
@@ -47,7 +45,7 @@ pub(crate) fn bump(c: &AtomicU64) {
 
 /// One thread's cache and counters (of one process generation).
 pub(crate) struct Shard<S> {
-    cache: Mutex<Cache<S>>,
+    cache: SpinLock<Cache<S>>,
     pub(crate) counters: Counters,
 }
 
@@ -61,7 +59,7 @@ impl<S: Cached> Shard<S> {
     /// An empty shard with `classes` cache classes.
     pub(crate) fn new(classes: usize) -> Self {
         Shard {
-            cache: Mutex::new(Cache {
+            cache: SpinLock::new(Cache {
                 lists: (0..classes).map(|_| Vec::new()).collect(),
                 bytes: 0,
             }),
@@ -72,7 +70,7 @@ impl<S: Cached> Shard<S> {
     /// A ready item of `class`, if the cache has one.
     #[inline]
     pub(crate) fn take(&self, class: usize) -> Option<S> {
-        let mut c = lock(&self.cache);
+        let mut c = self.cache.lock();
         let item = c.lists[class].pop()?;
         c.bytes -= item.bytes();
         Some(item)
@@ -82,7 +80,7 @@ impl<S: Cached> Shard<S> {
     /// hands it back otherwise.
     #[inline]
     pub(crate) fn put(&self, class: usize, item: S, limit: usize) -> Result<(), S> {
-        let mut c = lock(&self.cache);
+        let mut c = self.cache.lock();
         let bytes = c.bytes + item.bytes();
         if bytes > limit {
             return Err(item);
@@ -95,14 +93,14 @@ impl<S: Cached> Shard<S> {
     /// Takes everything out of the cache, for the caller to close without
     /// holding the shard's mutex.
     pub(crate) fn drain(&self) -> Vec<S> {
-        let mut c = lock(&self.cache);
+        let mut c = self.cache.lock();
         c.bytes = 0;
         c.lists.iter_mut().flat_map(std::mem::take).collect()
     }
 
     /// Items and bytes in the cache.
     pub(crate) fn cached(&self) -> (usize, usize) {
-        let c = lock(&self.cache);
+        let c = self.cache.lock();
         (c.lists.iter().map(Vec::len).sum(), c.bytes)
     }
 }
