@@ -276,9 +276,16 @@ mod loom_tests {
         }
     }
 
+    /// loom explores every interleaving up to this many preemptions; the
+    /// gate's races need two (a borrower between the last release's count
+    /// move and its seal, and a second borrower on the fast path).
+    const PREEMPTIONS: usize = 3;
+
     #[test]
     fn loom_sealed_gate() {
-        loom::model(|| {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(PREEMPTIONS);
+        model.check(|| {
             let fake = Arc::new(Fake {
                 state: SealState::new(7),
                 prot: AtomicU8::new(NONE),

@@ -225,11 +225,28 @@ struct Slab {
     /// `None` while unmapped (every page closed).
     mapping: Option<Mapping>,
     pages: Vec<PageState>,
+    /// Pages open (or in transit).
+    open: usize,
+    /// No page below this index is closed and reopenable: where the search
+    /// for one starts.
+    first_closed: usize,
 }
 
 impl Slab {
     fn open_pages(&self) -> usize {
-        self.pages.iter().filter(|p| p.open).count()
+        self.open
+    }
+
+    fn set_open(&mut self, i: usize, open: bool) {
+        if self.pages[i].open != open {
+            if open {
+                self.open += 1;
+            } else {
+                self.open -= 1;
+                self.first_closed = self.first_closed.min(i.saturating_sub(1));
+            }
+        }
+        self.pages[i].open = open;
     }
 
     /// Runs of consecutive open pages.
@@ -240,12 +257,18 @@ impl Slab {
     }
 
     /// A closed page that is not a single-page hole between open ones.
-    fn closed_page(&self) -> Option<usize> {
+    fn closed_page(&mut self) -> Option<usize> {
+        if self.open == self.pages.len() {
+            return None;
+        }
         let open = |i: usize| self.pages.get(i).is_some_and(|p| p.open);
-        (0..self.pages.len()).find(|&i| {
+        let found = (self.first_closed..self.pages.len()).find(|&i| {
             let hole = i > 0 && open(i - 1) && open(i + 1);
             !self.pages[i].open && !hole
-        })
+        });
+        // Everything below the first open page found is open or a hole.
+        self.first_closed = found.unwrap_or(self.pages.len());
+        found
     }
 }
 
@@ -332,7 +355,7 @@ impl PackedClass {
     /// Reserves a closed page to open (mapping a slab if needed); it stays
     /// full (unclaimable) until [`PackedClass::opened`].
     pub(crate) fn reserve(&mut self) -> Result<&'static PageMeta, Error> {
-        let found = self.slabs.iter().enumerate().find_map(|(s, slab)| {
+        let found = self.slabs.iter_mut().enumerate().find_map(|(s, slab)| {
             slab.mapping.as_ref()?;
             slab.closed_page().map(|i| (s, i))
         });
@@ -343,10 +366,10 @@ impl PackedClass {
                 (s, 0)
             }
         };
-        let st = &mut self.slabs[s].pages[i];
-        st.open = true;
-        st.opening = true;
-        Ok(&self.slabs[s].meta[i])
+        let slab = &mut self.slabs[s];
+        slab.set_open(i, true);
+        slab.pages[i].opening = true;
+        Ok(&slab.meta[i])
     }
 
     /// Maps a slab: into an entry whose mapping was unmapped, or a new one.
@@ -363,6 +386,8 @@ impl PackedClass {
                     meta: Box::leak(meta.into_boxed_slice()),
                     mapping: None,
                     pages: vec![PageState::default(); SLAB_PAGES],
+                    open: 0,
+                    first_closed: 0,
                 });
                 s
             }
@@ -387,7 +412,11 @@ impl PackedClass {
 
     /// `page`, reserved, could not be opened: it is closed again.
     pub(crate) fn unreserve(&mut self, page: &'static PageMeta) {
-        *self.state(page) = PageState::default();
+        *self.state(page) = PageState {
+            open: true,
+            ..PageState::default()
+        };
+        self.slabs[page.slab].set_open(page.index, false);
     }
 
     /// Claims a slot on any open page, held by any thread: the last resort
@@ -410,12 +439,17 @@ impl PackedClass {
             if slab.mapping.is_none() {
                 continue;
             }
-            for (meta, st) in slab.meta.iter().zip(&mut slab.pages) {
-                if !st.open || !meta.claim_all() {
+            for i in 0..slab.pages.len() {
+                let meta = &slab.meta[i];
+                if !slab.pages[i].open || !meta.claim_all() {
                     continue; // closed, in transit, or holding slots
                 }
                 if close(meta.addr()) {
-                    *st = PageState::default();
+                    slab.pages[i] = PageState {
+                        open: true,
+                        ..PageState::default()
+                    };
+                    slab.set_open(i, false);
                     closed += 1;
                 } else {
                     meta.clear();
@@ -513,14 +547,22 @@ mod tests {
             meta: Box::leak(Vec::new().into_boxed_slice()),
             mapping: None,
             pages: vec![PageState::default(); 5],
+            open: 0,
+            first_closed: 0,
         };
         for i in [0, 2, 3] {
-            slab.pages[i].open = true;
+            slab.set_open(i, true);
         }
         // Page 1 is a hole between open pages 0 and 2; page 4 is not.
         assert_eq!(slab.closed_page(), Some(4));
         assert_eq!(slab.open_runs(), 2);
-        slab.pages[4].open = true;
+        slab.set_open(4, true);
         assert_eq!(slab.closed_page(), None);
+        slab.set_open(2, false);
+        assert_eq!(
+            slab.closed_page(),
+            Some(1),
+            "page 1 is no hole once page 2 closed"
+        );
     }
 }
