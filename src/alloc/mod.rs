@@ -789,7 +789,7 @@ mod tests {
 
     #[test]
     fn class_keys_are_dense_and_distinct() {
-        let mut seen = vec![false; FORKS * MAX_SLAB_PAGES];
+        let mut seen = [false; FORKS * MAX_SLAB_PAGES];
         for fork in FORK_POLICIES {
             for pages in 1..=MAX_SLAB_PAGES {
                 let k = page_key(fork, pages);
@@ -798,7 +798,7 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&s| s));
-        let mut seen = vec![false; FORKS * PACKED_CLASSES];
+        let mut seen = [false; FORKS * PACKED_CLASSES];
         for fork in FORK_POLICIES {
             for class in 0..PACKED_CLASSES {
                 let k = packed_key(fork, class);
