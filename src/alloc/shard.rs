@@ -43,7 +43,9 @@ pub(crate) fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
-/// One thread's cache and counters (of one process generation).
+/// One thread's cache and counters (of one process generation), on cache
+/// lines of its own so that threads do not slow each other down.
+#[repr(align(128))]
 pub(crate) struct Shard<S> {
     cache: SpinLock<Cache<S>>,
     pub(crate) counters: Counters,
