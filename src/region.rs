@@ -276,15 +276,16 @@ impl Drop for Region {
     /// Zeroizes the canary and value, then hands the slot back to the pool,
     /// which caches it or closes it (unlock, discard, `PROT_NONE`).
     fn drop(&mut self) {
-        // SAFETY: `slot` is taken exactly once, here, and not used after.
-        let slot = unsafe { ManuallyDrop::take(&mut self.slot) };
-        if slot.origin.present() {
+        if self.present() {
             self.open();
             // SAFETY: (R1, R3) the data pages are mapped read-write (`open`);
             // the typed owner has dropped its value, so no reference into
             // them is alive.
-            unsafe { self.wipe_contents(&slot) };
+            unsafe { self.wipe_contents(&self.slot) };
         }
+        // SAFETY: `slot` is taken exactly once, here, as the last use of
+        // `self`.
+        let slot = unsafe { ManuallyDrop::take(&mut self.slot) };
         alloc::recycle_page_slot(slot);
     }
 }

@@ -37,7 +37,9 @@
 //! the inherited ones: their mutexes may have been held by threads that do
 //! not exist in the child, and their pages are not locked there (or, under
 //! `ForkPolicy::Exclude`, not mapped). What they hold is leaked in the
-//! child, and the child's count of locked bytes starts at zero.
+//! child, and the child's count of locked bytes starts at zero. So in a fork
+//! child, `stats().mappings` counts only the child's own memory, and `trim`
+//! cannot give back the slabs inherited from the parent.
 //!
 //! The few process-wide values made once on first use (the canary, the
 //! fork-detection page, the physical memory size) sit in `OnceLock`s: a
@@ -66,7 +68,7 @@ use crate::sys;
 use packed_slab::PackedClass;
 pub(crate) use packed_slab::PageMeta;
 use page_slab::{PageClass, SlotId};
-use pages::{LockedBytes, Mapping};
+use pages::{Closed, LockedBytes, Mapping, OpenError};
 use shard::{Cached, Counters, Shard, bump};
 
 /// Default for [`set_cache_limit`]: bytes of ready slots each thread keeps.
@@ -391,13 +393,11 @@ fn count(local: Option<&Local>, pool: &Pool, which: fn(&Counters) -> &AtomicU64)
     }
 }
 
-/// `trim`, returning how many bytes of locked memory it gave back; the
+/// `trim`, returning how many bytes of locked memory it gave back itself
+/// (what other threads lock or unlock meanwhile does not count); the
 /// reclaim callback handed to `pages::open`.
 fn reclaim() -> usize {
-    let pool = pool();
-    let before = pool.locked.get();
-    trim_pool(pool);
-    before.saturating_sub(pool.locked.get())
+    trim_pool(pool())
 }
 
 // ---------------------------------------------------------------------------
@@ -458,9 +458,11 @@ fn open_slab_slot(
             locked,
             origin: Origin::here(fork),
         }),
-        Err(e) => {
-            lock(&pool.page[class]).release(id);
-            Err(e)
+        Err(OpenError { error, closed }) => {
+            if closed {
+                lock(&pool.page[class]).release(id);
+            } // else it stays reserved: read-write, it must not be handed out
+            Err(error)
         }
     }
 }
@@ -476,8 +478,9 @@ fn open_solo(
     let mapping = Mapping::new(map_len, fork)?;
     let data = mapping.at(pool.page_size);
     // SAFETY: the data pages of a fresh mapping that is ours alone. On
-    // error, dropping `mapping` unmaps it.
-    let locked = unsafe { pages::open(data, data_len, lock_policy, fork, &pool.locked, &reclaim) }?;
+    // error, dropping `mapping` unmaps it, open or not.
+    let locked = unsafe { pages::open(data, data_len, lock_policy, fork, &pool.locked, &reclaim) }
+        .map_err(|e| e.error)?;
     pool.solo.fetch_add(1, Ordering::Relaxed);
     Ok(PageSlot {
         data,
@@ -499,7 +502,9 @@ pub(crate) fn recycle_page_slot(slot: PageSlot) {
     with_local(|local, pool| {
         count(local, pool, |c| &c.page_dropped);
         let slot = match (local, &slot.home) {
-            (Some(l), &Home::Slab { class, .. }) if slot.locked => {
+            (Some(l), &Home::Slab { class, .. })
+                if slot.locked && !pool.locked.under_pressure() =>
+            {
                 match l.with_shard(|s| s.put(class, slot, cache_limit())) {
                     Ok(()) => return,
                     Err(back) => back,
@@ -512,30 +517,46 @@ pub(crate) fn recycle_page_slot(slot: PageSlot) {
 }
 
 /// Closes a wiped slot of this generation and gives it back to its slab (or
-/// unmaps its own mapping). A slot that cannot be closed goes to the pool's
-/// `stuck` list, still open and counted.
-fn close_slot(pool: &'static Pool, slot: PageSlot) {
+/// unmaps its own mapping). Returns the locked bytes it gave back. A slot
+/// that cannot be closed goes to the pool's `stuck` list, still open and
+/// counted; one closed but not advised again stays reserved for good.
+fn close_slot(pool: &'static Pool, slot: PageSlot) -> usize {
+    let unlocked = if slot.locked { slot.data_len } else { 0 };
     match slot.home {
-        Home::Solo(mapping) => {
-            if slot.locked {
-                pool.locked.unlocked(slot.data_len);
+        Home::Solo(mapping) => match mapping.unmap() {
+            // munmap unlocks and discards too.
+            Ok(()) => {
+                pool.locked.unlocked(unlocked);
+                pool.solo.fetch_sub(1, Ordering::Relaxed);
+                unlocked
             }
-            pool.solo.fetch_sub(1, Ordering::Relaxed);
-            drop(mapping); // munmap: unlocks and discards too
-        }
+            Err(mapping) => {
+                lock(&pool.stuck).push(PageSlot {
+                    home: Home::Solo(mapping),
+                    ..slot
+                });
+                0
+            }
+        },
         Home::Slab { class, id } => {
             let fork = slot.origin.fork;
             // SAFETY: the slot is wiped, ours alone, and no reference into
             // it remains (its box is gone).
             let closed =
                 unsafe { pages::close(slot.data, slot.data_len, slot.locked, fork, &pool.locked) };
-            if closed.is_err() {
-                lock(&pool.stuck).push(slot);
-                return;
+            match closed {
+                Closed::Yes => {
+                    let mut class = lock(&pool.page[class]);
+                    class.release(id);
+                    class.unmap_empty(1);
+                    unlocked
+                }
+                Closed::No => {
+                    lock(&pool.stuck).push(slot);
+                    0
+                }
+                Closed::Unadvised => unlocked,
             }
-            let mut class = lock(&pool.page[class]);
-            class.release(id);
-            class.unmap_empty(1);
         }
     }
 }
@@ -635,18 +656,18 @@ fn claim_packed_slow(
             hold(&mut c, held, page, me);
             Ok(Some(PackedClaim { page, index }))
         }
-        Err(e) => {
-            c.unreserve(page);
-            if matches!(e, Error::MemlockLimit { .. }) {
-                // No page can be locked: take a free slot wherever one is.
-                if let Some((page, index)) = c.claim_anywhere() {
-                    return Ok(Some(PackedClaim { page, index }));
-                }
-                if lock_policy == LockPolicy::BestEffort {
-                    return Ok(None);
-                }
+        Err(OpenError { error, closed }) => {
+            if closed {
+                c.unreserve(page);
+            } // else it stays reserved (full): read-write, not handed out
+            // No page could be locked: take a free slot wherever one is.
+            if let Some((page, index)) = c.claim_anywhere() {
+                return Ok(Some(PackedClaim { page, index }));
             }
-            Err(e)
+            if lock_policy == LockPolicy::BestEffort {
+                return Ok(None); // the caller makes a page-isolated box
+            }
+            Err(error)
         }
     }
 }
@@ -685,41 +706,50 @@ fn freed_on_full(page: &'static PageMeta) {
 
 /// Gives back every cached slot and every empty packed page, in every
 /// thread, and unmaps every slab left empty; tries again to close slots
-/// that could not be closed before. Afterwards, with no box alive, the
-/// process's `VmLck` and mapping count are back where they were before the
-/// first box (but for one page the crate keeps to detect fork(2)).
+/// and unmap slabs that could not be closed or unmapped before (at
+/// `vm.max_map_count`). Afterwards, with no box alive and the mapping limit
+/// not reached, the process's `VmLck` and mapping count are back where they
+/// were before the first box (but for one page the crate keeps to detect
+/// fork(2)). In a fork child, slabs inherited from the parent are not given
+/// back.
 ///
 /// The crate calls it itself before it would refuse an mlock for
-/// `RLIMIT_MEMLOCK`, so a cache never causes [`Error::MemlockLimit`].
+/// `RLIMIT_MEMLOCK`, and tries the lock again, repeatedly while that frees
+/// memory: a cache causes [`Error::MemlockLimit`] only if other threads
+/// refill their caches faster than the retries take them back.
 pub fn trim() {
     trim_pool(pool());
 }
 
-fn trim_pool(pool: &'static Pool) {
+/// `trim` for `pool`; returns the locked bytes it gave back.
+fn trim_pool(pool: &'static Pool) -> usize {
+    let mut unlocked = 0;
     let shards: Vec<_> = lock(&pool.shards).clone();
     for shard in shards {
         for slot in shard.drain() {
-            close_slot(pool, slot);
+            unlocked += close_slot(pool, slot);
         }
     }
     let stuck = std::mem::take(&mut *lock(&pool.stuck));
     for slot in stuck {
-        close_slot(pool, slot);
+        unlocked += close_slot(pool, slot);
     }
     for class in pool.packed.iter() {
         let mut c = lock(class);
         let fork = c.fork();
         let page_size = pool.page_size;
-        c.close_empty(&mut |addr| {
+        let closed = c.close_empty(&mut |addr| {
             // SAFETY: `close_empty` took every slot of the page, so it is
             // empty (wiped by each slot's last owner) and ours alone; packed
             // pages are always locked and counted.
-            unsafe { pages::close(addr, page_size, true, fork, &pool.locked) }.is_ok()
+            unsafe { pages::close(addr, page_size, true, fork, &pool.locked) }
         });
+        unlocked += closed * page_size;
     }
     for class in pool.page.iter() {
         lock(class).unmap_empty(0);
     }
+    unlocked
 }
 
 /// A snapshot of what the crate holds, process-wide.

@@ -43,7 +43,7 @@
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use crate::alloc::pages::Mapping;
+use crate::alloc::pages::{Closed, Mapping};
 use crate::error::Error;
 use crate::policy::ForkPolicy;
 
@@ -430,10 +430,11 @@ impl PackedClass {
     }
 
     /// Closes every open page that is empty, with `close` (which unlocks and
-    /// discards it and says whether it worked), then unmaps slabs with no
-    /// open page. A page that cannot be closed stays open, for next time.
-    /// Returns the pages closed.
-    pub(crate) fn close_empty(&mut self, close: &mut dyn FnMut(NonNull<u8>) -> bool) -> usize {
+    /// discards it), then unmaps slabs with no open page. A page that cannot
+    /// be closed stays open, for next time; one closed but not advised again
+    /// stays reserved (full) for good, and so does its slab. Returns the
+    /// pages unlocked.
+    pub(crate) fn close_empty(&mut self, close: &mut dyn FnMut(NonNull<u8>) -> Closed) -> usize {
         let mut closed = 0;
         for slab in &mut self.slabs {
             if slab.mapping.is_none() {
@@ -444,19 +445,30 @@ impl PackedClass {
                 if !slab.pages[i].open || !meta.claim_all() {
                     continue; // closed, in transit, or holding slots
                 }
-                if close(meta.addr()) {
-                    slab.pages[i] = PageState {
-                        open: true,
-                        ..PageState::default()
-                    };
-                    slab.set_open(i, false);
-                    closed += 1;
-                } else {
-                    meta.clear();
+                match close(meta.addr()) {
+                    Closed::Yes => {
+                        slab.pages[i] = PageState {
+                            open: true,
+                            ..PageState::default()
+                        };
+                        slab.set_open(i, false);
+                        closed += 1;
+                    }
+                    Closed::No => meta.clear(),
+                    Closed::Unadvised => {
+                        // Unlocked, but never to be opened again: it stays
+                        // marked open (in transit) with every bit set.
+                        slab.pages[i].opening = true;
+                        slab.pages[i].holder = 0;
+                        closed += 1;
+                    }
                 }
             }
             if slab.open_pages() == 0 {
-                slab.mapping = None; // unmaps it; the metadata stays, full
+                // The metadata stays, full, for the slab's next mapping.
+                if let Some(Err(kept)) = slab.mapping.take().map(Mapping::unmap) {
+                    slab.mapping = Some(kept); // try again at the next trim
+                }
             }
         }
         closed

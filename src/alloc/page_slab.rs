@@ -98,9 +98,13 @@ impl PageClass {
             if entry.as_ref().is_some_and(|s| s.open == 0) {
                 if kept < keep {
                     kept += 1;
-                } else {
-                    *entry = None; // drops the slab, which unmaps it
-                    unmapped += 1;
+                    continue;
+                }
+                let slab = entry.take().expect("checked above");
+                match slab.mapping.unmap() {
+                    Ok(()) => unmapped += 1,
+                    // Kept, empty, for the next trim to try again.
+                    Err(mapping) => *entry = Some(PageSlab { mapping, open: 0 }),
                 }
             }
         }

@@ -59,16 +59,34 @@ impl Mapping {
     pub(crate) fn abandon(self) {
         std::mem::forget(self);
     }
+
+    /// Unmaps the mapping, or hands it back if munmap(2) fails: the kernel
+    /// may have merged its `PROT_NONE` ends with a neighbouring mapping of
+    /// the crate's that carries the same advice, and then unmapping it
+    /// needs a split, which fails with `ENOMEM` at `vm.max_map_count`. The
+    /// caller keeps it (still counted) and tries again later.
+    ///
+    /// The owner calls this only when no slot of the mapping is open, so
+    /// nothing refers into it.
+    pub(crate) fn unmap(self) -> Result<(), Mapping> {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the mapping is ours and, by the owner's contract above,
+        // unreferenced; on success `this` is forgotten, so it is not
+        // unmapped twice.
+        match unsafe { sys::unmap(this.addr, this.len) } {
+            Ok(()) => Ok(()),
+            Err(_) => Err(std::mem::ManuallyDrop::into_inner(this)),
+        }
+    }
 }
 
 impl Drop for Mapping {
+    /// Reached only for a mapping that never held a slot (a fresh one whose
+    /// advice failed, or whose opening failed): unmaps it; should that
+    /// fail, the address range stays reserved, `PROT_NONE` and unlocked.
     fn drop(&mut self) {
-        // SAFETY: the mapping is ours; its owner drops it only when no slot
-        // of it is open, so nothing refers into it.
-        let r = unsafe { sys::unmap(self.addr, self.len) };
-        // Unmapping a whole mapping needs no split, so it has no documented
-        // way to fail; should it, the address space stays reserved.
-        debug_assert!(r.is_ok(), "munmap: {r:?}");
+        // SAFETY: the mapping is ours and holds no slot.
+        let _ = unsafe { sys::unmap(self.addr, self.len) };
     }
 }
 
@@ -100,21 +118,53 @@ unsafe fn advise_fresh(addr: NonNull<u8>, len: usize, fork: ForkPolicy) -> Resul
     Ok(())
 }
 
-/// Bytes a process generation of the crate holds mlocked.
+/// Bytes a process generation of the crate holds mlocked, and whether it is
+/// under `RLIMIT_MEMLOCK` pressure.
 #[derive(Debug, Default)]
-pub(crate) struct LockedBytes(AtomicUsize);
+pub(crate) struct LockedBytes {
+    bytes: AtomicUsize,
+    /// 0, or (under pressure) the count below which the pressure ends: half
+    /// the soft limit when a lock was refused.
+    pressure: AtomicUsize,
+}
 
 impl LockedBytes {
     pub(crate) fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.bytes.load(Ordering::Relaxed)
     }
 
     fn add(&self, n: usize) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
     fn sub(&self, n: usize) {
-        self.0.fetch_sub(n, Ordering::Relaxed);
+        self.bytes.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Whether a lock was refused for the limit and the crate has not since
+    /// come down to half the limit: while so, dropped slots should be closed
+    /// rather than cached, so that memory reclaimed for a lock is not taken
+    /// again by other threads refilling their caches.
+    #[inline]
+    pub(crate) fn under_pressure(&self) -> bool {
+        self.pressure.load(Ordering::Relaxed) != 0
+    }
+
+    /// A lock was refused for the limit.
+    #[cold]
+    fn refused(&self) {
+        let soft = limits::memlock_limit().soft;
+        let half = soft.map_or(self.get(), |s| usize::try_from(s / 2).unwrap_or(usize::MAX));
+        self.pressure.store(half.max(1), Ordering::Relaxed);
+    }
+
+    /// A lock went through: the pressure ends once the count is low enough.
+    #[inline]
+    fn relieved(&self) {
+        let until = self.pressure.load(Ordering::Relaxed);
+        if until != 0 && self.get() <= until {
+            self.pressure.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Counts off `n` bytes whose mapping was unmapped whole (which unlocks
@@ -124,13 +174,27 @@ impl LockedBytes {
     }
 }
 
+/// Why a run could not be opened, and whether it is closed again.
+#[derive(Debug)]
+pub(crate) struct OpenError {
+    pub(crate) error: Error,
+    /// The run is as it was found: closed, unlocked, uncounted. If not,
+    /// undoing failed and the run is read-write (unlocked, uncounted): the
+    /// caller must not hand it out as closed.
+    pub(crate) closed: bool,
+}
+
+/// How many times an mlock refused for `RLIMIT_MEMLOCK` is tried again after
+/// `reclaim` gave memory back (other threads may take what it freed).
+const RECLAIM_ROUNDS: usize = 8;
+
 /// Makes the closed run `data..data + len` read-write and, as `lock` asks,
 /// mlocked; returns whether it is locked. An mlock refused for
 /// `RLIMIT_MEMLOCK` calls `reclaim` (which gives locked memory back and says
-/// how many bytes) and tries once more. On error the run is left as it was
-/// found: `PROT_NONE`, unlocked, uncounted (should undoing fail, that error
-/// comes back instead, and the run is read-write and unlocked). `fork` is
-/// the advice the run's reservation carries.
+/// how many bytes it freed itself) and tries again, as long as that frees
+/// something, up to [`RECLAIM_ROUNDS`] times. On error the run is left as it
+/// was found (see [`OpenError`]). `fork` is the advice the run's reservation
+/// carries.
 ///
 /// # Safety
 /// The run is a closed part of this crate's mappings that the caller holds
@@ -142,45 +206,71 @@ pub(crate) unsafe fn open(
     fork: ForkPolicy,
     count: &LockedBytes,
     reclaim: &dyn Fn() -> usize,
-) -> Result<bool, Error> {
+) -> Result<bool, OpenError> {
     // SAFETY: forwarded: the caller holds the closed run exclusively.
-    unsafe { sys::protect(data, len, Protection::ReadWrite) }
-        .map_err(|e| Error::os("mprotect", len, e))?;
+    unsafe { sys::protect(data, len, Protection::ReadWrite) }.map_err(|e| OpenError {
+        error: Error::os("mprotect", len, e),
+        closed: true,
+    })?;
     // SAFETY: as above; the pages are readable now.
     let mut locked = unsafe { sys::lock(data, len) };
-    if let Err(e) = &locked {
-        if limits::is_limit_error(e) && reclaim() > 0 {
-            // SAFETY: as above.
-            locked = unsafe { sys::lock(data, len) };
+    if matches!(&locked, Err(e) if limits::is_limit_error(e)) {
+        count.refused();
+    }
+    for _ in 0..RECLAIM_ROUNDS {
+        match &locked {
+            Err(e) if limits::is_limit_error(e) && reclaim() > 0 => {
+                // SAFETY: as above.
+                locked = unsafe { sys::lock(data, len) };
+            }
+            _ => break,
         }
     }
-    match locked {
+    let e = match locked {
         Ok(()) => {
             count.add(len);
-            Ok(true)
+            count.relieved();
+            return Ok(true);
         }
-        Err(e) => {
-            if lock == LockPolicy::BestEffort {
-                // Keep it read-write and unlocked; a failed mlock may have
-                // locked a part, so unlock all of it.
-                // SAFETY: as above.
-                unsafe { sys::unlock(data, len) }.map_err(|e| Error::os("munlock", len, e))?;
-                return Ok(false);
-            }
-            // Undo: nothing locked, nothing read-write, and merged back.
-            // SAFETY: as above; no value was placed there, and nothing was
-            // counted.
-            unsafe { close(data, len, false, fork, count) }?;
-            Err(limits::lock_error(len, count.get(), e))
-        }
+        Err(e) => e,
+    };
+    let error = limits::lock_error(len, count.get(), e);
+    if lock == LockPolicy::BestEffort {
+        // Keep it read-write and unlocked; a failed mlock may have locked a
+        // part, so unlock all of it.
+        // SAFETY: as above.
+        return match unsafe { sys::unlock(data, len) } {
+            Ok(()) => Ok(false),
+            Err(e) => Err(OpenError {
+                error: Error::os("munlock", len, e),
+                closed: false,
+            }),
+        };
     }
+    // Undo: nothing locked, nothing read-write, and merged back.
+    // SAFETY: as above; no value was placed there, and nothing was counted.
+    let closed = unsafe { close(data, len, false, fork, count) } == Closed::Yes;
+    Err(OpenError { error, closed })
+}
+
+/// What [`close`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// Closed and advised as its reservation: ready to be opened again.
+    Yes,
+    /// Still open, locked and counted (`ENOMEM` at `vm.max_map_count`):
+    /// keep it and try again later.
+    No,
+    /// Closed (unlocked, discarded, counted off) but its advice could not be
+    /// set again: it must never be opened again, or a secret would sit in
+    /// memory without `MADV_DONTDUMP` or its fork advice.
+    Unadvised,
 }
 
 /// Closes an open run that holds nothing any more: replaces it with fresh
 /// `PROT_NONE` memory (which unlocks and discards it) and advises it as its
-/// reservation was. On error (`ENOMEM` at `vm.max_map_count`, when the run
-/// is part of a larger mapping) the run stays open, locked and counted, for
-/// the caller to keep and try again later.
+/// reservation was. See [`Closed`] for what can go wrong and what the caller
+/// must do then.
 ///
 /// # Safety
 /// The run is an open part of this crate's mappings, wiped, held
@@ -192,16 +282,17 @@ pub(crate) unsafe fn close(
     locked: bool,
     fork: ForkPolicy,
     count: &LockedBytes,
-) -> Result<(), Error> {
+) -> Closed {
     // SAFETY: forwarded from the caller's contract.
-    unsafe { sys::replace_none(data, len) }.map_err(|e| Error::os("mmap(MAP_FIXED)", len, e))?;
+    if unsafe { sys::replace_none(data, len) }.is_err() {
+        return Closed::No;
+    }
     if locked {
         count.sub(len);
     }
-    // The run is closed now, whatever the advice does: a failure here (none
-    // is documented on a range that took it before) only costs a mapping.
     // SAFETY: the run was just replaced and holds nothing.
-    let advised = unsafe { advise_fresh(data, len, fork) };
-    debug_assert!(advised.is_ok(), "{advised:?}");
-    Ok(())
+    match unsafe { advise_fresh(data, len, fork) } {
+        Ok(()) => Closed::Yes,
+        Err(_) => Closed::Unadvised,
+    }
 }
