@@ -980,3 +980,57 @@ fn fault7_locked_bytes_in_a_fork_child_return_to_zero_after_dropping_its_copies(
         "locked_bytes() == 0 in a fork child after dropping its copies and trim()",
     );
 }
+
+// ---------------------------------------------------------------------------
+// Found by a second reader: empty slabs of neighbouring size classes merge
+// (same protection, same advice), so unmapping one of them needs a split,
+// which fails at vm.max_map_count. The slab must then stay accounted (and be
+// unmapped by a later trim), not vanish from `stats()` while still mapped.
+
+#[test]
+fn review_an_empty_slab_that_cannot_be_unmapped_stays_counted() {
+    let out = child::run(
+        "review_an_empty_slab_that_cannot_be_unmapped_stays_counted",
+        || {
+            lockedbox::set_cache_limit(0);
+            let base = procfs::dontdump_mapping_count();
+            // Three slabs of different size classes, mapped one after the
+            // other (the kernel places them side by side).
+            let boxes = (
+                LockedBox::<[u8; 5000]>::new_zeroed().expect("a two-page box"),
+                LockedBox::<[u8; 32]>::new_zeroed().expect("a one-page box"),
+                LockedBox::<[u8; 9000]>::new_zeroed().expect("a three-page box"),
+            );
+            drop(boxes);
+            let merged = crate_lines(base);
+            println!(
+                "three empty slabs take {merged} lines; stats {:?}",
+                lockedbox::stats()
+            );
+            let mut filler = Filler::to_the_limit();
+            lockedbox::trim();
+            // Counted once the filler is gone (reading /proc allocates);
+            // nothing of the crate's changes in between.
+            filler.release();
+            let lines = crate_lines(base);
+            let counted = lockedbox::stats().mappings;
+            println!("at the limit after trim: {lines} lines, stats().mappings {counted}");
+            assert!(
+                counted >= lines,
+                "expected stats().mappings ({counted}) never below the crate's lines of \
+                 /proc/self/maps ({lines}) after trim() at vm.max_map_count"
+            );
+            lockedbox::trim();
+            assert_eq!(
+                crate_lines(base),
+                0,
+                "expected trim() below the limit to unmap every empty slab"
+            );
+            assert_eq!(lockedbox::stats().mappings, 0, "{:?}", lockedbox::stats());
+        },
+    );
+    expect_success(
+        &out,
+        "an unmappable slab stays counted and a later trim unmaps it",
+    );
+}
