@@ -179,7 +179,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
             // alive, of this generation or another, and no `RefMut` (it needs
             // `&mut self`); widening to read-only invalidates nothing.
             if let Err(e) = unsafe { self.region.protect(Protection::Read) } {
-                panic!("lockedbox: mprotect(PROT_READ) of a sealed box failed: {e}");
+                protect_failed("PROT_READ", e);
             }
         });
         Ref {
@@ -200,7 +200,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
         // SAFETY: exclusive access (`&mut self`), so no reference into the
         // value is alive; widening access invalidates nothing.
         if let Err(e) = unsafe { self.region.protect(Protection::ReadWrite) } {
-            panic!("lockedbox: mprotect(PROT_READ | PROT_WRITE) of a sealed box failed: {e}");
+            protect_failed("PROT_READ | PROT_WRITE", e);
         }
         RefMut { sealed: self }
     }
@@ -253,8 +253,7 @@ impl<T: ?Sized + Plain> SealedBox<T> {
         // SAFETY: called with no guard alive (the count is zero under
         // `gate`, or the only `RefMut` is being dropped).
         if let Err(e) = unsafe { self.region.protect(Protection::None) } {
-            eprintln!("lockedbox: cannot seal a box again (mprotect(PROT_NONE): {e}); aborting");
-            std::process::abort();
+            reseal_failed(e);
         }
     }
 }
@@ -370,4 +369,22 @@ impl<T: ?Sized + Plain> fmt::Debug for RefMut<'_, T> {
             .field("type", &type_name::<T>())
             .finish_non_exhaustive()
     }
+}
+
+/// Panics for an mprotect that failed to open a sealed box's pages; out of
+/// line, so that the borrow path stays small enough to inline into the
+/// caller (see the module docs on SRSO).
+#[cold]
+#[inline(never)]
+fn protect_failed(prot: &str, e: std::io::Error) -> ! {
+    panic!("lockedbox: mprotect({prot}) of a sealed box failed: {e}");
+}
+
+/// Aborts when a sealed box's pages cannot be sealed again: a secret that
+/// should be sealed must not silently stay readable.
+#[cold]
+#[inline(never)]
+fn reseal_failed(e: std::io::Error) -> ! {
+    eprintln!("lockedbox: cannot seal a box again (mprotect(PROT_NONE): {e}); aborting");
+    std::process::abort();
 }
