@@ -40,12 +40,15 @@ use crate::store::{Request, Residency, Store};
 /// `MADV_WIPEONFORK`.
 ///
 /// Dropping the box drops the value in place, checks the canaries (aborting
-/// the process if one changed) and zeroizes every byte of the slot. A
-/// page-isolated slot then waits, still locked and guarded, in this thread's
-/// cache for the next box of its size (see
+/// the process if one changed, also when dropping the value panics) and
+/// zeroizes every byte the box can have written: the canary and the value
+/// of a page-isolated box (the padding in front is never written), the
+/// whole slot of a packed one. A page-isolated slot then waits, still locked
+/// and guarded, in this thread's cache for the next box of its size (see
 /// [`set_cache_limit`](crate::set_cache_limit)); leaving the cache it is
-/// munlocked, discarded and made `PROT_NONE` again. A packed slot is freed
-/// on its page, which [`trim`](crate::trim) gives back once it is empty.
+/// replaced by fresh `PROT_NONE` memory, which unlocks and discards it. A
+/// packed slot is freed on its page, which [`trim`](crate::trim) gives back
+/// once it is empty.
 ///
 /// `Debug` prints the type, size, isolation and lock state, never a byte of
 /// the value. There is no `Clone`, `Display` or `Serialize`.
