@@ -4,9 +4,9 @@
 use std::fmt;
 use std::io;
 
-/// Why a box could not be made.
+/// Why a box could not be made, or a secret could not be read into one.
 ///
-/// No variant carries a byte of any secret. A failed constructor leaves
+/// No variant carries a byte of any secret, and no message echoes input. A failed constructor leaves
 /// nothing behind: no mapping, no locked page, no change to the count of
 /// locked bytes.
 #[derive(Debug)]
@@ -61,6 +61,21 @@ pub enum Error {
         /// The kernel's answer.
         source: io::Error,
     },
+    /// Reading a secret from a reader failed. What was read so far has been
+    /// wiped.
+    Io {
+        /// The reader's error.
+        source: io::Error,
+    },
+    /// The input was longer than the caller's limit. What was read has been
+    /// wiped.
+    InputTooLong {
+        /// The limit, in bytes.
+        max_len: usize,
+    },
+    /// The input was not UTF-8 where text was asked for. What was read has
+    /// been wiped; the message does not say which bytes were wrong.
+    InvalidUtf8,
 }
 
 impl Error {
@@ -121,6 +136,19 @@ impl fmt::Display for Error {
                 "{call} on {len} bytes failed: {source}; the process may be out of memory or \
                  address space, or at vm.max_map_count"
             ),
+            Error::Io { source } => write!(
+                f,
+                "reading the secret failed: {source}; what was read has been wiped"
+            ),
+            Error::InputTooLong { max_len } => write!(
+                f,
+                "the input is longer than the limit of {max_len} bytes; what was read has been \
+                 wiped: raise the limit if the input is legitimate"
+            ),
+            Error::InvalidUtf8 => f.write_str(
+                "the input is not valid UTF-8; what was read has been wiped (the bytes are not \
+                 shown)",
+            ),
         }
     }
 }
@@ -128,7 +156,9 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Unsupported { source, .. } | Error::Os { source, .. } => Some(source),
+            Error::Unsupported { source, .. } | Error::Os { source, .. } | Error::Io { source } => {
+                Some(source)
+            }
             _ => None,
         }
     }
@@ -140,7 +170,8 @@ impl From<Error> for io::Error {
             Error::MemlockLimit { .. } | Error::TooLarge { .. } => io::ErrorKind::OutOfMemory,
             Error::Alignment { .. } => io::ErrorKind::InvalidInput,
             Error::Unsupported { .. } => io::ErrorKind::Unsupported,
-            Error::Os { source, .. } => source.kind(),
+            Error::Os { source, .. } | Error::Io { source } => source.kind(),
+            Error::InputTooLong { .. } | Error::InvalidUtf8 => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, e)
     }

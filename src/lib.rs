@@ -31,8 +31,10 @@ mod region;
 mod seal_state;
 mod sealed;
 mod store;
+mod string;
 mod sync;
 mod sys;
+mod vec;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/`; not part of the API.
 #[cfg(fuzzing)]
@@ -57,4 +59,6 @@ pub use options::Options;
 pub use plain::Plain;
 pub use policy::{ForkPolicy, Isolation, LockPolicy};
 pub use sealed::{Ref, RefMut, SealedBox};
+pub use string::LockedString;
 pub use sys::Residency;
+pub use vec::LockedVec;

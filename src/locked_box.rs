@@ -261,6 +261,18 @@ impl<T: ?Sized + Plain> LockedBox<T> {
         (this.ptr, store)
     }
 
+    /// Frees the box's memory without dropping its value (for an owner that
+    /// moved the value out, or dropped it, itself): the canaries are checked
+    /// and the memory wiped and given back, as dropping the box would.
+    pub(crate) fn free_without_drop(self) {
+        let (_, store) = self.into_parts();
+        if store.present() {
+            store.open();
+            store.verify();
+        }
+        drop(store);
+    }
+
     /// Reassembles a box from `into_parts`' parts (the pointer retargeted if
     /// the value moved to another store).
     pub(crate) fn from_parts(ptr: NonNull<T>, store: Store) -> Self {

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod child;
+pub mod memscan;
 pub mod process;
 pub mod procfs;
 pub mod seccomp;

@@ -1,0 +1,343 @@
+//! `LockedVec<T>`: a growable vector whose every byte lives in the crate's
+//! locked, guarded memory.
+//!
+//! The elements live in a `LockedBox<[T]>` of the vector's capacity (its
+//! spare capacity is zeros, a valid `T` by `Plain`). Growing makes a new box,
+//! copies the elements across inside locked memory, and frees the old box,
+//! which wipes it: no byte goes through ordinary memory, and no unwiped copy
+//! is left behind. Removed elements are dropped and their bytes wiped at once.
+//!
+//! Unsafe here is limited to copying elements between two boxes, dropping
+//! elements in place, and zeroing the bytes they occupied.
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::ptr;
+
+use crate::error::Error;
+use crate::locked_box::LockedBox;
+use crate::plain::Plain;
+use crate::store::Request;
+
+/// Capacity in bytes a vector starts with when it first needs memory (unless
+/// asked for more): small secrets fit without a second allocation.
+const MIN_BYTES: usize = 64;
+
+/// A growable vector of `T` whose every byte lives in locked, guarded,
+/// dump-proof memory.
+///
+/// ```
+/// use lockedbox::LockedVec;
+///
+/// let mut key = LockedVec::<u8>::new();
+/// key.try_extend_from_slice(b"correct horse")?;
+/// key.try_push(b'!')?;
+/// assert_eq!(&key[..], b"correct horse!");
+/// assert!(key.is_locked());
+/// # Ok::<(), lockedbox::Error>(())
+/// ```
+///
+/// Its memory comes from the same boxes as [`LockedBox`]'s: page-isolated
+/// by default, packed if [`Options`](crate::Options) say so, locked and
+/// advised as they say. The vector's *capacity* sits flush against a guard
+/// page; an overflow past its length but within its capacity is not caught
+/// (as with `Vec`).
+///
+/// Growing copies the elements into new locked memory and wipes the old;
+/// [`truncate`](LockedVec::truncate) and [`clear`](LockedVec::clear) wipe
+/// the removed elements at once. `Debug` shows the length and capacity,
+/// never an element.
+pub struct LockedVec<T: Plain> {
+    /// The elements, `len` of them, then zeros; `None` before the first
+    /// allocation.
+    buf: Option<LockedBox<[T]>>,
+    len: usize,
+    /// How new memory is made (its `len` is set per allocation).
+    req: Request,
+}
+
+impl<T: Plain> LockedVec<T> {
+    /// An empty vector; allocates nothing until the first element.
+    pub fn new() -> Self {
+        Self::with_request(Request::of::<T>(0))
+    }
+
+    /// An empty vector whose memory is made as `req` says.
+    pub(crate) fn with_request(req: Request) -> Self {
+        LockedVec {
+            buf: None,
+            len: 0,
+            req,
+        }
+    }
+
+    /// An empty vector with room for `capacity` elements.
+    ///
+    /// # Errors
+    /// As [`Options::zeroed_slice`](crate::Options::zeroed_slice).
+    pub fn with_capacity(capacity: usize) -> Result<Self, Error> {
+        let mut v = Self::new();
+        v.try_reserve(capacity)?;
+        Ok(v)
+    }
+
+    /// Elements in the vector.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the vector has no element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Elements the vector holds room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// Whether the vector's memory is mlocked (`true` while it has none).
+    pub fn is_locked(&self) -> bool {
+        self.buf.as_ref().is_none_or(|b| b.is_locked())
+    }
+
+    /// Makes room for at least `additional` more elements.
+    ///
+    /// # Errors
+    /// As [`Options::zeroed_slice`](crate::Options::zeroed_slice); the vector
+    /// is unchanged then.
+    pub fn try_reserve(&mut self, additional: usize) -> Result<(), Error> {
+        let needed = self.len.checked_add(additional).ok_or(Error::TooLarge {
+            len: usize::MAX,
+            elem_size: std::mem::size_of::<T>(),
+        })?;
+        let cap = self.capacity();
+        if needed <= cap {
+            return Ok(());
+        }
+        let min = MIN_BYTES / std::mem::size_of::<T>().max(1);
+        self.grow_to(needed.max(cap.saturating_mul(2)).max(min.max(1)))
+    }
+
+    /// Moves the elements into new memory of `capacity` elements; the old
+    /// memory is wiped and freed.
+    fn grow_to(&mut self, capacity: usize) -> Result<(), Error> {
+        debug_assert!(capacity >= self.len);
+        let mut fresh = LockedBox::<[T]>::zeroed_slice_with(Request {
+            len: capacity,
+            ..self.req
+        })?;
+        if let Some(old) = self.buf.take() {
+            // SAFETY: `len` initialised elements of the old box, copied into
+            // the first `len` (zeroed, unused) elements of the new one; two
+            // boxes, so the ranges are disjoint. The old elements are not
+            // dropped: they now live in `fresh`.
+            unsafe {
+                ptr::copy_nonoverlapping(old.as_ptr(), fresh.as_mut_ptr(), self.len);
+            }
+            old.free_without_drop();
+        }
+        self.buf = Some(fresh);
+        Ok(())
+    }
+
+    /// Appends `value`, growing if needed.
+    ///
+    /// # Errors
+    /// As [`try_reserve`](LockedVec::try_reserve); `value` is dropped then.
+    pub fn try_push(&mut self, value: T) -> Result<(), Error> {
+        self.try_reserve(1)?;
+        let slot = &mut self.spare()[0];
+        // SAFETY: a spare element, in bounds (reserved above), holding zeros
+        // that are no value to drop (`Plain`); it is overwritten in place.
+        unsafe { ptr::write(slot, value) };
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Appends a copy of `src`, growing if needed.
+    ///
+    /// # Errors
+    /// As [`try_reserve`](LockedVec::try_reserve); the vector is unchanged
+    /// then.
+    pub fn try_extend_from_slice(&mut self, src: &[T]) -> Result<(), Error>
+    where
+        T: Copy,
+    {
+        self.try_reserve(src.len())?;
+        if let Some(buf) = self.buf.as_mut() {
+            buf[self.len..self.len + src.len()].copy_from_slice(src);
+        }
+        self.len += src.len();
+        Ok(())
+    }
+
+    /// The zeroed elements past the length, for writing in place (the caller
+    /// then extends the length with [`set_len_within`]).
+    pub(crate) fn spare(&mut self) -> &mut [T] {
+        let len = self.len;
+        self.buf.as_mut().map_or(&mut [], |b| &mut b[len..])
+    }
+
+    /// Counts `n` more elements of the spare capacity as part of the vector
+    /// (they were written through [`spare`](LockedVec::spare)).
+    pub(crate) fn set_len_within(&mut self, n: usize) {
+        assert!(n <= self.capacity() - self.len, "within the spare capacity");
+        self.len += n;
+    }
+
+    /// Keeps the first `len` elements; the others are dropped and their bytes
+    /// wiped at once. Does nothing if `len >= self.len()`.
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        let Some(buf) = self.buf.as_mut() else {
+            return;
+        };
+        let removed = self.len - len;
+        // Shrink first, so that a panicking `Drop` of `T` leaves the vector
+        // consistent (the rest of the removed elements then leak, wiped with
+        // the memory when the vector goes).
+        self.len = len;
+        let tail = &mut buf[len..len + removed];
+        // SAFETY: the removed elements are initialised and no longer part of
+        // the vector; each is dropped once, in place.
+        unsafe { ptr::drop_in_place(tail) };
+        // SAFETY: `tail`'s bytes lie in the box's memory, writable; the
+        // dropped elements are not used again, and zeros are a valid `T`
+        // (`Plain`), as the spare capacity must hold.
+        unsafe { wipe_bytes(tail.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(tail)) };
+    }
+
+    /// Removes every element, dropping them and wiping their bytes at once;
+    /// the memory is kept.
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+}
+
+/// Writes `len` zero bytes at `at` with volatile writes the optimiser cannot
+/// remove (padding bytes included, which a `&mut [u8]` could not cover).
+///
+/// # Safety
+/// `at..at + len` is writable memory that nothing reads until the writes
+/// are done.
+unsafe fn wipe_bytes(at: *mut u8, len: usize) {
+    for i in 0..len {
+        // SAFETY: `i < len`: inside the caller's range.
+        let byte = unsafe { at.add(i) };
+        // SAFETY: forwarded: a writable byte nothing reads meanwhile.
+        unsafe { byte.write_volatile(0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+impl<T: Plain> Default for LockedVec<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Plain> Drop for LockedVec<T> {
+    /// Drops the elements, then wipes and frees the memory (canaries checked).
+    fn drop(&mut self) {
+        let Some(buf) = self.buf.take() else {
+            return;
+        };
+        let len = self.len;
+        self.len = 0;
+        // Check and free the memory whether or not dropping an element panics.
+        struct Free<T: Plain>(Option<LockedBox<[T]>>);
+        impl<T: Plain> Drop for Free<T> {
+            fn drop(&mut self) {
+                if let Some(b) = self.0.take() {
+                    b.free_without_drop();
+                }
+            }
+        }
+        let mut free = Free(Some(buf));
+        let live = &mut free.0.as_mut().expect("just set")[..len];
+        // SAFETY: the vector's `len` elements are initialised and dropped
+        // once, here; the spare capacity (zeros) holds no value to drop.
+        unsafe { ptr::drop_in_place(live) };
+    }
+}
+
+impl<T: Plain> Deref for LockedVec<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        self.buf.as_ref().map_or(&[], |b| &b[..self.len])
+    }
+}
+
+impl<T: Plain> DerefMut for LockedVec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        let len = self.len;
+        self.buf.as_mut().map_or(&mut [], |b| &mut b[..len])
+    }
+}
+
+impl<T: Plain> fmt::Debug for LockedVec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockedVec")
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
+            .field("locked", &self.is_locked())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Appends what is written: `std::io::copy(&mut reader, &mut vec)` fills
+/// locked memory.
+impl io::Write for LockedVec<u8> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.try_extend_from_slice(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LockedVec<u8> {
+    /// Reads `reader` to its end straight into locked memory: each read(2)
+    /// writes into the vector's spare capacity, never into an ordinary
+    /// buffer.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedVec::read_from(&b"hunter2"[..], 64)?;
+    /// assert_eq!(&key[..], b"hunter2");
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InputTooLong`] if the input is longer than `max_len` bytes
+    /// (at most `max_len + 1` bytes are read to find out);
+    /// [`Error::Io`] if the reader fails; what making the memory can return.
+    /// What was read is wiped in every case.
+    pub fn read_from(mut reader: impl io::Read, max_len: usize) -> Result<Self, Error> {
+        let mut v = LockedVec::new();
+        loop {
+            if v.len > max_len {
+                return Err(Error::InputTooLong { max_len });
+            }
+            if v.len == v.capacity() {
+                let room = (max_len + 1 - v.len).min(v.capacity().max(MIN_BYTES));
+                v.try_reserve(room)?;
+            }
+            let want = (max_len + 1 - v.len).min(v.capacity() - v.len);
+            match reader.read(&mut v.spare()[..want]) {
+                Ok(0) => return Ok(v),
+                Ok(n) => v.set_len_within(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(Error::Io { source }),
+            }
+        }
+    }
+}

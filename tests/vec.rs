@@ -1,0 +1,227 @@
+//! `LockedVec` and `LockedString`: the API, and where a secret is after it
+//! went in: a scan of the whole process's memory (through /proc/self/mem, in
+//! a child process so the test harness's buffers stay out of it) finds it
+//! only in the live container's locked pages, once, and nowhere once the
+//! container is gone or an error wiped it.
+
+mod common;
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use common::{child, memscan, procfs};
+use lockedbox::{Error, LockedString, LockedVec};
+
+/// The secret's bytes: a xorshift stream, so the tests never hold the
+/// secret in ordinary memory (each byte is made when it is written).
+fn secret_byte(seed: u64, i: usize) -> u8 {
+    let mut x = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    // Printable, so the same stream serves as UTF-8 text.
+    b'!' + (x % 90) as u8
+}
+
+fn needle(seed: u64, from: usize) -> memscan::Masked {
+    memscan::Masked::from_fn(32, |i| secret_byte(seed, from + i))
+}
+
+/// A pipe whose write end is fed one byte at a time by a thread, so no run
+/// of the secret sits in the writer's memory; returns the read end.
+fn pipe_fed_with(seed: u64, len: usize, then: &'static [u8]) -> std::fs::File {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) returns.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: the read end was just made and is owned here only.
+    let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above, the write end.
+    let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    let mut w = std::fs::File::from(w);
+    std::thread::spawn(move || {
+        for i in 0..len {
+            w.write_all(&[secret_byte(seed, i)]).unwrap();
+        }
+        w.write_all(then).unwrap();
+    });
+    std::fs::File::from(r)
+}
+
+fn expect_ok(out: &std::process::Output) {
+    child::assert_success(out);
+}
+
+#[test]
+fn pushes_extends_truncates_and_reports() {
+    let mut v = LockedVec::<u32>::new();
+    assert_eq!((v.len(), v.capacity()), (0, 0), "new() allocates nothing");
+    for i in 0..1000 {
+        v.try_push(i).unwrap();
+    }
+    assert_eq!(v.len(), 1000);
+    assert!(v.capacity() >= 1000);
+    assert!(v.is_locked());
+    assert_eq!(v[999], 999);
+    v.try_extend_from_slice(&[7, 8, 9]).unwrap();
+    assert_eq!(&v[1000..], &[7, 8, 9]);
+    v.truncate(2);
+    assert_eq!(&v[..], &[0, 1]);
+    let cap = v.capacity();
+    v.clear();
+    assert!(v.is_empty());
+    assert_eq!(v.capacity(), cap, "clear keeps the memory");
+    v.try_reserve(100_000).unwrap();
+    assert!(v.capacity() >= 100_000);
+    let w = LockedVec::<u8>::with_capacity(10).unwrap();
+    assert!(w.capacity() >= 10);
+    let debug = format!("{v:?}");
+    assert!(
+        debug.contains("len: 0") && debug.contains("capacity"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn debug_shows_no_byte() {
+    let mut v = LockedVec::<u8>::new();
+    v.try_extend_from_slice(b"ZQXJZQXJ").unwrap();
+    let s = LockedString::read_line(&b"ZQXJZQXJ\n"[..], 64).unwrap();
+    for d in [format!("{v:?}"), format!("{s:?}"), format!("{v:#?}")] {
+        assert!(!d.contains("ZQXJ") && !d.contains("90, 81"), "{d}");
+    }
+}
+
+#[test]
+fn write_and_io_copy_fill_locked_memory() {
+    let mut v = LockedVec::<u8>::new();
+    let mut src = &b"through io::copy"[..];
+    std::io::copy(&mut src, &mut v).unwrap();
+    v.write_all(b", then write_all").unwrap();
+    assert_eq!(&v[..], b"through io::copy, then write_all");
+}
+
+#[test]
+fn strings_hold_text_and_refuse_bad_input() {
+    let mut s = LockedString::new();
+    s.try_push_str("pass").unwrap();
+    s.try_push('é').unwrap();
+    s.try_push('🔑').unwrap();
+    assert_eq!(&*s, "passé🔑");
+    assert_eq!(s.len(), "passé🔑".len());
+    let line = LockedString::read_line(&b"windows\r\nrest"[..], 64).unwrap();
+    assert_eq!(&*line, "windows");
+    let last = LockedString::read_line(&b"no newline"[..], 64).unwrap();
+    assert_eq!(&*last, "no newline");
+    assert!(matches!(
+        LockedString::read_line(&b""[..], 64),
+        Err(Error::Io { .. })
+    ));
+    assert!(matches!(
+        LockedString::read_line(&b"\xff\xfe\n"[..], 64),
+        Err(Error::InvalidUtf8)
+    ));
+    assert!(matches!(
+        LockedString::read_line(&b"0123456789\n"[..], 5),
+        Err(Error::InputTooLong { max_len: 5 })
+    ));
+    let msg = Error::InvalidUtf8.to_string();
+    assert!(!msg.contains("ff"), "{msg}");
+}
+
+#[test]
+fn read_from_stops_at_the_limit() {
+    let v = LockedVec::read_from(&[1u8; 100][..], 100).unwrap();
+    assert_eq!(v.len(), 100);
+    assert!(matches!(
+        LockedVec::read_from(&[1u8; 101][..], 100),
+        Err(Error::InputTooLong { max_len: 100 })
+    ));
+}
+
+#[test]
+fn growth_by_pushes_leaves_one_copy() {
+    let out = child::run("growth_by_pushes_leaves_one_copy", || {
+        let seed = 0x1234_5678;
+        let mut v = LockedVec::<u8>::new();
+        for i in 0..20_000 {
+            v.try_push(secret_byte(seed, i)).unwrap();
+        }
+        assert!(v.capacity() >= 20_000);
+        // The first bytes were copied by every growth; the last ones never.
+        for from in [0, 10_000, 19_000] {
+            let n = memscan::count(&needle(seed, from));
+            assert_eq!(n, 1, "bytes {from}.. found {n} times, expected once");
+        }
+        let start = v.as_ptr() as usize;
+        let vma = procfs::vma_at(start).expect("mapped");
+        assert!(vma.has("lo") && vma.has("dd"), "{:?}", vma.flags);
+        drop(v);
+        assert_eq!(memscan::count(&needle(seed, 0)), 0, "wiped on drop");
+        // Control: a copy in ordinary memory is found, so the scan works.
+        let plain: Vec<u8> = (0..64).map(|i| secret_byte(seed, i)).collect();
+        assert_eq!(memscan::count(&needle(seed, 0)), 1, "the control copy");
+        drop(std::hint::black_box(plain));
+    });
+    expect_ok(&out);
+}
+
+#[test]
+fn read_from_a_pipe_leaves_one_copy() {
+    let out = child::run("read_from_a_pipe_leaves_one_copy", || {
+        let seed = 0xabcd;
+        let pipe = pipe_fed_with(seed, 50_000, b"");
+        let v = LockedVec::read_from(pipe, 1 << 20).unwrap();
+        assert_eq!(v.len(), 50_000);
+        assert!(v.is_locked());
+        for from in [0, 25_000, 49_000] {
+            assert_eq!(memscan::count(&needle(seed, from)), 1, "bytes {from}..");
+        }
+    });
+    expect_ok(&out);
+}
+
+#[test]
+fn read_from_too_long_wipes_what_it_read() {
+    let out = child::run("read_from_too_long_wipes_what_it_read", || {
+        let seed = 0xbeef;
+        let pipe = pipe_fed_with(seed, 5_000, b"");
+        let e = LockedVec::read_from(pipe, 4_000).unwrap_err();
+        assert!(matches!(e, Error::InputTooLong { max_len: 4_000 }), "{e}");
+        assert_eq!(memscan::count(&needle(seed, 0)), 0, "wiped");
+        assert_eq!(memscan::count(&needle(seed, 3_000)), 0, "wiped");
+    });
+    expect_ok(&out);
+}
+
+#[test]
+fn read_line_from_a_pipe_leaves_one_copy_and_the_rest_unread() {
+    let out = child::run(
+        "read_line_from_a_pipe_leaves_one_copy_and_the_rest_unread",
+        || {
+            let seed = 0xfeed;
+            let mut pipe = pipe_fed_with(seed, 3_000, b"\nthe rest");
+            let line = LockedString::read_line(&mut pipe, 4_096).unwrap();
+            assert_eq!(line.len(), 3_000);
+            assert_eq!(memscan::count(&needle(seed, 0)), 1);
+            assert_eq!(memscan::count(&needle(seed, 2_900)), 1);
+            let mut rest = String::new();
+            std::io::Read::read_to_string(&mut pipe, &mut rest).unwrap();
+            assert_eq!(rest, "the rest", "no byte past the terminator was read");
+        },
+    );
+    expect_ok(&out);
+}
+
+#[test]
+fn read_line_invalid_utf8_wipes_what_it_read() {
+    let out = child::run("read_line_invalid_utf8_wipes_what_it_read", || {
+        let seed = 0xcafe;
+        let pipe = pipe_fed_with(seed, 2_000, b"\xff\n");
+        assert!(matches!(
+            LockedString::read_line(pipe, 4_096),
+            Err(Error::InvalidUtf8)
+        ));
+        assert_eq!(memscan::count(&needle(seed, 0)), 0, "wiped");
+    });
+    expect_ok(&out);
+}
