@@ -76,6 +76,13 @@ pub enum Error {
     /// The input was not UTF-8 where text was asked for. What was read has
     /// been wiped; the message does not say which bytes were wrong.
     InvalidUtf8,
+    /// The input was not valid in the encoding, or did not decode to the
+    /// length asked for. What was decoded has been wiped; the message does
+    /// not say which characters were wrong.
+    Decode {
+        /// The encoding, such as `hex` or `base64`.
+        encoding: &'static str,
+    },
 }
 
 impl Error {
@@ -149,6 +156,11 @@ impl fmt::Display for Error {
                 "the input is not valid UTF-8; what was read has been wiped (the bytes are not \
                  shown)",
             ),
+            Error::Decode { encoding } => write!(
+                f,
+                "the input is not valid {encoding} of the expected length; what was decoded has \
+                 been wiped (the input is not shown)"
+            ),
         }
     }
 }
@@ -171,7 +183,9 @@ impl From<Error> for io::Error {
             Error::Alignment { .. } => io::ErrorKind::InvalidInput,
             Error::Unsupported { .. } => io::ErrorKind::Unsupported,
             Error::Os { source, .. } | Error::Io { source } => source.kind(),
-            Error::InputTooLong { .. } | Error::InvalidUtf8 => io::ErrorKind::InvalidData,
+            Error::InputTooLong { .. } | Error::InvalidUtf8 | Error::Decode { .. } => {
+                io::ErrorKind::InvalidData
+            }
         };
         io::Error::new(kind, e)
     }

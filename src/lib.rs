@@ -17,6 +17,7 @@ compile_error!(
 
 mod alloc;
 mod canary;
+mod decode;
 mod error;
 mod fork;
 mod host;
@@ -34,6 +35,7 @@ mod store;
 mod string;
 mod sync;
 mod sys;
+mod traits;
 mod vec;
 
 /// Entry points for the cargo-fuzz targets in `fuzz/`; not part of the API.

@@ -17,6 +17,7 @@ use crate::fork::EXCLUDED;
 use crate::plain::Plain;
 use crate::policy::Isolation;
 use crate::store::{Request, Residency, Store};
+use crate::sys;
 
 /// One secret in locked, guarded, dump-proof memory.
 ///
@@ -145,6 +146,24 @@ impl<T: Plain> LockedBox<T> {
         let mut b = Self::new_zeroed()?;
         init(&mut b)?;
         Ok(b)
+    }
+}
+
+impl<const N: usize> LockedBox<[u8; N]> {
+    /// A box of `N` random bytes, drawn by getrandom(2) straight into the
+    /// locked pages.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedBox::<[u8; 32]>::random()?;
+    /// assert_ne!(*key, [0; 32]);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Options::zeroed`](crate::Options::zeroed); [`Error::Os`] if
+    /// getrandom(2) fails (the box is wiped then).
+    pub fn random() -> Result<Self, Error> {
+        Self::try_new_with(|k| sys::random(k).map_err(|e| Error::os("getrandom", N, e)))
     }
 }
 

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::locked_box::LockedBox;
 use crate::plain::Plain;
 use crate::store::Request;
+use crate::sys;
 
 /// Capacity in bytes a vector starts with when it first needs memory (unless
 /// asked for more): small secrets fit without a second allocation.
@@ -306,6 +307,19 @@ impl io::Write for LockedVec<u8> {
 }
 
 impl LockedVec<u8> {
+    /// A vector of `len` random bytes, drawn by getrandom(2) straight into
+    /// locked memory.
+    ///
+    /// # Errors
+    /// As [`with_capacity`](Self::with_capacity); [`Error::Os`] if
+    /// getrandom(2) fails (what was drawn is wiped then).
+    pub fn random(len: usize) -> Result<Self, Error> {
+        let mut v = Self::with_capacity(len)?;
+        sys::random(&mut v.spare()[..len]).map_err(|e| Error::os("getrandom", len, e))?;
+        v.set_len_within(len);
+        Ok(v)
+    }
+
     /// Reads `reader` to its end straight into locked memory: each read(2)
     /// writes into the vector's spare capacity, never into an ordinary
     /// buffer.

@@ -225,3 +225,72 @@ fn read_line_invalid_utf8_wipes_what_it_read() {
     });
     expect_ok(&out);
 }
+
+/// Hex of the secret stream, made digit by digit (the raw bytes are never
+/// in ordinary memory).
+fn hex_of(seed: u64, len: usize) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    (0..len)
+        .flat_map(|i| {
+            let b = secret_byte(seed, i);
+            [
+                D[usize::from(b >> 4)] as char,
+                D[usize::from(b & 15)] as char,
+            ]
+        })
+        .collect()
+}
+
+/// Standard padded base64 of the secret stream, three bytes at a time.
+fn base64_of(seed: u64, len: usize) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for g in (0..len).step_by(3) {
+        let n = (len - g).min(3);
+        let b = |k: usize| {
+            if k < n {
+                u32::from(secret_byte(seed, g + k))
+            } else {
+                0
+            }
+        };
+        let w = b(0) << 16 | b(1) << 8 | b(2);
+        for k in 0..4 {
+            if k <= n {
+                out.push(A[((w >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn decoding_hex_and_base64_leaves_one_copy() {
+    let out = child::run("decoding_hex_and_base64_leaves_one_copy", || {
+        let (s1, s2, s3) = (0x111, 0x222, 0x333);
+        let hex = hex_of(s1, 64);
+        let boxed = lockedbox::LockedBox::<[u8; 64]>::from_hex(&hex).unwrap();
+        let vec = LockedVec::from_hex(&hex_of(s2, 1000)).unwrap();
+        let b64 = LockedVec::from_base64(&base64_of(s3, 1000)).unwrap();
+        assert_eq!(vec.len(), 1000);
+        assert_eq!(b64.len(), 1000);
+        assert_eq!(b64[999], secret_byte(s3, 999));
+        for (seed, from) in [(s1, 0), (s1, 32), (s2, 0), (s2, 900), (s3, 0), (s3, 960)] {
+            assert_eq!(
+                memscan::count(&needle(seed, from)),
+                1,
+                "seed {seed:#x} at {from}"
+            );
+        }
+        drop((boxed, vec, b64));
+        assert_eq!(memscan::count(&needle(s2, 0)), 0, "wiped");
+        // A bad digit anywhere: an error, and nothing of it left behind.
+        let mut bad = hex_of(s1, 64);
+        bad.replace_range(100..101, "g");
+        assert!(lockedbox::LockedBox::<[u8; 64]>::from_hex(&bad).is_err());
+        assert_eq!(memscan::count(&needle(s1, 0)), 0, "wiped after the error");
+    });
+    expect_ok(&out);
+}

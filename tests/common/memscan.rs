@@ -23,12 +23,19 @@ impl Masked {
 /// How many times the needle occurs in the readable memory of this process,
 /// all mappings read through /proc/self/mem (those the kernel refuses, such
 /// as `[vvar]`, are skipped and named on stderr).
+///
+/// The search uses glibc's memmem(3), which needs the needle unmasked: it is
+/// unmasked into the tail of the scan's own buffer, whose address range is
+/// left out of the count, and wiped before returning.
 pub fn count(needle: &Masked) -> usize {
     let n = needle.0.len();
     assert!(n >= 8, "a needle of at least 8 bytes");
-    const CHUNK: usize = 1 << 16;
-    let mut buf = vec![0u8; CHUNK];
-    let own = buf.as_ptr() as usize..buf.as_ptr() as usize + CHUNK;
+    const CHUNK: usize = 1 << 20;
+    let mut buf = vec![0u8; CHUNK + n];
+    let own = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+    for (i, m) in needle.0.iter().enumerate() {
+        buf[CHUNK + i] = m ^ MASK;
+    }
     let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
     let ranges: Vec<(usize, usize, String)> = maps
         .lines()
@@ -44,7 +51,6 @@ pub fn count(needle: &Masked) -> usize {
         })
         .collect();
     let mem = File::open("/proc/self/mem").expect("open /proc/self/mem");
-    let first = needle.0[0] ^ MASK;
     let mut found = 0;
     for (start, end, name) in ranges {
         if name == "[vsyscall]" {
@@ -57,14 +63,25 @@ pub fn count(needle: &Masked) -> usize {
                 eprintln!("memscan: skipped {start:#x}-{end:#x} {name}");
                 break;
             }
-            for i in 0..len.saturating_sub(n - 1) {
-                // The scan's own buffer holds what it just read: a match
-                // there is not a copy.
+            let mut from = 0;
+            while from + n <= len {
+                let hay = &buf[from..len];
+                let pin = &buf[CHUNK..CHUNK + n];
+                // SAFETY: both ranges are live slices of `buf`, passed with
+                // their lengths; memmem only reads them.
+                let hit =
+                    unsafe { libc::memmem(hay.as_ptr().cast(), hay.len(), pin.as_ptr().cast(), n) };
+                if hit.is_null() {
+                    break;
+                }
+                let i = hit as usize - buf.as_ptr() as usize;
+                // The scan's own buffer holds what it just read (and the
+                // needle): a match there is not a copy.
                 let addr = at + i;
-                let in_own = addr < own.end && own.start < addr + n;
-                if buf[i] == first && !in_own && (1..n).all(|j| buf[i + j] ^ MASK == needle.0[j]) {
+                if !(addr < own.end && own.start < addr + n) {
                     found += 1;
                 }
+                from = i + 1;
             }
             // Step so that a needle across the chunk boundary is seen whole.
             if len < CHUNK {
@@ -73,5 +90,14 @@ pub fn count(needle: &Masked) -> usize {
             at += CHUNK - (n - 1);
         }
     }
+    zeroize_tail(&mut buf[CHUNK..]);
     found
+}
+
+/// Wipes the unmasked needle with volatile writes.
+fn zeroize_tail(tail: &mut [u8]) {
+    for b in tail.iter_mut() {
+        // SAFETY: a valid, exclusive reference to one byte.
+        unsafe { std::ptr::write_volatile(b, 0) };
+    }
 }

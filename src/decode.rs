@@ -1,0 +1,135 @@
+//! Secrets decoded from hex or base64 straight into locked memory, with
+//! RustCrypto's constant-time decoders (`base16ct`, `base64ct`): no plain
+//! copy of the decoded bytes, and no branch or table lookup that depends on
+//! them.
+#![forbid(unsafe_code)]
+
+use base64ct::Encoding;
+
+use crate::error::Error;
+use crate::locked_box::LockedBox;
+use crate::vec::LockedVec;
+
+const HEX: Error = Error::Decode { encoding: "hex" };
+const BASE64: Error = Error::Decode { encoding: "base64" };
+
+impl<const N: usize> LockedBox<[u8; N]> {
+    /// Decodes `hex` (upper or lower case, `2 * N` digits) into a new box.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedBox::<[u8; 4]>::from_hex("deadBEEF")?;
+    /// assert_eq!(*key, [0xde, 0xad, 0xbe, 0xef]);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Decode`] for a wrong length or a character that is not a hex
+    /// digit (the box made for it is wiped); what making the box can return.
+    pub fn from_hex(hex: &str) -> Result<Self, Error> {
+        if hex.len() != 2 * N {
+            return Err(HEX);
+        }
+        let mut b = Self::new_zeroed()?;
+        match base16ct::mixed::decode(hex, &mut b[..]) {
+            Ok(out) if out.len() == N => Ok(b),
+            _ => Err(HEX),
+        }
+    }
+
+    /// Decodes standard, padded `base64` (RFC 4648) of exactly `N` bytes
+    /// into a new box.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedBox::<[u8; 4]>::from_base64("3q2+7w==")?;
+    /// assert_eq!(*key, [0xde, 0xad, 0xbe, 0xef]);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`from_hex`](Self::from_hex), for base64.
+    pub fn from_base64(b64: &str) -> Result<Self, Error> {
+        if b64.len() != N.div_ceil(3) * 4 {
+            return Err(BASE64);
+        }
+        let mut b = Self::new_zeroed()?;
+        match base64ct::Base64::decode(b64, &mut b[..]) {
+            Ok(out) if out.len() == N => Ok(b),
+            _ => Err(BASE64),
+        }
+    }
+}
+
+impl LockedVec<u8> {
+    /// Decodes `hex` (upper or lower case, an even number of digits) into a
+    /// new vector.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedVec::from_hex("00ff10")?;
+    /// assert_eq!(&key[..], [0x00, 0xff, 0x10]);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Decode`] for an odd length or a character that is not a hex
+    /// digit (what was decoded is wiped); what making the memory can return.
+    pub fn from_hex(hex: &str) -> Result<Self, Error> {
+        if hex.len() % 2 != 0 {
+            return Err(HEX);
+        }
+        let mut v = LockedVec::with_capacity(hex.len() / 2)?;
+        let n = base16ct::mixed::decode(hex, v.spare())
+            .map_err(|_| HEX)?
+            .len();
+        v.set_len_within(n);
+        Ok(v)
+    }
+
+    /// Decodes standard, padded `base64` (RFC 4648) into a new vector.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedVec::from_base64("aHVudGVyMg==")?;
+    /// assert_eq!(&key[..], b"hunter2");
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`from_hex`](Self::from_hex), for base64.
+    pub fn from_base64(b64: &str) -> Result<Self, Error> {
+        let mut v = LockedVec::with_capacity(b64.len() / 4 * 3)?;
+        let n = base64ct::Base64::decode(b64, v.spare())
+            .map_err(|_| BASE64)?
+            .len();
+        v.set_len_within(n);
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_and_refuses() {
+        assert_eq!(
+            *LockedBox::<[u8; 2]>::from_hex("0aFf").unwrap(),
+            [0x0a, 0xff]
+        );
+        for bad in ["0a", "0aF", "0aFg", "0aFf00"] {
+            assert!(matches!(
+                LockedBox::<[u8; 2]>::from_hex(bad),
+                Err(Error::Decode { encoding: "hex" })
+            ));
+        }
+        assert_eq!(*LockedBox::<[u8; 1]>::from_base64("/w==").unwrap(), [0xff]);
+        for bad in ["/w", "/w=", "/w==/w==", "!w=="] {
+            assert!(LockedBox::<[u8; 1]>::from_base64(bad).is_err(), "{bad}");
+        }
+        assert!(LockedVec::from_hex("abc").is_err());
+        assert!(LockedVec::from_hex("zz").is_err());
+        assert_eq!(&LockedVec::from_hex("").unwrap()[..], b"");
+        assert_eq!(&LockedVec::from_base64("").unwrap()[..], b"");
+        assert!(LockedVec::from_base64("aGk").is_err(), "unpadded");
+        let msg = LockedVec::from_hex("zz").unwrap_err().to_string();
+        assert!(!msg.contains("zz"), "{msg}");
+    }
+}
