@@ -3,6 +3,7 @@
 //! # Crate layout
 //!
 //! - [`LockedBox`], made by its constructors or by [`Options`];
+//! - [`LockedVec`] and [`LockedString`], secrets of any length;
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
 //! - [`locked_bytes`], [`memlock_limit`] and [`Host`] for what the process
