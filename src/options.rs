@@ -9,6 +9,7 @@ use crate::locked_box::LockedBox;
 use crate::plain::Plain;
 use crate::policy::{ForkPolicy, Isolation, LockPolicy};
 use crate::store::Request;
+use crate::vec::LockedVec;
 
 /// Settings for making a box, in the style of [`std::fs::OpenOptions`].
 ///
@@ -79,6 +80,26 @@ impl Options {
     /// otherwise.
     pub fn zeroed<T: Plain>(&self) -> Result<LockedBox<T>, Error> {
         LockedBox::zeroed_with(self.request::<T>(1))
+    }
+
+    /// Makes an empty [`LockedVec`] with room for `capacity` elements, whose
+    /// memory, and every growth of it, is made as these options say.
+    ///
+    /// ```
+    /// use lockedbox::{Isolation, Options};
+    ///
+    /// let mut token = Options::new().isolation(Isolation::Packed).vec::<u8>(32)?;
+    /// token.try_extend_from_slice(&[7; 32])?;
+    /// assert!(token.is_locked());
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Options::zeroed_slice`].
+    pub fn vec<T: Plain>(&self, capacity: usize) -> Result<LockedVec<T>, Error> {
+        let mut v = LockedVec::with_request(self.request::<T>(0));
+        v.try_reserve(capacity)?;
+        Ok(v)
     }
 
     /// Makes a box holding `len` all-zero `T`s. `len == 0` is allowed.

@@ -19,6 +19,7 @@ use std::ptr;
 use crate::error::Error;
 use crate::locked_box::LockedBox;
 use crate::plain::Plain;
+use crate::sealed::SealedBox;
 use crate::store::Request;
 use crate::sys;
 
@@ -122,8 +123,8 @@ impl<T: Plain> LockedVec<T> {
         self.grow_to(needed.max(cap.saturating_mul(2)).max(min.max(1)))
     }
 
-    /// Moves the elements into new memory of `capacity` elements; the old
-    /// memory is wiped and freed.
+    /// Moves the elements into new memory of `capacity` elements (at least
+    /// the length); the old memory is wiped and freed.
     fn grow_to(&mut self, capacity: usize) -> Result<(), Error> {
         debug_assert!(capacity >= self.len);
         let mut fresh = LockedBox::<[T]>::zeroed_slice_with(Request {
@@ -217,6 +218,33 @@ impl<T: Plain> LockedVec<T> {
     /// the memory is kept.
     pub fn clear(&mut self) {
         self.truncate(0);
+    }
+
+    /// Seals the elements: moves them into a box of exactly their length
+    /// (flush against its guard page; the vector's memory is wiped) and
+    /// seals that (as `LockedBox::seal` does).
+    ///
+    /// ```
+    /// let mut v = lockedbox::LockedVec::<u8>::new();
+    /// v.try_extend_from_slice(b"token")?;
+    /// let sealed = v.seal()?;
+    /// assert_eq!(&sealed.borrow()[..], b"token");
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// What making the new box or sealing can return; the elements are
+    /// dropped and wiped then.
+    pub fn seal(mut self) -> Result<SealedBox<[T]>, Error> {
+        if self.capacity() != self.len {
+            self.grow_to(self.len)?;
+        }
+        let exact = match self.buf.take() {
+            Some(b) => b,
+            None => LockedBox::<[T]>::zeroed_slice_with(Request { len: 0, ..self.req })?,
+        };
+        self.len = 0;
+        exact.seal()
     }
 }
 

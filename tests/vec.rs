@@ -294,3 +294,35 @@ fn decoding_hex_and_base64_leaves_one_copy() {
     });
     expect_ok(&out);
 }
+
+#[test]
+fn options_decide_every_growth_and_seal_moves_to_a_sealed_box() {
+    use lockedbox::{ForkPolicy, Isolation, Options};
+    let mut v = Options::new()
+        .isolation(Isolation::Packed)
+        .fork(ForkPolicy::Exclude)
+        .vec::<u8>(16)
+        .unwrap();
+    v.try_extend_from_slice(&[9; 16]).unwrap();
+    let small = procfs::vma_at(v.as_ptr() as usize).unwrap();
+    assert!(small.has("dc") && small.has("lo"), "{:?}", small.flags);
+    for _ in 0..10_000 {
+        v.try_push(7).unwrap(); // grows past the packed sizes
+    }
+    let big = procfs::vma_at(v.as_ptr() as usize).unwrap();
+    assert!(
+        big.has("dc") && big.has("lo"),
+        "every growth keeps the options"
+    );
+    let sealed = v.seal().unwrap();
+    assert_eq!(sealed.borrow().len(), 10_016);
+    let at = sealed.borrow().as_ptr() as usize;
+    assert_eq!(
+        procfs::perms_at(at).as_deref(),
+        Some("---p"),
+        "sealed at rest"
+    );
+    assert_eq!(sealed.borrow()[10_015], 7);
+    let empty = LockedVec::<u64>::new().seal().unwrap();
+    assert!(empty.borrow().is_empty());
+}
