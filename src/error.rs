@@ -176,6 +176,54 @@ impl std::error::Error for Error {
     }
 }
 
+/// Why a box with a fallible initialiser could not be made: the memory, or
+/// the initialiser (whose error is the caller's own type, with no
+/// conversion needed). The half-written box has been wiped.
+#[derive(Debug)]
+pub enum InitError<E> {
+    /// The memory could not be made; the initialiser did not run.
+    Alloc(Error),
+    /// The initialiser failed.
+    Init(E),
+}
+
+impl<E: fmt::Display> fmt::Display for InitError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::Alloc(e) => e.fmt(f),
+            InitError::Init(e) => write!(f, "initialising the secret failed: {e}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for InitError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InitError::Alloc(e) => Some(e),
+            InitError::Init(e) => Some(e),
+        }
+    }
+}
+
+/// So that `?` works in a function returning `io::Result`.
+impl From<InitError<io::Error>> for io::Error {
+    fn from(e: InitError<io::Error>) -> io::Error {
+        match e {
+            InitError::Alloc(e) => e.into(),
+            InitError::Init(e) => e,
+        }
+    }
+}
+
+/// So that `?` works in a function returning `lockedbox::Error`.
+impl From<InitError<Error>> for Error {
+    fn from(e: InitError<Error>) -> Error {
+        match e {
+            InitError::Alloc(e) | InitError::Init(e) => e,
+        }
+    }
+}
+
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {

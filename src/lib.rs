@@ -54,7 +54,7 @@ pub mod fuzzing {
 pub use alloc::{
     DEFAULT_CACHE_LIMIT, Stats, cache_limit, locked_bytes, set_cache_limit, stats, trim,
 };
-pub use error::Error;
+pub use error::{Error, InitError};
 pub use host::Host;
 pub use limits::{MemlockLimit, memlock_limit};
 pub use locked_box::LockedBox;

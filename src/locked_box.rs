@@ -12,7 +12,7 @@ use std::mem;
 use std::ops::{Deref, DerefMut};
 use std::ptr::{self, NonNull};
 
-use crate::error::Error;
+use crate::error::{Error, InitError};
 use crate::fork::EXCLUDED;
 use crate::plain::Plain;
 use crate::policy::Isolation;
@@ -137,14 +137,28 @@ impl<T: Plain> LockedBox<T> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
+    /// The initialiser returns its own error type; no conversion from
+    /// [`Error`] is needed.
+    ///
     /// # Errors
-    /// What `init` returns, or what [`Options::zeroed`](crate::Options::zeroed) returns, converted
-    /// into `E` (`std::io::Error` implements `From<lockedbox::Error>`).
-    pub fn try_new_with<E: From<Error>>(
+    /// [`InitError::Init`] with what `init` returns, or
+    /// [`InitError::Alloc`] with what [`Options::zeroed`](crate::Options::zeroed)
+    /// returns. `io::Error` and [`Error`] convert from an `InitError` of
+    /// themselves, so `?` works in functions returning either.
+    pub fn try_new_with<E>(
         init: impl FnOnce(&mut T) -> Result<(), E>,
-    ) -> Result<Self, E> {
-        let mut b = Self::new_zeroed()?;
-        init(&mut b)?;
+    ) -> Result<Self, InitError<E>> {
+        Self::try_init(Request::of::<T>(1), init)
+    }
+
+    /// A box made as `req` says, initialised by `init` (on error, dropped
+    /// and so wiped).
+    pub(crate) fn try_init<E>(
+        req: Request,
+        init: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<Self, InitError<E>> {
+        let mut b = Self::zeroed_with(req).map_err(InitError::Alloc)?;
+        init(&mut b).map_err(InitError::Init)?;
         Ok(b)
     }
 }
@@ -164,6 +178,7 @@ impl<const N: usize> LockedBox<[u8; N]> {
     /// getrandom(2) fails (the box is wiped then).
     pub fn random() -> Result<Self, Error> {
         Self::try_new_with(|k| sys::random(k).map_err(|e| Error::os("getrandom", N, e)))
+            .map_err(Error::from)
     }
 }
 

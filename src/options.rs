@@ -4,7 +4,7 @@
 
 use std::mem;
 
-use crate::error::Error;
+use crate::error::{Error, InitError};
 use crate::locked_box::LockedBox;
 use crate::plain::Plain;
 use crate::policy::{ForkPolicy, Isolation, LockPolicy};
@@ -80,6 +80,56 @@ impl Options {
     /// otherwise.
     pub fn zeroed<T: Plain>(&self) -> Result<LockedBox<T>, Error> {
         LockedBox::zeroed_with(self.request::<T>(1))
+    }
+
+    /// Makes a box whose value `init` writes in place, as
+    /// [`LockedBox::new_with`] does.
+    ///
+    /// # Errors
+    /// As [`Options::zeroed`]; `init` is not called then.
+    pub fn new_with<T: Plain>(&self, init: impl FnOnce(&mut T)) -> Result<LockedBox<T>, Error> {
+        let mut b = self.zeroed::<T>()?;
+        init(&mut b);
+        Ok(b)
+    }
+
+    /// Makes a box whose value a fallible `init` writes in place, as
+    /// [`LockedBox::try_new_with`] does.
+    ///
+    /// ```
+    /// use lockedbox::{Isolation, Options};
+    ///
+    /// #[derive(Debug)]
+    /// struct NotAKey;
+    ///
+    /// let key = Options::new()
+    ///     .isolation(Isolation::Packed)
+    ///     .try_new_with::<[u8; 16], _>(|k| {
+    ///         k.fill(1);
+    ///         Ok::<(), NotAKey>(())
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(key[0], 1);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`LockedBox::try_new_with`].
+    pub fn try_new_with<T: Plain, E>(
+        &self,
+        init: impl FnOnce(&mut T) -> Result<(), E>,
+    ) -> Result<LockedBox<T>, InitError<E>> {
+        LockedBox::try_init(self.request::<T>(1), init)
+    }
+
+    /// Makes a box holding a copy of `src`, as [`LockedBox::from_slice`]
+    /// does.
+    ///
+    /// # Errors
+    /// As [`Options::zeroed_slice`].
+    pub fn from_slice<T: Plain + Copy>(&self, src: &[T]) -> Result<LockedBox<[T]>, Error> {
+        let mut b = self.zeroed_slice::<T>(src.len())?;
+        b.copy_from_slice(src);
+        Ok(b)
     }
 
     /// Makes an empty [`LockedVec`] with room for `capacity` elements, whose

@@ -326,3 +326,47 @@ fn options_decide_every_growth_and_seal_moves_to_a_sealed_box() {
     let empty = LockedVec::<u64>::new().seal().unwrap();
     assert!(empty.borrow().is_empty());
 }
+
+#[test]
+fn try_new_with_takes_the_callers_error_type_and_wipes_on_error() {
+    use lockedbox::{InitError, LockedBox, Options};
+    #[derive(Debug, PartialEq)]
+    struct BadKeyFile(u32);
+    let out = child::run(
+        "try_new_with_takes_the_callers_error_type_and_wipes_on_error",
+        || {
+            let seed = 0x5eed;
+            let r = LockedBox::<[u8; 64]>::try_new_with(|k| {
+                for (i, b) in k.iter_mut().enumerate() {
+                    *b = secret_byte(seed, i);
+                }
+                Err(BadKeyFile(7))
+            });
+            assert!(matches!(r, Err(InitError::Init(BadKeyFile(7)))));
+            assert_eq!(
+                memscan::count(&needle(seed, 0)),
+                0,
+                "half-written box wiped"
+            );
+            let ok = Options::new()
+                .try_new_with::<[u8; 8], BadKeyFile>(|k| {
+                    k.fill(3);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(*ok, [3; 8]);
+            // `?` into io::Error and lockedbox::Error.
+            fn io() -> std::io::Result<LockedBox<[u8; 4]>> {
+                let mut src: &[u8] = b"abcd";
+                let key = LockedBox::<[u8; 4]>::try_new_with(|k| {
+                    std::io::Read::read_exact(&mut src, &mut k[..])
+                })?;
+                Ok(key)
+            }
+            assert_eq!(*io().unwrap(), *b"abcd");
+            let copy = Options::new().from_slice(&[1u16, 2, 3]).unwrap();
+            assert_eq!(&copy[..], [1, 2, 3]);
+        },
+    );
+    expect_ok(&out);
+}
