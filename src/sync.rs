@@ -61,9 +61,10 @@ pub(crate) struct SpinLock<T> {
 #[cfg(not(loom))]
 unsafe impl<T: Send> Sync for SpinLock<T> {}
 
-/// Access to a [`SpinLock`]'s data; releases the lock when dropped.
+/// Access to a [`SpinLock`]'s data; releases the lock when dropped. Shared
+/// across threads only if `T: Sync` (the marker), like `&mut T`.
 #[cfg(not(loom))]
-pub(crate) struct SpinGuard<'a, T>(&'a SpinLock<T>);
+pub(crate) struct SpinGuard<'a, T>(&'a SpinLock<T>, std::marker::PhantomData<&'a mut T>);
 
 #[cfg(not(loom))]
 impl<T> SpinLock<T> {
@@ -82,7 +83,7 @@ impl<T> SpinLock<T> {
                 backoff(&mut spins);
             }
         }
-        SpinGuard(self)
+        SpinGuard(self, std::marker::PhantomData)
     }
 }
 

@@ -22,10 +22,10 @@
 //!
 //! # Locks, and the threads that take them
 //!
-//! Each thread's cache sits behind a mutex that only that thread takes in
-//! the steady state; `trim` and `stats` take every shard's in turn. The
+//! Each thread's cache sits behind a spin lock that only that thread takes
+//! in the steady state; `trim` and `stats` take every shard's in turn. The
 //! slabs of one class share a mutex, taken on the cold paths. No code holds
-//! a shard mutex or a class mutex while making a call that can reclaim
+//! a shard lock or a class mutex while making a call that can reclaim
 //! memory, so an mlock refused for `RLIMIT_MEMLOCK` can call `trim` (passed
 //! down to `pages::open` as a callback) and try again.
 //!
@@ -625,7 +625,8 @@ fn claim_packed_slow(
     let me = local.map_or(0, |l| l.token.get());
     let held = local.map(|l| &l.held[key]);
     let class = &pool.packed[key];
-    let (page, fork) = {
+    let mut spins = 0;
+    let (page, fork) = loop {
         let mut c = lock(class);
         if let Some(old) = held.and_then(Cell::take) {
             c.unhold(old, me);
@@ -634,7 +635,13 @@ fn claim_packed_slow(
             hold(&mut c, held, page, me);
             return Ok(Some(PackedClaim { page, index }));
         }
-        (c.reserve()?, c.fork())
+        // One page of a class is opened at a time, so that where the next
+        // one goes is chosen among settled neighbours (see `packed_slab`).
+        if !c.opening_any() {
+            break (c.reserve()?, c.fork());
+        }
+        drop(c);
+        crate::sync::backoff(&mut spins);
     };
     // SAFETY: `reserve` marked the closed page open for us alone (its bits
     // stay full, so nobody claims on it or closes it meanwhile).
@@ -659,7 +666,10 @@ fn claim_packed_slow(
         Err(OpenError { error, closed }) => {
             if closed {
                 c.unreserve(page);
-            } // else it stays reserved (full): read-write, not handed out
+            } else {
+                // Read-write but not closed again: never handed out.
+                c.leave_reserved(page);
+            }
             // No page could be locked: take a free slot wherever one is.
             if let Some((page, index)) = c.claim_anywhere() {
                 return Ok(Some(PackedClaim { page, index }));

@@ -266,7 +266,7 @@ impl Slab {
             let hole = i > 0 && open(i - 1) && open(i + 1);
             !self.pages[i].open && !hole
         });
-        // Everything below the first open page found is open or a hole.
+        // Everything below the closed page found is open or a hole.
         self.first_closed = found.unwrap_or(self.pages.len());
         found
     }
@@ -284,6 +284,8 @@ pub(crate) struct PackedClass {
     /// Pages that nobody holds and that may have a free slot. May hold
     /// stale entries (`PageState::listed` decides).
     partial: Vec<&'static PageMeta>,
+    /// A page is being opened (see [`PackedClass::opening_any`]).
+    in_flight: bool,
 }
 
 impl PackedClass {
@@ -296,6 +298,7 @@ impl PackedClass {
             slots,
             slabs: Vec::new(),
             partial: Vec::new(),
+            in_flight: false,
         }
     }
 
@@ -352,6 +355,15 @@ impl PackedClass {
         }
     }
 
+    /// Whether a page of the class is being opened (reserved, not yet
+    /// [`opened`](PackedClass::opened) or [`unreserve`](PackedClass::unreserve)d).
+    /// Callers open one page of a class at a time: a page opened next to
+    /// one still being opened could end up between two mappings the kernel
+    /// cannot merge, a seam `mappings()` would not count.
+    pub(crate) fn opening_any(&self) -> bool {
+        self.in_flight
+    }
+
     /// Reserves a closed page to open (mapping a slab if needed); it stays
     /// full (unclaimable) until [`PackedClass::opened`].
     pub(crate) fn reserve(&mut self) -> Result<&'static PageMeta, Error> {
@@ -369,6 +381,7 @@ impl PackedClass {
         let slab = &mut self.slabs[s];
         slab.set_open(i, true);
         slab.pages[i].opening = true;
+        self.in_flight = true;
         Ok(&slab.meta[i])
     }
 
@@ -407,16 +420,25 @@ impl PackedClass {
         let st = self.state(page);
         st.holder = me;
         st.opening = false;
+        self.in_flight = false;
         page.clear();
     }
 
     /// `page`, reserved, could not be opened: it is closed again.
     pub(crate) fn unreserve(&mut self, page: &'static PageMeta) {
+        self.in_flight = false;
         *self.state(page) = PageState {
             open: true,
             ..PageState::default()
         };
         self.slabs[page.slab].set_open(page.index, false);
+    }
+
+    /// `page`, reserved, could be neither opened nor closed again: it stays
+    /// reserved (full, in transit) for good, and the next page may be opened.
+    pub(crate) fn leave_reserved(&mut self, page: &'static PageMeta) {
+        debug_assert!(self.state(page).opening);
+        self.in_flight = false;
     }
 
     /// Claims a slot on any open page, held by any thread: the last resort

@@ -3,7 +3,8 @@
 //! (`layout::SlabGeometry`), and the slabs of one size class and fork
 //! policy.
 //!
-//! A slab is an owning type: its [`Mapping`] is unmapped when the slab is
+//! A slab is an owning type: its [`Mapping`] is unmapped (`Mapping::unmap`,
+//! kept and retried if that fails) when the slab is
 //! dropped, which happens only when no slot of it is open. Slots are named
 //! by the slab's index in its class and the slot's index in the slab, so no
 //! pointer to a slab ever leaves this module.

@@ -81,11 +81,13 @@ impl Mapping {
 }
 
 impl Drop for Mapping {
-    /// Reached only for a mapping that never held a slot (a fresh one whose
-    /// advice failed, or whose opening failed): unmaps it; should that
-    /// fail, the address range stays reserved, `PROT_NONE` and unlocked.
+    /// Reached for a mapping that holds no live value: a fresh one whose
+    /// advice or opening failed, or the wiped mapping of a solo slot a fork
+    /// child inherited. Unmaps it; should that fail, the address range
+    /// stays reserved (and, in the cases above, holds no secret).
     fn drop(&mut self) {
-        // SAFETY: the mapping is ours and holds no slot.
+        // SAFETY: the mapping is ours and holds no live value; nothing
+        // refers into it.
         let _ = unsafe { sys::unmap(self.addr, self.len) };
     }
 }
@@ -123,10 +125,15 @@ unsafe fn advise_fresh(addr: NonNull<u8>, len: usize, fork: ForkPolicy) -> Resul
 #[derive(Debug, Default)]
 pub(crate) struct LockedBytes {
     bytes: AtomicUsize,
-    /// 0, or (under pressure) the count below which the pressure ends: half
-    /// the soft limit when a lock was refused.
+    /// Slots still to be closed rather than cached since a lock was refused
+    /// for the limit; 0 when there is no pressure.
     pressure: AtomicUsize,
 }
+
+/// Dropped slots closed rather than cached after a refusal: enough to let a
+/// burst of retries succeed, few enough that a process which once touched
+/// the limit caches again soon.
+const PRESSURE_DROPS: usize = 1024;
 
 impl LockedBytes {
     pub(crate) fn get(&self) -> usize {
@@ -141,30 +148,27 @@ impl LockedBytes {
         self.bytes.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// Whether a lock was refused for the limit and the crate has not since
-    /// come down to half the limit: while so, dropped slots should be closed
-    /// rather than cached, so that memory reclaimed for a lock is not taken
-    /// again by other threads refilling their caches.
+    /// Whether a dropped slot should be closed rather than cached: for the
+    /// next [`PRESSURE_DROPS`] drops after a lock was refused for the limit,
+    /// so that memory reclaimed for a lock is not taken again at once by
+    /// other threads refilling their caches. Each call while under pressure
+    /// counts one drop.
     #[inline]
     pub(crate) fn under_pressure(&self) -> bool {
-        self.pressure.load(Ordering::Relaxed) != 0
+        if self.pressure.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        // Racing decrements may end the pressure a few drops early or late.
+        let left = self.pressure.load(Ordering::Relaxed);
+        self.pressure
+            .store(left.saturating_sub(1), Ordering::Relaxed);
+        true
     }
 
     /// A lock was refused for the limit.
     #[cold]
     fn refused(&self) {
-        let soft = limits::memlock_limit().soft;
-        let half = soft.map_or(self.get(), |s| usize::try_from(s / 2).unwrap_or(usize::MAX));
-        self.pressure.store(half.max(1), Ordering::Relaxed);
-    }
-
-    /// A lock went through: the pressure ends once the count is low enough.
-    #[inline]
-    fn relieved(&self) {
-        let until = self.pressure.load(Ordering::Relaxed);
-        if until != 0 && self.get() <= until {
-            self.pressure.store(0, Ordering::Relaxed);
-        }
+        self.pressure.store(PRESSURE_DROPS, Ordering::Relaxed);
     }
 
     /// Counts off `n` bytes whose mapping was unmapped whole (which unlocks
@@ -229,7 +233,6 @@ pub(crate) unsafe fn open(
     let e = match locked {
         Ok(()) => {
             count.add(len);
-            count.relieved();
             return Ok(true);
         }
         Err(e) => e,

@@ -93,7 +93,7 @@ impl<S: Cached> Shard<S> {
     }
 
     /// Takes everything out of the cache, for the caller to close without
-    /// holding the shard's mutex.
+    /// holding the shard's lock.
     pub(crate) fn drain(&self) -> Vec<S> {
         let mut c = self.cache.lock();
         c.bytes = 0;
