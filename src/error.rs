@@ -83,6 +83,11 @@ pub enum Error {
         /// The encoding, such as `hex` or `base64`.
         encoding: &'static str,
     },
+    /// The environment variable is not set.
+    EnvVarNotSet {
+        /// The variable's name.
+        name: String,
+    },
 }
 
 impl Error {
@@ -155,6 +160,11 @@ impl fmt::Display for Error {
             Error::InvalidUtf8 => f.write_str(
                 "the input is not valid UTF-8; what was read has been wiped (the bytes are not \
                  shown)",
+            ),
+            Error::EnvVarNotSet { name } => write!(
+                f,
+                "the environment variable {name} is not set: set it, or pass the secret another \
+                 way"
             ),
             Error::Decode { encoding } => write!(
                 f,
@@ -234,6 +244,7 @@ impl From<Error> for io::Error {
             Error::InputTooLong { .. } | Error::InvalidUtf8 | Error::Decode { .. } => {
                 io::ErrorKind::InvalidData
             }
+            Error::EnvVarNotSet { .. } => io::ErrorKind::NotFound,
         };
         io::Error::new(kind, e)
     }

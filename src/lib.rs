@@ -19,6 +19,7 @@ compile_error!(
 mod alloc;
 mod canary;
 mod decode;
+mod env;
 mod error;
 mod fork;
 mod host;
