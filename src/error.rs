@@ -83,6 +83,13 @@ pub enum Error {
         /// The encoding, such as `hex` or `base64`.
         encoding: &'static str,
     },
+    /// There is no controlling terminal to prompt on (`/dev/tty` cannot be
+    /// opened, or is no terminal): the process runs without one (a
+    /// service, a pipeline, CI). Pass the secret another way.
+    NoTerminal {
+        /// What opening or querying `/dev/tty` said.
+        source: io::Error,
+    },
     /// The environment variable is not set.
     EnvVarNotSet {
         /// The variable's name.
@@ -161,6 +168,11 @@ impl fmt::Display for Error {
                 "the input is not valid UTF-8; what was read has been wiped (the bytes are not \
                  shown)",
             ),
+            Error::NoTerminal { source } => write!(
+                f,
+                "no controlling terminal to prompt on (/dev/tty: {source}): pass the secret \
+                 another way, such as a file or a pipe"
+            ),
             Error::EnvVarNotSet { name } => write!(
                 f,
                 "the environment variable {name} is not set: set it, or pass the secret another \
@@ -178,9 +190,10 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Unsupported { source, .. } | Error::Os { source, .. } | Error::Io { source } => {
-                Some(source)
-            }
+            Error::Unsupported { source, .. }
+            | Error::Os { source, .. }
+            | Error::Io { source }
+            | Error::NoTerminal { source } => Some(source),
             _ => None,
         }
     }
@@ -244,7 +257,7 @@ impl From<Error> for io::Error {
             Error::InputTooLong { .. } | Error::InvalidUtf8 | Error::Decode { .. } => {
                 io::ErrorKind::InvalidData
             }
-            Error::EnvVarNotSet { .. } => io::ErrorKind::NotFound,
+            Error::EnvVarNotSet { .. } | Error::NoTerminal { .. } => io::ErrorKind::NotFound,
         };
         io::Error::new(kind, e)
     }

@@ -20,6 +20,7 @@
 
 use std::ffi::c_void;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -458,4 +459,80 @@ pub(crate) fn fork_wiped_word() -> Option<&'static AtomicU64> {
         // `AtomicU64`. All access goes through this shared atomic reference.
         Some(unsafe { addr.cast::<AtomicU64>().as_ref() })
     })
+}
+
+/// A terminal's settings, as tcgetattr(3) returns them.
+pub(crate) type TerminalModes = rustix::termios::Termios;
+
+/// `tcgetattr(fd)`: the settings of the terminal open at `fd`; `ENOTTY` if
+/// it is no terminal.
+///
+/// # References
+/// - [tcgetattr(3)](https://man7.org/linux/man-pages/man3/tcgetattr.3.html)
+#[doc(alias = "tcgetattr")]
+pub(crate) fn terminal_modes(fd: BorrowedFd<'_>) -> io::Result<TerminalModes> {
+    Ok(rustix::termios::tcgetattr(fd)?)
+}
+
+/// `tcsetattr(fd, TCSAFLUSH, modes)`: applies `modes` once pending output is
+/// written, discarding unread input. One ioctl(2), async-signal-safe.
+///
+/// # References
+/// - [tcsetattr(3)](https://man7.org/linux/man-pages/man3/tcsetattr.3.html)
+#[doc(alias = "tcsetattr")]
+pub(crate) fn set_terminal(fd: BorrowedFd<'_>, modes: &TerminalModes) -> io::Result<()> {
+    Ok(rustix::termios::tcsetattr(
+        fd,
+        rustix::termios::OptionalActions::Flush,
+        modes,
+    )?)
+}
+
+/// A signal disposition, as sigaction(2) takes and returns it.
+pub(crate) type SignalAction = libc::sigaction;
+
+/// `sigaction(sig, act, &old)`: installs `handler` for `sig` (no
+/// `SA_RESTART`, so a blocked read returns `EINTR`), or `restore`s a saved
+/// disposition; returns the one it replaced. Async-signal-safe (POSIX).
+///
+/// # Safety
+/// `handler`, if given, must be async-signal-safe.
+///
+/// # References
+/// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+#[doc(alias = "sigaction")]
+pub(crate) unsafe fn set_signal_action(
+    sig: libc::c_int,
+    handler: Option<extern "C" fn(libc::c_int)>,
+    restore: Option<&SignalAction>,
+) -> io::Result<SignalAction> {
+    // SAFETY: an all-zero sigaction is valid: default handler, empty mask,
+    // no flags.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    let act: *const libc::sigaction = match (handler, restore) {
+        (_, Some(saved)) => saved,
+        (Some(h), None) => {
+            new.sa_sigaction = h as libc::sighandler_t;
+            &raw const new
+        }
+        (None, None) => std::ptr::null(),
+    };
+    // SAFETY: `act` is null or a valid sigaction; `old` has room for one;
+    // the handler's safety is the caller's contract.
+    if unsafe { libc::sigaction(sig, act, old.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sigaction succeeded and filled `old` (zeroed before anyway).
+    Ok(unsafe { old.assume_init() })
+}
+
+/// `raise(sig)`: sends `sig` to the calling thread. Async-signal-safe.
+///
+/// # References
+/// - [raise(3)](https://man7.org/linux/man-pages/man3/raise.3.html)
+#[doc(alias = "raise")]
+pub(crate) fn raise_signal(sig: libc::c_int) {
+    // SAFETY: raise takes a signal number and touches no memory of ours.
+    unsafe { libc::raise(sig) };
 }
