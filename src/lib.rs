@@ -9,6 +9,7 @@
 //! - [`locked_bytes`], [`memlock_limit`] and [`Host`] for what the process
 //!   and the host allow.
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -34,6 +35,8 @@ mod prompt;
 mod region;
 mod seal_state;
 mod sealed;
+#[cfg(feature = "serde")]
+mod serde_impl;
 mod store;
 mod string;
 mod sync;
