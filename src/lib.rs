@@ -26,6 +26,8 @@ mod fork;
 mod host;
 mod layout;
 mod limits;
+#[cfg(feature = "allocator-api2")]
+mod locked_alloc;
 mod locked_box;
 mod options;
 mod packed;
@@ -62,6 +64,8 @@ pub use alloc::{
 pub use error::{Error, InitError};
 pub use host::Host;
 pub use limits::{MemlockLimit, memlock_limit};
+#[cfg(feature = "allocator-api2")]
+pub use locked_alloc::LockedAlloc;
 pub use locked_box::LockedBox;
 pub use options::Options;
 pub use plain::Plain;
