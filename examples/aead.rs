@@ -12,8 +12,9 @@
 //!
 //! # Where the key leaves the locked pages
 //!
-//! The key is written straight into the box (by the RNG, or by the hex
-//! decoder from a locked buffer holding the file's text), but
+//! The key is written straight into the box (by getrandom(2), or by the
+//! crate's constant-time hex decoder from a locked vector holding the
+//! file's text, read there by `LockedVec::read_from`), but
 //! chacha20poly1305 0.10 cannot use it there. For each [`seal`] or [`open`]:
 //!
 //! - `ChaCha20Poly1305::new` copies the 32 key bytes into the cipher object,
@@ -37,13 +38,11 @@
 
 use std::error::Error;
 use std::fs::File;
-use std::io::{ErrorKind, Read};
 use std::path::Path;
 
-use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::{Aead, AeadCore, AeadInPlace, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
-use lockedbox::LockedBox;
+use lockedbox::{LockedBox, LockedVec};
 
 /// ChaCha20-Poly1305 key length in bytes.
 pub(crate) const KEY_LEN: usize = 32;
@@ -54,41 +53,26 @@ pub(crate) const TAG_LEN: usize = 16;
 pub(crate) type SecretKey = LockedBox<[u8; KEY_LEN]>;
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-/// A fresh key, written by the OS RNG straight into the locked pages.
+/// A fresh key, drawn by getrandom(2) straight into the locked pages.
 pub(crate) fn random_key() -> Result<SecretKey> {
-    let mut filled = Ok(());
-    let key = LockedBox::new_with(|k: &mut [u8; KEY_LEN]| filled = OsRng.try_fill_bytes(k))?;
-    filled.map_err(|e| format!("OS RNG: {e}"))?;
-    Ok(key)
+    Ok(LockedBox::random()?)
 }
 
 /// A key decoded from 64 hex digits (surrounding ASCII whitespace ignored)
-/// straight into the locked pages. Errors never quote the input.
+/// straight into the locked pages, by the crate's constant-time decoder.
+/// Errors never quote the input.
 pub(crate) fn key_from_hex(hex: &[u8]) -> Result<SecretKey> {
-    let mut ok = false;
-    // On failure the half-written box is dropped, which wipes it.
-    let key = LockedBox::new_with(|k: &mut [u8; KEY_LEN]| ok = decode_hex(hex.trim_ascii(), k))?;
-    if !ok {
-        return Err(format!("a key is {} hex digits", 2 * KEY_LEN).into());
-    }
-    Ok(key)
+    let text = std::str::from_utf8(hex.trim_ascii())
+        .map_err(|_| format!("a key is {} hex digits", 2 * KEY_LEN))?;
+    Ok(LockedBox::from_hex(text)?)
 }
 
 /// A key from a file holding its hex digits. The text is the key too, so
-/// read(2) puts it into a locked buffer rather than a `String` or `Vec`.
+/// read(2) puts it into locked memory rather than a `String` or `Vec`.
 pub(crate) fn key_from_file(path: &Path) -> Result<SecretKey> {
-    let mut text = LockedBox::<[u8; 4 * KEY_LEN]>::new_zeroed()?;
-    let mut file = File::open(path)?;
-    let mut len = 0;
-    while len < text.len() {
-        match file.read(&mut text[len..]) {
-            Ok(0) => return key_from_hex(&text[..len]),
-            Ok(n) => len += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err("key file too long".into())
+    let text = LockedVec::read_from(File::open(path)?, 4 * KEY_LEN)
+        .map_err(|e| format!("reading the key file: {e}"))?;
+    key_from_hex(&text)
 }
 
 /// Encrypts `msg`, authenticating `aad` too; returns ciphertext || tag.
@@ -119,28 +103,6 @@ pub(crate) fn open(
         .decrypt_in_place_detached(nonce, aad, &mut plaintext, Tag::from_slice(tag))
         .map_err(|_| "authentication failed: wrong key, nonce or AAD, or altered data")?;
     Ok(plaintext)
-}
-
-/// Decodes exactly `2 * out.len()` hex digits into `out`.
-fn decode_hex(hex: &[u8], out: &mut [u8]) -> bool {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    hex.len() == 2 * out.len()
-        && out.iter_mut().zip(hex.chunks_exact(2)).all(|(byte, pair)| {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(hi), Some(lo)) => {
-                    *byte = (hi << 4) | lo;
-                    true
-                }
-                _ => false,
-            }
-        })
 }
 
 fn main() -> Result<()> {

@@ -80,3 +80,42 @@ fn random_key_round_trip() {
     assert_eq!(sealed.len(), PLAINTEXT.len() + TAG_LEN);
     assert_eq!(&open(&key, &nonce, b"", &sealed).unwrap()[..], PLAINTEXT);
 }
+
+/// Where the key is while and after the cipher runs: a scan of the whole
+/// process's memory (in a child) for the key's bytes. The box holds one
+/// copy; `ChaCha20Poly1305::new` and the cipher's state make more, on the
+/// stack, some of which outlive the call (see the example's docs).
+#[test]
+fn copies_the_cipher_leaves_behind() {
+    #[path = "common/mod.rs"]
+    #[allow(dead_code)]
+    mod common;
+    let out = common::child::run("copies_the_cipher_leaves_behind", || {
+        let key = random_key().unwrap();
+        // The needle is made from the key one byte at a time, masked.
+        let needle = common::memscan::Masked::from_fn(32, |i| key[i]);
+        let at_rest = common::memscan::count(&needle);
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = std::hint::black_box(seal(&key, &nonce, b"", b"hello").unwrap());
+        let after = common::memscan::count(&needle);
+        drop(sealed);
+        println!("key copies: at rest {at_rest}, after one seal {after}");
+        assert_eq!(at_rest, 1, "only the box holds the key at rest");
+        assert!(after >= at_rest);
+        // What `Deref` lets through: a plain copy in ordinary memory.
+        let plain = std::hint::black_box(key.to_vec());
+        assert_eq!(
+            common::memscan::count(&needle),
+            after + 1,
+            "key.to_vec() is one more copy, outside the box"
+        );
+        drop(plain);
+        let tail = common::memscan::Masked::from_fn(16, |i| key[16 + i]);
+        println!(
+            "after the copy was dropped, its last 16 bytes are found {} times (once is the box)",
+            common::memscan::count(&tail)
+        );
+    });
+    common::child::assert_success(&out);
+    println!("{}", common::child::stdout(&out));
+}
