@@ -88,7 +88,6 @@ fn random_key_round_trip() {
 #[test]
 fn copies_the_cipher_leaves_behind() {
     #[path = "common/mod.rs"]
-    #[allow(dead_code)]
     mod common;
     let out = common::child::run("copies_the_cipher_leaves_behind", || {
         let key = random_key().unwrap();
