@@ -204,14 +204,15 @@ impl<T: Plain> LockedVec<T> {
         // consistent (the rest of the removed elements then leak, wiped with
         // the memory when the vector goes).
         self.len = len;
-        let tail = &mut buf[len..len + removed];
+        let tail: *mut [T] = &raw mut buf[len..len + removed];
+        let bytes = removed * std::mem::size_of::<T>();
         // SAFETY: the removed elements are initialised and no longer part of
         // the vector; each is dropped once, in place.
         unsafe { ptr::drop_in_place(tail) };
         // SAFETY: `tail`'s bytes lie in the box's memory, writable; the
         // dropped elements are not used again, and zeros are a valid `T`
         // (`Plain`), as the spare capacity must hold.
-        unsafe { wipe_bytes(tail.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(tail)) };
+        unsafe { wipe_bytes(tail.cast::<u8>(), bytes) };
     }
 
     /// Removes every element, dropping them and wiping their bytes at once;

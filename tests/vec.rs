@@ -155,6 +155,9 @@ fn growth_by_pushes_leaves_one_copy() {
         let start = v.as_ptr() as usize;
         let vma = procfs::vma_at(start).expect("mapped");
         assert!(vma.has("lo") && vma.has("dd"), "{:?}", vma.flags);
+        v.truncate(5_000);
+        assert_eq!(memscan::count(&needle(seed, 10_000)), 0, "truncate wipes at once");
+        assert_eq!(memscan::count(&needle(seed, 0)), 1, "the kept part stays");
         drop(v);
         assert_eq!(memscan::count(&needle(seed, 0)), 0, "wiped on drop");
         // Control: a copy in ordinary memory is found, so the scan works.
