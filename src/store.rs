@@ -10,7 +10,7 @@ use std::ptr::{self, NonNull};
 
 use crate::error::Error;
 use crate::fork::EXCLUDED;
-use crate::layout::{Layout, LayoutError, PackedLayout};
+use crate::layout::{CANARY_LEN, Layout, LayoutError, PackedLayout};
 use crate::limits;
 use crate::packed::PackedSlot;
 use crate::policy::{ForkPolicy, Isolation, LockPolicy};
@@ -39,6 +39,41 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// How many elements the memory made for this request holds room for:
+    /// `len`, or more where the memory is larger anyway (a page-isolated
+    /// box has whole data pages, its value flush against their end).
+    pub(crate) fn room(&self) -> usize {
+        let page_isolated = self.isolation == Isolation::Page
+            || self
+                .len
+                .checked_mul(self.elem_size)
+                .and_then(|size| PackedLayout::new(size, self.align, sys::page_size()))
+                .is_none();
+        if !page_isolated || self.elem_size == 0 {
+            return self.len;
+        }
+        let Some(size) = self.len.checked_mul(self.elem_size) else {
+            return self.len;
+        };
+        match Layout::new(size, self.align, sys::page_size()) {
+            // Whole elements fit between the canary and the end of the
+            // data pages, and the value stays aligned (`elem_size` is a
+            // multiple of the alignment).
+            Ok(l) => (l.data_len - CANARY_LEN) / self.elem_size,
+            Err(_) => self.len,
+        }
+    }
+
+    /// `len` elements of `T`, with this request's policies.
+    pub(crate) fn with_len_of<T>(&self, len: usize) -> Self {
+        Request {
+            len,
+            elem_size: std::mem::size_of::<T>(),
+            align: std::mem::align_of::<T>(),
+            ..*self
+        }
+    }
+
     /// `len` elements of `T`, with the default options.
     pub(crate) fn of<T>(len: usize) -> Self {
         Request {

@@ -56,6 +56,9 @@ pub struct LockedVec<T: Plain> {
     /// allocation.
     buf: Option<LockedBox<[T]>>,
     len: usize,
+    /// `buf`'s length (0 without one), kept here so that the fast paths do
+    /// not go through the box.
+    cap: usize,
     /// How new memory is made (its `len` is set per allocation).
     req: Request,
 }
@@ -71,6 +74,7 @@ impl<T: Plain> LockedVec<T> {
         LockedVec {
             buf: None,
             len: 0,
+            cap: 0,
             req,
         }
     }
@@ -96,8 +100,9 @@ impl<T: Plain> LockedVec<T> {
     }
 
     /// Elements the vector holds room for without growing.
+    #[inline]
     pub fn capacity(&self) -> usize {
-        self.buf.as_ref().map_or(0, |b| b.len())
+        self.cap
     }
 
     /// Whether the vector's memory is mlocked (`true` while it has none).
@@ -110,22 +115,41 @@ impl<T: Plain> LockedVec<T> {
     /// # Errors
     /// As [`Options::zeroed_slice`](crate::Options::zeroed_slice); the vector
     /// is unchanged then.
+    #[inline]
     pub fn try_reserve(&mut self, additional: usize) -> Result<(), Error> {
-        let needed = self.len.checked_add(additional).ok_or(Error::TooLarge {
-            len: usize::MAX,
-            elem_size: std::mem::size_of::<T>(),
-        })?;
-        let cap = self.capacity();
-        if needed <= cap {
+        if additional <= self.cap - self.len {
             return Ok(());
         }
-        let min = MIN_BYTES / std::mem::size_of::<T>().max(1);
-        self.grow_to(needed.max(cap.saturating_mul(2)).max(min.max(1)))
+        self.grow_for(additional)
     }
 
-    /// Moves the elements into new memory of `capacity` elements (at least
-    /// the length); the old memory is wiped and freed.
-    fn grow_to(&mut self, capacity: usize) -> Result<(), Error> {
+    /// The slow half of `try_reserve`: grows to at least twice the capacity.
+    #[cold]
+    #[inline(never)]
+    fn grow_for(&mut self, additional: usize) -> Result<(), Error> {
+        let needed = self
+            .len
+            .checked_add(additional)
+            .ok_or_else(|| Error::TooLarge {
+                len: usize::MAX,
+                elem_size: std::mem::size_of::<T>(),
+            })?;
+        let min = MIN_BYTES / std::mem::size_of::<T>().max(1);
+        let capacity = needed.max(self.cap.saturating_mul(2)).max(min.max(1));
+        // Whatever the memory holds room for anyway (a page-isolated box has
+        // whole pages) becomes capacity too.
+        self.move_to(
+            Request {
+                len: capacity,
+                ..self.req
+            }
+            .room(),
+        )
+    }
+
+    /// Moves the elements into new memory of exactly `capacity` elements (at
+    /// least the length); the old memory is wiped and freed.
+    fn move_to(&mut self, capacity: usize) -> Result<(), Error> {
         debug_assert!(capacity >= self.len);
         let mut fresh = LockedBox::<[T]>::zeroed_slice_with(Request {
             len: capacity,
@@ -142,6 +166,7 @@ impl<T: Plain> LockedVec<T> {
             old.free_without_drop();
         }
         self.buf = Some(fresh);
+        self.cap = capacity;
         Ok(())
     }
 
@@ -149,9 +174,12 @@ impl<T: Plain> LockedVec<T> {
     ///
     /// # Errors
     /// As [`try_reserve`](LockedVec::try_reserve); `value` is dropped then.
+    #[inline]
     pub fn try_push(&mut self, value: T) -> Result<(), Error> {
         self.try_reserve(1)?;
-        let slot = &mut self.spare()[0];
+        let len = self.len;
+        let buf = self.buf.as_mut().expect("reserved");
+        let slot: *mut T = &raw mut buf[len];
         // SAFETY: a spare element, in bounds (reserved above), holding zeros
         // that are no value to drop (`Plain`); it is overwritten in place.
         unsafe { ptr::write(slot, value) };
@@ -186,7 +214,7 @@ impl<T: Plain> LockedVec<T> {
     /// Counts `n` more elements of the spare capacity as part of the vector
     /// (they were written through [`spare`](LockedVec::spare)).
     pub(crate) fn set_len_within(&mut self, n: usize) {
-        assert!(n <= self.capacity() - self.len, "within the spare capacity");
+        assert!(n <= self.cap - self.len, "within the spare capacity");
         self.len += n;
     }
 
@@ -237,15 +265,30 @@ impl<T: Plain> LockedVec<T> {
     /// What making the new box or sealing can return; the elements are
     /// dropped and wiped then.
     pub fn seal(mut self) -> Result<SealedBox<[T]>, Error> {
-        if self.capacity() != self.len {
-            self.grow_to(self.len)?;
+        if self.cap != self.len {
+            self.move_to(self.len)?;
         }
         let exact = match self.buf.take() {
             Some(b) => b,
             None => LockedBox::<[T]>::zeroed_slice_with(Request { len: 0, ..self.req })?,
         };
         self.len = 0;
+        self.cap = 0;
         exact.seal()
+    }
+}
+
+/// Bytes of the scratch read that asks whether input remains.
+const PROBE: usize = 64;
+
+/// One read(2) into `buf`, retried on `EINTR`.
+fn read_some(reader: &mut impl io::Read, buf: &mut [u8]) -> Result<usize, Error> {
+    loop {
+        match reader.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(Error::Io { source }),
+        }
     }
 }
 
@@ -366,20 +409,38 @@ impl LockedVec<u8> {
     /// What was read is wiped in every case.
     pub fn read_from(mut reader: impl io::Read, max_len: usize) -> Result<Self, Error> {
         let mut v = LockedVec::new();
+        // When the vector is full, whether input remains is asked with a
+        // small read into this locked scratch box, so that the end of the
+        // input costs no growth.
+        let mut probe: Option<LockedBox<[u8; PROBE]>> = None;
         loop {
             if v.len > max_len {
                 return Err(Error::InputTooLong { max_len });
             }
-            if v.len == v.capacity() {
-                let room = (max_len + 1 - v.len).min(v.capacity().max(MIN_BYTES));
-                v.try_reserve(room)?;
+            if v.len == v.cap && v.cap > 0 {
+                let p = match probe.as_mut() {
+                    Some(p) => p,
+                    None => probe.insert(LockedBox::zeroed_with(Request {
+                        isolation: crate::policy::Isolation::Packed,
+                        ..v.req.with_len_of::<[u8; PROBE]>(1)
+                    })?),
+                };
+                let want = PROBE.min(max_len + 1 - v.len);
+                let n = match read_some(&mut reader, &mut p[..want])? {
+                    0 => return Ok(v),
+                    n => n,
+                };
+                v.try_extend_from_slice(&p[..n])?;
+                p[..n].fill(0);
+                continue;
             }
-            let want = (max_len + 1 - v.len).min(v.capacity() - v.len);
-            match reader.read(&mut v.spare()[..want]) {
-                Ok(0) => return Ok(v),
-                Ok(n) => v.set_len_within(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(Error::Io { source }),
+            if v.len == v.cap {
+                v.try_reserve(MIN_BYTES.min(max_len + 1))?;
+            }
+            let want = (max_len + 1 - v.len).min(v.cap - v.len);
+            match read_some(&mut reader, &mut v.spare()[..want])? {
+                0 => return Ok(v),
+                n => v.set_len_within(n),
             }
         }
     }

@@ -156,7 +156,11 @@ fn growth_by_pushes_leaves_one_copy() {
         let vma = procfs::vma_at(start).expect("mapped");
         assert!(vma.has("lo") && vma.has("dd"), "{:?}", vma.flags);
         v.truncate(5_000);
-        assert_eq!(memscan::count(&needle(seed, 10_000)), 0, "truncate wipes at once");
+        assert_eq!(
+            memscan::count(&needle(seed, 10_000)),
+            0,
+            "truncate wipes at once"
+        );
         assert_eq!(memscan::count(&needle(seed, 0)), 1, "the kept part stays");
         drop(v);
         assert_eq!(memscan::count(&needle(seed, 0)), 0, "wiped on drop");
