@@ -127,13 +127,10 @@ impl<T: Plain> LockedVec<T> {
     #[cold]
     #[inline(never)]
     fn grow_for(&mut self, additional: usize) -> Result<(), Error> {
-        let needed = self
-            .len
-            .checked_add(additional)
-            .ok_or_else(|| Error::TooLarge {
-                len: usize::MAX,
-                elem_size: std::mem::size_of::<T>(),
-            })?;
+        let needed = self.len.checked_add(additional).ok_or(Error::TooLarge {
+            len: usize::MAX,
+            elem_size: std::mem::size_of::<T>(),
+        })?;
         let min = MIN_BYTES / std::mem::size_of::<T>().max(1);
         let capacity = needed.max(self.cap.saturating_mul(2)).max(min.max(1));
         // Whatever the memory holds room for anyway (a page-isolated box has
@@ -174,6 +171,11 @@ impl<T: Plain> LockedVec<T> {
     ///
     /// # Errors
     /// As [`try_reserve`](LockedVec::try_reserve); `value` is dropped then.
+    ///
+    /// # Panics
+    /// In a fork(2) child, for a vector whose memory its parent made with
+    /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude), as dereferencing
+    /// it does.
     #[inline]
     pub fn try_push(&mut self, value: T) -> Result<(), Error> {
         self.try_reserve(1)?;
