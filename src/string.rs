@@ -132,10 +132,17 @@ impl LockedString {
                 ended = true;
                 break;
             }
+            let byte = v.spare()[0];
             v.set_len_within(1);
-            if v.len() > max_len {
+            // A `\r` one past the limit may still be the first half of the
+            // terminator: the next byte tells.
+            let maybe_crlf = byte == b'\r' && v.len() == max_len.saturating_add(1);
+            if v.len() > max_len && !maybe_crlf {
                 return Err(Error::InputTooLong { max_len });
             }
+        }
+        if !ended && v.len() > max_len {
+            return Err(Error::InputTooLong { max_len }); // a `\r` at the end
         }
         if !ended && v.is_empty() {
             return Err(Error::Io {

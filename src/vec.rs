@@ -415,6 +415,9 @@ impl LockedVec<u8> {
         // small read into this locked scratch box, so that the end of the
         // input costs no growth.
         let mut probe: Option<LockedBox<[u8; PROBE]>> = None;
+        // Bytes worth reading: one past the limit tells that input remains
+        // (and `usize::MAX` means no limit at all).
+        let limit = max_len.saturating_add(1);
         loop {
             if v.len > max_len {
                 return Err(Error::InputTooLong { max_len });
@@ -427,7 +430,7 @@ impl LockedVec<u8> {
                         ..v.req.with_len_of::<[u8; PROBE]>(1)
                     })?),
                 };
-                let want = PROBE.min(max_len + 1 - v.len);
+                let want = PROBE.min(limit - v.len);
                 let n = match read_some(&mut reader, &mut p[..want])? {
                     0 => return Ok(v),
                     n => n,
@@ -437,9 +440,9 @@ impl LockedVec<u8> {
                 continue;
             }
             if v.len == v.cap {
-                v.try_reserve(MIN_BYTES.min(max_len + 1))?;
+                v.try_reserve(MIN_BYTES.min(limit))?;
             }
-            let want = (max_len + 1 - v.len).min(v.cap - v.len);
+            let want = (limit - v.len).min(v.cap - v.len);
             match read_some(&mut reader, &mut v.spare()[..want])? {
                 0 => return Ok(v),
                 n => v.set_len_within(n),

@@ -377,3 +377,22 @@ fn try_new_with_takes_the_callers_error_type_and_wipes_on_error() {
     );
     expect_ok(&out);
 }
+
+/// Found by the `vec` fuzz target: a `\r\n` line of exactly `max_len`
+/// bytes was refused, and `read_from` with no limit (`usize::MAX`)
+/// overflowed.
+#[test]
+fn limits_at_their_edges() {
+    assert_eq!(&*LockedString::read_line(&b"ab\r\n"[..], 2).unwrap(), "ab");
+    assert_eq!(&*LockedString::read_line(&b"ab\n"[..], 2).unwrap(), "ab");
+    assert!(matches!(
+        LockedString::read_line(&b"ab\rc\n"[..], 2),
+        Err(Error::InputTooLong { max_len: 2 })
+    ));
+    assert!(matches!(
+        LockedString::read_line(&b"ab\r"[..], 2),
+        Err(Error::InputTooLong { max_len: 2 })
+    ));
+    let v = LockedVec::read_from(&b"secret"[..], usize::MAX).unwrap();
+    assert_eq!(&v[..], b"secret");
+}

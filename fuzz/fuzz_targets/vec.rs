@@ -305,12 +305,6 @@ impl State {
             Op::ReadFrom { v, input, max_len } => {
                 let i = ix(*v);
                 let max_len = max_len.get(input.len());
-                if max_len == usize::MAX {
-                    // Known crate bug: `read_from` computes `max_len + 1`,
-                    // which overflows (a panic with overflow checks, an
-                    // empty `Ok` without). Skipped until fixed.
-                    return;
-                }
                 let got = LockedVec::read_from(&input[..], max_len);
                 if input.len() > max_len {
                     match got {
@@ -422,13 +416,8 @@ impl State {
                     }
                     Err(Error::InputTooLong { max_len: m }) => {
                         assert_eq!(m, max_len, "InputTooLong reports another limit");
-                        // Known crate bug: the `\r` of a `\r\n` counts
-                        // against `max_len`, so a line of exactly `max_len`
-                        // bytes ending in `\r\n` is refused. Tolerated until
-                        // fixed.
-                        let crlf_at_limit = line.len() == max_len && raw.len() == max_len + 1;
                         assert!(
-                            line.len() > max_len || crlf_at_limit,
+                            line.len() > max_len,
                             "read_line: InputTooLong for a {}-byte line (of {} raw bytes), \
                              max_len {max_len}",
                             line.len(),
