@@ -82,6 +82,8 @@ static OLD_ACTIONS: HandlerData<[SignalAction; 4]> =
 /// raises the signal again, which then takes its course once this returns.
 /// Async-signal-safe: one ioctl, sigaction, raise, atomics.
 extern "C" fn on_signal(sig: libc::c_int) {
+    // The code this interrupted may be about to read errno.
+    let errno = sys::errno();
     SIGNALLED.store(sig, Ordering::Relaxed);
     let fd = TTY_FD.load(Ordering::Relaxed);
     if fd >= 0 {
@@ -101,6 +103,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
         let _ = unsafe { sys::set_signal_action(sig, None, Some(old)) };
     }
     sys::raise_signal(sig);
+    sys::set_errno(errno);
 }
 
 /// Puts the terminal and the signal dispositions back; on every path out
@@ -127,22 +130,32 @@ impl Drop for Restore<'_> {
     }
 }
 
-/// The terminal, read one byte at a time; a read interrupted by one of the
-/// prompt's signals (whose disposition let the process live on) ends it.
+/// The terminal, read one byte at a time. One of the prompt's signals ends
+/// the prompt even when its disposition lets the process live on and the
+/// handler ran on another thread (whose `raise` interrupts no read here):
+/// the reader waits for input in slices of [`POLL_MS`] and checks for the
+/// signal between them, so it never reads a byte once echo is back on.
 struct TtyReader<'a>(&'a File);
+
+/// How long a wait for input lasts before the reader looks for a signal.
+const POLL_MS: i32 = 50;
 
 impl Read for TtyReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match (&mut &*self.0).read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                if SIGNALLED.load(Ordering::Relaxed) != 0 {
-                    Err(io::Error::other("the prompt was interrupted by a signal"))
-                } else {
-                    Err(e)
-                }
+        loop {
+            if SIGNALLED.load(Ordering::Relaxed) != 0 {
+                return Err(io::Error::other("the prompt was interrupted by a signal"));
             }
-            r => r,
+            if sys::readable_within(self.0.as_fd(), POLL_MS)? {
+                break;
+            }
         }
+        if SIGNALLED.load(Ordering::Relaxed) != 0 {
+            return Err(io::Error::other("the prompt was interrupted by a signal"));
+        }
+        // `EINTR` goes back to `read_line`, which tries again: past the
+        // signal check above.
+        (&mut &*self.0).read(buf)
     }
 }
 
@@ -160,9 +173,13 @@ impl Read for TtyReader<'_> {
 /// while the prompt waits (restored, then the signal takes the course its
 /// previous disposition gives it: by default the process ends). The prompt
 /// installs handlers for those four signals while it waits and puts the
-/// previous ones back afterwards; one prompt runs at a time. Ctrl-Z
-/// (SIGTSTP) is left to the shell, which restores its own terminal settings
-/// when a job stops.
+/// previous ones back afterwards; one prompt runs at a time. If the previous
+/// disposition lets the process live on (ignored, or a handler of its own),
+/// the prompt ends with [`Error::Io`] as soon as the signal arrives, from
+/// whichever thread handled it, and reads nothing more. Ctrl-Z (SIGTSTP) is
+/// left to the shell, which restores its own terminal settings when a job
+/// stops; under a parent without job control the terminal stays without
+/// echo while the process is stopped, and echo stays off when it continues.
 ///
 /// # Errors
 /// [`Error::NoTerminal`] without a controlling terminal;

@@ -536,3 +536,46 @@ pub(crate) fn raise_signal(sig: libc::c_int) {
     // SAFETY: raise takes a signal number and touches no memory of ours.
     unsafe { libc::raise(sig) };
 }
+
+/// `poll(fd, POLLIN, timeout_ms)`: whether `fd` has input (or hit end of
+/// file or an error) within `timeout_ms` milliseconds; `EINTR` comes back
+/// as `Ok(false)`.
+///
+/// # References
+/// - [poll(2)](https://man7.org/linux/man-pages/man2/poll.2.html)
+#[doc(alias = "poll")]
+pub(crate) fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, borrowed for the call.
+    match unsafe { libc::poll(&raw mut p, 1, timeout_ms) } {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// The calling thread's `errno`, for a signal handler to save and restore
+/// around the calls it makes. Async-signal-safe.
+pub(crate) fn errno() -> libc::c_int {
+    // SAFETY: __errno_location returns the calling thread's errno slot,
+    // valid for the thread's life.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets the calling thread's `errno` (see [`errno`]).
+pub(crate) fn set_errno(value: libc::c_int) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = value };
+}

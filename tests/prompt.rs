@@ -128,6 +128,18 @@ fn prompt_on_a_pseudo_terminal() {
             std::process::exit(0);
         }
         take_the_pty(&std::env::var(PTY).unwrap());
+        if case == "ignored" {
+            // The program ignores SIGINT and prompts from a worker thread:
+            // the handler runs on the main thread, the prompt must still end.
+            // SAFETY: setting a standard disposition before any prompt runs.
+            unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+            let worker = std::thread::spawn(|| match prompt_password("Password: ") {
+                Ok(p) => println!("result: read {} bytes after the signal", p.len()),
+                Err(e) => println!("result: error {e}"),
+            });
+            worker.join().unwrap();
+            std::process::exit(0);
+        }
         match prompt_password("Password: ") {
             Ok(p) => {
                 let copies = memscan::count(&memscan::Masked::from_fn(32, pass_char));
@@ -184,6 +196,29 @@ fn prompt_on_a_pseudo_terminal() {
     let out = c.wait_with_output().unwrap();
     assert_eq!(out.status.signal(), Some(libc::SIGINT), "{out:?}");
     assert!(echo_on(&master), "echo on again after SIGINT");
+
+    // SIGINT ignored by the program, the prompt on a worker thread: the
+    // prompt ends at the signal, with echo back on, and reads nothing typed
+    // after it (which the terminal now echoes).
+    let (mut master, pty) = open_pty();
+    let c = child("ignored", &pty);
+    read_until(&mut master, "Password: ");
+    wait_echo_off(&master);
+    let pid = libc::pid_t::try_from(c.id()).unwrap();
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !echo_on(&master) {
+        assert!(Instant::now() < deadline, "echo never came back on");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    master.write_all(b"typed after the signal\n").unwrap();
+    let out = c.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("result: error") && stdout.contains("interrupted by a signal"),
+        "the prompt ended at the signal: {stdout}\n{out:?}"
+    );
 
     // No controlling terminal: a clear error.
     let out = child("notty", "").wait_with_output().unwrap();
