@@ -569,13 +569,17 @@ pub(crate) fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result
 /// The calling thread's `errno`, for a signal handler to save and restore
 /// around the calls it makes. Async-signal-safe.
 pub(crate) fn errno() -> libc::c_int {
-    // SAFETY: __errno_location returns the calling thread's errno slot,
-    // valid for the thread's life.
-    unsafe { *libc::__errno_location() }
+    // SAFETY: __errno_location takes nothing and returns the calling
+    // thread's errno slot.
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: the slot is valid and aligned for the thread's life.
+    unsafe { *slot }
 }
 
 /// Sets the calling thread's `errno` (see [`errno`]).
 pub(crate) fn set_errno(value: libc::c_int) {
     // SAFETY: as in `errno`.
-    unsafe { *libc::__errno_location() = value };
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: as in `errno`; only this thread uses its errno.
+    unsafe { *slot = value };
 }
