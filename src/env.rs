@@ -39,7 +39,9 @@ impl LockedString {
     /// the environment while this runs, except through `std::env`'s own
     /// functions (which take its lock) — and this function reads the C
     /// `environ` array directly, so not even those may run concurrently.
-    /// Call it early in `main`, before other threads start.
+    /// Call it early in `main`, before other threads start. Every entry of
+    /// the variable must be writable memory: a string some C code added
+    /// with putenv(3) from read-only memory (a literal) would fault.
     ///
     /// # Errors
     /// [`Error::EnvVarNotSet`]; [`Error::InvalidUtf8`] (the variable is
@@ -54,23 +56,30 @@ impl LockedString {
         }
         // SAFETY: the caller's contract: nobody changes the environment
         // while we read it.
-        let Some(value) = (unsafe { find(name.as_bytes()) }) else {
+        let values = unsafe { find_all(name.as_bytes()) };
+        // The first entry is what getenv(3) and `std::env` would give.
+        let Some(value) = values.first() else {
             return Err(not_set());
         };
         // Copy into locked memory before anything is wiped: if this fails,
         // the variable is left as it was.
         let mut bytes = crate::vec::LockedVec::<u8>::with_capacity(value.to_bytes().len())?;
         bytes.try_extend_from_slice(value.to_bytes())?;
-        let len = value.to_bytes().len();
-        let at = value.as_ptr().cast_mut().cast::<u8>();
-        for i in 0..len {
-            // SAFETY: `i < len`: inside the value's bytes.
-            let byte = unsafe { at.add(i) };
-            // SAFETY: the value's bytes in the environment block, which
-            // libc owns and keeps writable (the initial block is on the
-            // stack, `setenv` strings on the heap); nobody reads them
-            // meanwhile (the caller's contract).
-            unsafe { byte.write_volatile(0) };
+        // Every entry of the name is wiped: `remove_var` drops them all
+        // from the array, but their bytes would stay in the block.
+        for value in values {
+            let len = value.to_bytes().len();
+            let at = value.as_ptr().cast_mut().cast::<u8>();
+            for i in 0..len {
+                // SAFETY: `i < len`: inside the value's bytes.
+                let byte = unsafe { at.add(i) };
+                // SAFETY: the value's bytes in the environment block, which
+                // libc keeps writable (the initial block is on the stack,
+                // `setenv` strings on the heap; see `# Safety` for
+                // `putenv`); nobody reads them meanwhile (the caller's
+                // contract).
+                unsafe { byte.write_volatile(0) };
+            }
         }
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         // SAFETY: the caller's contract is `remove_var`'s.
@@ -79,25 +88,27 @@ impl LockedString {
     }
 }
 
-/// The value of `name` in the C environment, as a borrowed C string.
+/// The values of every `name=` entry of the C environment (usually one;
+/// `execve` accepts duplicates), as borrowed C strings, in order.
 ///
 /// # Safety
-/// Nobody changes the environment while the result is used.
-unsafe fn find(name: &[u8]) -> Option<&'static CStr> {
+/// Nobody changes the environment while the results are used.
+unsafe fn find_all(name: &[u8]) -> Vec<&'static CStr> {
     unsafe extern "C" {
         static environ: *const *const libc::c_char;
     }
+    let mut found = Vec::new();
     // SAFETY: `environ` is libc's array of `NAME=value` C strings, ended by
     // a null pointer (or itself null); the caller's contract keeps it still.
     let mut entry = unsafe { environ };
     if entry.is_null() {
-        return None;
+        return found;
     }
     loop {
         // SAFETY: inside the array, which ends with a null pointer.
         let p = unsafe { *entry };
         if p.is_null() {
-            return None;
+            return found;
         }
         // SAFETY: each entry is a valid C string that lives as long as the
         // environment is not changed (the caller's contract).
@@ -107,7 +118,7 @@ unsafe fn find(name: &[u8]) -> Option<&'static CStr> {
             // SAFETY: just after `=`, inside the same C string.
             let value = unsafe { p.add(name.len() + 1) };
             // SAFETY: the value runs to the entry's terminating NUL.
-            return Some(unsafe { CStr::from_ptr(value) });
+            found.push(unsafe { CStr::from_ptr(value) });
         }
         // SAFETY: not at the end yet, so the next slot is inside the array.
         entry = unsafe { entry.add(1) };

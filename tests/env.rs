@@ -63,3 +63,73 @@ fn a_secret_moves_out_of_the_environment() {
         .unwrap();
     child::assert_success(&out);
 }
+
+/// Found by a second reader: with the variable in the environment twice
+/// (execve accepts that), the second value stayed in the environment block.
+#[test]
+fn every_entry_of_a_duplicated_variable_is_wiped() {
+    if std::env::var_os("LOCKEDBOX_ENV_DUP_CHILD").is_some() {
+        // SAFETY: one test, one thread, nothing else touches the environment.
+        let token = unsafe { LockedString::from_env(NAME) }.expect("set");
+        assert_eq!(&*token, "first-value-0123456789");
+        let environ = std::fs::read("/proc/self/environ").unwrap();
+        for value in [&b"first-value-0123456789"[..], b"second-value-9876543210"] {
+            assert!(
+                !environ.windows(value.len()).any(|w| w == value),
+                "{} still in /proc/self/environ",
+                String::from_utf8_lossy(value)
+            );
+        }
+        std::process::exit(0);
+    }
+    // posix_spawn with an environment that holds the name twice.
+    let exe = std::ffi::CString::new(
+        std::env::current_exe()
+            .unwrap()
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    let args: Vec<std::ffi::CString> = [
+        exe.as_bytes(),
+        b"every_entry_of_a_duplicated_variable_is_wiped",
+        b"--exact",
+        b"--test-threads=1",
+    ]
+    .iter()
+    .map(|a| std::ffi::CString::new(*a).unwrap())
+    .collect();
+    let envs: Vec<std::ffi::CString> = [
+        "LOCKEDBOX_ENV_DUP_CHILD=1".to_owned(),
+        format!("{NAME}=first-value-0123456789"),
+        format!("{NAME}=second-value-9876543210"),
+    ]
+    .into_iter()
+    .map(|e| std::ffi::CString::new(e).unwrap())
+    .collect();
+    let mut argv: Vec<*mut libc::c_char> = args.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv.push(std::ptr::null_mut());
+    let mut envp: Vec<*mut libc::c_char> = envs.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: NUL-terminated argument and environment arrays of valid C
+    // strings, alive for the call.
+    let r = unsafe {
+        libc::posix_spawn(
+            &raw mut pid,
+            exe.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "posix_spawn");
+    let mut status = 0;
+    // SAFETY: waiting for the child just spawned.
+    assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child failed: status {status:#x}"
+    );
+}
