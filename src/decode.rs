@@ -1,7 +1,8 @@
 //! Secrets decoded from hex or base64 straight into locked memory, with
-//! RustCrypto's constant-time decoders (`base16ct`, `base64ct`): no plain
-//! copy of the decoded bytes, and no branch or table lookup that depends on
-//! them.
+//! RustCrypto's constant-time decoders (`base16ct`, `base64ct`): no branch
+//! or table lookup that depends on the bytes, and no plain copy of them,
+//! but for base64ct's last partial block (one or two bytes), which it
+//! decodes through a stack array it does not wipe.
 #![forbid(unsafe_code)]
 
 use base64ct::Encoding;

@@ -40,7 +40,10 @@ static BLOCKS: Mutex<Option<HashMap<usize, Store>>> = Mutex::new(None);
 /// block and frees the old one. Blocks are found again by address in a
 /// process-wide table behind a mutex, so an allocation costs a lookup more
 /// than a box; it suits large, long-lived blocks better than many tiny ones.
-/// Alignments above the page size are refused. A lock refused for
+/// Alignments above the page size are refused. The table's mutex is a
+/// `std` one: in a fork(2) child of a multi-threaded process, allocating or
+/// freeing through `LockedAlloc` can wait forever if another thread held it
+/// at the fork (as with `malloc` in such a child). A lock refused for
 /// `RLIMIT_MEMLOCK` is an allocation failure (`AllocError`) unless the
 /// allocator was made with [`LockPolicy::BestEffort`].
 #[derive(Debug, Clone, Copy)]

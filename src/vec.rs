@@ -231,18 +231,26 @@ impl<T: Plain> LockedVec<T> {
         };
         let removed = self.len - len;
         // Shrink first, so that a panicking `Drop` of `T` leaves the vector
-        // consistent (the rest of the removed elements then leak, wiped with
-        // the memory when the vector goes).
+        // consistent (the rest of the removed elements then leak, and their
+        // bytes are wiped all the same).
         self.len = len;
         let tail: *mut [T] = &raw mut buf[len..len + removed];
         let bytes = removed * std::mem::size_of::<T>();
+        // The removed bytes are wiped even if dropping an element panics.
+        struct WipeOnExit(*mut u8, usize);
+        impl Drop for WipeOnExit {
+            fn drop(&mut self) {
+                // SAFETY: the removed elements' bytes, in the box's writable
+                // memory; they are not used again (dropped, or leaked by a
+                // panicking `Drop`), and zeros are a valid `T` (`Plain`), as
+                // the spare capacity must hold.
+                unsafe { wipe_bytes(self.0, self.1) };
+            }
+        }
+        let _wipe = WipeOnExit(tail.cast::<u8>(), bytes);
         // SAFETY: the removed elements are initialised and no longer part of
         // the vector; each is dropped once, in place.
         unsafe { ptr::drop_in_place(tail) };
-        // SAFETY: `tail`'s bytes lie in the box's memory, writable; the
-        // dropped elements are not used again, and zeros are a valid `T`
-        // (`Plain`), as the spare capacity must hold.
-        unsafe { wipe_bytes(tail.cast::<u8>(), bytes) };
     }
 
     /// Removes every element, dropping them and wiping their bytes at once;

@@ -48,6 +48,30 @@ fn bad_input_is_an_error_that_does_not_echo_it() {
         let msg = e.to_string();
         assert!(!msg.contains("toolongsecret"), "{what}: {msg}");
     }
+    // Found by a second reader: numbers, booleans and out-of-range bytes
+    // were quoted in the messages.
+    for json in [
+        "918273645",
+        "-1234.5678",
+        "true",
+        "[1,2,918273645]",
+        "[1,2,-987654]",
+        "[1,2,3.25]",
+    ] {
+        for msg in [
+            serde_json::from_str::<LockedBox<[u8; 4]>>(json).map(drop),
+            serde_json::from_str::<LockedVec<u8>>(json).map(drop),
+            serde_json::from_str::<LockedString>(json).map(drop),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .map(|e| e.to_string())
+        {
+            for secret in ["918273645", "1234", "true", "987654", "3.25"] {
+                assert!(!msg.contains(secret), "{json}: {msg}");
+            }
+        }
+    }
     let e = serde_json::from_str::<LockedString>("[104,105]").unwrap_err();
     assert!(e.to_string().contains("string"), "{e}");
 }

@@ -396,3 +396,37 @@ fn limits_at_their_edges() {
     let v = LockedVec::read_from(&b"secret"[..], usize::MAX).unwrap();
     assert_eq!(&v[..], b"secret");
 }
+
+/// Found by a second reader: a panicking `Drop` of an element skipped the
+/// wipe of the elements `truncate` removed.
+#[test]
+fn truncate_wipes_even_when_drop_panics() {
+    #[repr(C)]
+    struct Noisy([u8; 16]);
+    // SAFETY: bytes only; zeros are a valid value.
+    unsafe impl lockedbox::Plain for Noisy {}
+    impl Drop for Noisy {
+        fn drop(&mut self) {
+            if self.0[0] == 0xee {
+                panic!("drop panics");
+            }
+        }
+    }
+    let mut v = LockedVec::<Noisy>::new();
+    v.try_push(Noisy([0x11; 16])).unwrap();
+    v.try_push(Noisy([0xee; 16])).unwrap();
+    let at = v.as_ptr().expose_provenance();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.truncate(0)));
+    assert!(r.is_err(), "the element's drop panicked");
+    assert_eq!(v.len(), 0);
+    // The removed elements' bytes, still in the vector's memory.
+    let bytes: Vec<u8> = (0..32)
+        .map(|i| {
+            let p = std::ptr::with_exposed_provenance::<u8>(at + i);
+            // SAFETY: the vector's spare capacity: mapped, read-write, and
+            // nothing writes it meanwhile.
+            unsafe { p.read_volatile() }
+        })
+        .collect();
+    assert_eq!(bytes, [0; 32], "wiped");
+}
