@@ -167,8 +167,9 @@ fn unseal_catches_a_smashed_canary() {
         {
             let m = sealed.borrow_mut();
             let p = std::ptr::with_exposed_provenance_mut::<u8>(start_of(&*m) - 1);
-            // SAFETY: deliberately not: a one-byte underflow onto the canary.
-            unsafe { p.write_volatile(0x41) };
+            // SAFETY: deliberately not: a one-byte underflow onto the canary,
+            // flipping its (random) last byte.
+            unsafe { p.write_volatile(!p.read_volatile()) };
         }
         let _ = sealed.unseal();
         println!("unseal returned");
