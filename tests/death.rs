@@ -84,8 +84,10 @@ fn a_smashed_canary_aborts_on_drop_with_one_line() {
         let canary_end = start_of(&*b) - 1;
         let p = std::ptr::with_exposed_provenance_mut::<u8>(canary_end);
         // SAFETY: the canary's last byte, inside the box's read-write data
-        // page, in a child whose death is the test's result.
-        unsafe { p.write_volatile(!p.read_volatile()) };
+        // page.
+        let old = unsafe { p.read_volatile() };
+        // SAFETY: as above, in a child whose death is the test's result.
+        unsafe { p.write_volatile(!old) };
         eprintln!("about to drop");
         drop(b);
         println!("drop returned");

@@ -167,9 +167,12 @@ fn unseal_catches_a_smashed_canary() {
         {
             let m = sealed.borrow_mut();
             let p = std::ptr::with_exposed_provenance_mut::<u8>(start_of(&*m) - 1);
+            // SAFETY: the canary's last byte, readable while the `RefMut`
+            // lives.
+            let old = unsafe { p.read_volatile() };
             // SAFETY: deliberately not: a one-byte underflow onto the canary,
             // flipping its (random) last byte.
-            unsafe { p.write_volatile(!p.read_volatile()) };
+            unsafe { p.write_volatile(!old) };
         }
         let _ = sealed.unseal();
         println!("unseal returned");
