@@ -62,8 +62,12 @@ fn a_smashed_canary_on_a_recycled_slot_aborts() {
             "it took the cached slot"
         );
         let p = std::ptr::with_exposed_provenance_mut::<u8>(start_of(&*b) - 1);
-        // SAFETY: deliberately not: a one-byte underflow onto the canary.
-        unsafe { p.write_volatile(0x41) };
+        // SAFETY: the canary's last byte, inside the read-write data page.
+        let old = unsafe { p.read_volatile() };
+        // SAFETY: deliberately not: a one-byte underflow onto the canary,
+        // flipping its random last byte (a fixed value would match it one
+        // time in 256).
+        unsafe { p.write_volatile(!old) };
         drop(b);
     });
     child::assert_signal(&out, libc::SIGABRT);
