@@ -65,6 +65,23 @@ pub(crate) unsafe fn wipe(addr: NonNull<u8>, len: usize) {
     words.zeroize();
 }
 
+/// Writes `len` zero bytes at `at` with volatile writes the optimiser cannot
+/// remove, one byte at a time: for ranges [`wipe`] cannot take (unaligned,
+/// or holding padding bytes, which a `&mut [u8]` could not cover).
+///
+/// # Safety
+/// `at..at + len` is writable memory that nothing reads until the writes
+/// are done.
+pub(crate) unsafe fn wipe_bytes(at: *mut u8, len: usize) {
+    for i in 0..len {
+        // SAFETY: `i < len`: inside the caller's range.
+        let byte = unsafe { at.add(i) };
+        // SAFETY: forwarded: a writable byte nothing reads meanwhile.
+        unsafe { byte.write_volatile(0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +103,13 @@ mod tests {
         // SAFETY: words 2..6 of a local array, aligned, no reference alive.
         unsafe { wipe(at, 32) };
         assert_eq!(buf, [!0, !0, 0, 0, 0, 0, !0, !0]);
+    }
+
+    #[test]
+    fn wipe_bytes_clears_exactly_the_range() {
+        let mut buf = [0xffu8; 8];
+        // SAFETY: bytes 3..6 of a local array, no reference alive.
+        unsafe { wipe_bytes(buf.as_mut_ptr().wrapping_add(3), 3) };
+        assert_eq!(buf, [0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0xff]);
     }
 }

@@ -9,6 +9,7 @@
 
 use std::ffi::CStr;
 
+use crate::canary::wipe_bytes;
 use crate::error::Error;
 use crate::string::LockedString;
 
@@ -68,20 +69,13 @@ impl LockedString {
         // Every entry of the name is wiped: `remove_var` drops them all
         // from the array, but their bytes would stay in the block.
         for value in values {
-            let len = value.to_bytes().len();
             let at = value.as_ptr().cast_mut().cast::<u8>();
-            for i in 0..len {
-                // SAFETY: `i < len`: inside the value's bytes.
-                let byte = unsafe { at.add(i) };
-                // SAFETY: the value's bytes in the environment block, which
-                // libc keeps writable (the initial block is on the stack,
-                // `setenv` strings on the heap; see `# Safety` for
-                // `putenv`); nobody reads them meanwhile (the caller's
-                // contract).
-                unsafe { byte.write_volatile(0) };
-            }
+            // SAFETY: the value's bytes in the environment block, which libc
+            // keeps writable (the initial block is on the stack, `setenv`
+            // strings on the heap; see `# Safety` for `putenv`); nobody reads
+            // them meanwhile (the caller's contract).
+            unsafe { wipe_bytes(at, value.to_bytes().len()) };
         }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         // SAFETY: the caller's contract is `remove_var`'s.
         unsafe { std::env::remove_var(name) };
         LockedString::from_utf8(bytes)

@@ -138,10 +138,6 @@ unsafe impl Allocator for LockedAlloc {
             eprintln!("lockedbox: LockedAlloc asked to free a block it did not allocate; aborting");
             std::process::abort();
         };
-        if store.present() {
-            store.open();
-            store.verify(); // aborts if a canary changed
-        }
-        drop(store); // wipes the block, then caches or closes it
+        store.free(); // canary checked, then wiped and cached or closed
     }
 }

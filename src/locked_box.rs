@@ -299,12 +299,7 @@ impl<T: ?Sized + Plain> LockedBox<T> {
     /// moved the value out, or dropped it, itself): the canaries are checked
     /// and the memory wiped and given back, as dropping the box would.
     pub(crate) fn free_without_drop(self) {
-        let (_, store) = self.into_parts();
-        if store.present() {
-            store.open();
-            store.verify();
-        }
-        drop(store);
+        self.into_parts().1.free();
     }
 
     /// Reassembles a box from `into_parts`' parts (the pointer retargeted if

@@ -210,6 +210,17 @@ impl Store {
         }
     }
 
+    /// Frees the memory without dropping a value in it (the owner dropped
+    /// or moved it): the canaries are checked (aborting if one changed),
+    /// then dropping the store wipes the memory and gives it back.
+    pub(crate) fn free(self) {
+        if self.present() {
+            self.open();
+            self.verify();
+        }
+        drop(self);
+    }
+
     /// The store as data pages of its own: a packed value is first copied
     /// into a new page-isolated store (then its old slot is checked, wiped
     /// and freed). Returns the region and where the value now starts.

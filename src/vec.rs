@@ -16,6 +16,7 @@ use std::io;
 use std::ops::{Deref, DerefMut};
 use std::ptr;
 
+use crate::canary::wipe_bytes;
 use crate::error::Error;
 use crate::locked_box::LockedBox;
 use crate::plain::Plain;
@@ -300,22 +301,6 @@ fn read_some(reader: &mut impl io::Read, buf: &mut [u8]) -> Result<usize, Error>
             Err(source) => return Err(Error::Io { source }),
         }
     }
-}
-
-/// Writes `len` zero bytes at `at` with volatile writes the optimiser cannot
-/// remove (padding bytes included, which a `&mut [u8]` could not cover).
-///
-/// # Safety
-/// `at..at + len` is writable memory that nothing reads until the writes
-/// are done.
-unsafe fn wipe_bytes(at: *mut u8, len: usize) {
-    for i in 0..len {
-        // SAFETY: `i < len`: inside the caller's range.
-        let byte = unsafe { at.add(i) };
-        // SAFETY: forwarded: a writable byte nothing reads meanwhile.
-        unsafe { byte.write_volatile(0) };
-    }
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 impl<T: Plain> Default for LockedVec<T> {
