@@ -43,18 +43,12 @@ impl Request {
     /// `len`, or more where the memory is larger anyway (a page-isolated
     /// box has whole data pages, its value flush against their end).
     pub(crate) fn room(&self) -> usize {
-        let page_isolated = self.isolation == Isolation::Page
-            || self
-                .len
-                .checked_mul(self.elem_size)
-                .and_then(|size| PackedLayout::new(size, self.align, sys::page_size()))
-                .is_none();
-        if !page_isolated || self.elem_size == 0 {
-            return self.len;
-        }
         let Some(size) = self.len.checked_mul(self.elem_size) else {
             return self.len;
         };
+        if self.packed_layout(size).is_some() || self.elem_size == 0 {
+            return self.len;
+        }
         match Layout::new(size, self.align, sys::page_size()) {
             // Whole elements fit between the canary and the end of the
             // data pages, and the value stays aligned (`elem_size` is a
@@ -62,6 +56,16 @@ impl Request {
             Ok(l) => (l.data_len - CANARY_LEN) / self.elem_size,
             Err(_) => self.len,
         }
+    }
+
+    /// Where a value of `size` bytes goes in a packed slot, if this request
+    /// asks for packing and the value can be packed; otherwise it is
+    /// page-isolated.
+    fn packed_layout(&self, size: usize) -> Option<PackedLayout> {
+        if self.isolation != Isolation::Packed {
+            return None;
+        }
+        PackedLayout::new(size, self.align, sys::page_size())
     }
 
     /// `len` elements of `T`, with this request's policies.
@@ -105,14 +109,12 @@ impl Store {
             return Err(too_large);
         };
         let page_size = sys::page_size();
-        if req.isolation == Isolation::Packed {
-            if let Some(layout) = PackedLayout::new(size, req.align, page_size) {
-                if let Some(slot) = PackedSlot::new(layout, req.lock, req.fork)? {
-                    return Ok(Store::Packed(slot));
-                }
-                // BestEffort and no page could be locked: fall through to
-                // an (unlocked) page-isolated box.
+        if let Some(layout) = req.packed_layout(size) {
+            if let Some(slot) = PackedSlot::new(layout, req.lock, req.fork)? {
+                return Ok(Store::Packed(slot));
             }
+            // BestEffort and no page could be locked: fall through to an
+            // (unlocked) page-isolated box.
         }
         let layout = Layout::new(size, req.align, page_size).map_err(|e| match e {
             LayoutError::AlignTooLarge => Error::Alignment {
