@@ -11,7 +11,11 @@
 //!   `F_SETPIPE_SZ`, the write end closed), so only the reading side is
 //!   timed; if the pipe cannot be enlarged, a writer thread started before
 //!   the clock feeds it instead, the same for both. The result is dropped
-//!   after the clock stops (a second row times reading and dropping);
+//!   after the clock stops (a second row times reading and dropping). In
+//!   the steady state `read_from` finds the memory the previous call left
+//!   ready in the crate's caches; a third candidate turns the caches off
+//!   (and `trim`s) first, so that every call locks fresh memory, as the
+//!   first read in a process does;
 //! - `eq`: `==` on two `LockedBox<[u8; 32]>` (constant time, through
 //!   `subtle`) against `subtle::ConstantTimeEq::ct_eq` on two `[u8; 32]`,
 //!   many comparisons per timing sample.
@@ -196,7 +200,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// One measurement per candidate, by index.
 #[derive(Default)]
-struct Rep([f64; 8]);
+struct Rep([f64; 10]);
 
 const PUSH_LOCKED: usize = 0;
 const PUSH_VEC: usize = 1;
@@ -207,7 +211,12 @@ const EQ_PLAIN: usize = 5;
 /// Not candidates of their own: the read candidates' times with the drop.
 const READ_LOCKED_DROP: usize = 6;
 const READ_VEC_DROP: usize = 7;
-const CANDIDATES: usize = 6;
+/// `read_from` with every cache off, so each call locks fresh memory (the
+/// first read in a process), and the drop after it.
+const READ_COLD: usize = 8;
+const READ_COLD_DROP: usize = 9;
+const READ_COLD_CANDIDATE: usize = 6;
+const CANDIDATES: usize = 7;
 
 fn main() {
     let data = payload();
@@ -240,6 +249,12 @@ fn main() {
                     (m.0[READ_LOCKED], m.0[READ_LOCKED_DROP]) = time_read(&data, read_locked);
                 }
                 READ_VEC => (m.0[READ_VEC], m.0[READ_VEC_DROP]) = time_read(&data, read_vec),
+                READ_COLD_CANDIDATE => {
+                    lockedbox::set_cache_limit(0);
+                    lockedbox::trim();
+                    (m.0[READ_COLD], m.0[READ_COLD_DROP]) = time_read(&data, read_locked);
+                    lockedbox::set_cache_limit(lockedbox::DEFAULT_CACHE_LIMIT);
+                }
                 EQ_LOCKED => m.0[EQ_LOCKED] = time_eq(eq_locked, &la, &lb),
                 EQ_PLAIN => m.0[EQ_PLAIN] = time_eq(eq_plain, &pa, &pb),
                 _ => unreachable!(),
@@ -286,6 +301,12 @@ fn main() {
         READ_LOCKED,
         1e3,
         verdict(ratio(READ_LOCKED, READ_VEC), 1.5),
+    );
+    row(
+        "the same `read_from` with the caches off (each call locks afresh) (µs)",
+        READ_COLD,
+        1e3,
+        format!("{:.2} x", ratio(READ_COLD, READ_VEC)),
     );
     row(
         "`read_to_end` into `Vec<u8>`, 1 MiB (µs)",

@@ -59,7 +59,8 @@ pub mod fuzzing {
 }
 
 pub use alloc::{
-    DEFAULT_CACHE_LIMIT, Stats, cache_limit, locked_bytes, set_cache_limit, stats, trim,
+    DEFAULT_CACHE_LIMIT, Stats, cache_limit, large_cache_limit, locked_bytes, set_cache_limit,
+    stats, trim,
 };
 pub use error::{Error, InitError};
 pub use host::Host;

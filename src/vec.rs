@@ -28,6 +28,11 @@ use crate::sys;
 /// asked for more): small secrets fit without a second allocation.
 const MIN_BYTES: usize = 64;
 
+/// See [`LockedVec::jump_to_ready`]: bytes of input after which reading
+/// moves to ready memory, and how many times larger that may be.
+const JUMP_FROM: usize = 64 * 1024;
+const JUMP_MAX: usize = 16;
+
 /// A growable vector of `T` whose every byte lives in locked, guarded,
 /// dump-proof memory.
 ///
@@ -48,7 +53,10 @@ const MIN_BYTES: usize = 64;
 /// page; an overflow past its length but within its capacity is not caught
 /// (as with `Vec`).
 ///
-/// Growing copies the elements into new locked memory and wipes the old;
+/// The capacity grows to the next power of two (plus whatever the last
+/// page holds besides), and the elements start on a cache line where the
+/// pages leave room for it. Growing copies the elements into new locked
+/// memory and wipes the old;
 /// [`truncate`](LockedVec::truncate) and [`clear`](LockedVec::clear) wipe
 /// the removed elements at once. `Debug` shows the length and capacity,
 /// never an element.
@@ -133,7 +141,16 @@ impl<T: Plain> LockedVec<T> {
             elem_size: std::mem::size_of::<T>(),
         })?;
         let min = MIN_BYTES / std::mem::size_of::<T>().max(1);
-        let capacity = needed.max(self.cap.saturating_mul(2)).max(min.max(1));
+        // The next power of two above the capacity: about twice it, and,
+        // since a page-isolated box holds a canary besides its value, the
+        // memory that holds 2^k elements holds `room()` more up to the next
+        // page, so input of a power-of-two length needs no further step.
+        let doubled = self
+            .cap
+            .checked_add(1)
+            .and_then(usize::checked_next_power_of_two)
+            .unwrap_or(usize::MAX);
+        let capacity = needed.max(doubled).max(min.max(1));
         // Whatever the memory holds room for anyway (a page-isolated box has
         // whole pages) becomes capacity too.
         self.move_to(
@@ -143,6 +160,30 @@ impl<T: Plain> LockedVec<T> {
             }
             .room(),
         )
+    }
+
+    /// Before a growth while reading input of unknown length that has
+    /// already filled `JUMP_FROM` bytes: moves to the largest slot, with
+    /// room for at most `limit` elements and `JUMP_MAX` times the present
+    /// capacity, that the allocator holds locked and ready, if that is more
+    /// than the next growth step would give. Input read again and again (a
+    /// file loaded on every request) then lands in ready memory after one
+    /// copy of its first part, where doubling would copy and wipe about its
+    /// whole length in steps.
+    fn jump_to_ready(&mut self, limit: usize) -> Result<(), Error> {
+        let size = std::mem::size_of::<T>().max(1);
+        if self.cap.saturating_mul(size) < JUMP_FROM {
+            return Ok(());
+        }
+        let most = limit.min(self.cap.saturating_mul(JUMP_MAX));
+        let Some(room) = self.req.with_len_of::<T>(most).ready_room() else {
+            return Ok(());
+        };
+        let step = self.cap.saturating_mul(2);
+        if room > step {
+            self.move_to(room)?;
+        }
+        Ok(())
     }
 
     /// Moves the elements into new memory of exactly `capacity` elements (at
@@ -391,6 +432,15 @@ impl LockedVec<u8> {
     /// writes into the vector's spare capacity, never into an ordinary
     /// buffer.
     ///
+    /// The vector grows as [`try_reserve`](Self::try_reserve) does, except
+    /// that input past 64 KiB moves at once into the largest slot the
+    /// crate's cache of large slots holds ready (see
+    /// [`large_cache_limit`](crate::large_cache_limit)) of at most 16 times
+    /// the present capacity and `max_len`, if that is more than the next
+    /// step: input read again and again then costs no mlock and one copy
+    /// of its first 64 KiB. The result's capacity may then exceed its
+    /// length by more than doubling would leave.
+    ///
     /// ```
     /// let key = lockedbox::LockedVec::read_from(&b"hunter2"[..], 64)?;
     /// assert_eq!(&key[..], b"hunter2");
@@ -428,6 +478,7 @@ impl LockedVec<u8> {
                     0 => return Ok(v),
                     n => n,
                 };
+                v.jump_to_ready(limit)?;
                 v.try_extend_from_slice(&p[..n])?;
                 p[..n].fill(0);
                 continue;

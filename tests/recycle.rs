@@ -111,3 +111,64 @@ fn a_fork_child_never_takes_its_parents_cached_slots() {
 fn b_is_locked_check() -> bool {
     LockedBox::<u64>::new_zeroed().is_ok_and(|b| b.is_locked())
 }
+
+/// A dropped value above 256 KiB keeps its mapping, wiped and locked, for
+/// the next one of the same size; `trim` gives it back.
+#[test]
+fn a_large_slot_is_kept_wiped_and_given_back_by_trim() {
+    let out = child::run("a_large_slot_is_kept_wiped_and_given_back_by_trim", || {
+        const LEN: usize = 600_000;
+        let lck_before = procfs::vm_lck_kb();
+        let mut a = LockedBox::<[u8]>::new_zeroed_slice(LEN).unwrap();
+        a.fill(0x5A);
+        let end = end_of(&*a);
+        let locked_kb = procfs::vm_lck_kb() - lck_before;
+        assert!(locked_kb * 1024 >= LEN as u64, "{locked_kb} KiB locked");
+        drop(a);
+        assert!(lockedbox::stats().cached_bytes >= LEN);
+        assert_eq!(procfs::vm_lck_kb() - lck_before, locked_kb, "still locked");
+        common::assert_locked_dontdump_guarded(end);
+        let b = LockedBox::<[u8]>::new_zeroed_slice(LEN).unwrap();
+        assert_eq!(end_of(&*b), end, "the same mapping came back");
+        assert!(b.iter().all(|&x| x == 0), "wiped");
+        drop(b);
+        lockedbox::trim();
+        assert_eq!(procfs::perms_at(end - 1), None, "unmapped by trim");
+        assert_eq!(procfs::vm_lck_kb(), lck_before, "unlocked by trim");
+    });
+    child::assert_success(&out);
+}
+
+#[test]
+fn with_caching_off_a_large_slot_is_unmapped_at_once() {
+    let out = child::run("with_caching_off_a_large_slot_is_unmapped_at_once", || {
+        lockedbox::set_cache_limit(0);
+        assert_eq!(lockedbox::large_cache_limit(), 0);
+        let a = LockedBox::<[u8]>::new_zeroed_slice(600_000).unwrap();
+        let end = end_of(&*a);
+        drop(a);
+        assert_eq!(procfs::perms_at(end - 1), None);
+    });
+    child::assert_success(&out);
+}
+
+/// Without CAP_IPC_LOCK, under a 1 MiB limit: a cached 600 KB slot is given
+/// back when a 700 KB box of another size needs the room.
+#[test]
+fn a_cached_large_slot_yields_to_a_box_that_needs_the_lock() {
+    let out = child::run(
+        "a_cached_large_slot_yields_to_a_box_that_needs_the_lock",
+        || {
+            common::process::become_unprivileged(1 << 20);
+            let a = LockedBox::<[u8]>::new_zeroed_slice(600_000).unwrap();
+            assert!(a.is_locked());
+            drop(a);
+            assert!(lockedbox::stats().cached_bytes >= 600_000, "kept");
+            let b = Options::new().zeroed_slice::<u8>(700_000).unwrap();
+            assert!(b.is_locked());
+            assert!(procfs::vm_lck_kb() <= 1024);
+            assert!(lockedbox::stats().cached_bytes < 600_000, "given back");
+        },
+    );
+    child::assert_success(&out);
+}

@@ -430,3 +430,51 @@ fn truncate_wipes_even_when_drop_panics() {
         .collect();
     assert_eq!(bytes, [0; 32], "wiped");
 }
+
+/// A vector's memory starts a cache line into its pages and its capacity
+/// ends flush against the guard page.
+#[test]
+fn capacity_starts_on_a_cache_line_and_ends_at_the_guard() {
+    let v = LockedVec::<u8>::with_capacity(10_000).unwrap();
+    let start = v.as_ptr() as usize;
+    let end = start + v.capacity();
+    assert_eq!(start % 64, 0, "starts on a cache line");
+    assert_eq!(end % common::page_size(), 0, "ends at a page boundary");
+    assert_eq!(procfs::perms_at(end).as_deref(), Some("---p"), "guard");
+    assert_eq!(procfs::perms_at(end - 1).as_deref(), Some("rw-p"));
+}
+
+/// Input that has passed 64 KiB moves into the memory a larger input left
+/// ready (a cached large slot) rather than growing step by step, and the
+/// secret is in one place each time.
+#[test]
+fn read_from_moves_into_ready_memory_and_leaves_one_copy() {
+    let out = child::run(
+        "read_from_moves_into_ready_memory_and_leaves_one_copy",
+        || {
+            let (a, b) = (0x1111, 0x2222);
+            let first = LockedVec::read_from(pipe_fed_with(a, 300_000, b""), 1 << 20).unwrap();
+            let end = first.as_ptr() as usize + first.capacity();
+            drop(first);
+            // Doubling would stop at 128 KiB and change; the ready 512 KiB slot
+            // is taken instead.
+            const LEN: usize = 100_000;
+            let second = LockedVec::read_from(pipe_fed_with(b, LEN, b""), 1 << 20).unwrap();
+            assert_eq!(second.len(), LEN);
+            assert!(second.is_locked());
+            assert!(second.capacity() > 500_000, "{}", second.capacity());
+            assert_eq!(
+                second.as_ptr() as usize + second.capacity(),
+                end,
+                "the ready slot was used"
+            );
+            for from in [0, 50_000, LEN - 32] {
+                assert_eq!(memscan::count(&needle(b, from)), 1, "bytes {from}..");
+            }
+            for from in [0, 100_000, 300_000 - 32] {
+                assert_eq!(memscan::count(&needle(a, from)), 0, "first input wiped");
+            }
+        },
+    );
+    expect_ok(&out);
+}

@@ -16,8 +16,10 @@
 //! thread takes it without a system call. A slot leaving the cache is
 //! closed (`pages::close`); a slab whose last slot closes is unmapped (one
 //! empty slab per class is kept until [`trim`]). Values above
-//! `layout::MAX_SLAB_PAGES` pages get a mapping of their own and are never
-//! cached. A slot that cannot be closed (`vm.max_map_count`) stays open,
+//! `layout::MAX_SLAB_PAGES` pages get a mapping of their own; a dropped one
+//! that is locked is kept, wiped, in one process-wide cache of such slots
+//! (oldest given back first, up to [`large_cache_limit`]), matched by exact
+//! size. A slot that cannot be closed (`vm.max_map_count`) stays open,
 //! locked and counted, and [`trim`] tries it again.
 //!
 //! # Locks, and the threads that take them
@@ -92,6 +94,80 @@ pub fn cache_limit() -> usize {
     CACHE_LIMIT.load(Ordering::Relaxed)
 }
 
+/// How many bytes of wiped, locked slots with mappings of their own (values
+/// above 256 KiB) the process keeps for reuse, across all threads: sixteen
+/// times [`cache_limit`], so 4 MiB by default and none when caching is off.
+/// A large secret made and dropped again and again (a growing
+/// [`LockedVec`](crate::LockedVec), a file read with
+/// [`LockedVec::read_from`](crate::LockedVec::read_from)) then costs no
+/// mlock after the first time. Like the threads' caches, these slots count
+/// against `RLIMIT_MEMLOCK`, the crate gives them back before it would
+/// refuse a lock for that limit, and [`trim`] gives them back.
+pub fn large_cache_limit() -> usize {
+    cache_limit().saturating_mul(16)
+}
+
+/// Slots of at least this many data bytes that a thread's cache has no room
+/// for go to the pool's cache of large slots.
+const SHARED_CACHE_MIN: usize = 64 * 1024;
+
+/// Large slots (solo, or from slabs of `SHARED_CACHE_MIN` bytes or more)
+/// ready for reuse, oldest first.
+struct LargeCache<S> {
+    slots: Vec<S>,
+    bytes: usize,
+}
+
+impl<S> Default for LargeCache<S> {
+    fn default() -> Self {
+        LargeCache {
+            slots: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<S: Cached> LargeCache<S> {
+    /// The newest cached slot that `fits`.
+    fn take(&mut self, fits: impl Fn(&S) -> bool) -> Option<S> {
+        let at = self.slots.iter().rposition(fits)?;
+        let slot = self.slots.remove(at);
+        self.bytes -= slot.bytes();
+        Some(slot)
+    }
+
+    /// Keeps `slot`, first taking out the oldest slots until it fits in
+    /// `limit` bytes (they are returned, for the caller to close outside
+    /// the lock); `Err` gives the slot back if it alone is over the limit.
+    fn put(&mut self, slot: S, limit: usize) -> Result<Vec<S>, S> {
+        if slot.bytes() > limit {
+            return Err(slot);
+        }
+        let mut evicted = Vec::new();
+        while self.bytes + slot.bytes() > limit {
+            let old = self.slots.remove(0);
+            self.bytes -= old.bytes();
+            evicted.push(old);
+        }
+        self.bytes += slot.bytes();
+        self.slots.push(slot);
+        Ok(evicted)
+    }
+}
+
+/// The data length of the largest slot in the pool's cache of large slots
+/// that is at most `max_data_len` bytes and made for `fork`, if any: memory
+/// a growing buffer can move to at no cost in locking.
+pub(crate) fn largest_ready(max_data_len: usize, fork: ForkPolicy) -> Option<usize> {
+    let large = lock(&pool().large);
+    large
+        .slots
+        .iter()
+        .filter(|s| s.origin.fork == fork && s.data_len <= max_data_len)
+        .map(|s| s.data_len)
+        .max()
+}
+
 /// Bytes of memory this crate currently holds mlocked, across all threads.
 ///
 /// It counts whole pages: a 32-byte page-isolated box locks one 4 KiB page.
@@ -151,6 +227,13 @@ impl Cached for PageSlot {
     }
 }
 
+impl PageSlot {
+    /// Whether a request for `data_len` bytes under `fork` can take it.
+    fn fits(&self, data_len: usize, fork: ForkPolicy) -> bool {
+        self.data_len == data_len && self.origin.fork == fork
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Class keys
 
@@ -186,8 +269,10 @@ struct Pool {
     shards: Mutex<Vec<Arc<Shard<PageSlot>>>>,
     /// Counters of threads that have exited.
     retired: Counters,
-    /// Solo mappings currently open.
+    /// Solo mappings currently open (cached ones included).
     solo: AtomicUsize,
+    /// Wiped, locked solo slots kept for reuse; see [`large_cache_limit`].
+    large: Mutex<LargeCache<PageSlot>>,
     /// Slots that could not be closed; `trim` tries again.
     stuck: Mutex<Vec<PageSlot>>,
     /// Source of thread tokens (nonzero).
@@ -253,6 +338,7 @@ impl Pool {
             shards: Mutex::default(),
             retired: Counters::default(),
             solo: AtomicUsize::new(0),
+            large: Mutex::default(),
             stuck: Mutex::default(),
             tokens: std::sync::atomic::AtomicU64::new(1),
         }
@@ -416,7 +502,11 @@ pub(crate) fn acquire_page_slot(
     let page = sys::page_size();
     let Some(geo) = SlabGeometry::new(data_pages, page) else {
         return with_local(|local, pool| {
-            let slot = open_solo(pool, data_pages * page, map_len, lock_policy, fork)?;
+            let cached = lock(&pool.large).take(|s| s.fits(data_pages * page, fork));
+            let slot = match cached {
+                Some(slot) => slot,
+                None => open_solo(pool, data_pages * page, map_len, lock_policy, fork)?,
+            };
             count(local, pool, |c| &c.page_made);
             Ok(slot)
         });
@@ -432,6 +522,13 @@ pub(crate) fn acquire_page_slot(
         });
         if let Some(slot) = cached {
             return Ok(slot);
+        }
+        let len = geo.data_len();
+        if len >= SHARED_CACHE_MIN {
+            if let Some(slot) = lock(&pool.large).take(|s| s.fits(len, fork)) {
+                count(local, pool, |c| &c.page_made);
+                return Ok(slot);
+            }
         }
         let slot = open_slab_slot(pool, class, geo, lock_policy, fork)?;
         count(local, pool, |c| &c.page_made);
@@ -511,6 +608,23 @@ pub(crate) fn recycle_page_slot(slot: PageSlot) {
                 }
             }
             _ => slot,
+        };
+        // Large slots the thread's cache has no room for (solo ones are
+        // never in it) go to the pool's.
+        let keep = slot.locked && slot.data_len >= SHARED_CACHE_MIN;
+        let slot = if keep && !pool.locked.under_pressure() {
+            let kept = lock(&pool.large).put(slot, large_cache_limit());
+            match kept {
+                Ok(evicted) => {
+                    for old in evicted {
+                        close_slot(pool, old);
+                    }
+                    return;
+                }
+                Err(back) => back,
+            }
+        } else {
+            slot
         };
         close_slot(pool, slot);
     });
@@ -740,6 +854,10 @@ fn trim_pool(pool: &'static Pool) -> usize {
             unlocked += close_slot(pool, slot);
         }
     }
+    let large = std::mem::take(&mut *lock(&pool.large));
+    for slot in large.slots {
+        unlocked += close_slot(pool, slot);
+    }
     let stuck = std::mem::take(&mut *lock(&pool.stuck));
     for slot in stuck {
         unlocked += close_slot(pool, slot);
@@ -772,7 +890,8 @@ pub struct Stats {
     pub packed_boxes: usize,
     /// Bytes this crate holds mlocked: live boxes, cached slots, packed pages.
     pub locked_bytes: usize,
-    /// Ready page-isolated slots in the threads' caches.
+    /// Ready page-isolated slots in the threads' caches and the cache of
+    /// large slots.
     pub cached_slots: usize,
     /// Bytes in those slots.
     pub cached_bytes: usize,
@@ -802,6 +921,11 @@ pub fn stats() -> Stats {
             st.cached_slots += slots;
             st.cached_bytes += bytes;
         }
+    }
+    {
+        let large = lock(&pool.large);
+        st.cached_slots += large.slots.len();
+        st.cached_bytes += large.bytes;
     }
     let made = totals.page_made.load(Ordering::Relaxed);
     let dropped = totals.page_dropped.load(Ordering::Relaxed);
@@ -847,6 +971,32 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&s| s));
+    }
+
+    #[derive(Debug)]
+    struct Item(usize);
+    impl Cached for Item {
+        fn bytes(&self) -> usize {
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_large_cache_gives_back_the_oldest_first_and_keeps_its_limit() {
+        let mut c = LargeCache::default();
+        assert!(c.put(Item(300), 1000).unwrap().is_empty());
+        assert!(c.put(Item(400), 1000).unwrap().is_empty());
+        assert_eq!(c.bytes, 700);
+        let evicted = c.put(Item(500), 1000).unwrap();
+        assert_eq!(evicted.iter().map(|i| i.0).collect::<Vec<_>>(), [300]);
+        assert_eq!(c.bytes, 900);
+        assert!(c.put(Item(1001), 1000).is_err(), "alone over the limit");
+        assert_eq!(c.take(|i| i.0 == 300).map(|i| i.0), None);
+        assert_eq!(c.take(|i| i.0 == 400).map(|i| i.0), Some(400));
+        assert_eq!(c.bytes, 500);
+        let evicted = c.put(Item(1000), 1000).unwrap();
+        assert_eq!(evicted.iter().map(|i| i.0).collect::<Vec<_>>(), [500]);
+        assert_eq!((c.slots.len(), c.bytes), (1, 1000));
     }
 
     #[test]
