@@ -41,20 +41,17 @@ impl PackedSlot {
     /// Makes a packed slot for `layout`, its canaries written and its value
     /// bytes zero.
     ///
-    /// `Ok(None)` if no page could be locked under
-    /// [`LockPolicy::BestEffort`]: the caller then makes a page-isolated box
-    /// (packed pages are always locked, so no unlocked value shares a page
-    /// with locked ones).
+    /// Under [`LockPolicy::BestEffort`], if no page can be locked, the slot
+    /// is on a best-effort page: guarded and advised like any other, not
+    /// locked until the limit leaves room (see `alloc::claim_packed`); such
+    /// pages hold no value that asked for a lock.
     #[inline]
     pub(crate) fn new(
         layout: PackedLayout,
         lock: LockPolicy,
         fork: ForkPolicy,
-    ) -> Result<Option<Self>, Error> {
-        let Some(PackedClaim { page, index }) = alloc::claim_packed(layout.class(), lock, fork)?
-        else {
-            return Ok(None);
-        };
+    ) -> Result<Self, Error> {
+        let PackedClaim { page, index } = alloc::claim_packed(layout.class(), lock, fork)?;
         debug_assert_eq!(page.slots(), sys::page_size() / layout.slot_size);
         // SAFETY: `index < slots`, so the slot lies inside the page, which
         // is open while we hold the slot's bit.
@@ -72,7 +69,7 @@ impl PackedSlot {
         unsafe { s.front().write(*canary) };
         // SAFETY: as above.
         unsafe { s.back().write(*canary) };
-        Ok(Some(s))
+        Ok(s)
     }
 
     /// The first byte of the value.
@@ -106,7 +103,7 @@ impl PackedSlot {
     /// Whether the slot's page is mlocked in this process (packed pages
     /// always are, but not in a fork child).
     pub(crate) fn is_locked(&self) -> bool {
-        !self.origin.inherited()
+        !self.origin.inherited() && self.page.is_locked()
     }
 
     pub(crate) fn residency(&self) -> io::Result<Residency> {

@@ -13,8 +13,14 @@ pub enum LockPolicy {
     /// Make the box anyway, unlocked;
     /// [`LockedBox::is_locked`](crate::LockedBox::is_locked) then says
     /// `false`. Every other protection still applies. A packed box that
-    /// cannot be locked is made page-isolated (and unlocked). A box larger
-    /// than physical memory is still refused
+    /// cannot be locked stays packed, on a packed page kept apart for such
+    /// boxes (guarded, `MADV_DONTDUMP`, the fork policy's advice: only the
+    /// lock is missing). Such pages are locked later, first opened first,
+    /// when the limit leaves room: after [`trim`](crate::trim), or after a
+    /// dropped box gave locked memory back. Until then no mlock is even
+    /// tried for them, so a million of them cost no more to make than
+    /// locked ones ([`stats`](crate::stats) counts them apart). A box
+    /// larger than physical memory is still refused
     /// ([`Error::TooLarge`](crate::Error::TooLarge)).
     BestEffort,
 }
@@ -54,7 +60,8 @@ pub enum Isolation {
     /// takes a whole 4 KiB slot); others are page-isolated. Sealing a packed
     /// box moves it to pages of its own. Under
     /// [`LockPolicy::BestEffort`], a packed box whose page cannot be locked
-    /// is made page-isolated and unlocked instead.
+    /// goes to an unlocked packed page (never to a page shared with boxes
+    /// that asked for the lock), which is locked later if room appears.
     Packed,
 }
 

@@ -145,11 +145,7 @@ impl Store {
         };
         let page_size = sys::page_size();
         if let Some(layout) = req.packed_layout(size) {
-            if let Some(slot) = PackedSlot::new(layout, req.lock, req.fork)? {
-                return Ok(Store::Packed(slot));
-            }
-            // BestEffort and no page could be locked: fall through to an
-            // (unlocked) page-isolated box.
+            return PackedSlot::new(layout, req.lock, req.fork).map(Store::Packed);
         }
         let layout = Layout::new(size, req.align, page_size).map_err(|e| match e {
             LayoutError::AlignTooLarge => Error::Alignment {

@@ -273,9 +273,9 @@ fn pages_of_exited_threads_are_given_back_by_trim() {
 }
 
 #[test]
-fn best_effort_packing_without_lockable_memory_falls_back_to_an_unlocked_page() {
+fn best_effort_packing_without_lockable_memory_stays_packed_on_an_unlocked_page() {
     let out = child::run(
-        "best_effort_packing_without_lockable_memory_falls_back_to_an_unlocked_page",
+        "best_effort_packing_without_lockable_memory_stays_packed_on_an_unlocked_page",
         || {
             common::become_unprivileged(0);
             let b = packed()
@@ -283,7 +283,16 @@ fn best_effort_packing_without_lockable_memory_falls_back_to_an_unlocked_page() 
                 .zeroed::<[u8; 32]>()
                 .unwrap();
             assert!(!b.is_locked());
-            assert_eq!(b.isolation(), Isolation::Page);
+            assert_eq!(b.isolation(), Isolation::Packed);
+            // Everything but the lock, in the kernel's view.
+            let vma = procfs::vma_at(start_of(&*b)).unwrap();
+            assert!(!vma.has("lo"), "{:?}", vma.flags);
+            assert!(vma.has("dd") && vma.has("wf"), "{:?}", vma.flags);
+            assert_eq!(procfs::perms_at(vma.start - 1).as_deref(), Some("---p"));
+            assert_eq!(procfs::perms_at(vma.end).as_deref(), Some("---p"));
+            let st = lockedbox::stats();
+            assert_eq!((st.packed_boxes, st.packed_boxes_unlocked), (1, 1));
+            assert_eq!(st.packed_pages_unlocked, 1);
             let e = packed().zeroed::<[u8; 32]>().unwrap_err();
             assert!(matches!(e, lockedbox::Error::MemlockLimit { .. }), "{e:?}");
         },

@@ -188,3 +188,90 @@ fn a_million_packed_secrets_in_one_process() {
     child::assert_success(&out);
     print!("{}", child::stdout(&out));
 }
+
+/// Without CAP_IPC_LOCK, under a 64 KiB limit: a million best-effort packed
+/// secrets stay packed; exactly the first 1,024 are locked (the whole
+/// limit), the rest sit on unlocked packed pages in few mappings, and the
+/// locked share grows back when `trim` frees room.
+#[test]
+fn a_million_best_effort_packed_secrets_under_64_kib() {
+    let out = child::run("a_million_best_effort_packed_secrets_under_64_kib", || {
+        common::become_unprivileged(64 * 1024);
+        let base_kb = procfs::vm_lck_kb();
+        let base_maps = procfs::mapping_count();
+        let mut opts = packed();
+        opts.lock(lockedbox::LockPolicy::BestEffort);
+        let mut boxes = Vec::with_capacity(1_000_000);
+        for i in 0..1_000_000u32 {
+            let mut b = opts
+                .zeroed::<[u8; 32]>()
+                .unwrap_or_else(|e| panic!("box {i}: {e}"));
+            b[..4].copy_from_slice(&i.to_ne_bytes());
+            boxes.push(b);
+        }
+        assert_eq!(procfs::vm_lck_kb() - base_kb, 64, "the whole limit");
+        let locked: Vec<bool> = boxes.iter().map(LockedBox::is_locked).collect();
+        assert!(locked[..1024].iter().all(|&l| l), "the first 1,024 locked");
+        assert!(!locked[1024..].iter().any(|&l| l), "the rest not");
+        assert!(boxes.iter().all(|b| b.isolation() == Isolation::Packed));
+        let maps = procfs::mapping_count() - base_maps;
+        println!("1,000,000 best-effort packed secrets under 64 KiB: {maps} new mappings");
+        assert!(maps <= 300, "{maps} mappings");
+        let st = lockedbox::stats();
+        assert_eq!(st.packed_boxes, 1_000_000);
+        assert_eq!(st.packed_boxes_unlocked, 1_000_000 - 1024);
+        assert_eq!(st.page_boxes, 0, "none fell back to a page of its own");
+        for (i, b) in boxes.iter().enumerate().step_by(9_973) {
+            assert_eq!(b[..4], (i as u32).to_ne_bytes());
+        }
+        // The locked pages empty out; `trim` closes them and locks the
+        // first 16 unlocked pages in their place.
+        let rest = boxes.split_off(1024);
+        drop(boxes);
+        lockedbox::trim();
+        assert_eq!(
+            procfs::vm_lck_kb() - base_kb,
+            64,
+            "the room was taken again"
+        );
+        let now_locked = rest.iter().filter(|b| b.is_locked()).count();
+        assert_eq!(now_locked, 1024, "16 pages of 64 slots locked in order");
+        assert!(
+            rest[..1024].iter().all(LockedBox::is_locked),
+            "first come first served"
+        );
+        assert_eq!(lockedbox::stats().packed_boxes_unlocked, rest.len() - 1024);
+        drop(rest);
+        lockedbox::trim();
+        assert_eq!(procfs::vm_lck_kb(), base_kb);
+        assert_eq!(procfs::dontdump_mapping_count(), 0, "every slab unmapped");
+    });
+    child::assert_success(&out);
+    print!("{}", child::stdout(&out));
+}
+
+/// A dropped page-isolated box gives its locked page back, and a best-effort
+/// packed page takes it at once.
+#[test]
+fn a_dropped_box_lets_an_unlocked_packed_page_lock() {
+    let out = child::run("a_dropped_box_lets_an_unlocked_packed_page_lock", || {
+        common::become_unprivileged(64 * 1024);
+        lockedbox::set_cache_limit(0);
+        let mut pages: Vec<_> = std::iter::from_fn(|| LockedBox::<[u8; 32]>::new_zeroed().ok())
+            .take(100)
+            .collect();
+        assert!(pages.len() < 100, "the limit was reached");
+        let mut opts = packed();
+        opts.lock(lockedbox::LockPolicy::BestEffort);
+        let b = opts.zeroed::<[u8; 32]>().unwrap();
+        assert!(!b.is_locked());
+        let vma = procfs::vma_at(b.as_ptr() as usize).unwrap();
+        assert!(!vma.has("lo"));
+        pages.pop();
+        assert!(b.is_locked(), "locked once room was given back");
+        let vma = procfs::vma_at(b.as_ptr() as usize).unwrap();
+        assert!(vma.has("lo"), "{:?}", vma.flags);
+        assert_eq!(lockedbox::stats().packed_boxes_unlocked, 0);
+    });
+    child::assert_success(&out);
+}

@@ -57,7 +57,7 @@ pub(crate) mod shard;
 
 use std::cell::{Cell, RefCell};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
@@ -245,11 +245,24 @@ fn page_key(fork: ForkPolicy, data_pages: usize) -> usize {
     fork.index() * MAX_SLAB_PAGES + data_pages - 1
 }
 
-/// The pool's index for packed size class `class` under `fork`.
+/// The pool's index for packed size class `class` under `fork`, on locked
+/// pages.
 #[inline]
 fn packed_key(fork: ForkPolicy, class: usize) -> usize {
     debug_assert!(class < PACKED_CLASSES);
     fork.index() * PACKED_CLASSES + class
+}
+
+/// Packed classes of each kind: locked pages, and best-effort pages.
+const PACKED_KEYS: usize = FORKS * PACKED_CLASSES;
+
+/// The index of the best-effort twin of the locked class `key`: its pages
+/// are opened without a lock when `RLIMIT_MEMLOCK` leaves no room, and
+/// locked later when it does (`relock`).
+#[inline]
+fn unlocked_key(key: usize) -> usize {
+    debug_assert!(key < PACKED_KEYS);
+    key + PACKED_KEYS
 }
 
 // ---------------------------------------------------------------------------
@@ -263,8 +276,17 @@ struct Pool {
     locked: LockedBytes,
     /// Indexed by [`page_key`].
     page: Box<[Mutex<PageClass>]>,
-    /// Indexed by [`packed_key`].
+    /// Indexed by [`packed_key`] (locked pages) and [`unlocked_key`]
+    /// (best-effort pages).
     packed: Box<[Mutex<PackedClass>]>,
+    /// Per locked packed class: whether its partial list may have a page
+    /// with a free slot (set and cleared under the class mutex, read
+    /// without it by best-effort claims at the lock limit).
+    partial_hint: Box<[AtomicBool]>,
+    /// Best-effort packed pages open and not locked.
+    unlocked_pages: AtomicUsize,
+    /// Live page-isolated boxes that are not locked.
+    unlocked_page_boxes: AtomicUsize,
     /// Every live thread's shard, for `trim` and `stats`.
     shards: Mutex<Vec<Arc<Shard<PageSlot>>>>,
     /// Counters of threads that have exited.
@@ -317,14 +339,20 @@ impl Pool {
         let page_size = sys::page_size();
         let forks = [ForkPolicy::Wipe, ForkPolicy::Exclude, ForkPolicy::Keep];
         debug_assert!(forks.iter().enumerate().all(|(i, f)| f.index() == i));
-        let packed = forks
+        let classes = forks
             .iter()
-            .flat_map(|&fork| {
-                (0..PACKED_CLASSES).map(move |class| {
-                    let key = packed_key(fork, class);
-                    let slots = page_size / (PACKED_MIN_SLOT << class);
-                    Mutex::new(PackedClass::new(key, fork, page_size, slots))
-                })
+            .flat_map(|&fork| (0..PACKED_CLASSES).map(move |class| (fork, class)));
+        let packed = classes
+            .clone()
+            .map(|(fork, class)| packed_key(fork, class))
+            .chain(classes.map(|(fork, class)| unlocked_key(packed_key(fork, class))))
+            .enumerate()
+            .map(|(key, k)| {
+                debug_assert_eq!(key, k);
+                let class = key % PACKED_CLASSES;
+                let fork = forks[(key % PACKED_KEYS) / PACKED_CLASSES];
+                let slots = page_size / (PACKED_MIN_SLOT << class);
+                Mutex::new(PackedClass::new(key, fork, page_size, slots))
             })
             .collect();
         Pool {
@@ -335,6 +363,9 @@ impl Pool {
                 .map(|_| Mutex::default())
                 .collect(),
             packed,
+            partial_hint: (0..PACKED_KEYS).map(|_| AtomicBool::new(false)).collect(),
+            unlocked_pages: AtomicUsize::new(0),
+            unlocked_page_boxes: AtomicUsize::new(0),
             shards: Mutex::default(),
             retired: Counters::default(),
             solo: AtomicUsize::new(0),
@@ -355,7 +386,7 @@ struct Local {
     generation: Cell<u64>,
     shard: RefCell<Option<Arc<Shard<PageSlot>>>>,
     token: Cell<u64>,
-    held: [Cell<Option<&'static PageMeta>>; FORKS * PACKED_CLASSES],
+    held: [Cell<Option<&'static PageMeta>>; 2 * PACKED_KEYS],
 }
 
 impl Local {
@@ -364,7 +395,7 @@ impl Local {
             generation: Cell::new(0),
             shard: RefCell::new(None),
             token: Cell::new(0),
-            held: [const { Cell::new(None) }; FORKS * PACKED_CLASSES],
+            held: [const { Cell::new(None) }; 2 * PACKED_KEYS],
         }
     }
 
@@ -419,7 +450,9 @@ impl Drop for Local {
         let me = self.token.get();
         for held in &self.held {
             if let Some(page) = held.take() {
-                lock(&pool.packed[page.class]).unhold(page, me);
+                let mut c = lock(&pool.packed[page.class]);
+                c.unhold(page, me);
+                note_partial(pool, page.class, &c);
             }
         }
         // Under the registry's mutex, so that `stats` sees the counters
@@ -548,13 +581,16 @@ fn open_slab_slot(
     // SAFETY: `reserve` set the slot's bit for us, so we hold the closed
     // slot exclusively.
     match unsafe { pages::open(data, len, lock_policy, fork, &pool.locked, &reclaim) } {
-        Ok(locked) => Ok(PageSlot {
-            data,
-            data_len: len,
-            home: Home::Slab { class, id },
-            locked,
-            origin: Origin::here(fork),
-        }),
+        Ok(locked) => Ok(counted_unlocked(
+            pool,
+            PageSlot {
+                data,
+                data_len: len,
+                home: Home::Slab { class, id },
+                locked,
+                origin: Origin::here(fork),
+            },
+        )),
         Err(OpenError { error, closed }) => {
             if closed {
                 lock(&pool.page[class]).release(id);
@@ -579,13 +615,24 @@ fn open_solo(
     let locked = unsafe { pages::open(data, data_len, lock_policy, fork, &pool.locked, &reclaim) }
         .map_err(|e| e.error)?;
     pool.solo.fetch_add(1, Ordering::Relaxed);
-    Ok(PageSlot {
-        data,
-        data_len,
-        home: Home::Solo(mapping),
-        locked,
-        origin: Origin::here(fork),
-    })
+    Ok(counted_unlocked(
+        pool,
+        PageSlot {
+            data,
+            data_len,
+            home: Home::Solo(mapping),
+            locked,
+            origin: Origin::here(fork),
+        },
+    ))
+}
+
+/// Counts a new slot among the live unlocked page boxes if it is unlocked.
+fn counted_unlocked(pool: &Pool, slot: PageSlot) -> PageSlot {
+    if !slot.locked {
+        pool.unlocked_page_boxes.fetch_add(1, Ordering::Relaxed);
+    }
+    slot
 }
 
 /// Takes back a wiped slot whose box is gone: into this thread's cache if it
@@ -598,6 +645,9 @@ pub(crate) fn recycle_page_slot(slot: PageSlot) {
     }
     with_local(|local, pool| {
         count(local, pool, |c| &c.page_dropped);
+        if !slot.locked {
+            pool.unlocked_page_boxes.fetch_sub(1, Ordering::Relaxed);
+        }
         let slot = match (local, &slot.home) {
             (Some(l), &Home::Slab { class, .. })
                 if slot.locked && !pool.locked.under_pressure() =>
@@ -626,7 +676,9 @@ pub(crate) fn recycle_page_slot(slot: PageSlot) {
         } else {
             slot
         };
-        close_slot(pool, slot);
+        if close_slot(pool, slot) > 0 {
+            relock(pool); // the room it gave back
+        }
     });
 }
 
@@ -712,21 +764,59 @@ pub(crate) struct PackedClaim {
 }
 
 /// Claims a slot of size class `class` (see `layout::PackedLayout::class`)
-/// on a locked packed page. `Ok(None)` if no page could be locked under
-/// [`LockPolicy::BestEffort`] (the caller then makes a page-isolated box).
+/// on a locked packed page; under [`LockPolicy::BestEffort`], if no page can
+/// be locked, on a best-effort page of the class's unlocked twin (see
+/// [`unlocked_key`]), which the claim's page reports.
 #[inline]
 pub(crate) fn claim_packed(
     class: usize,
     lock_policy: LockPolicy,
     fork: ForkPolicy,
-) -> Result<Option<PackedClaim>, Error> {
+) -> Result<PackedClaim, Error> {
     let key = packed_key(fork, class);
     if let Some(page) = held_page(key) {
         if let Some(index) = page.claim() {
-            return Ok(Some(PackedClaim { page, index }));
+            return Ok(PackedClaim { page, index });
         }
     }
-    with_local(|local, pool| claim_packed_slow(pool, key, local, lock_policy))
+    if lock_policy == LockPolicy::BestEffort {
+        let pool = pool();
+        // At the limit, with no locked page of the class known to have room,
+        // trying to lock would only fail (after a `trim`).
+        if pool.locked.at_limit() && !pool.partial_hint[key].load(Ordering::Relaxed) {
+            return claim_unlocked(key);
+        }
+    }
+    match with_local(|local, pool| claim_packed_slow(pool, key, local, lock_policy))? {
+        Some(claim) => Ok(claim),
+        None => claim_unlocked(key),
+    }
+}
+
+/// Claims a slot on a best-effort page of the locked class `key`'s twin.
+fn claim_unlocked(key: usize) -> Result<PackedClaim, Error> {
+    let twin = unlocked_key(key);
+    if let Some(page) = held_page(twin) {
+        if let Some(index) = page.claim() {
+            return Ok(PackedClaim { page, index });
+        }
+    }
+    let claim =
+        with_local(|local, pool| claim_packed_slow(pool, twin, local, LockPolicy::BestEffort))?;
+    Ok(claim.expect("only a locked class gives up on a best-effort claim"))
+}
+
+/// Whether `key` names a class of best-effort pages.
+fn is_unlocked_key(key: usize) -> bool {
+    key >= PACKED_KEYS
+}
+
+/// Records in the pool whether the locked class `key` may have a partial
+/// page; called under the class mutex after its partial list changed.
+fn note_partial(pool: &Pool, key: usize, c: &PackedClass) {
+    if let Some(hint) = pool.partial_hint.get(key) {
+        hint.store(c.has_partial(), Ordering::Relaxed);
+    }
 }
 
 #[cold]
@@ -739,14 +829,18 @@ fn claim_packed_slow(
     let me = local.map_or(0, |l| l.token.get());
     let held = local.map(|l| &l.held[key]);
     let class = &pool.packed[key];
+    let unlocked = is_unlocked_key(key);
     let mut spins = 0;
     let (page, fork) = loop {
         let mut c = lock(class);
         if let Some(old) = held.and_then(Cell::take) {
             c.unhold(old, me);
         }
-        if let Some((page, index)) = c.take_partial(me) {
+        let partial = c.take_partial(me);
+        note_partial(pool, key, &c);
+        if let Some((page, index)) = partial {
             hold(&mut c, held, page, me);
+            note_partial(pool, key, &c);
             return Ok(Some(PackedClaim { page, index }));
         }
         // One page of a class is opened at a time, so that where the next
@@ -757,13 +851,20 @@ fn claim_packed_slow(
         drop(c);
         crate::sync::backoff(&mut spins);
     };
+    // A page of the best-effort twin is locked if the limit leaves room,
+    // else opened without the lock.
+    let open_policy = if unlocked {
+        LockPolicy::BestEffort
+    } else {
+        LockPolicy::Require
+    };
     // SAFETY: `reserve` marked the closed page open for us alone (its bits
     // stay full, so nobody claims on it or closes it meanwhile).
     let opened = unsafe {
         pages::open(
             page.addr(),
             pool.page_size,
-            LockPolicy::Require,
+            open_policy,
             fork,
             &pool.locked,
             &reclaim,
@@ -771,10 +872,15 @@ fn claim_packed_slow(
     };
     let mut c = lock(class);
     match opened {
-        Ok(_) => {
+        Ok(locked) => {
+            page.set_locked(locked);
+            if !locked {
+                pool.unlocked_pages.fetch_add(1, Ordering::Relaxed);
+            }
             c.opened(page, me);
             let index = page.claim().expect("a fresh page has free slots");
             hold(&mut c, held, page, me);
+            note_partial(pool, key, &c);
             Ok(Some(PackedClaim { page, index }))
         }
         Err(OpenError { error, closed }) => {
@@ -788,8 +894,8 @@ fn claim_packed_slow(
             if let Some((page, index)) = c.claim_anywhere() {
                 return Ok(Some(PackedClaim { page, index }));
             }
-            if lock_policy == LockPolicy::BestEffort {
-                return Ok(None); // the caller makes a page-isolated box
+            if lock_policy == LockPolicy::BestEffort && !unlocked {
+                return Ok(None); // the caller claims on the twin
             }
             Err(error)
         }
@@ -822,7 +928,10 @@ pub(crate) fn free_packed(page: &'static PageMeta, index: usize) {
 
 #[cold]
 fn freed_on_full(page: &'static PageMeta) {
-    lock(&pool().packed[page.class]).freed_on_full(page);
+    let pool = pool();
+    let mut c = lock(&pool.packed[page.class]);
+    c.freed_on_full(page);
+    note_partial(pool, page.class, &c);
 }
 
 // ---------------------------------------------------------------------------
@@ -842,7 +951,35 @@ fn freed_on_full(page: &'static PageMeta) {
 /// memory: a cache causes [`Error::MemlockLimit`] only if other threads
 /// refill their caches faster than the retries take them back.
 pub fn trim() {
-    trim_pool(pool());
+    let pool = pool();
+    trim_pool(pool);
+    relock(pool);
+}
+
+/// Locks best-effort packed pages that were opened without a lock, first
+/// opened first, while `RLIMIT_MEMLOCK` leaves room: after [`trim`], and
+/// after a dropped box gave locked memory back. Not part of `trim_pool`,
+/// which reclaims room for a lock and must not take it again.
+fn relock(pool: &'static Pool) {
+    if pool.unlocked_pages.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let page_size = pool.page_size;
+    for class in &pool.packed[PACKED_KEYS..] {
+        let mut c = lock(class);
+        let mut refused = false;
+        let locked = c.relock(&mut |page| {
+            // SAFETY: an open page of the class, unlocked and uncounted; it
+            // stays open while we hold the class mutex.
+            let ok = unsafe { pages::relock(page.addr(), page_size, &pool.locked) };
+            refused = !ok;
+            ok
+        });
+        pool.unlocked_pages.fetch_sub(locked, Ordering::Relaxed);
+        if refused {
+            return;
+        }
+    }
 }
 
 /// `trim` for `pool`; returns the locked bytes it gave back.
@@ -866,13 +1003,23 @@ fn trim_pool(pool: &'static Pool) -> usize {
         let mut c = lock(class);
         let fork = c.fork();
         let page_size = pool.page_size;
-        let closed = c.close_empty(&mut |addr| {
+        c.close_empty(&mut |page| {
+            let locked = page.is_locked();
             // SAFETY: `close_empty` took every slot of the page, so it is
-            // empty (wiped by each slot's last owner) and ours alone; packed
-            // pages are always locked and counted.
-            unsafe { pages::close(addr, page_size, true, fork, &pool.locked) }
+            // empty (wiped by each slot's last owner) and ours alone; it is
+            // locked and counted iff its flag says so.
+            let closed =
+                unsafe { pages::close(page.addr(), page_size, locked, fork, &pool.locked) };
+            if closed != Closed::No {
+                page.set_locked(false);
+                if locked {
+                    unlocked += page_size;
+                } else {
+                    pool.unlocked_pages.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            closed
         });
-        unlocked += closed * page_size;
     }
     for class in pool.page.iter() {
         lock(class).unmap_empty(0);
@@ -886,8 +1033,14 @@ fn trim_pool(pool: &'static Pool) -> usize {
 pub struct Stats {
     /// Live page-isolated boxes (sealed ones included).
     pub page_boxes: usize,
+    /// Of `page_boxes`, those not locked ([`LockPolicy::BestEffort`] at the
+    /// lock limit).
+    pub page_boxes_unlocked: usize,
     /// Live packed boxes.
     pub packed_boxes: usize,
+    /// Of `packed_boxes`, those on pages not locked (yet): see
+    /// [`LockPolicy::BestEffort`].
+    pub packed_boxes_unlocked: usize,
     /// Bytes this crate holds mlocked: live boxes, cached slots, packed pages.
     pub locked_bytes: usize,
     /// Ready page-isolated slots in the threads' caches and the cache of
@@ -895,8 +1048,11 @@ pub struct Stats {
     pub cached_slots: usize,
     /// Bytes in those slots.
     pub cached_bytes: usize,
-    /// Open packed pages (each locked, each holding up to 64 slots).
+    /// Open packed pages (each holding up to 64 slots; locked ones and
+    /// best-effort ones not locked yet).
     pub packed_pages: usize,
+    /// Of `packed_pages`, those not locked.
+    pub packed_pages_unlocked: usize,
     /// Memory mappings (lines of /proc/self/maps) the crate's pages account
     /// for: never fewer than the kernel shows for them.
     pub mappings: usize,
@@ -930,6 +1086,8 @@ pub fn stats() -> Stats {
     let made = totals.page_made.load(Ordering::Relaxed);
     let dropped = totals.page_dropped.load(Ordering::Relaxed);
     st.page_boxes = usize::try_from(made.wrapping_sub(dropped)).unwrap_or(0);
+    st.page_boxes_unlocked = pool.unlocked_page_boxes.load(Ordering::Relaxed);
+    st.packed_pages_unlocked = pool.unlocked_pages.load(Ordering::Relaxed);
 
     st.mappings = 3 * pool.solo.load(Ordering::Relaxed);
     for class in pool.page.iter() {
@@ -940,6 +1098,7 @@ pub fn stats() -> Stats {
         st.mappings += c.mappings();
         st.packed_pages += c.open_pages();
         st.packed_boxes += c.live_slots();
+        st.packed_boxes_unlocked += c.live_unlocked_slots();
     }
     st
 }

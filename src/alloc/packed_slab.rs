@@ -3,7 +3,10 @@
 //!
 //! A slab is one mapping of [`SLAB_PAGES`] pages between two guard pages,
 //! advised once; a page is opened (read-write, mlocked) when some thread
-//! needs one and closed again by `trim`. Every page of a slab has the slab's
+//! needs one and closed again by `trim`. A class of best-effort pages (the
+//! twin of a locked class, for `LockPolicy::BestEffort` boxes at the lock
+//! limit) opens its pages without the lock when there is no room, and each
+//! page records whether it is locked. Every page of a slab has the slab's
 //! size class, so a page's slot size never changes.
 //!
 //! # Page metadata is type-stable
@@ -41,7 +44,7 @@
 #![forbid(unsafe_code)]
 
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use crate::alloc::pages::{Closed, Mapping};
 use crate::error::Error;
@@ -65,6 +68,9 @@ pub(crate) struct PageMeta {
     slots: usize,
     /// The page's first byte while its slab is mapped.
     addr: AtomicPtr<u8>,
+    /// Whether the open page is mlocked (always, in a class of locked
+    /// pages; in a class of best-effort pages, if the limit left room).
+    locked: AtomicBool,
     /// Which class this page belongs to (an index into the pool's classes).
     pub(crate) class: usize,
     /// Where the page is in its class: slab and page index.
@@ -95,6 +101,7 @@ impl PageMeta {
             used: (0..words.div_ceil(8)).map(|_| Line::default()).collect(),
             slots,
             addr: AtomicPtr::new(ptr::null_mut()),
+            locked: AtomicBool::new(false),
             class,
             slab,
             index,
@@ -202,6 +209,19 @@ impl PageMeta {
     /// Slots on the page.
     pub(crate) fn slots(&self) -> usize {
         self.slots
+    }
+
+    /// Whether the page is mlocked. Meaningful while the caller holds a
+    /// slot's bit (or the class mutex).
+    #[inline]
+    pub(crate) fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Acquire)
+    }
+
+    /// Records whether the page is mlocked: by its opener before its bits
+    /// are cleared, and under the class mutex after that.
+    pub(crate) fn set_locked(&self, locked: bool) {
+        self.locked.store(locked, Ordering::Release);
     }
 }
 
@@ -456,7 +476,7 @@ impl PackedClass {
     /// be closed stays open, for next time; one closed but not advised again
     /// stays reserved (full) for good, and so does its slab. Returns the
     /// pages unlocked.
-    pub(crate) fn close_empty(&mut self, close: &mut dyn FnMut(NonNull<u8>) -> Closed) -> usize {
+    pub(crate) fn close_empty(&mut self, close: &mut dyn FnMut(&PageMeta) -> Closed) -> usize {
         let mut closed = 0;
         for slab in &mut self.slabs {
             if slab.mapping.is_none() {
@@ -467,7 +487,7 @@ impl PackedClass {
                 if !slab.pages[i].open || !meta.claim_all() {
                     continue; // closed, in transit, or holding slots
                 }
-                match close(meta.addr()) {
+                match close(meta) {
                     Closed::Yes => {
                         slab.pages[i] = PageState {
                             open: true,
@@ -498,6 +518,40 @@ impl PackedClass {
 
     /// Slots claimed on the class's open pages: its live boxes (a box being
     /// made or dropped right now may or may not be counted).
+    /// Calls `lock` on each open page that is not locked (and not in
+    /// transit), until it returns `false`; returns how many it locked.
+    pub(crate) fn relock(&mut self, lock: &mut dyn FnMut(&PageMeta) -> bool) -> usize {
+        let mut locked = 0;
+        let pages = self
+            .slabs
+            .iter()
+            .flat_map(|slab| slab.meta.iter().zip(&slab.pages))
+            .filter(|(meta, st)| st.open && !st.opening && !meta.is_locked());
+        for (meta, _) in pages {
+            if !lock(meta) {
+                break;
+            }
+            meta.set_locked(true);
+            locked += 1;
+        }
+        locked
+    }
+
+    /// Slots claimed on open pages that are not locked.
+    pub(crate) fn live_unlocked_slots(&self) -> usize {
+        self.slabs
+            .iter()
+            .flat_map(|slab| slab.meta.iter().zip(&slab.pages))
+            .filter(|(meta, st)| st.open && !st.opening && !meta.is_locked())
+            .map(|(meta, _)| meta.claimed())
+            .sum()
+    }
+
+    /// Whether the partial list may have a page with a free slot.
+    pub(crate) fn has_partial(&self) -> bool {
+        !self.partial.is_empty()
+    }
+
     pub(crate) fn live_slots(&self) -> usize {
         self.slabs
             .iter()

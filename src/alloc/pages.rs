@@ -122,12 +122,25 @@ unsafe fn advise_fresh(addr: NonNull<u8>, len: usize, fork: ForkPolicy) -> Resul
 
 /// Bytes a process generation of the crate holds mlocked, and whether it is
 /// under `RLIMIT_MEMLOCK` pressure.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct LockedBytes {
     bytes: AtomicUsize,
     /// Slots still to be closed rather than cached since a lock was refused
     /// for the limit; 0 when there is no pressure.
     pressure: AtomicUsize,
+    /// `bytes` when a lock was last refused for the limit; `usize::MAX` if
+    /// none was, or a lock succeeded above it since (the limit moved).
+    refused_at: AtomicUsize,
+}
+
+impl Default for LockedBytes {
+    fn default() -> Self {
+        LockedBytes {
+            bytes: AtomicUsize::new(0),
+            pressure: AtomicUsize::new(0),
+            refused_at: AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 /// Dropped slots closed rather than cached after a refusal: enough to let a
@@ -141,7 +154,20 @@ impl LockedBytes {
     }
 
     fn add(&self, n: usize) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
+        let now = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        if now > self.refused_at.load(Ordering::Relaxed) {
+            self.refused_at.store(usize::MAX, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the crate holds as much locked memory as it did when a lock
+    /// was last refused for `RLIMIT_MEMLOCK`: a best-effort lock then is
+    /// not even tried (it would fail, and reclaiming for it would cost a
+    /// `trim` each time).
+    #[inline]
+    pub(crate) fn at_limit(&self) -> bool {
+        let refused_at = self.refused_at.load(Ordering::Relaxed);
+        refused_at != usize::MAX && self.get() >= refused_at
     }
 
     fn sub(&self, n: usize) {
@@ -169,6 +195,7 @@ impl LockedBytes {
     #[cold]
     fn refused(&self) {
         self.pressure.store(PRESSURE_DROPS, Ordering::Relaxed);
+        self.refused_at.store(self.get(), Ordering::Relaxed);
     }
 
     /// Counts off `n` bytes whose mapping was unmapped whole (which unlocks
@@ -216,6 +243,9 @@ pub(crate) unsafe fn open(
         error: Error::os("mprotect", len, e),
         closed: true,
     })?;
+    if lock == LockPolicy::BestEffort && count.at_limit() {
+        return Ok(false);
+    }
     // SAFETY: as above; the pages are readable now.
     let mut locked = unsafe { sys::lock(data, len) };
     if matches!(&locked, Err(e) if limits::is_limit_error(e)) {
@@ -254,6 +284,33 @@ pub(crate) unsafe fn open(
     // SAFETY: as above; no value was placed there, and nothing was counted.
     let closed = unsafe { close(data, len, false, fork, count) } == Closed::Yes;
     Err(OpenError { error, closed })
+}
+
+/// Locks an open, unlocked run (values may live in it: mlock changes no
+/// byte) if `RLIMIT_MEMLOCK` leaves room, without reclaiming anything for
+/// it; returns whether it is now locked and counted.
+///
+/// # Safety
+/// The run is an open, unlocked, uncounted part of this crate's mappings
+/// that stays open meanwhile (the caller holds its class's mutex).
+pub(crate) unsafe fn relock(data: NonNull<u8>, len: usize, count: &LockedBytes) -> bool {
+    // SAFETY: forwarded: open, so mapped read-write.
+    match unsafe { sys::lock(data, len) } {
+        Ok(()) => {
+            count.add(len);
+            true
+        }
+        Err(e) => {
+            if limits::is_limit_error(&e) {
+                count.refused();
+            }
+            // A failed mlock may have locked a part: unlock it all (an
+            // error here leaves at most that part locked and uncounted).
+            // SAFETY: as above.
+            let _ = unsafe { sys::unlock(data, len) };
+            false
+        }
+    }
 }
 
 /// What [`close`] achieved.
