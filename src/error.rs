@@ -147,7 +147,7 @@ impl fmt::Display for Error {
             ),
             Error::Unsupported { call, source } => write!(
                 f,
-                "{call} is not supported by this kernel ({source}): choose options that do not \
+                "{call} is not supported here ({source}): choose options that do not \
                  need it (see `cargo run --example doctor` for what this host offers)"
             ),
             Error::Os { call, len, source } => write!(

@@ -70,7 +70,7 @@ pub use locked_alloc::LockedAlloc;
 pub use locked_box::LockedBox;
 pub use options::Options;
 pub use plain::Plain;
-pub use policy::{ForkPolicy, Isolation, LockPolicy};
+pub use policy::{Backing, ForkPolicy, Isolation, LockPolicy};
 pub use prompt::{MAX_PASSWORD_LEN, prompt_password};
 pub use sealed::{Ref, RefMut, SealedBox};
 pub use string::LockedString;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use allocator_api2::alloc::{AllocError, Allocator, Layout};
 
-use crate::policy::{ForkPolicy, Isolation, LockPolicy};
+use crate::policy::{Backing, ForkPolicy, Isolation, LockPolicy};
 use crate::store::{Request, Store};
 
 /// The live blocks, by address: each block's store, freed (checked, wiped,
@@ -51,7 +51,9 @@ static BLOCKS: Mutex<Option<HashMap<usize, Store>>> = Mutex::new(None);
 pub struct LockedAlloc {
     lock: LockPolicy,
     fork: ForkPolicy,
+    fork_chosen: bool,
     isolation: Isolation,
+    backing: Backing,
 }
 
 impl Default for LockedAlloc {
@@ -67,7 +69,9 @@ impl LockedAlloc {
         LockedAlloc {
             lock: LockPolicy::Require,
             fork: ForkPolicy::Wipe,
+            fork_chosen: false,
             isolation: Isolation::Page,
+            backing: Backing::Anonymous,
         }
     }
 
@@ -76,8 +80,25 @@ impl LockedAlloc {
         LockedAlloc {
             lock,
             fork,
+            fork_chosen: true,
             isolation,
+            backing: Backing::Anonymous,
         }
+    }
+
+    /// The same allocator with blocks of `backing` memory (see
+    /// [`Backing`]); an allocator from [`new`](Self::new) then uses the
+    /// fork policy that backing defaults to.
+    ///
+    /// ```no_run
+    /// use lockedbox::{Backing, LockedAlloc};
+    ///
+    /// let secret = LockedAlloc::new().backing(Backing::SecretMem);
+    /// let mut blocks = allocator_api2::vec::Vec::<u64, _>::new_in(secret);
+    /// blocks.resize(1024, 0);
+    /// ```
+    pub const fn backing(self, backing: Backing) -> Self {
+        LockedAlloc { backing, ..self }
     }
 }
 
@@ -105,7 +126,9 @@ unsafe impl Allocator for LockedAlloc {
             align: layout.align(),
             lock: self.lock,
             fork: self.fork,
+            fork_chosen: self.fork_chosen,
             isolation: self.isolation,
+            backing: self.backing,
         })
         .map_err(|_| AllocError)?;
         let ptr = store.value_ptr();

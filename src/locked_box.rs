@@ -259,6 +259,16 @@ impl<T: ?Sized + Plain> LockedBox<T> {
         self.store.is_locked()
     }
 
+    /// What memory the box really got: [`Backing::SecretMem`] or
+    /// [`Backing::Anonymous`] (never `PreferSecretMem`, which resolves to one
+    /// of them when the box is made).
+    ///
+    /// [`Backing::SecretMem`]: crate::Backing::SecretMem
+    /// [`Backing::Anonymous`]: crate::Backing::Anonymous
+    pub fn backing(&self) -> crate::Backing {
+        self.store.backing()
+    }
+
     /// How the box is isolated: [`Isolation::Page`] for a box with data pages
     /// of its own (and every sealed box), [`Isolation::Packed`] for one
     /// sharing a page with other small secrets.

@@ -7,7 +7,7 @@ use std::mem;
 use crate::error::{Error, InitError};
 use crate::locked_box::LockedBox;
 use crate::plain::Plain;
-use crate::policy::{ForkPolicy, Isolation, LockPolicy};
+use crate::policy::{Backing, ForkPolicy, Isolation, LockPolicy};
 use crate::store::Request;
 use crate::vec::LockedVec;
 
@@ -26,13 +26,15 @@ use crate::vec::LockedVec;
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     lock: LockPolicy,
-    fork: ForkPolicy,
+    fork: Option<ForkPolicy>,
     isolation: Isolation,
+    backing: Backing,
 }
 
 impl Options {
-    /// The defaults: [`LockPolicy::Require`], [`ForkPolicy::Wipe`],
-    /// [`Isolation::Page`].
+    /// The defaults: [`LockPolicy::Require`], [`ForkPolicy::Wipe`] (or
+    /// `Exclude` for secret memory), [`Isolation::Page`],
+    /// [`Backing::Anonymous`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -45,7 +47,13 @@ impl Options {
 
     /// Sets what a fork(2) child gets of the pages.
     pub fn fork(&mut self, policy: ForkPolicy) -> &mut Self {
-        self.fork = policy;
+        self.fork = Some(policy);
+        self
+    }
+
+    /// Sets what memory the pages are made of; see [`Backing`].
+    pub fn backing(&mut self, backing: Backing) -> &mut Self {
+        self.backing = backing;
         self
     }
 
@@ -61,8 +69,10 @@ impl Options {
             elem_size: mem::size_of::<T>(),
             align: mem::align_of::<T>(),
             lock: self.lock,
-            fork: self.fork,
+            fork: self.fork.unwrap_or_default(),
+            fork_chosen: self.fork.is_some(),
             isolation: self.isolation,
+            backing: self.backing,
         }
     }
 

@@ -13,12 +13,12 @@ use std::io;
 use std::process;
 use std::ptr::NonNull;
 
-use crate::alloc::{self, PackedClaim, PageMeta};
+use crate::alloc::{self, Kind, PackedClaim, PageMeta};
 use crate::canary::{expected_canary, process_canary, wipe};
 use crate::error::Error;
 use crate::fork::Origin;
 use crate::layout::{CANARY_LEN, PackedLayout};
-use crate::policy::{ForkPolicy, LockPolicy};
+use crate::policy::LockPolicy;
 use crate::sys::{self, Residency};
 
 /// A packed box's slot.
@@ -28,6 +28,8 @@ pub(crate) struct PackedSlot {
     /// First byte of the slot.
     slot: NonNull<u8>,
     pub(crate) layout: PackedLayout,
+    /// On a page of secret memory.
+    secret: bool,
     origin: Origin,
 }
 
@@ -46,12 +48,8 @@ impl PackedSlot {
     /// locked until the limit leaves room (see `alloc::claim_packed`); such
     /// pages hold no value that asked for a lock.
     #[inline]
-    pub(crate) fn new(
-        layout: PackedLayout,
-        lock: LockPolicy,
-        fork: ForkPolicy,
-    ) -> Result<Self, Error> {
-        let PackedClaim { page, index } = alloc::claim_packed(layout.class(), lock, fork)?;
+    pub(crate) fn new(layout: PackedLayout, lock: LockPolicy, kind: Kind) -> Result<Self, Error> {
+        let PackedClaim { page, index } = alloc::claim_packed(layout.class(), lock, kind)?;
         debug_assert_eq!(page.slots(), sys::page_size() / layout.slot_size);
         // SAFETY: `index < slots`, so the slot lies inside the page, which
         // is open while we hold the slot's bit.
@@ -61,7 +59,8 @@ impl PackedSlot {
             index,
             slot,
             layout,
-            origin: Origin::here(fork),
+            secret: kind.secret,
+            origin: Origin::here(kind.fork),
         };
         let canary = process_canary();
         // SAFETY: we hold the slot's bit, so its bytes are ours; both canaries
@@ -90,8 +89,12 @@ impl PackedSlot {
     }
 
     /// The fork policy the slot's page was advised with.
-    pub(crate) fn fork(&self) -> ForkPolicy {
-        self.origin.fork
+    /// What memory the slot is.
+    pub(crate) fn kind(&self) -> Kind {
+        Kind {
+            fork: self.origin.fork,
+            secret: self.secret,
+        }
     }
 
     /// Whether the slot's page exists in this process.

@@ -65,6 +65,54 @@ pub enum Isolation {
     Packed,
 }
 
+/// What memory a box's pages are made of.
+///
+/// ```no_run
+/// use lockedbox::{Backing, Options};
+///
+/// // Secret memory where the kernel offers it, anonymous memory elsewhere.
+/// let key = Options::new()
+///     .backing(Backing::PreferSecretMem)
+///     .zeroed::<[u8; 32]>()?;
+/// if key.backing() == Backing::Anonymous {
+///     eprintln!("memfd_secret(2) is not available here");
+/// }
+/// # Ok::<(), lockedbox::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backing {
+    /// Private anonymous memory, mlocked (the default).
+    #[default]
+    Anonymous,
+    /// Pages of a memfd_secret(2) file (Linux 5.14 and later; on by default
+    /// since 6.5): removed from the kernel's direct map while they exist,
+    /// so no other process (root included, through `/proc/PID/mem`,
+    /// `process_vm_readv` or ptrace) and no kernel code tricked into
+    /// reading memory can reach them; the process reads them itself only
+    /// through its own mapping. Always locked: the kernel charges them to
+    /// `RLIMIT_MEMLOCK` when they are mapped, so
+    /// [`LockPolicy::BestEffort`] cannot make an unlocked one
+    /// ([`Error::MemlockLimit`](crate::Error::MemlockLimit) at the limit).
+    /// Only [`ForkPolicy::Exclude`] can be honoured (a fork child would
+    /// share the pages, and the kernel cannot wipe them in it): it is the
+    /// default fork policy here, and asking for another is
+    /// [`Error::Unsupported`](crate::Error::Unsupported). Where the kernel
+    /// lacks the call, has secret memory disabled or a seccomp filter
+    /// refuses it, making the box is `Error::Unsupported` naming the reason.
+    ///
+    /// Costs: while any secret memory exists, the whole machine cannot
+    /// hibernate; the first touch of a fresh page costs about 15 times an
+    /// anonymous locked page (the kernel splits its direct map), so the
+    /// crate keeps the pages pooled, one file per slab, and reuses them.
+    SecretMem,
+    /// [`SecretMem`](Backing::SecretMem) where it can be had, else
+    /// [`Anonymous`](Backing::Anonymous) (also when the fork policy asked
+    /// for is not `Exclude`, or the lock limit leaves no room for secret
+    /// memory); [`LockedBox::backing`](crate::LockedBox::backing) says which
+    /// a box got. Its default fork policy is `Exclude` either way.
+    PreferSecretMem,
+}
+
 /// Number of fork policies, for per-policy tables.
 pub(crate) const FORKS: usize = 3;
 

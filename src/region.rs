@@ -25,12 +25,12 @@ use std::process;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::alloc::{self, PageSlot};
+use crate::alloc::{self, Kind, PageSlot};
 use crate::canary::{expected_canary, process_canary, wipe};
 use crate::error::Error;
 use crate::fork::EXCLUDED;
 use crate::layout::{CANARY_LEN, Layout};
-use crate::policy::{ForkPolicy, LockPolicy};
+use crate::policy::LockPolicy;
 use crate::sys::{self, Advice, Protection, Residency};
 
 /// A page-isolated box's data pages and where its value sits in them; see
@@ -63,13 +63,9 @@ impl Region {
     /// On error nothing is left behind: no slot stays open and the count of
     /// locked bytes is unchanged.
     #[inline]
-    pub(crate) fn create(
-        layout: Layout,
-        lock: LockPolicy,
-        fork: ForkPolicy,
-    ) -> Result<Self, Error> {
+    pub(crate) fn create(layout: Layout, lock: LockPolicy, kind: Kind) -> Result<Self, Error> {
         let slot =
-            alloc::acquire_page_slot(layout.data_len / layout.page, layout.map_len, lock, fork)?;
+            alloc::acquire_page_slot(layout.data_len / layout.page, layout.map_len, lock, kind)?;
         debug_assert_eq!(slot.data_len, layout.data_len);
         let canary_at = canary_ptr(slot.data, layout.canary_offset);
         // SAFETY: (R1, R3) the canary's bytes lie in the slot's data pages,
@@ -99,6 +95,14 @@ impl Region {
     /// Length of the data pages in bytes.
     pub(crate) fn data_len(&self) -> usize {
         self.slot.data_len
+    }
+
+    /// What memory the data pages are.
+    pub(crate) fn kind(&self) -> Kind {
+        Kind {
+            fork: self.slot.origin.fork,
+            secret: self.slot.secret,
+        }
     }
 
     /// Whether the mapping exists in this process. It does not in a fork

@@ -231,6 +231,15 @@ impl<T: ?Sized + Plain> SealedBox<T> {
         self.region.is_locked()
     }
 
+    /// What memory the box really got; see [`LockedBox::backing`].
+    pub fn backing(&self) -> crate::Backing {
+        if self.region.kind().secret {
+            crate::Backing::SecretMem
+        } else {
+            crate::Backing::Anonymous
+        }
+    }
+
     /// Residency of the data pages; see [`LockedBox::residency`]. Works
     /// while sealed: mincore(2) reads no byte.
     ///

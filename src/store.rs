@@ -8,16 +8,30 @@
 use std::io;
 use std::ptr::{self, NonNull};
 
+use crate::alloc::Kind;
 use crate::error::Error;
 use crate::fork::EXCLUDED;
 use crate::layout::{CANARY_LEN, Layout, LayoutError, PackedLayout};
 use crate::limits;
 use crate::packed::PackedSlot;
-use crate::policy::{ForkPolicy, Isolation, LockPolicy};
+use crate::policy::{Backing, ForkPolicy, Isolation, LockPolicy};
 use crate::region::Region;
 use crate::sys;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) use crate::sys::Residency;
+
+/// Remembers a refusal of memfd_secret(2) as unsupported (see
+/// `SECRETMEM_REFUSED`).
+fn note_refusal(e: &Error) {
+    if let Error::Unsupported {
+        call: "memfd_secret",
+        ..
+    } = e
+    {
+        SECRETMEM_REFUSED.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Bytes of a cache line, where [`Request::room`] starts a value if the
 /// pages leave room for it.
@@ -39,7 +53,11 @@ pub(crate) struct Request {
     pub(crate) align: usize,
     pub(crate) lock: LockPolicy,
     pub(crate) fork: ForkPolicy,
+    /// Whether `fork` was chosen (rather than left at its default, which
+    /// secret memory changes to `Exclude`).
+    pub(crate) fork_chosen: bool,
     pub(crate) isolation: Isolation,
+    pub(crate) backing: Backing,
 }
 
 impl Request {
@@ -88,7 +106,11 @@ impl Request {
         let max = Layout::new(size, self.align, sys::page_size())
             .ok()?
             .data_len;
-        let data_len = crate::alloc::largest_ready(max, self.fork)?;
+        let kind = match self.kinds() {
+            Ok((Some(kind), _) | (None, Some(kind))) => kind,
+            _ => return None,
+        };
+        let data_len = crate::alloc::largest_ready(max, kind)?;
         let lined = data_len.checked_sub(CACHE_LINE)? / self.elem_size;
         (lined > 0).then_some(lined.min(self.len))
     }
@@ -121,9 +143,52 @@ impl Request {
             align: std::mem::align_of::<T>(),
             lock: LockPolicy::default(),
             fork: ForkPolicy::default(),
+            fork_chosen: false,
             isolation: Isolation::default(),
+            backing: Backing::default(),
         }
     }
+
+    /// The fork policy the request gets: the one chosen, else `Exclude` for
+    /// (possibly) secret memory and the default otherwise.
+    fn fork_policy(&self) -> ForkPolicy {
+        match self.backing {
+            _ if self.fork_chosen => self.fork,
+            Backing::Anonymous => self.fork,
+            Backing::SecretMem | Backing::PreferSecretMem => ForkPolicy::Exclude,
+        }
+    }
+
+    /// The kinds of memory to try, in order: secret memory if asked for
+    /// (and possible), and anonymous memory if that may stand in.
+    fn kinds(&self) -> Result<(Option<Kind>, Option<Kind>), Error> {
+        let fork = self.fork_policy();
+        let anonymous = Some(Kind::anonymous(fork));
+        match self.backing {
+            Backing::Anonymous => Ok((None, anonymous)),
+            Backing::SecretMem if fork != ForkPolicy::Exclude => Err(Error::Unsupported {
+                call: "memfd_secret(2) memory under a fork policy other than Exclude",
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a fork child would share secret memory, which the kernel cannot wipe \
+                     (MADV_WIPEONFORK is EINVAL there): use ForkPolicy::Exclude",
+                ),
+            }),
+            Backing::SecretMem => Ok((Some(Kind::SECRET), None)),
+            Backing::PreferSecretMem if fork != ForkPolicy::Exclude => Ok((None, anonymous)),
+            Backing::PreferSecretMem if !secretmem_may_work() => Ok((None, anonymous)),
+            Backing::PreferSecretMem => Ok((Some(Kind::SECRET), anonymous)),
+        }
+    }
+}
+
+/// Set once memfd_secret(2) was refused as unsupported in this process (a
+/// missing call, secret memory disabled, a seccomp filter): `PreferSecretMem`
+/// then goes straight to anonymous memory.
+static SECRETMEM_REFUSED: AtomicBool = AtomicBool::new(false);
+
+fn secretmem_may_work() -> bool {
+    !SECRETMEM_REFUSED.load(Ordering::Relaxed)
 }
 
 impl Store {
@@ -143,9 +208,35 @@ impl Store {
         let Some(size) = req.len.checked_mul(req.elem_size) else {
             return Err(too_large);
         };
+        let (secret, anonymous) = req.kinds()?;
+        if let Some(kind) = secret {
+            let made = Self::of_kind(req, size, kind);
+            // `PreferSecretMem`: anonymous memory stands in where secret
+            // memory is unsupported or the lock limit leaves it no room.
+            let stand_in = anonymous.is_some()
+                && matches!(
+                    made,
+                    Err(Error::Unsupported { .. } | Error::MemlockLimit { .. })
+                );
+            if !stand_in {
+                return made;
+            }
+        }
+        let kind = anonymous.expect("`kinds` names at least one kind");
+        Self::of_kind(req, size, kind)
+    }
+
+    /// [`new`](Store::new) with memory of `kind`.
+    fn of_kind(req: Request, size: usize, kind: Kind) -> Result<Self, Error> {
+        let too_large = Error::TooLarge {
+            len: req.len,
+            elem_size: req.elem_size,
+        };
         let page_size = sys::page_size();
         if let Some(layout) = req.packed_layout(size) {
-            return PackedSlot::new(layout, req.lock, req.fork).map(Store::Packed);
+            return PackedSlot::new(layout, req.lock, kind)
+                .map(Store::Packed)
+                .inspect_err(note_refusal);
         }
         let layout = Layout::new(size, req.align, page_size).map_err(|e| match e {
             LayoutError::AlignTooLarge => Error::Alignment {
@@ -154,24 +245,39 @@ impl Store {
             },
             LayoutError::TooLarge | LayoutError::BadAlign | LayoutError::BadPageSize => too_large,
         })?;
-        Self::page(layout, req.lock, req.fork).map_err(|e| match e {
-            Error::TooLarge { .. } => Error::TooLarge {
-                len: req.len,
-                elem_size: req.elem_size,
-            },
-            e => e,
-        })
+        Self::page(layout, req.lock, kind)
+            .inspect_err(note_refusal)
+            .map_err(|e| match e {
+                Error::TooLarge { .. } => Error::TooLarge {
+                    len: req.len,
+                    elem_size: req.elem_size,
+                },
+                e => e,
+            })
     }
 
     /// A page-isolated store for `layout`.
-    fn page(layout: Layout, lock: LockPolicy, fork: ForkPolicy) -> Result<Self, Error> {
+    fn page(layout: Layout, lock: LockPolicy, kind: Kind) -> Result<Self, Error> {
         if !limits::fits_in_ram(layout.data_len) {
             return Err(Error::TooLarge {
                 len: 1,
                 elem_size: layout.size,
             });
         }
-        Region::create(layout, lock, fork).map(Store::Page)
+        Region::create(layout, lock, kind).map(Store::Page)
+    }
+
+    /// What memory the value lives in.
+    pub(crate) fn backing(&self) -> Backing {
+        let kind = match self {
+            Store::Page(r) => r.kind(),
+            Store::Packed(p) => p.kind(),
+        };
+        if kind.secret {
+            Backing::SecretMem
+        } else {
+            Backing::Anonymous
+        }
     }
 
     #[inline]
@@ -273,7 +379,7 @@ impl Store {
                 len: 1,
                 elem_size: size,
             })
-            .and_then(|layout| Region::create(layout, LockPolicy::Require, slot.fork()));
+            .and_then(|layout| Region::create(layout, LockPolicy::Require, slot.kind()));
         let region = match region {
             Ok(r) => r,
             Err(e) => return Err(Box::new((Store::Packed(slot), e))),

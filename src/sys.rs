@@ -20,7 +20,7 @@
 
 use std::ffi::c_void;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -412,6 +412,71 @@ pub(crate) fn secretmem_available() -> io::Result<bool> {
     // owns it; closing it once is what ownership of a new descriptor means.
     unsafe { libc::close(fd) };
     Ok(true)
+}
+
+/// A new memfd_secret(2) descriptor (close-on-exec): a file whose pages are
+/// removed from the kernel's direct map while they exist.
+///
+/// # References
+/// - [memfd_secret(2)](https://man7.org/linux/man-pages/man2/memfd_secret.2.html)
+pub(crate) fn memfd_secret() -> io::Result<OwnedFd> {
+    // SAFETY: memfd_secret takes one integer flags argument and returns a new
+    // descriptor or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = libc::c_int::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: a descriptor the kernel just returned; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets the length of the file behind `fd` (ftruncate(2)).
+///
+/// # References
+/// - [ftruncate(2)](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
+#[doc(alias = "ftruncate")]
+pub(crate) fn set_file_len(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: ftruncate on a descriptor we borrow; no memory passed.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Maps `len` bytes of the file behind `fd`, from `offset`, read-write and
+/// shared, in place of `addr..addr + len` (mmap(2) with `MAP_FIXED`).
+///
+/// # Safety
+/// The shared contract (module docs): the range is the caller's own and
+/// nothing relies on what it held, which is replaced.
+///
+/// # References
+/// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+#[doc(alias = "mmap")]
+pub(crate) unsafe fn map_file_fixed(
+    addr: NonNull<u8>,
+    len: usize,
+    fd: BorrowedFd<'_>,
+    offset: usize,
+) -> io::Result<()> {
+    let offset = u64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: forwarded from the caller's contract: the range is the
+    // caller's own, and nothing uses what it held.
+    let got = unsafe {
+        rustix::mm::mmap(
+            addr.as_ptr().cast::<c_void>(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED | MapFlags::FIXED,
+            fd,
+            offset,
+        )
+    }?;
+    debug_assert_eq!(got.cast::<u8>(), addr.as_ptr());
+    Ok(())
 }
 
 /// Whether the kernel accepts `advice` on a private anonymous read-write

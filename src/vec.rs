@@ -119,6 +119,12 @@ impl<T: Plain> LockedVec<T> {
         self.buf.as_ref().is_none_or(|b| b.is_locked())
     }
 
+    /// What memory the vector's elements live in, once it has any (see
+    /// [`LockedBox::backing`]); `None` before its first allocation.
+    pub fn backing(&self) -> Option<crate::Backing> {
+        self.buf.as_ref().map(LockedBox::backing)
+    }
+
     /// Makes room for at least `additional` more elements.
     ///
     /// # Errors

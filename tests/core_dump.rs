@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::child;
-use lockedbox::{Isolation, LockedBox, Options};
+use lockedbox::{Backing, Isolation, LockedBox, Options};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 const DIR_VAR: &str = "LOCKEDBOX_CORE_DIR";
@@ -82,12 +82,26 @@ fn a_core_dump_holds_no_secret() {
         drop(LockedBox::<[u8; 48]>::new_zeroed().unwrap());
         let mut recycled = LockedBox::<[u8; 48]>::new_zeroed().unwrap();
         random_into(&mut *recycled);
+        // Secret memory (memfd_secret(2)), page-isolated and packed.
+        let mut secretmem = Options::new()
+            .backing(Backing::SecretMem)
+            .zeroed::<[u8; 32]>()
+            .unwrap();
+        random_into(&mut *secretmem);
+        let mut secretmem_packed = Options::new()
+            .backing(Backing::SecretMem)
+            .isolation(Isolation::Packed)
+            .zeroed::<[u8; 32]>()
+            .unwrap();
+        random_into(&mut *secretmem_packed);
         let mut control = vec![0u8; 32];
         random_into(&mut control);
         dump_raw(&dir.join("secret.bin"), &*secret);
         dump_raw(&dir.join("packed.bin"), &*packed);
         dump_raw(&dir.join("recycled.bin"), &*recycled);
         dump_raw(&dir.join("control.bin"), &control);
+        dump_raw(&dir.join("secretmem.bin"), &*secretmem);
+        dump_raw(&dir.join("secretmem_packed.bin"), &*secretmem_packed);
         std::process::abort();
     });
     child::assert_signal(&out, libc::SIGABRT);
@@ -96,6 +110,8 @@ fn a_core_dump_holds_no_secret() {
     let packed = fs::read(dir.join("packed.bin")).unwrap();
     let recycled = fs::read(dir.join("recycled.bin")).unwrap();
     let control = fs::read(dir.join("control.bin")).unwrap();
+    let secretmem = fs::read(dir.join("secretmem.bin")).unwrap();
+    let secretmem_packed = fs::read(dir.join("secretmem_packed.bin")).unwrap();
     let core_path = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -126,4 +142,14 @@ fn a_core_dump_holds_no_secret() {
         !contains(&core, &recycled[..24]) && !contains(&core, &recycled[24..]),
         "recycled"
     );
+    for (name, bytes) in [
+        ("secretmem", &secretmem),
+        ("secretmem packed", &secretmem_packed),
+    ] {
+        assert_eq!(bytes.len(), 32);
+        assert!(
+            !contains(&core, &bytes[..16]) && !contains(&core, &bytes[16..]),
+            "{name}"
+        );
+    }
 }

@@ -158,12 +158,12 @@ impl<S: Cached> LargeCache<S> {
 /// The data length of the largest slot in the pool's cache of large slots
 /// that is at most `max_data_len` bytes and made for `fork`, if any: memory
 /// a growing buffer can move to at no cost in locking.
-pub(crate) fn largest_ready(max_data_len: usize, fork: ForkPolicy) -> Option<usize> {
+pub(crate) fn largest_ready(max_data_len: usize, kind: Kind) -> Option<usize> {
     let large = lock(&pool().large);
     large
         .slots
         .iter()
-        .filter(|s| s.origin.fork == fork && s.data_len <= max_data_len)
+        .filter(|s| s.fits(s.data_len, kind) && s.data_len <= max_data_len)
         .map(|s| s.data_len)
         .max()
 }
@@ -204,6 +204,8 @@ pub(crate) struct PageSlot {
     pub(crate) data_len: usize,
     home: Home,
     pub(crate) locked: bool,
+    /// Secret memory (memfd_secret(2)) rather than anonymous.
+    pub(crate) secret: bool,
     pub(crate) origin: Origin,
 }
 
@@ -228,33 +230,78 @@ impl Cached for PageSlot {
 }
 
 impl PageSlot {
-    /// Whether a request for `data_len` bytes under `fork` can take it.
-    fn fits(&self, data_len: usize, fork: ForkPolicy) -> bool {
-        self.data_len == data_len && self.origin.fork == fork
+    /// Whether a request for `data_len` bytes of `kind` can take it.
+    fn fits(&self, data_len: usize, kind: Kind) -> bool {
+        self.data_len == data_len && self.origin.fork == kind.fork && self.secret == kind.secret
     }
 }
 
 // ---------------------------------------------------------------------------
 // Class keys
 
-/// The pool's index for page-isolated slots of `data_pages` pages (1 to
-/// `MAX_SLAB_PAGES`) under `fork`.
-#[inline]
-fn page_key(fork: ForkPolicy, data_pages: usize) -> usize {
-    debug_assert!((1..=MAX_SLAB_PAGES).contains(&data_pages));
-    fork.index() * MAX_SLAB_PAGES + data_pages - 1
+/// What memory a class holds: anonymous memory advised for a fork policy,
+/// or secret memory (memfd_secret(2)), which is always under
+/// [`ForkPolicy::Exclude`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kind {
+    pub(crate) fork: ForkPolicy,
+    pub(crate) secret: bool,
 }
 
-/// The pool's index for packed size class `class` under `fork`, on locked
+/// Kinds of memory: anonymous under each fork policy, and secret.
+const KINDS: usize = FORKS + 1;
+
+impl Kind {
+    /// Anonymous memory under `fork`.
+    pub(crate) const fn anonymous(fork: ForkPolicy) -> Self {
+        Kind {
+            fork,
+            secret: false,
+        }
+    }
+
+    /// Secret memory.
+    pub(crate) const SECRET: Kind = Kind {
+        fork: ForkPolicy::Exclude,
+        secret: true,
+    };
+
+    /// Every kind, by index.
+    const ALL: [Kind; KINDS] = [
+        Kind::anonymous(ForkPolicy::Wipe),
+        Kind::anonymous(ForkPolicy::Exclude),
+        Kind::anonymous(ForkPolicy::Keep),
+        Kind::SECRET,
+    ];
+
+    #[inline]
+    fn index(self) -> usize {
+        if self.secret {
+            FORKS
+        } else {
+            self.fork.index()
+        }
+    }
+}
+
+/// The pool's index for page-isolated slots of `data_pages` pages (1 to
+/// `MAX_SLAB_PAGES`) of `kind`.
+#[inline]
+fn page_key(kind: Kind, data_pages: usize) -> usize {
+    debug_assert!((1..=MAX_SLAB_PAGES).contains(&data_pages));
+    kind.index() * MAX_SLAB_PAGES + data_pages - 1
+}
+
+/// The pool's index for packed size class `class` of `kind`, on locked
 /// pages.
 #[inline]
-fn packed_key(fork: ForkPolicy, class: usize) -> usize {
+fn packed_key(kind: Kind, class: usize) -> usize {
     debug_assert!(class < PACKED_CLASSES);
-    fork.index() * PACKED_CLASSES + class
+    kind.index() * PACKED_CLASSES + class
 }
 
 /// Packed classes of each kind: locked pages, and best-effort pages.
-const PACKED_KEYS: usize = FORKS * PACKED_CLASSES;
+const PACKED_KEYS: usize = KINDS * PACKED_CLASSES;
 
 /// The index of the best-effort twin of the locked class `key`: its pages
 /// are opened without a lock when `RLIMIT_MEMLOCK` leaves no room, and
@@ -337,29 +384,34 @@ fn install_pool(current: *mut Pool, generation: u64) -> &'static Pool {
 impl Pool {
     fn new(generation: u64) -> Self {
         let page_size = sys::page_size();
-        let forks = [ForkPolicy::Wipe, ForkPolicy::Exclude, ForkPolicy::Keep];
-        debug_assert!(forks.iter().enumerate().all(|(i, f)| f.index() == i));
-        let classes = forks
+        debug_assert!(Kind::ALL.iter().enumerate().all(|(i, k)| k.index() == i));
+        let classes = Kind::ALL
             .iter()
-            .flat_map(|&fork| (0..PACKED_CLASSES).map(move |class| (fork, class)));
+            .flat_map(|&kind| (0..PACKED_CLASSES).map(move |class| (kind, class)));
         let packed = classes
             .clone()
-            .map(|(fork, class)| packed_key(fork, class))
-            .chain(classes.map(|(fork, class)| unlocked_key(packed_key(fork, class))))
+            .map(|(kind, class)| packed_key(kind, class))
+            .chain(classes.map(|(kind, class)| unlocked_key(packed_key(kind, class))))
             .enumerate()
             .map(|(key, k)| {
                 debug_assert_eq!(key, k);
                 let class = key % PACKED_CLASSES;
-                let fork = forks[(key % PACKED_KEYS) / PACKED_CLASSES];
+                let kind = Kind::ALL[(key % PACKED_KEYS) / PACKED_CLASSES];
                 let slots = page_size / (PACKED_MIN_SLOT << class);
-                Mutex::new(PackedClass::new(key, fork, page_size, slots))
+                Mutex::new(PackedClass::new(
+                    key,
+                    kind.fork,
+                    kind.secret,
+                    page_size,
+                    slots,
+                ))
             })
             .collect();
         Pool {
             generation,
             page_size,
             locked: LockedBytes::default(),
-            page: (0..FORKS * MAX_SLAB_PAGES)
+            page: (0..KINDS * MAX_SLAB_PAGES)
                 .map(|_| Mutex::default())
                 .collect(),
             packed,
@@ -415,7 +467,7 @@ impl Local {
         if let Some(old) = shard.take() {
             std::mem::forget(old); // the parent's: see the module docs
         }
-        let fresh = Arc::new(Shard::new(FORKS * MAX_SLAB_PAGES));
+        let fresh = Arc::new(Shard::new(KINDS * MAX_SLAB_PAGES));
         lock(&pool.shards).push(Arc::clone(&fresh));
         *shard = Some(fresh);
         for h in &self.held {
@@ -530,21 +582,21 @@ pub(crate) fn acquire_page_slot(
     data_pages: usize,
     map_len: usize,
     lock_policy: LockPolicy,
-    fork: ForkPolicy,
+    kind: Kind,
 ) -> Result<PageSlot, Error> {
     let page = sys::page_size();
     let Some(geo) = SlabGeometry::new(data_pages, page) else {
         return with_local(|local, pool| {
-            let cached = lock(&pool.large).take(|s| s.fits(data_pages * page, fork));
+            let cached = lock(&pool.large).take(|s| s.fits(data_pages * page, kind));
             let slot = match cached {
                 Some(slot) => slot,
-                None => open_solo(pool, data_pages * page, map_len, lock_policy, fork)?,
+                None => open_solo(pool, data_pages * page, map_len, lock_policy, kind)?,
             };
             count(local, pool, |c| &c.page_made);
             Ok(slot)
         });
     };
-    let class = page_key(fork, data_pages);
+    let class = page_key(kind, data_pages);
     with_local(|local, pool| {
         let cached = local.and_then(|l| {
             l.with_shard(|s| {
@@ -558,12 +610,12 @@ pub(crate) fn acquire_page_slot(
         }
         let len = geo.data_len();
         if len >= SHARED_CACHE_MIN {
-            if let Some(slot) = lock(&pool.large).take(|s| s.fits(len, fork)) {
+            if let Some(slot) = lock(&pool.large).take(|s| s.fits(len, kind)) {
                 count(local, pool, |c| &c.page_made);
                 return Ok(slot);
             }
         }
-        let slot = open_slab_slot(pool, class, geo, lock_policy, fork)?;
+        let slot = open_slab_slot(pool, class, geo, lock_policy, kind)?;
         count(local, pool, |c| &c.page_made);
         Ok(slot)
     })
@@ -574,13 +626,25 @@ fn open_slab_slot(
     class: usize,
     geo: SlabGeometry,
     lock_policy: LockPolicy,
-    fork: ForkPolicy,
+    kind: Kind,
 ) -> Result<PageSlot, Error> {
-    let (id, data) = lock(&pool.page[class]).reserve(geo, fork)?;
+    let (id, data, file) = lock(&pool.page[class]).reserve(geo, kind.fork, kind.secret)?;
     let len = geo.data_len();
+    let fork = kind.fork;
     // SAFETY: `reserve` set the slot's bit for us, so we hold the closed
-    // slot exclusively.
-    match unsafe { pages::open(data, len, lock_policy, fork, &pool.locked, &reclaim) } {
+    // slot exclusively; `file` is its slab's.
+    let opened = unsafe {
+        pages::open(
+            data,
+            len,
+            lock_policy,
+            fork,
+            &pool.locked,
+            &reclaim,
+            file.as_ref(),
+        )
+    };
+    match opened {
         Ok(locked) => Ok(counted_unlocked(
             pool,
             PageSlot {
@@ -588,6 +652,7 @@ fn open_slab_slot(
                 data_len: len,
                 home: Home::Slab { class, id },
                 locked,
+                secret: kind.secret,
                 origin: Origin::here(fork),
             },
         )),
@@ -606,14 +671,29 @@ fn open_solo(
     data_len: usize,
     map_len: usize,
     lock_policy: LockPolicy,
-    fork: ForkPolicy,
+    kind: Kind,
 ) -> Result<PageSlot, Error> {
-    let mapping = Mapping::new(map_len, fork)?;
+    let fork = kind.fork;
+    let mapping = if kind.secret {
+        Mapping::new_secret(map_len)?
+    } else {
+        Mapping::new(map_len, fork)?
+    };
     let data = mapping.at(pool.page_size);
     // SAFETY: the data pages of a fresh mapping that is ours alone. On
     // error, dropping `mapping` unmaps it, open or not.
-    let locked = unsafe { pages::open(data, data_len, lock_policy, fork, &pool.locked, &reclaim) }
-        .map_err(|e| e.error)?;
+    let locked = unsafe {
+        pages::open(
+            data,
+            data_len,
+            lock_policy,
+            fork,
+            &pool.locked,
+            &reclaim,
+            mapping.secret_file(),
+        )
+    }
+    .map_err(|e| e.error)?;
     pool.solo.fetch_add(1, Ordering::Relaxed);
     Ok(counted_unlocked(
         pool,
@@ -622,6 +702,7 @@ fn open_solo(
             data_len,
             home: Home::Solo(mapping),
             locked,
+            secret: kind.secret,
             origin: Origin::here(fork),
         },
     ))
@@ -771,14 +852,20 @@ pub(crate) struct PackedClaim {
 pub(crate) fn claim_packed(
     class: usize,
     lock_policy: LockPolicy,
-    fork: ForkPolicy,
+    kind: Kind,
 ) -> Result<PackedClaim, Error> {
-    let key = packed_key(fork, class);
+    let key = packed_key(kind, class);
     if let Some(page) = held_page(key) {
         if let Some(index) = page.claim() {
             return Ok(PackedClaim { page, index });
         }
     }
+    // Secret memory is locked, or not at all.
+    let lock_policy = if kind.secret {
+        LockPolicy::Require
+    } else {
+        lock_policy
+    };
     if lock_policy == LockPolicy::BestEffort {
         let pool = pool();
         // At the limit, with no locked page of the class known to have room,
@@ -831,7 +918,7 @@ fn claim_packed_slow(
     let class = &pool.packed[key];
     let unlocked = is_unlocked_key(key);
     let mut spins = 0;
-    let (page, fork) = loop {
+    let (page, fork, file) = loop {
         let mut c = lock(class);
         if let Some(old) = held.and_then(Cell::take) {
             c.unhold(old, me);
@@ -846,7 +933,8 @@ fn claim_packed_slow(
         // One page of a class is opened at a time, so that where the next
         // one goes is chosen among settled neighbours (see `packed_slab`).
         if !c.opening_any() {
-            break (c.reserve()?, c.fork());
+            let page = c.reserve()?;
+            break (page, c.fork(), c.file_of(page));
         }
         drop(c);
         crate::sync::backoff(&mut spins);
@@ -859,7 +947,8 @@ fn claim_packed_slow(
         LockPolicy::Require
     };
     // SAFETY: `reserve` marked the closed page open for us alone (its bits
-    // stay full, so nobody claims on it or closes it meanwhile).
+    // stay full, so nobody claims on it or closes it meanwhile); `file` is
+    // its slab's.
     let opened = unsafe {
         pages::open(
             page.addr(),
@@ -868,6 +957,7 @@ fn claim_packed_slow(
             fork,
             &pool.locked,
             &reclaim,
+            file.as_ref(),
         )
     };
     let mut c = lock(class);
@@ -1107,26 +1197,27 @@ pub fn stats() -> Stats {
 mod tests {
     use super::*;
 
-    const FORK_POLICIES: [ForkPolicy; FORKS] =
-        [ForkPolicy::Wipe, ForkPolicy::Exclude, ForkPolicy::Keep];
-
     #[test]
     fn class_keys_are_dense_and_distinct() {
-        let mut seen = [false; FORKS * MAX_SLAB_PAGES];
-        for fork in FORK_POLICIES {
+        let mut seen = [false; KINDS * MAX_SLAB_PAGES];
+        for kind in Kind::ALL {
             for pages in 1..=MAX_SLAB_PAGES {
-                let k = page_key(fork, pages);
+                let k = page_key(kind, pages);
                 assert!(!seen[k], "page key {k} twice");
                 seen[k] = true;
             }
         }
         assert!(seen.iter().all(|&s| s));
-        let mut seen = [false; FORKS * PACKED_CLASSES];
-        for fork in FORK_POLICIES {
+        let mut seen = [false; 2 * PACKED_KEYS];
+        for kind in Kind::ALL {
             for class in 0..PACKED_CLASSES {
-                let k = packed_key(fork, class);
-                assert!(!seen[k], "packed key {k} twice");
-                seen[k] = true;
+                for k in [
+                    packed_key(kind, class),
+                    unlocked_key(packed_key(kind, class)),
+                ] {
+                    assert!(!seen[k], "packed key {k} twice");
+                    seen[k] = true;
+                }
             }
         }
         assert!(seen.iter().all(|&s| s));
@@ -1161,10 +1252,15 @@ mod tests {
     #[test]
     fn pool_classes_know_their_keys() {
         let pool = pool();
-        for fork in FORK_POLICIES {
+        for kind in Kind::ALL {
             for class in 0..PACKED_CLASSES {
-                let c = lock(&pool.packed[packed_key(fork, class)]);
-                assert_eq!(c.fork(), fork);
+                for key in [
+                    packed_key(kind, class),
+                    unlocked_key(packed_key(kind, class)),
+                ] {
+                    let c = lock(&pool.packed[key]);
+                    assert_eq!(c.fork(), kind.fork);
+                }
             }
         }
     }

@@ -46,7 +46,7 @@
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
-use crate::alloc::pages::{Closed, Mapping};
+use crate::alloc::pages::{Closed, Mapping, SecretFile};
 use crate::error::Error;
 use crate::policy::ForkPolicy;
 
@@ -298,6 +298,8 @@ pub(crate) struct PackedClass {
     /// This class's index among the pool's classes.
     key: usize,
     fork: ForkPolicy,
+    /// Pages of secret memory (memfd_secret(2)).
+    secret: bool,
     page_size: usize,
     slots: usize,
     slabs: Vec<Slab>,
@@ -310,16 +312,30 @@ pub(crate) struct PackedClass {
 
 impl PackedClass {
     /// An empty class of pages of `page_size` bytes cut into `slots` slots.
-    pub(crate) fn new(key: usize, fork: ForkPolicy, page_size: usize, slots: usize) -> Self {
+    pub(crate) fn new(
+        key: usize,
+        fork: ForkPolicy,
+        secret: bool,
+        page_size: usize,
+        slots: usize,
+    ) -> Self {
         PackedClass {
             key,
             fork,
+            secret,
             page_size,
             slots,
             slabs: Vec::new(),
             partial: Vec::new(),
             in_flight: false,
         }
+    }
+
+    /// The secret file behind `page`'s slab, if the class is of secret
+    /// memory.
+    pub(crate) fn file_of(&self, page: &PageMeta) -> Option<SecretFile> {
+        let slab = &self.slabs[page.slab];
+        slab.mapping.as_ref()?.secret_file().cloned()
     }
 
     /// The fork policy the class's slabs are advised with.
@@ -407,7 +423,12 @@ impl PackedClass {
 
     /// Maps a slab: into an entry whose mapping was unmapped, or a new one.
     fn map_slab(&mut self) -> Result<usize, Error> {
-        let mapping = Mapping::new((SLAB_PAGES + 2) * self.page_size, self.fork)?;
+        let len = (SLAB_PAGES + 2) * self.page_size;
+        let mapping = if self.secret {
+            Mapping::new_secret(len)?
+        } else {
+            Mapping::new(len, self.fork)?
+        };
         let s = match self.slabs.iter().position(|s| s.mapping.is_none()) {
             Some(s) => s,
             None => {

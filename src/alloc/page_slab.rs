@@ -12,7 +12,7 @@
 
 use std::ptr::NonNull;
 
-use crate::alloc::pages::Mapping;
+use crate::alloc::pages::{Mapping, SecretFile};
 use crate::error::Error;
 use crate::layout::SlabGeometry;
 use crate::policy::ForkPolicy;
@@ -50,7 +50,8 @@ impl PageClass {
         &mut self,
         geo: SlabGeometry,
         fork: ForkPolicy,
-    ) -> Result<(SlotId, NonNull<u8>), Error> {
+        secret: bool,
+    ) -> Result<(SlotId, NonNull<u8>, Option<SecretFile>), Error> {
         let full = geo.all_slots();
         let found = self
             .slabs
@@ -59,10 +60,13 @@ impl PageClass {
         let slab = match found {
             Some(i) => i,
             None => {
-                let fresh = PageSlab {
-                    mapping: Mapping::new(geo.map_len, fork)?,
-                    open: 0,
+                let mapping = if secret {
+                    debug_assert_eq!(fork, ForkPolicy::Exclude);
+                    Mapping::new_secret(geo.map_len)?
+                } else {
+                    Mapping::new(geo.map_len, fork)?
                 };
+                let fresh = PageSlab { mapping, open: 0 };
                 match self.slabs.iter().position(Option::is_none) {
                     Some(i) => {
                         self.slabs[i] = Some(fresh);
@@ -79,7 +83,11 @@ impl PageClass {
         let index = first_free(s.open, geo.slots).expect("a slab with a free slot");
         s.open |= 1 << index;
         let data = s.mapping.at(geo.slot_offset(index));
-        Ok((SlotId { slab, index }, data))
+        Ok((
+            SlotId { slab, index },
+            data,
+            s.mapping.secret_file().cloned(),
+        ))
     }
 
     /// Gives a closed slot back.
@@ -156,7 +164,7 @@ mod tests {
         let geo = SlabGeometry::new(1, page).unwrap();
         let mut class = PageClass::default();
         let ids: Vec<_> = (0..geo.slots + 1)
-            .map(|_| class.reserve(geo, ForkPolicy::Keep).unwrap().0)
+            .map(|_| class.reserve(geo, ForkPolicy::Keep, false).unwrap().0)
             .collect();
         assert_eq!(ids[0], SlotId { slab: 0, index: 0 });
         assert_eq!(ids[geo.slots], SlotId { slab: 1, index: 0 }, "second slab");

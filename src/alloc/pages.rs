@@ -13,7 +13,10 @@
 //! layer above (it knows the caches); it is handed down as a callback.
 #![allow(unsafe_code)]
 
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::Error;
@@ -26,6 +29,46 @@ use crate::sys::{self, Advice, Protection};
 pub(crate) struct Mapping {
     addr: NonNull<u8>,
     len: usize,
+    /// For a mapping whose runs are opened from a memfd_secret(2) file: the
+    /// file, as long as the mapping (a run's offset in the file is its
+    /// offset in the mapping).
+    secret: Option<SecretFile>,
+}
+
+/// The memfd_secret(2) file behind a mapping's open runs. Its pages live
+/// (and hold what was written to them) until the last mapping of them and
+/// the descriptor are gone: the kernel can neither discard nor punch them,
+/// so a run is wiped by writing zeros before it is closed.
+#[derive(Debug, Clone)]
+pub(crate) struct SecretFile {
+    fd: Arc<OwnedFd>,
+    /// The first byte of the mapping, at file offset 0.
+    base: usize,
+}
+
+impl SecretFile {
+    /// Makes the file for a mapping of `len` bytes at `base`.
+    fn new(base: NonNull<u8>, len: usize) -> Result<Self, Error> {
+        let fd = sys::memfd_secret().map_err(secretmem_error)?;
+        sys::set_file_len(fd.as_fd(), len).map_err(|e| Error::os("ftruncate", len, e))?;
+        Ok(SecretFile {
+            fd: Arc::new(fd),
+            base: base.as_ptr() as usize,
+        })
+    }
+}
+
+/// The error for a memfd_secret(2) the kernel refused: `Unsupported` where
+/// the call is missing or filtered (`ENOSYS`, seccomp's `EPERM`) or secret
+/// memory is disabled (`EINVAL`, booted without it), `Os` otherwise.
+pub(crate) fn secretmem_error(e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::EOPNOTSUPP) => Error::Unsupported {
+            call: "memfd_secret",
+            source: e,
+        },
+        _ => Error::os("memfd_secret", 0, e),
+    }
 }
 
 // SAFETY: a `Mapping` is an address range it owns; nothing in it is tied to
@@ -39,11 +82,31 @@ impl Mapping {
     /// `fork`'s advice; unmaps them again on failure.
     pub(crate) fn new(len: usize, fork: ForkPolicy) -> Result<Self, Error> {
         let addr = sys::map_none(len).map_err(|e| Error::os("mmap", len, e))?;
-        let map = Mapping { addr, len };
+        let map = Mapping {
+            addr,
+            len,
+            secret: None,
+        };
         // SAFETY: the mapping was just made and holds nothing; nothing else
         // knows of it.
         unsafe { advise_fresh(addr, len, fork) }?;
         Ok(map)
+    }
+
+    /// A reservation as [`new`](Mapping::new) makes, under
+    /// [`ForkPolicy::Exclude`] (the only policy secret memory can honour),
+    /// whose runs [`open`] maps from a new memfd_secret(2) file of the
+    /// same length. Guard pages and closed runs stay anonymous `PROT_NONE`
+    /// memory, which `RLIMIT_MEMLOCK` does not charge.
+    pub(crate) fn new_secret(len: usize) -> Result<Self, Error> {
+        let mut map = Mapping::new(len, ForkPolicy::Exclude)?;
+        map.secret = Some(SecretFile::new(map.addr, len)?);
+        Ok(map)
+    }
+
+    /// The secret file behind the mapping's runs, if it has one.
+    pub(crate) fn secret_file(&self) -> Option<&SecretFile> {
+        self.secret.as_ref()
     }
 
     /// Where `offset` bytes into the mapping are.
@@ -237,7 +300,12 @@ pub(crate) unsafe fn open(
     fork: ForkPolicy,
     count: &LockedBytes,
     reclaim: &dyn Fn() -> usize,
+    file: Option<&SecretFile>,
 ) -> Result<bool, OpenError> {
+    if let Some(file) = file {
+        // SAFETY: forwarded.
+        return unsafe { open_secret(data, len, fork, count, reclaim, file) };
+    }
     // SAFETY: forwarded: the caller holds the closed run exclusively.
     unsafe { sys::protect(data, len, Protection::ReadWrite) }.map_err(|e| OpenError {
         error: Error::os("mprotect", len, e),
@@ -282,6 +350,63 @@ pub(crate) unsafe fn open(
     }
     // Undo: nothing locked, nothing read-write, and merged back.
     // SAFETY: as above; no value was placed there, and nothing was counted.
+    let closed = unsafe { close(data, len, false, fork, count) } == Closed::Yes;
+    Err(OpenError { error, closed })
+}
+
+/// [`open`] for a run of a secret mapping: maps the run's pages of `file`
+/// in its place (no mlock: the kernel charges secret memory to
+/// `RLIMIT_MEMLOCK` when it is mapped, refuses it with `EAGAIN` at the
+/// limit, and keeps it in memory; `VmFlags` show `lo`), then advises the new
+/// mapping as the reservation was. Always locked, or an error.
+///
+/// # Safety
+/// As [`open`]'s; `file` is the file of the mapping the run is part of.
+unsafe fn open_secret(
+    data: NonNull<u8>,
+    len: usize,
+    fork: ForkPolicy,
+    count: &LockedBytes,
+    reclaim: &dyn Fn() -> usize,
+    file: &SecretFile,
+) -> Result<bool, OpenError> {
+    let offset = data.as_ptr() as usize - file.base;
+    // SAFETY: forwarded: the caller holds the closed run exclusively.
+    let map = || unsafe { sys::map_file_fixed(data, len, file.fd.as_fd(), offset) };
+    let mut mapped = map();
+    let at_limit =
+        |r: &io::Result<()>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EAGAIN));
+    if at_limit(&mapped) {
+        count.refused();
+    }
+    for _ in 0..RECLAIM_ROUNDS {
+        if at_limit(&mapped) && reclaim() > 0 {
+            mapped = map();
+        } else {
+            break;
+        }
+    }
+    let error = match mapped {
+        Ok(()) => {
+            count.add(len);
+            // SAFETY: the run now holds our fresh secret pages and no value.
+            return match unsafe { advise_fresh(data, len, fork) } {
+                Ok(()) => Ok(true),
+                Err(error) => {
+                    // SAFETY: as above; it was counted just now.
+                    let closed = unsafe { close(data, len, true, fork, count) } == Closed::Yes;
+                    Err(OpenError { error, closed })
+                }
+            };
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+            limits::lock_error(len, count.get(), io::Error::from_raw_os_error(libc::ENOMEM))
+        }
+        Err(e) => Error::os("mmap(memfd_secret)", len, e),
+    };
+    // A failed mmap with MAP_FIXED may have unmapped the run: put the
+    // reservation back.
+    // SAFETY: as above; nothing was placed or counted.
     let closed = unsafe { close(data, len, false, fork, count) } == Closed::Yes;
     Err(OpenError { error, closed })
 }

@@ -19,6 +19,9 @@ pub struct Vma {
     pub locked_kb: u64,
     /// `Rss:` in kB.
     pub rss_kb: u64,
+    /// What is mapped (empty for anonymous memory), such as
+    /// `/secretmem (deleted)`.
+    pub path: String,
 }
 
 impl Vma {
@@ -67,6 +70,7 @@ fn parse_header(line: &str) -> Option<Vma> {
     if perms.len() != 4 {
         return None;
     }
+    let path = fields.skip(3).collect::<Vec<_>>().join(" ");
     Some(Vma {
         start,
         end,
@@ -74,6 +78,7 @@ fn parse_header(line: &str) -> Option<Vma> {
         flags: Vec::new(),
         locked_kb: 0,
         rss_kb: 0,
+        path,
     })
 }
 

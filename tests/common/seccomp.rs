@@ -1,7 +1,8 @@
-//! A seccomp filter that makes mprotect(2) fail with a chosen errno on the
-//! calling thread: a way, from outside the crate, to prove that code makes no
-//! mprotect call (it would fail) and to see what the crate does when one
-//! fails.
+//! Seccomp filters that make mprotect(2), or any one system call, fail with
+//! a chosen errno on the calling thread: a way, from outside the crate, to
+//! prove that code makes no mprotect call (it would fail) and to see what
+//! the crate does when a call fails or is filtered as container runtimes
+//! filter memfd_secret(2).
 #![allow(dead_code, unreachable_pub)]
 #![allow(
     clippy::cast_possible_truncation,
@@ -43,6 +44,21 @@ fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
     }
 }
 
+/// From now on, on this thread, every call of system call `nr` fails with
+/// `errno`; nothing else changes.
+pub fn fail_syscall(nr: libc::c_long, errno: i32) {
+    let fail = SECCOMP_RET_ERRNO | (errno as u32 & 0xffff);
+    install(vec![
+        stmt(BPF_LD | BPF_W | BPF_ABS, ARCH),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        stmt(BPF_LD | BPF_W | BPF_ABS, NR),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 1),
+        stmt(BPF_RET | BPF_K, fail),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    ]);
+}
+
 /// From now on, on this thread, mprotect calls whose `prot` equals `prot`
 /// (any prot if `None`) fail with `errno`; nothing else changes.
 pub fn fail_mprotect(prot: Option<i32>, errno: i32) {
@@ -76,6 +92,11 @@ pub fn fail_mprotect(prot: Option<i32>, errno: i32) {
         }
     }
     prog.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    install(prog);
+}
+
+/// Installs `prog` as this thread's seccomp filter.
+fn install(mut prog: Vec<sock_filter>) {
     let fprog = sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_mut_ptr(),

@@ -1,0 +1,367 @@
+//! `Backing::SecretMem`: pages of memfd_secret(2) files, pooled. Seen from
+//! outside: another root process cannot read them by any of the three ways
+//! it reads an anonymous control box; a fork child cannot reach them; the
+//! lock limit charges them and gets them back; a seccomp filter that
+//! refuses the call makes `SecretMem` an error and `PreferSecretMem`
+//! anonymous memory; sealing, `LockedVec` and `LockedAlloc` work on them.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+
+use common::{child, procfs, start_of};
+use lockedbox::{Backing, Error, ForkPolicy, Isolation, LockedBox, Options};
+
+fn secret() -> Options {
+    let mut o = Options::new();
+    o.backing(Backing::SecretMem);
+    o
+}
+
+fn secret_packed() -> Options {
+    let mut o = secret();
+    o.isolation(Isolation::Packed);
+    o
+}
+
+/// Whether this kernel lets the process make secret memory at all; if not,
+/// the test says so (and fails in CI).
+fn available() -> bool {
+    match lockedbox::Host::probe().memfd_secret {
+        Ok(true) => true,
+        other => {
+            common::skip(&format!("memfd_secret(2) unavailable here: {other:?}"));
+            false
+        }
+    }
+}
+
+/// The VMA at `addr` is a mapping of a secret memory file, locked (`lo`)
+/// and never dumped (`dd`).
+fn assert_secret_vma(addr: usize) {
+    let vma = procfs::vma_at(addr).expect("mapped");
+    assert!(vma.path.starts_with("/secretmem"), "{vma:?}");
+    assert!(vma.has("lo") && vma.has("dd"), "{:?}", vma.flags);
+}
+
+const HOLDER: &str = "LOCKEDBOX_SECRETMEM_HOLDER";
+
+/// The three ways a root process reads another's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reads {
+    proc_mem: bool,
+    vm_readv: bool,
+    peekdata: bool,
+}
+
+/// Reads 8 bytes at `addr` of process `pid` through /proc/PID/mem,
+/// process_vm_readv(2) and ptrace(PTRACE_PEEKDATA); which succeeded with the
+/// expected bytes.
+fn read_other(pid: libc::pid_t, addr: usize, expect: [u8; 8]) -> Reads {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 8];
+    let proc_mem = std::fs::File::open(format!("/proc/{pid}/mem"))
+        .and_then(|f| f.read_exact_at(&mut buf, addr as u64))
+        .is_ok()
+        && buf == expect;
+
+    let mut buf = [0u8; 8];
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: 8,
+    };
+    let remote = libc::iovec {
+        iov_base: std::ptr::with_exposed_provenance_mut(addr),
+        iov_len: 8,
+    };
+    // SAFETY: one local iovec over `buf`, one remote one; the kernel checks
+    // the remote range.
+    let got = unsafe { libc::process_vm_readv(pid, &raw const local, 1, &raw const remote, 1, 0) };
+    let vm_readv = got == 8 && buf == expect;
+
+    let peekdata = peek(pid, addr) == Some(expect);
+    Reads {
+        proc_mem,
+        vm_readv,
+        peekdata,
+    }
+}
+
+/// Attaches to `pid` with ptrace(2), reads the word at `addr` with
+/// `PTRACE_PEEKDATA`, detaches; the word's bytes if the read worked.
+fn peek(pid: libc::pid_t, addr: usize) -> Option<[u8; 8]> {
+    // SAFETY: attach to a child of ours, from this thread, which alone
+    // traces it.
+    let attached = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
+    assert_eq!(attached, 0, "attach: {}", std::io::Error::last_os_error());
+    let mut status = 0;
+    // SAFETY: waits for the stop the attach caused; `status` is ours.
+    let waited = unsafe { libc::waitpid(pid, &raw mut status, libc::__WALL) };
+    assert_eq!(waited, pid);
+    // SAFETY: errno is this thread's own variable.
+    let errno = unsafe { libc::__errno_location() };
+    // SAFETY: as above; cleared to tell a word of -1 from an error.
+    unsafe { errno.write(0) };
+    // SAFETY: PEEKDATA reads the tracee's memory, not ours.
+    let word = unsafe { libc::ptrace(libc::PTRACE_PEEKDATA, pid, addr, 0) };
+    let failed = std::io::Error::last_os_error().raw_os_error() != Some(0);
+    // SAFETY: detaches the stopped tracee we attached to.
+    assert_eq!(unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) }, 0);
+    (!failed).then(|| word.to_ne_bytes())
+}
+
+#[test]
+fn another_root_process_reads_anonymous_boxes_but_not_secret_ones() {
+    const TEST: &str = "another_root_process_reads_anonymous_boxes_but_not_secret_ones";
+    if std::env::var_os(HOLDER).is_some() {
+        // The holder: three boxes, their addresses on stdout, then wait.
+        let mut page = secret().zeroed::<[u8; 32]>().unwrap();
+        page.fill(0x5A);
+        let mut packed = secret_packed().zeroed::<[u8; 32]>().unwrap();
+        packed.fill(0x6B);
+        let mut control = LockedBox::<[u8; 32]>::new_zeroed().unwrap();
+        control.fill(0x7C);
+        assert_eq!(page.backing(), Backing::SecretMem);
+        assert_eq!(packed.backing(), Backing::SecretMem);
+        println!(
+            "ADDRS {} {} {}",
+            start_of(&*page),
+            start_of(&*packed),
+            start_of(&*control)
+        );
+        std::io::stdout().flush().unwrap();
+        let _ = std::io::stdin().read(&mut [0u8; 1]);
+        std::process::exit(0);
+    }
+    if !available() {
+        return;
+    }
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(HOLDER, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let addrs: Vec<usize> = loop {
+        let line = lines.next().expect("the holder's addresses").unwrap();
+        // libtest may have printed the test's name on the same line.
+        if let Some(at) = line.find("ADDRS ") {
+            break line[at + 6..]
+                .split(' ')
+                .map(|a| a.parse().unwrap())
+                .collect();
+        }
+    };
+    let pid = libc::pid_t::try_from(holder.id()).unwrap();
+    let page = read_other(pid, addrs[0], [0x5A; 8]);
+    let packed = read_other(pid, addrs[1], [0x6B; 8]);
+    let control = read_other(pid, addrs[2], [0x7C; 8]);
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    let all = Reads {
+        proc_mem: true,
+        vm_readv: true,
+        peekdata: true,
+    };
+    let none = Reads {
+        proc_mem: false,
+        vm_readv: false,
+        peekdata: false,
+    };
+    assert_eq!(control, all, "the control box is readable all three ways");
+    assert_eq!(page, none, "a page-isolated secret-memory box is not");
+    assert_eq!(packed, none, "a packed secret-memory box is not");
+}
+
+#[test]
+fn the_process_itself_cannot_read_secret_memory_through_proc_self_mem() {
+    if !available() {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let mut b = secret().zeroed::<[u8; 32]>().unwrap();
+    b.fill(0x11);
+    assert_secret_vma(start_of(&*b));
+    let f = std::fs::File::open("/proc/self/mem").unwrap();
+    let mut buf = [0u8; 8];
+    let e = f.read_exact_at(&mut buf, start_of(&*b) as u64).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert_eq!(b[0], 0x11, "the box itself reads it");
+}
+
+#[test]
+fn a_fork_child_cannot_reach_secret_memory_and_other_fork_policies_are_refused() {
+    let out = child::run(
+        "a_fork_child_cannot_reach_secret_memory_and_other_fork_policies_are_refused",
+        || {
+            if !available() {
+                return;
+            }
+            for opts in [secret(), secret_packed()] {
+                let mut b = opts.zeroed::<[u8; 32]>().unwrap();
+                b.fill(0xA5);
+                let addr = start_of(&*b);
+                let seen = common::in_fork(|| common::classify(addr, 32, 0xA5));
+                assert_eq!(seen, common::Seen::Signal(libc::SIGSEGV));
+                assert!(b.iter().all(|&x| x == 0xA5));
+            }
+            for fork in [ForkPolicy::Wipe, ForkPolicy::Keep] {
+                let e = secret().fork(fork).zeroed::<[u8; 32]>().unwrap_err();
+                assert!(matches!(e, Error::Unsupported { .. }), "{fork:?}: {e:?}");
+                // PreferSecretMem honours the fork policy with anonymous
+                // memory instead.
+                let b = Options::new()
+                    .backing(Backing::PreferSecretMem)
+                    .fork(fork)
+                    .zeroed::<[u8; 32]>()
+                    .unwrap();
+                assert_eq!(b.backing(), Backing::Anonymous);
+            }
+        },
+    );
+    child::assert_success(&out);
+}
+
+#[test]
+fn a_thousand_packed_secret_memory_secrets_fit_in_64_kib() {
+    let out = child::run(
+        "a_thousand_packed_secret_memory_secrets_fit_in_64_kib",
+        || {
+            if !available() {
+                return;
+            }
+            common::process::become_unprivileged(64 * 1024);
+            let base_kb = procfs::vm_lck_kb();
+            let mut boxes = Vec::new();
+            let e = loop {
+                match secret_packed().zeroed::<[u8; 32]>() {
+                    Ok(mut b) => {
+                        b.fill(boxes.len().to_le_bytes()[0]);
+                        boxes.push(b);
+                    }
+                    Err(e) => break e,
+                }
+            };
+            assert!(matches!(e, Error::MemlockLimit { .. }), "{e:?}");
+            assert!(boxes.len() >= 1000, "{} boxes", boxes.len());
+            assert!(boxes.iter().all(|b| b.backing() == Backing::SecretMem));
+            assert_eq!(procfs::vm_lck_kb() - base_kb, 64, "the limit, charged");
+            assert_eq!(lockedbox::locked_bytes(), 64 * 1024);
+            for (i, b) in boxes.iter().enumerate() {
+                assert!(b.iter().all(|&x| x == i.to_le_bytes()[0]));
+            }
+            // PreferSecretMem at the limit: anonymous memory, which cannot be
+            // locked either here, so BestEffort makes it unlocked.
+            let b = Options::new()
+                .backing(Backing::PreferSecretMem)
+                .lock(lockedbox::LockPolicy::BestEffort)
+                .zeroed::<[u8; 32]>()
+                .unwrap();
+            assert_eq!(b.backing(), Backing::Anonymous);
+            assert!(!b.is_locked());
+            drop((boxes, b));
+            lockedbox::trim();
+            assert_eq!(procfs::vm_lck_kb(), base_kb, "nothing left charged");
+            assert_eq!(lockedbox::locked_bytes(), 0);
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let left: Vec<&str> = maps.lines().filter(|l| l.contains(" /secretmem")).collect();
+            assert!(left.is_empty(), "every secret file unmapped: {left:#?}");
+        },
+    );
+    child::assert_success(&out);
+}
+
+/// In a child whose seccomp filter answers memfd_secret(2) with `errno`:
+/// `SecretMem` is `Error::Unsupported` naming the call and the answer;
+/// `PreferSecretMem` makes working anonymous boxes (locked, `Exclude`).
+fn refused_by_seccomp(test: &str, errno: i32) {
+    let out = child::run(test, || {
+        common::seccomp::fail_syscall(libc::SYS_memfd_secret, errno);
+        for opts in [secret(), secret_packed()] {
+            let e = opts.zeroed::<[u8; 32]>().unwrap_err();
+            match &e {
+                Error::Unsupported { call, source } => {
+                    assert_eq!(*call, "memfd_secret");
+                    assert_eq!(source.raw_os_error(), Some(errno));
+                }
+                _ => panic!("{e:?}"),
+            }
+        }
+        for isolation in [Isolation::Page, Isolation::Packed] {
+            let mut b = Options::new()
+                .backing(Backing::PreferSecretMem)
+                .isolation(isolation)
+                .zeroed::<[u8; 32]>()
+                .unwrap();
+            assert_eq!(b.backing(), Backing::Anonymous);
+            assert!(b.is_locked());
+            b.fill(7);
+            let vma = procfs::vma_at(start_of(&*b)).unwrap();
+            assert!(vma.path.is_empty(), "anonymous: {vma:?}");
+            assert!(vma.has("dc"), "the fork policy is Exclude: {:?}", vma.flags);
+        }
+        assert!(!matches!(lockedbox::Host::probe().memfd_secret, Ok(true)));
+    });
+    child::assert_success(&out);
+}
+
+#[test]
+fn seccomp_answering_enosys_makes_secret_memory_unsupported() {
+    refused_by_seccomp(
+        "seccomp_answering_enosys_makes_secret_memory_unsupported",
+        libc::ENOSYS,
+    );
+}
+
+#[test]
+fn seccomp_answering_eperm_makes_secret_memory_unsupported() {
+    refused_by_seccomp(
+        "seccomp_answering_eperm_makes_secret_memory_unsupported",
+        libc::EPERM,
+    );
+}
+
+#[test]
+fn sealing_vectors_and_the_allocator_work_on_secret_memory() {
+    if !available() {
+        return;
+    }
+    // Sealing, from a page box and from a packed one.
+    for opts in [secret(), secret_packed()] {
+        let mut b = opts.zeroed::<[u8; 32]>().unwrap();
+        b.fill(0x42);
+        let sealed = b.seal().unwrap();
+        assert_eq!(sealed.backing(), Backing::SecretMem);
+        let addr = {
+            let r = sealed.borrow();
+            assert!(r.iter().all(|&x| x == 0x42));
+            start_of(&*r)
+        };
+        assert_eq!(procfs::perms_at(addr).as_deref(), Some("---s"), "sealed");
+        assert_secret_vma(addr);
+    }
+    // A vector through many growths, then sealed.
+    let mut v = secret().vec::<u8>(0).unwrap();
+    for i in 0..100_000u32 {
+        v.try_push(i.to_le_bytes()[0]).unwrap();
+    }
+    assert_eq!(v.backing(), Some(Backing::SecretMem));
+    assert_secret_vma(v.as_ptr() as usize);
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i.to_le_bytes()[0]));
+    let sealed = v.seal().unwrap();
+    assert_eq!(sealed.borrow().len(), 100_000);
+    // The allocator.
+    #[cfg(feature = "allocator-api2")]
+    {
+        let alloc = lockedbox::LockedAlloc::new().backing(Backing::SecretMem);
+        let mut blocks = allocator_api2::vec::Vec::<u64, _>::new_in(alloc);
+        blocks.resize(10_000, 9);
+        assert_secret_vma(blocks.as_ptr() as usize);
+        blocks.resize(50_000, 9);
+        assert_secret_vma(blocks.as_ptr() as usize);
+        assert!(blocks.iter().all(|&x| x == 9));
+    }
+}
