@@ -215,6 +215,15 @@ pub(crate) struct OpenError {
     pub(crate) closed: bool,
 }
 
+/// What a reclaim callback handed to [`open`] gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reclaim {
+    /// The ready slots the caches hold: cheap, whatever else is open.
+    Caches,
+    /// Everything `trim` gives back (empty packed pages too).
+    All,
+}
+
 /// How many times an mlock refused for `RLIMIT_MEMLOCK` is tried again after
 /// `reclaim` gave memory back (other threads may take what it freed).
 const RECLAIM_ROUNDS: usize = 8;
@@ -223,7 +232,10 @@ const RECLAIM_ROUNDS: usize = 8;
 /// mlocked; returns whether it is locked. An mlock refused for
 /// `RLIMIT_MEMLOCK` calls `reclaim` (which gives locked memory back and says
 /// how many bytes it freed itself) and tries again, as long as that frees
-/// something, up to [`RECLAIM_ROUNDS`] times. On error the run is left as it
+/// something, up to [`RECLAIM_ROUNDS`] times. A best-effort lock at the
+/// limit (see [`LockedBytes::at_limit`]) is tried only if the caches gave
+/// something back: the crate's locked bytes may be slots it keeps ready,
+/// which a lock must get before it is given up. On error the run is left as it
 /// was found (see [`OpenError`]). `fork` is the advice the run's reservation
 /// carries.
 ///
@@ -236,14 +248,14 @@ pub(crate) unsafe fn open(
     lock: LockPolicy,
     fork: ForkPolicy,
     count: &LockedBytes,
-    reclaim: &dyn Fn() -> usize,
+    reclaim: &dyn Fn(Reclaim) -> usize,
 ) -> Result<bool, OpenError> {
     // SAFETY: forwarded: the caller holds the closed run exclusively.
     unsafe { sys::protect(data, len, Protection::ReadWrite) }.map_err(|e| OpenError {
         error: Error::os("mprotect", len, e),
         closed: true,
     })?;
-    if lock == LockPolicy::BestEffort && count.at_limit() {
+    if lock == LockPolicy::BestEffort && count.at_limit() && reclaim(Reclaim::Caches) == 0 {
         return Ok(false);
     }
     // SAFETY: as above; the pages are readable now.
@@ -253,7 +265,7 @@ pub(crate) unsafe fn open(
     }
     for _ in 0..RECLAIM_ROUNDS {
         match &locked {
-            Err(e) if limits::is_limit_error(e) && reclaim() > 0 => {
+            Err(e) if limits::is_limit_error(e) && reclaim(Reclaim::All) > 0 => {
                 // SAFETY: as above.
                 locked = unsafe { sys::lock(data, len) };
             }
