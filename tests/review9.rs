@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::child;
+use common::{child, procfs};
 use lockedbox::{Isolation, LockPolicy, LockedBox, Options};
 
 fn best_effort(isolation: Isolation) -> Options {
@@ -59,6 +59,52 @@ fn a_best_effort_box_is_not_left_unlocked_while_the_cache_holds_the_room() {
                 page.is_locked(),
                 packed.is_locked(),
                 lockedbox::stats()
+            );
+        },
+    );
+    child::assert_success(&out);
+}
+
+/// `Stats::mappings` promises never fewer than the kernel shows. Open pages
+/// of a packed slab merge into one mapping per run, which `mappings` counts;
+/// but in a best-effort class a run can hold locked and unlocked pages (a
+/// page relocked by `trim`, next to pages still unlocked), and the kernel
+/// keeps those apart (`VM_LOCKED` differs).
+#[test]
+fn stats_count_the_mappings_of_a_partly_relocked_best_effort_slab() {
+    let out = child::run(
+        "stats_count_the_mappings_of_a_partly_relocked_best_effort_slab",
+        || {
+            common::become_unprivileged(64 * 1024);
+            // (Under another fork policy, so that the kernel does not merge
+            // the guard pages of its slab with the best-effort one's.)
+            let mut locked = Options::new();
+            locked
+                .isolation(Isolation::Packed)
+                .fork(lockedbox::ForkPolicy::Keep);
+            // 16 locked packed pages: the whole limit.
+            let mut live: Vec<_> = (0..1024)
+                .map(|_| locked.zeroed::<[u8; 32]>().unwrap())
+                .collect();
+            assert!(live.iter().all(LockedBox::is_locked));
+            let opts = best_effort(Isolation::Packed);
+            // Three unlocked best-effort pages of 64 slots, side by side.
+            let boxes: Vec<_> = (0..3 * 64)
+                .map(|_| opts.zeroed::<[u8; 32]>().unwrap())
+                .collect();
+            assert!(boxes.iter().all(|b| !b.is_locked()));
+            assert!(lockedbox::stats().mappings >= procfs::dontdump_mapping_count());
+            // The last locked page empties; `trim` closes it and locks the
+            // first best-effort page in its place.
+            live.truncate(1024 - 64);
+            lockedbox::trim();
+            assert!(boxes[0].is_locked() && !boxes[64].is_locked());
+            let st = lockedbox::stats();
+            let ours = procfs::dontdump_mapping_count();
+            assert!(
+                st.mappings >= ours,
+                "stats().mappings = {} but the kernel shows {ours} of the crate's mappings",
+                st.mappings
             );
         },
     );
