@@ -70,7 +70,7 @@ use crate::sys;
 use packed_slab::PackedClass;
 pub(crate) use packed_slab::PageMeta;
 use page_slab::{PageClass, SlotId};
-use pages::{Closed, LockedBytes, Mapping, OpenError};
+use pages::{Closed, LockedBytes, Mapping, OpenError, Reclaim};
 use shard::{Cached, Counters, Shard, bump};
 
 /// Default for [`set_cache_limit`]: bytes of ready slots each thread keeps.
@@ -564,11 +564,15 @@ fn count(local: Option<&Local>, pool: &Pool, which: fn(&Counters) -> &AtomicU64)
     }
 }
 
-/// `trim`, returning how many bytes of locked memory it gave back itself
-/// (what other threads lock or unlock meanwhile does not count); the
+/// `trim` (or, for [`Reclaim::Caches`], its part that closes the caches'
+/// ready slots), returning how many bytes of locked memory it gave back
+/// itself (what other threads lock or unlock meanwhile does not count); the
 /// reclaim callback handed to `pages::open`.
-fn reclaim() -> usize {
-    trim_pool(pool())
+fn reclaim(what: Reclaim) -> usize {
+    match what {
+        Reclaim::Caches => close_cached(pool()),
+        Reclaim::All => trim_pool(pool()),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1074,17 +1078,7 @@ fn relock(pool: &'static Pool) {
 
 /// `trim` for `pool`; returns the locked bytes it gave back.
 fn trim_pool(pool: &'static Pool) -> usize {
-    let mut unlocked = 0;
-    let shards: Vec<_> = lock(&pool.shards).clone();
-    for shard in shards {
-        for slot in shard.drain() {
-            unlocked += close_slot(pool, slot);
-        }
-    }
-    let large = std::mem::take(&mut *lock(&pool.large));
-    for slot in large.slots {
-        unlocked += close_slot(pool, slot);
-    }
+    let mut unlocked = close_cached(pool);
     let stuck = std::mem::take(&mut *lock(&pool.stuck));
     for slot in stuck {
         unlocked += close_slot(pool, slot);
@@ -1113,6 +1107,23 @@ fn trim_pool(pool: &'static Pool) -> usize {
     }
     for class in pool.page.iter() {
         lock(class).unmap_empty(0);
+    }
+    unlocked
+}
+
+/// Closes the ready slots of every thread's cache and of the cache of large
+/// slots; returns the locked bytes it gave back.
+fn close_cached(pool: &'static Pool) -> usize {
+    let mut unlocked = 0;
+    let shards: Vec<_> = lock(&pool.shards).clone();
+    for shard in shards {
+        for slot in shard.drain() {
+            unlocked += close_slot(pool, slot);
+        }
+    }
+    let large = std::mem::take(&mut *lock(&pool.large));
+    for slot in large.slots {
+        unlocked += close_slot(pool, slot);
     }
     unlocked
 }

@@ -276,6 +276,23 @@ impl Slab {
             .count()
     }
 
+    /// Places inside runs of open pages where the kernel keeps two
+    /// neighbouring pages in different mappings: one is locked and the other
+    /// not (a best-effort class), or either is in transit (being opened or
+    /// closed, or left unadvised), whose flags may differ from anything.
+    fn seams(&self) -> usize {
+        (1..self.pages.len())
+            .filter(|&i| {
+                let (a, b) = (&self.pages[i - 1], &self.pages[i]);
+                a.open
+                    && b.open
+                    && (a.opening
+                        || b.opening
+                        || self.meta[i - 1].is_locked() != self.meta[i].is_locked())
+            })
+            .count()
+    }
+
     /// A closed page that is not a single-page hole between open ones.
     fn closed_page(&mut self) -> Option<usize> {
         if self.open == self.pages.len() {
@@ -587,12 +604,14 @@ impl PackedClass {
         self.slabs.iter().map(Slab::open_pages).sum()
     }
 
-    /// Mappings (lines of /proc/self/maps) the class's slabs cost.
+    /// Mappings (lines of /proc/self/maps) the class's slabs cost: for each,
+    /// its closed pages and guards, and each run of open pages, split where
+    /// neighbours differ in lock or are in transit.
     pub(crate) fn mappings(&self) -> usize {
         self.slabs
             .iter()
             .filter(|s| s.mapping.is_some())
-            .map(|s| 1 + 2 * s.open_runs())
+            .map(|s| 1 + 2 * s.open_runs() + s.seams())
             .sum()
     }
 }

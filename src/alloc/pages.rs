@@ -278,6 +278,15 @@ pub(crate) struct OpenError {
     pub(crate) closed: bool,
 }
 
+/// What a reclaim callback handed to [`open`] gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reclaim {
+    /// The ready slots the caches hold: cheap, whatever else is open.
+    Caches,
+    /// Everything `trim` gives back (empty packed pages too).
+    All,
+}
+
 /// How many times an mlock refused for `RLIMIT_MEMLOCK` is tried again after
 /// `reclaim` gave memory back (other threads may take what it freed).
 const RECLAIM_ROUNDS: usize = 8;
@@ -286,7 +295,10 @@ const RECLAIM_ROUNDS: usize = 8;
 /// mlocked; returns whether it is locked. An mlock refused for
 /// `RLIMIT_MEMLOCK` calls `reclaim` (which gives locked memory back and says
 /// how many bytes it freed itself) and tries again, as long as that frees
-/// something, up to [`RECLAIM_ROUNDS`] times. On error the run is left as it
+/// something, up to [`RECLAIM_ROUNDS`] times. A best-effort lock at the
+/// limit (see [`LockedBytes::at_limit`]) is tried only if the caches gave
+/// something back: the crate's locked bytes may be slots it keeps ready,
+/// which a lock must get before it is given up. On error the run is left as it
 /// was found (see [`OpenError`]). `fork` is the advice the run's reservation
 /// carries.
 ///
@@ -299,7 +311,7 @@ pub(crate) unsafe fn open(
     lock: LockPolicy,
     fork: ForkPolicy,
     count: &LockedBytes,
-    reclaim: &dyn Fn() -> usize,
+    reclaim: &dyn Fn(Reclaim) -> usize,
     file: Option<&SecretFile>,
 ) -> Result<bool, OpenError> {
     if let Some(file) = file {
@@ -311,7 +323,7 @@ pub(crate) unsafe fn open(
         error: Error::os("mprotect", len, e),
         closed: true,
     })?;
-    if lock == LockPolicy::BestEffort && count.at_limit() {
+    if lock == LockPolicy::BestEffort && count.at_limit() && reclaim(Reclaim::Caches) == 0 {
         return Ok(false);
     }
     // SAFETY: as above; the pages are readable now.
@@ -321,7 +333,7 @@ pub(crate) unsafe fn open(
     }
     for _ in 0..RECLAIM_ROUNDS {
         match &locked {
-            Err(e) if limits::is_limit_error(e) && reclaim() > 0 => {
+            Err(e) if limits::is_limit_error(e) && reclaim(Reclaim::All) > 0 => {
                 // SAFETY: as above.
                 locked = unsafe { sys::lock(data, len) };
             }
@@ -367,7 +379,7 @@ unsafe fn open_secret(
     len: usize,
     fork: ForkPolicy,
     count: &LockedBytes,
-    reclaim: &dyn Fn() -> usize,
+    reclaim: &dyn Fn(Reclaim) -> usize,
     file: &SecretFile,
 ) -> Result<bool, OpenError> {
     let offset = data.as_ptr() as usize - file.base;
@@ -380,7 +392,7 @@ unsafe fn open_secret(
         count.refused();
     }
     for _ in 0..RECLAIM_ROUNDS {
-        if at_limit(&mapped) && reclaim() > 0 {
+        if at_limit(&mapped) && reclaim(Reclaim::All) > 0 {
             mapped = map();
         } else {
             break;
