@@ -19,7 +19,10 @@ pub enum LockPolicy {
     /// when the limit leaves room: after [`trim`](crate::trim), or after a
     /// dropped box gave locked memory back. Until then no mlock is even
     /// tried for them, so a million of them cost no more to make than
-    /// locked ones ([`stats`](crate::stats) counts them apart). A box
+    /// locked ones ([`stats`](crate::stats) counts them apart). Boxes that
+    /// require the lock come first: to make one at the limit, the crate
+    /// takes such later locks back (those boxes then say
+    /// `is_locked() == false` again). A box
     /// larger than physical memory is still refused
     /// ([`Error::TooLarge`](crate::Error::TooLarge)).
     BestEffort,

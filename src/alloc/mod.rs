@@ -572,7 +572,27 @@ fn reclaim(what: Reclaim) -> usize {
     match what {
         Reclaim::Caches => close_cached(pool()),
         Reclaim::All => trim_pool(pool()),
+        Reclaim::BestEffortLocks => unlock_best_effort(pool()),
     }
+}
+
+/// Takes back the locks of best-effort packed pages locked after the fact
+/// (see `relock`), for a lock that is required; returns the bytes unlocked.
+/// Their boxes stay where they are and say `is_locked() == false` until
+/// room appears again.
+fn unlock_best_effort(pool: &'static Pool) -> usize {
+    let page_size = pool.page_size;
+    let mut unlocked = 0;
+    for class in &pool.packed[PACKED_KEYS..] {
+        let pages = lock(class).unlock_all(&mut |page| {
+            // SAFETY: an open, locked page of the class, counted; it stays
+            // open while `unlock_all` holds the class mutex.
+            unsafe { pages::unlock_open(page.addr(), page_size, &pool.locked) }
+        });
+        pool.unlocked_pages.fetch_add(pages, Ordering::Relaxed);
+        unlocked += pages * page_size;
+    }
+    unlocked
 }
 
 // ---------------------------------------------------------------------------
@@ -733,10 +753,10 @@ pub(crate) fn recycle_page_slot(slot: PageSlot) {
         if !slot.locked {
             pool.unlocked_page_boxes.fetch_sub(1, Ordering::Relaxed);
         }
+        // One drop, counted once against the pressure window.
+        let keep = slot.locked && !pool.locked.under_pressure();
         let slot = match (local, &slot.home) {
-            (Some(l), &Home::Slab { class, .. })
-                if slot.locked && !pool.locked.under_pressure() =>
-            {
+            (Some(l), &Home::Slab { class, .. }) if keep => {
                 match l.with_shard(|s| s.put(class, slot, cache_limit())) {
                     Ok(()) => return,
                     Err(back) => back,
@@ -746,8 +766,7 @@ pub(crate) fn recycle_page_slot(slot: PageSlot) {
         };
         // Large slots the thread's cache has no room for (solo ones are
         // never in it) go to the pool's.
-        let keep = slot.locked && slot.data_len >= SHARED_CACHE_MIN;
-        let slot = if keep && !pool.locked.under_pressure() {
+        let slot = if keep && slot.data_len >= SHARED_CACHE_MIN {
             let kept = lock(&pool.large).put(slot, large_cache_limit());
             match kept {
                 Ok(evicted) => {

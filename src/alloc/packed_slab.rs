@@ -575,6 +575,24 @@ impl PackedClass {
         locked
     }
 
+    /// Calls `unlock` on each open page that is locked (and not in
+    /// transit); marks those it unlocked; returns how many.
+    pub(crate) fn unlock_all(&mut self, unlock: &mut dyn FnMut(&PageMeta) -> bool) -> usize {
+        let mut unlocked = 0;
+        let pages = self
+            .slabs
+            .iter()
+            .flat_map(|slab| slab.meta.iter().zip(&slab.pages))
+            .filter(|(meta, st)| st.open && !st.opening && meta.is_locked());
+        for (meta, _) in pages {
+            if unlock(meta) {
+                meta.set_locked(false);
+                unlocked += 1;
+            }
+        }
+        unlocked
+    }
+
     /// Slots claimed on open pages that are not locked.
     pub(crate) fn live_unlocked_slots(&self) -> usize {
         self.slabs

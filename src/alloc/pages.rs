@@ -285,6 +285,19 @@ pub(crate) enum Reclaim {
     Caches,
     /// Everything `trim` gives back (empty packed pages too).
     All,
+    /// The locks of best-effort pages that were locked after the fact:
+    /// taken back (the pages stay open, unlocked) for a run that requires
+    /// its lock, when nothing else is left to give.
+    BestEffortLocks,
+}
+
+/// Gives back room for a lock `lock` asks for: everything `trim` would,
+/// and, for a required lock, the later locks of best-effort pages.
+fn free_room(reclaim: &dyn Fn(Reclaim) -> usize, lock: LockPolicy) -> usize {
+    match reclaim(Reclaim::All) {
+        0 if lock == LockPolicy::Require => reclaim(Reclaim::BestEffortLocks),
+        freed => freed,
+    }
 }
 
 /// How many times an mlock refused for `RLIMIT_MEMLOCK` is tried again after
@@ -333,7 +346,7 @@ pub(crate) unsafe fn open(
     }
     for _ in 0..RECLAIM_ROUNDS {
         match &locked {
-            Err(e) if limits::is_limit_error(e) && reclaim(Reclaim::All) > 0 => {
+            Err(e) if limits::is_limit_error(e) && free_room(reclaim, lock) > 0 => {
                 // SAFETY: as above.
                 locked = unsafe { sys::lock(data, len) };
             }
@@ -392,7 +405,7 @@ unsafe fn open_secret(
         count.refused();
     }
     for _ in 0..RECLAIM_ROUNDS {
-        if at_limit(&mapped) && reclaim(Reclaim::All) > 0 {
+        if at_limit(&mapped) && free_room(reclaim, LockPolicy::Require) > 0 {
             mapped = map();
         } else {
             break;
@@ -448,6 +461,21 @@ pub(crate) unsafe fn relock(data: NonNull<u8>, len: usize, count: &LockedBytes) 
             false
         }
     }
+}
+
+/// Unlocks an open, locked run of a best-effort page (values may live in
+/// it: munlock changes no byte) and counts it off; whether that worked.
+///
+/// # Safety
+/// The run is an open, locked, counted part of this crate's mappings that
+/// stays open meanwhile (the caller holds its class's mutex).
+pub(crate) unsafe fn unlock_open(data: NonNull<u8>, len: usize, count: &LockedBytes) -> bool {
+    // SAFETY: forwarded: open, so mapped.
+    let ok = unsafe { sys::unlock(data, len) }.is_ok();
+    if ok {
+        count.sub(len);
+    }
+    ok
 }
 
 /// What [`close`] achieved.

@@ -1,6 +1,6 @@
-//! Second reading of the large-slot cache and the best-effort packed twins
-//! (b8f9d8f, 82b2b79): each test shows one problem from outside, in a child
-//! process of its own, against the kernel's view where it can.
+//! The large-slot cache and best-effort packed pages at the lock limit,
+//! seen from outside: each test in a child process of its own, against the
+//! kernel's view (VmLck, smaps, maps) where it can.
 
 mod common;
 
@@ -340,38 +340,14 @@ fn a_fork_child_counts_from_zero_with_inherited_best_effort_boxes() {
 
 // Not fixed: a design question for the maintainers.
 
-/// `child::run` for an `#[ignore]`d test: the child is run with `--ignored`
-/// too, or libtest would skip its body there and report success.
-fn run_ignored(test: &str, body: impl FnOnce()) -> std::process::Output {
-    if std::env::var("LOCKEDBOX_TEST_CHILD").as_deref() == Ok(test) {
-        body();
-        std::process::exit(0);
-    }
-    std::process::Command::new(std::env::current_exe().expect("current_exe"))
-        .args([
-            test,
-            "--exact",
-            "--ignored",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env("LOCKEDBOX_TEST_CHILD", test)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("spawn the test binary again")
-}
-
 /// A dropped box's locked page goes to the first unlocked best-effort packed
-/// page (`relock` from `recycle_page_slot`), and `trim`/reclaim never takes
-/// it back from there: under the limit, a `Require` box dropped and made
-/// again is refused with `MemlockLimit`, which it was not before 82b2b79
-/// (best-effort boxes at the limit were unlocked page boxes, never locked
-/// later). Best-effort boxes end up with priority over boxes that require
-/// the lock.
+/// page (`relock` from `recycle_page_slot`); a `Require` box made again
+/// under the limit takes it back (reclaim unlocks best-effort pages locked
+/// after the fact) rather than being refused: boxes that require the lock
+/// come first.
 #[test]
-#[ignore = "design question (best-effort relock starves Require); run with --ignored"]
 fn a_require_box_dropped_and_made_again_is_not_refused_for_best_effort_pages() {
-    let out = run_ignored(
+    let out = child::run(
         "a_require_box_dropped_and_made_again_is_not_refused_for_best_effort_pages",
         || {
             common::become_unprivileged(64 * 1024);
@@ -385,11 +361,19 @@ fn a_require_box_dropped_and_made_again_is_not_refused_for_best_effort_pages() {
             drop(r);
             let again = LockedBox::<[u8; 32]>::new_zeroed();
             assert!(
-                again.is_ok(),
+                again.as_ref().is_ok_and(LockedBox::is_locked),
                 "the page it gave back went to a best-effort page: {:?}, {:?}",
                 again.err(),
                 lockedbox::stats()
             );
+            // The best-effort page that had taken it is unlocked again.
+            let locked = boxes.iter().filter(|b| b.is_locked()).count();
+            assert_eq!(
+                locked,
+                1024 - 64,
+                "one page fewer of best-effort boxes locked"
+            );
+            assert_eq!(procfs::vm_lck_kb(), lockedbox::locked_bytes() as u64 / 1024);
         },
     );
     child::assert_success(&out);
