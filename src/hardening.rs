@@ -107,10 +107,13 @@ pub struct ProcessState {
     /// means every mapping is locked.
     pub unlocked: u64,
     /// Whether the kernel locks mappings made from now on (`MCL_FUTURE`),
-    /// found by making and removing one `PROT_NONE` page; `None` if that
-    /// probe failed. Whether `MCL_ONFAULT` is set cannot be read from
-    /// /proc.
+    /// found by making and removing one `PROT_NONE` page and reading its
+    /// VmFlags (`lo`); `None` if that probe failed.
     pub future_locked: Option<bool>,
+    /// Whether those new mappings are locked on fault (`MCL_ONFAULT`,
+    /// VmFlags `lf` on the probe page); `None` when new mappings are not
+    /// locked or it could not be seen.
+    pub future_on_fault: Option<bool>,
 }
 
 impl ProcessState {
@@ -125,10 +128,15 @@ impl ProcessState {
     }
 
     /// The state `mode` leads to is in force: every mapping locked, and new
-    /// ones locked exactly when the mode says so. `Current` and the on-fault
-    /// mode cannot be told from their counterparts by their flags alone.
+    /// ones locked, on fault or not, exactly as the mode says. How the
+    /// mappings there now were locked (on fault or not) is not compared.
     fn locked_as(&self, mode: LockAll) -> bool {
-        self.all_locked() && self.future_locked == Some(mode.future())
+        let future = match self.future_locked {
+            Some(false) => !mode.future(),
+            Some(true) => mode.future() && self.future_on_fault == Some(mode.on_fault()),
+            None => false,
+        };
+        self.all_locked() && future
     }
 }
 
@@ -262,6 +270,7 @@ impl Hardening {
         let dumpable = sys::dumpable().map_err(failed("prctl(PR_GET_DUMPABLE)"))?;
         let sizes = sys::memory_sizes().map_err(failed("read /proc/self/status"))?;
         let view = sys::lock_view().map_err(failed("read /proc/self/smaps"))?;
+        let future = sys::future_lock().ok();
         Ok(ProcessState {
             core_soft_limit,
             core_hard_limit,
@@ -271,7 +280,8 @@ impl Hardening {
             locked: sizes.locked,
             locked_resident: view.locked_resident,
             unlocked: view.unlocked,
-            future_locked: sys::future_mappings_locked().ok(),
+            future_locked: future.map(|f| f.locked),
+            future_on_fault: future.and_then(|f| f.on_fault.filter(|_| f.locked)),
         })
     }
 

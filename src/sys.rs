@@ -492,29 +492,48 @@ fn smaps_header(line: &str) -> Option<SmapsHeader> {
     Some(SmapsHeader { start, end, gate })
 }
 
-/// Whether the kernel locks new mappings of this process (`MCL_FUTURE` is
-/// in force): maps one `PROT_NONE` page, reads its VmFlags in
-/// `/proc/self/smaps`, unmaps it. The setting itself (`mm->def_flags`) is
-/// not shown anywhere in /proc.
+/// How the kernel locks a new mapping of this process: the `MCL_FUTURE` and
+/// `MCL_ONFAULT` of the last mlockall(2), if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FutureLock {
+    /// New mappings are locked (VmFlags `lo`).
+    pub(crate) locked: bool,
+    /// They are locked page by page as they are touched (VmFlags `lf`);
+    /// `None` when that could not be seen.
+    pub(crate) on_fault: Option<bool>,
+}
+
+/// How the kernel locks new mappings of this process: maps one `PROT_NONE`
+/// page, reads its VmFlags in `/proc/self/smaps`, unmaps it. The setting
+/// itself (`mm->def_flags`) is shown nowhere in /proc.
 ///
-/// An `EAGAIN` from the mapping is read as `true`: for an anonymous mapping
+/// An `EAGAIN` from the mapping is read as locked: for an anonymous mapping
 /// it has one cause, `MCL_FUTURE` with `RLIMIT_MEMLOCK` reached.
 ///
 /// # References
 /// - [mlockall(2)](https://man7.org/linux/man-pages/man2/mlockall.2.html)
 /// - [proc_pid_smaps(5)](https://man7.org/linux/man-pages/man5/proc_pid_smaps.5.html)
-pub(crate) fn future_mappings_locked() -> io::Result<bool> {
+pub(crate) fn future_lock() -> io::Result<FutureLock> {
     let page = page_size();
     let addr = match map_none(page) {
         Ok(addr) => addr,
-        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+            return Ok(FutureLock {
+                locked: true,
+                on_fault: None,
+            });
+        }
         Err(e) => return Err(e),
     };
     let flags = mapping_flags(addr.as_ptr() as u64);
     // SAFETY: `addr..addr + page` is the mapping made just above, which
     // nothing else knows about; no reference into it was ever made.
     let _ = unsafe { unmap(addr, page) };
-    Ok(flags?.split_whitespace().any(|f| f == "lo"))
+    let flags = flags?;
+    Ok(FutureLock {
+        locked: flags.split_whitespace().any(|f| f == "lo"),
+        on_fault: Some(flags.split_whitespace().any(|f| f == "lf")),
+    })
 }
 
 /// The VmFlags line of the mapping holding `addr`.
