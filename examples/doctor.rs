@@ -1,4 +1,5 @@
-//! `cargo run --example doctor`: what this host offers a secret, then a
+//! `cargo run --example doctor`: what this host offers a secret, the
+//! process-wide hardening in force (`Hardening::current`), then a
 //! page-isolated and a packed box with their protections read back from the
 //! kernel's own view in /proc, and the crate's counters (`stats()`) as the
 //! boxes are dropped and the cache is trimmed.
@@ -12,7 +13,7 @@ mod procfs;
 use std::fs;
 use std::process::ExitCode;
 
-use lockedbox::{Host, Isolation, LockedBox, MemlockLimit, Options};
+use lockedbox::{Hardening, Host, Isolation, LockedBox, MemlockLimit, Options};
 
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "NO" }
@@ -100,6 +101,57 @@ fn report_host(host: &Host) {
     );
 }
 
+/// `Hardening::current()`: the process-wide settings the crate changes only
+/// when asked (`Hardening::apply`).
+fn report_hardening() {
+    println!("== process hardening (Hardening::current; opt-in, see Hardening) ==");
+    let state = match Hardening::current() {
+        Ok(state) => state,
+        Err(e) => {
+            println!("cannot read the state: {e}");
+            return;
+        }
+    };
+    println!(
+        "core limit             soft {}, hard {}{}",
+        bytes(state.core_soft_limit),
+        bytes(state.core_hard_limit),
+        if state.core_dumps_off() {
+            " (no core files)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "dumpable               {}",
+        if state.dumpable {
+            "yes (cores, same-user ptrace and /proc/PID/mem allowed)"
+        } else {
+            "no (no core; same-user ptrace and /proc/PID/mem refused)"
+        }
+    );
+    println!(
+        "memory                 {} mapped (VmSize), {} resident, {} locked (VmLck), {} of \
+         it resident",
+        bytes(Some(state.mapped)),
+        bytes(Some(state.resident)),
+        bytes(Some(state.locked)),
+        bytes(Some(state.locked_resident))
+    );
+    let future = match (state.future_locked, state.future_on_fault) {
+        (Some(true), Some(true)) => "locked on fault (MCL_FUTURE | MCL_ONFAULT)",
+        (Some(true), _) => "locked (MCL_FUTURE)",
+        (Some(false), _) => "not locked",
+        (None, _) => "unknown (the probe page could not be made)",
+    };
+    println!(
+        "all mappings locked    {} ({} unlocked); new mappings {future}",
+        if state.all_locked() { "yes" } else { "no" },
+        bytes(Some(state.unlocked))
+    );
+    println!("{state:?}");
+}
+
 /// `lockedbox::stats()`, one figure a line.
 fn print_stats() {
     let st = lockedbox::stats();
@@ -132,6 +184,7 @@ impl Checks {
 fn main() -> ExitCode {
     let host = Host::probe();
     report_host(&host);
+    report_hardening();
 
     println!("== one box, as the kernel sees it ==");
     let lck_before = procfs::vm_lck_kb();

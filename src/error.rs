@@ -95,6 +95,17 @@ pub enum Error {
         /// The variable's name.
         name: String,
     },
+    /// A step of [`Hardening::apply`](crate::Hardening::apply), or reading
+    /// the process's state for it, failed. The steps applied before it stay
+    /// applied; [`Hardening::current`](crate::Hardening::current) shows what
+    /// is in force.
+    Hardening {
+        /// The call that failed, such as `prctl(PR_SET_DUMPABLE, 0)` or
+        /// `read /proc/self/smaps`.
+        call: &'static str,
+        /// The kernel's answer.
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -178,6 +189,12 @@ impl fmt::Display for Error {
                 "the environment variable {name} is not set: set it, or pass the secret another \
                  way"
             ),
+            Error::Hardening { call, source } => write!(
+                f,
+                "hardening the process: {call} failed: {source}; the steps before it stay \
+                 applied (Hardening::current() shows what is in force); a seccomp filter or \
+                 security module may forbid the call, or /proc may not be mounted"
+            ),
             Error::Decode { encoding } => write!(
                 f,
                 "the input is not valid {encoding} of the expected length; what was decoded has \
@@ -193,7 +210,8 @@ impl std::error::Error for Error {
             Error::Unsupported { source, .. }
             | Error::Os { source, .. }
             | Error::Io { source }
-            | Error::NoTerminal { source } => Some(source),
+            | Error::NoTerminal { source }
+            | Error::Hardening { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -253,7 +271,9 @@ impl From<Error> for io::Error {
             Error::MemlockLimit { .. } | Error::TooLarge { .. } => io::ErrorKind::OutOfMemory,
             Error::Alignment { .. } => io::ErrorKind::InvalidInput,
             Error::Unsupported { .. } => io::ErrorKind::Unsupported,
-            Error::Os { source, .. } | Error::Io { source } => source.kind(),
+            Error::Os { source, .. } | Error::Io { source } | Error::Hardening { source, .. } => {
+                source.kind()
+            }
             Error::InputTooLong { .. } | Error::InvalidUtf8 | Error::Decode { .. } => {
                 io::ErrorKind::InvalidData
             }

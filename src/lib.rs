@@ -7,7 +7,9 @@
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
 //! - [`locked_bytes`], [`memlock_limit`] and [`Host`] for what the process
-//!   and the host allow.
+//!   and the host allow;
+//! - [`Hardening`], the opt-in process-wide steps (no core dumps, not
+//!   dumpable, every page locked), each reported in a [`Report`].
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -23,6 +25,7 @@ mod decode;
 mod env;
 mod error;
 mod fork;
+mod hardening;
 mod host;
 mod layout;
 mod limits;
@@ -63,6 +66,7 @@ pub use alloc::{
     stats, trim,
 };
 pub use error::{Error, InitError};
+pub use hardening::{Hardening, LockAll, ProcessState, Report, Step};
 pub use host::Host;
 pub use limits::{MemlockLimit, memlock_limit};
 #[cfg(feature = "allocator-api2")]

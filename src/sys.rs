@@ -3,6 +3,8 @@
 //! One thin function per system call, each returning `io::Result` and naming
 //! the man page it wraps. They go through `rustix`, except `mincore(2)` and
 //! `memfd_secret(2)`, which rustix does not wrap and which go through `libc`.
+//! The kernel's own view of the process in /proc (`pagemap`, `status`,
+//! `smaps`) is read here too.
 //!
 //! Functions that take an address range are `unsafe`: changing the
 //! protection, lock state, advice or existence of memory is only sound when
@@ -326,6 +328,231 @@ pub(crate) fn core_limit() -> (Option<u64>, Option<u64>) {
 pub(crate) fn dumpable() -> io::Result<bool> {
     use rustix::process::DumpableBehavior;
     Ok(rustix::process::dumpable_behavior()? != DumpableBehavior::NotDumpable)
+}
+
+/// `setrlimit(RLIMIT_CORE, {soft, hard})`: sets the core-file size limit
+/// (bytes, `None` for unlimited). Lowering the soft limit needs no privilege;
+/// raising the hard one needs `CAP_SYS_RESOURCE`.
+///
+/// # References
+/// - [setrlimit(2)](https://man7.org/linux/man-pages/man2/setrlimit.2.html)
+#[doc(alias = "setrlimit")]
+#[doc(alias = "RLIMIT_CORE")]
+pub(crate) fn set_core_limit(soft: Option<u64>, hard: Option<u64>) -> io::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let new = Rlimit {
+        current: soft,
+        maximum: hard,
+    };
+    Ok(setrlimit(Resource::Core, new)?)
+}
+
+/// `prctl(PR_SET_DUMPABLE, 0)`: the process writes no core, and processes
+/// of the same user without `CAP_SYS_PTRACE` can neither ptrace it nor open
+/// its `/proc/<pid>/mem`. Irrevocable only in the sense that nothing in the
+/// process undoes it unasked; `prctl(PR_SET_DUMPABLE, 1)` would.
+///
+/// # References
+/// - [prctl(2)](https://man7.org/linux/man-pages/man2/prctl.2.html)
+/// - [PR_SET_DUMPABLE(2const)](https://man7.org/linux/man-pages/man2/PR_SET_DUMPABLE.2const.html)
+#[doc(alias = "PR_SET_DUMPABLE")]
+pub(crate) fn set_not_dumpable() -> io::Result<()> {
+    use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+    Ok(set_dumpable_behavior(DumpableBehavior::NotDumpable)?)
+}
+
+/// `mlockall(MCL_CURRENT [| MCL_FUTURE [| MCL_ONFAULT]])`: locks every
+/// mapping of the process, and with `future` every mapping made later.
+///
+/// On Linux the call is all or nothing: the `RLIMIT_MEMLOCK` check (the
+/// whole mapped size, `total_vm`, against the soft limit, skipped with
+/// `CAP_IPC_LOCK`) and the `EPERM` of a zero limit come before any mapping
+/// is changed; once past them the call changes the lock flags of every
+/// mapping and returns 0 (pages it then fails to fault in are left unlocked
+/// in RAM terms, not reported). Each call also replaces the previous call's
+/// `MCL_FUTURE`/`MCL_ONFAULT` setting: a call without `future` ends it.
+///
+/// # References
+/// - [mlockall(2)](https://man7.org/linux/man-pages/man2/mlockall.2.html)
+/// - `SYSCALL_DEFINE1(mlockall)` and `apply_mlockall_flags` in Linux's
+///   `mm/mlock.c`
+#[doc(alias = "mlockall")]
+pub(crate) fn lock_all(future: bool, on_fault: bool) -> io::Result<()> {
+    use rustix::mm::{MlockAllFlags, mlockall};
+    let mut flags = MlockAllFlags::CURRENT;
+    if future {
+        flags |= MlockAllFlags::FUTURE;
+    }
+    if on_fault {
+        flags |= MlockAllFlags::ONFAULT;
+    }
+    Ok(mlockall(flags)?)
+}
+
+/// Sizes of this process's memory, in bytes, from `/proc/self/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemorySizes {
+    /// `VmSize`: every mapping, the kernel's `total_vm`.
+    pub(crate) mapped: u64,
+    /// `VmRSS`: pages in RAM.
+    pub(crate) resident: u64,
+    /// `VmLck`: the kernel's `locked_vm`, the size of every locked mapping
+    /// (whole mappings, resident or not).
+    pub(crate) locked: u64,
+}
+
+/// `VmSize`, `VmRSS` and `VmLck` of this process.
+///
+/// # References
+/// - [proc_pid_status(5)](https://man7.org/linux/man-pages/man5/proc_pid_status.5.html)
+pub(crate) fn memory_sizes() -> io::Result<MemorySizes> {
+    let text = std::fs::read_to_string("/proc/self/status")?;
+    let field = |key: &str| -> io::Result<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+            .map(|kb| kb.saturating_mul(1024))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, key.to_owned()))
+    };
+    Ok(MemorySizes {
+        mapped: field("VmSize")?,
+        resident: field("VmRSS")?,
+        locked: field("VmLck")?,
+    })
+}
+
+/// What `/proc/self/smaps` says about locked mappings, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LockView {
+    /// The size of the mappings that mlockall(2) would lock but that are not
+    /// locked (no `lo` in VmFlags). Left out: the mappings the kernel never
+    /// locks (VmFlags `io`, `pf`, `de`, `mm`, `ht`: `[vvar]`, `[vdso]`,
+    /// device and hugetlb mappings) and `[vsyscall]`.
+    pub(crate) unlocked: u64,
+    /// The sum of `Locked:`, the locked pages that are in RAM.
+    pub(crate) locked_resident: u64,
+}
+
+/// VmFlags of mappings that mlockall(2) leaves alone: `VM_IO`,
+/// `VM_PFNMAP`, `VM_DONTEXPAND`, `VM_MIXEDMAP` (together `VM_SPECIAL`) and
+/// `VM_HUGETLB` (`mlock_fixup` in `mm/mlock.c`).
+const NEVER_LOCKED: [&str; 5] = ["io", "pf", "de", "mm", "ht"];
+
+/// Reads `/proc/self/smaps` for [`LockView`].
+///
+/// # References
+/// - [proc_pid_smaps(5)](https://man7.org/linux/man-pages/man5/proc_pid_smaps.5.html)
+pub(crate) fn lock_view() -> io::Result<LockView> {
+    let text = std::fs::read_to_string("/proc/self/smaps")?;
+    let mut view = LockView {
+        unlocked: 0,
+        locked_resident: 0,
+    };
+    // The mapping whose fields are being read.
+    let mut current = None;
+    for line in text.lines() {
+        if let Some(header) = smaps_header(line) {
+            current = Some(header);
+        } else if let Some(kb) = line.strip_prefix("Locked:") {
+            let kb = kb.trim().trim_end_matches("kB").trim().parse::<u64>();
+            view.locked_resident += kb.unwrap_or(0).saturating_mul(1024);
+        } else if let Some(flags) = line.strip_prefix("VmFlags:") {
+            let Some(header) = current.take() else {
+                continue;
+            };
+            let locked = flags.split_whitespace().any(|f| f == "lo");
+            let never = header.gate || flags.split_whitespace().any(|f| NEVER_LOCKED.contains(&f));
+            if !locked && !never {
+                view.unlocked += header.end - header.start;
+            }
+        }
+    }
+    Ok(view)
+}
+
+/// The header line of a mapping in /proc/self/smaps.
+struct SmapsHeader {
+    start: u64,
+    end: u64,
+    /// The mapping is `[vsyscall]`, the gate area mlockall(2) skips.
+    gate: bool,
+}
+
+/// Parses `start-end perms offset dev inode [path]`; `None` for a line of
+/// another kind.
+fn smaps_header(line: &str) -> Option<SmapsHeader> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    if fields.next()?.len() != 4 {
+        return None;
+    }
+    let gate = fields.nth(3) == Some("[vsyscall]");
+    Some(SmapsHeader { start, end, gate })
+}
+
+/// How the kernel locks a new mapping of this process: the `MCL_FUTURE` and
+/// `MCL_ONFAULT` of the last mlockall(2), if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FutureLock {
+    /// New mappings are locked (VmFlags `lo`).
+    pub(crate) locked: bool,
+    /// They are locked page by page as they are touched (VmFlags `lf`);
+    /// `None` when that could not be seen.
+    pub(crate) on_fault: Option<bool>,
+}
+
+/// How the kernel locks new mappings of this process: maps one `PROT_NONE`
+/// page, reads its VmFlags in `/proc/self/smaps`, unmaps it. The setting
+/// itself (`mm->def_flags`) is shown nowhere in /proc.
+///
+/// An `EAGAIN` from the mapping is read as locked: for an anonymous mapping
+/// it has one cause, `MCL_FUTURE` with `RLIMIT_MEMLOCK` reached.
+///
+/// # References
+/// - [mlockall(2)](https://man7.org/linux/man-pages/man2/mlockall.2.html)
+/// - [proc_pid_smaps(5)](https://man7.org/linux/man-pages/man5/proc_pid_smaps.5.html)
+pub(crate) fn future_lock() -> io::Result<FutureLock> {
+    let page = page_size();
+    let addr = match map_none(page) {
+        Ok(addr) => addr,
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+            return Ok(FutureLock {
+                locked: true,
+                on_fault: None,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let flags = mapping_flags(addr.as_ptr() as u64);
+    // SAFETY: `addr..addr + page` is the mapping made just above, which
+    // nothing else knows about; no reference into it was ever made.
+    let _ = unsafe { unmap(addr, page) };
+    let flags = flags?;
+    Ok(FutureLock {
+        locked: flags.split_whitespace().any(|f| f == "lo"),
+        on_fault: Some(flags.split_whitespace().any(|f| f == "lf")),
+    })
+}
+
+/// The VmFlags line of the mapping holding `addr`.
+fn mapping_flags(addr: u64) -> io::Result<String> {
+    let text = std::fs::read_to_string("/proc/self/smaps")?;
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some(header) = smaps_header(line) {
+            inside = (header.start..header.end).contains(&addr);
+        } else if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if inside {
+                return Ok(flags.to_owned());
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "probe page missing from /proc/self/smaps",
+    ))
 }
 
 /// `capget(2)`: whether the calling thread has `CAP_IPC_LOCK` in its

@@ -129,6 +129,11 @@ pub fn vm_lck_kb() -> u64 {
     status_kb("VmLck:")
 }
 
+/// `VmSize` from /proc/self/status, in kB: every mapping of this process.
+pub fn vm_size_kb() -> u64 {
+    status_kb("VmSize:")
+}
+
 fn status_kb(key: &str) -> u64 {
     let text = fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     text.lines()
