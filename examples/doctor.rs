@@ -13,7 +13,7 @@ mod procfs;
 use std::fs;
 use std::process::ExitCode;
 
-use lockedbox::{Hardening, Host, Isolation, LockedBox, MemlockLimit, Options};
+use lockedbox::{Backing, Hardening, Host, Isolation, LockedBox, MemlockLimit, Options};
 
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "NO" }
@@ -181,6 +181,61 @@ impl Checks {
     }
 }
 
+/// Reads 8 bytes at `addr` through /proc/self/mem: what another process
+/// with ptrace access would get.
+fn read_through_proc_mem(addr: usize) -> std::io::Result<[u8; 8]> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 8];
+    fs::File::open("/proc/self/mem")?.read_exact_at(&mut buf, addr as u64)?;
+    Ok(buf)
+}
+
+/// A `Backing::SecretMem` box as the kernel shows it, and a read of it
+/// through /proc/self/mem failing where one of the anonymous box at
+/// `control` succeeds.
+fn report_secretmem(host: &Host, c: &mut Checks, control: usize) {
+    println!("== a secret-memory box (Backing::SecretMem) ==");
+    if !matches!(host.memfd_secret, Ok(true)) {
+        println!(
+            "memfd_secret(2) is not available here ({:?}): Backing::SecretMem is \
+             Error::Unsupported, PreferSecretMem gives anonymous memory",
+            host.memfd_secret
+        );
+        return;
+    }
+    let secret = match Options::new()
+        .backing(Backing::SecretMem)
+        .new_with(|k: &mut [u8; 32]| k.fill(0x5A))
+    {
+        Ok(s) => s,
+        Err(e) => return c.check("secret-memory box", false, e),
+    };
+    println!("{secret:?}");
+    let addr = secret.as_ptr() as usize;
+    let vma = procfs::vma_at(addr);
+    c.check(
+        "pages of a memfd_secret file",
+        vma.as_ref().is_some_and(|v| v.path.starts_with("/secretmem")),
+        vma.as_ref().map_or_else(String::new, |v| format!("{} {}", v.perms, v.path)),
+    );
+    c.check(
+        "locked, left out of dumps, not in fork children (lo dd dc)",
+        vma.as_ref().is_some_and(|v| v.has("lo") && v.has("dd") && v.has("dc")),
+        vma.as_ref().map_or_else(String::new, |v| v.flags.join(" ")),
+    );
+    let control_read = read_through_proc_mem(control);
+    let secret_read = read_through_proc_mem(addr);
+    c.check(
+        "unreadable through /proc/self/mem (an anonymous box is readable)",
+        control_read.is_ok() && secret_read.is_err(),
+        format!(
+            "anonymous: {}, secret memory: {}",
+            control_read.map_or_else(|e| e.to_string(), |_| "read".into()),
+            secret_read.map_or_else(|e| e.to_string(), |_| "read".into()),
+        ),
+    );
+}
+
 fn main() -> ExitCode {
     let host = Host::probe();
     report_host(&host);
@@ -294,6 +349,8 @@ fn main() -> ExitCode {
         }
         Err(e) => c.check("packed box", false, e),
     }
+
+    report_secretmem(&host, &mut c, start);
 
     println!("== after drop, and after trim ==");
     drop(key);

@@ -387,6 +387,7 @@ impl<T: ?Sized + Plain> fmt::Debug for LockedBox<T> {
             .field("bytes", &self.store.size())
             .field("isolation", &self.isolation())
             .field("locked", &self.is_locked())
+            .field("backing", &self.backing())
             .finish_non_exhaustive()
     }
 }

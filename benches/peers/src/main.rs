@@ -20,7 +20,7 @@ use std::ptr::{self, NonNull};
 use std::sync::Barrier;
 use std::time::Instant;
 
-use lockedbox::{Isolation, LockedBox, Options};
+use lockedbox::{Backing, Isolation, LockedBox, Options};
 use rustix::mm::{Advice, MapFlags, MprotectFlags, ProtFlags};
 use zeroize::Zeroize;
 
@@ -141,6 +141,74 @@ fn lockedbox_packed_32() {
     drop(b);
 }
 
+// --- secret memory (memfd_secret(2)) ------------------------------------
+
+fn secret_opts() -> Options {
+    let mut o = Options::new();
+    o.backing(Backing::SecretMem);
+    o
+}
+
+fn lockedbox_secret_page_32() {
+    let mut b = secret_opts().zeroed::<[u8; 32]>().expect("SecretMem box");
+    touch(b.as_mut_ptr(), 32);
+    drop(b);
+}
+
+fn lockedbox_secret_packed_32() {
+    let mut b = secret_opts()
+        .isolation(Isolation::Packed)
+        .zeroed::<[u8; 32]>()
+        .expect("packed SecretMem box");
+    touch(b.as_mut_ptr(), 32);
+    drop(b);
+}
+
+/// The lifecycle a one-off secret-memory allocation needs without a pool:
+/// memfd_secret, ftruncate, mmap, touch (the first touch splits the direct
+/// map), munmap, close.
+fn raw_secretmem_32() {
+    let page = rustix::param::page_size();
+    // SAFETY: memfd_secret takes a flags integer and returns a descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_uint) };
+    assert!(fd >= 0, "memfd_secret: {}", std::io::Error::last_os_error());
+    let fd = fd as c_int;
+    // SAFETY: a descriptor we own; plain integer arguments.
+    assert_eq!(unsafe { libc::ftruncate(fd, page as libc::off_t) }, 0);
+    // SAFETY: a fresh shared mapping of our own file, read-write.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    assert_ne!(
+        p,
+        libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
+    touch(p.cast(), 32);
+    // SAFETY: the mapping made above, unmapped once; the descriptor closed once.
+    unsafe {
+        libc::munmap(p, page);
+        libc::close(fd);
+    }
+}
+
+fn memsec_secretmem_32() {
+    // SAFETY: memsec's memfd_secret allocation, freed once below.
+    unsafe {
+        let p: NonNull<[u8; 32]> = memsec::memfd_secret().expect("memsec::memfd_secret");
+        touch(p.as_ptr().cast(), 32);
+        memsec::free_memfd_secret(p);
+    }
+}
+
 // --- larger secrets ----------------------------------------------------
 
 fn raw_4k() {
@@ -190,6 +258,10 @@ fn throughput(op: fn(), n: u32, threads: usize) -> f64 {
         (threads as f64 * f64::from(n)) / (longest.as_nanos() as f64 / 1000.0)
     })
 }
+
+/// A candidate of the scaling table: name, operation, operations per
+/// thread, and the per-repetition ratios.
+type Scaling = (&'static str, fn(), u32, Vec<f64>);
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -284,6 +356,36 @@ fn main() {
             n: 200,
             before: cache_off,
         },
+        Candidate {
+            name: "lockedbox SecretMem page, cache warm",
+            op: lockedbox_secret_page_32,
+            n: 40_000,
+            before: cache_on,
+        },
+        Candidate {
+            name: "lockedbox SecretMem packed",
+            op: lockedbox_secret_packed_32,
+            n: 100_000,
+            before: cache_on,
+        },
+        Candidate {
+            name: "lockedbox SecretMem page, cold (no cache)",
+            op: lockedbox_secret_page_32,
+            n: 400,
+            before: cache_off,
+        },
+        Candidate {
+            name: "raw memfd_secret..close lifecycle",
+            op: raw_secretmem_32,
+            n: 200,
+            before: nothing,
+        },
+        Candidate {
+            name: "memsec memfd_secret/free",
+            op: memsec_secretmem_32,
+            n: 200,
+            before: nothing,
+        },
     ];
     // Warm up every candidate (and the caches).
     for c in &candidates {
@@ -305,11 +407,16 @@ fn main() {
         "4 KiB cold / raw 4 KiB",
         "64 KiB warm / raw 64 KiB",
         "64 KiB cold / raw 64 KiB",
+        "SecretMem page warm / page warm",
+        "SecretMem packed / packed",
+        "SecretMem cold / raw memfd_secret lifecycle",
+        "memsec memfd_secret / SecretMem cold",
+        "memsec memfd_secret / SecretMem page warm",
     ]
     .into_iter()
     .map(|name| (name, Vec::new()))
     .collect();
-    let mut scaling: Vec<(&str, fn(), u32, Vec<f64>)> = vec![
+    let mut scaling: Vec<Scaling> = vec![
         ("Box + zeroize", box_zeroize as fn(), 400_000, Vec::new()),
         (
             "lockedbox page, cache warm",
@@ -319,6 +426,18 @@ fn main() {
         ),
         ("lockedbox packed", lockedbox_packed_32, 200_000, Vec::new()),
         ("libsodium sodium_malloc/free", sodium_32, 1_000, Vec::new()),
+        (
+            "lockedbox SecretMem page, cache warm",
+            lockedbox_secret_page_32,
+            60_000,
+            Vec::new(),
+        ),
+        (
+            "lockedbox SecretMem packed",
+            lockedbox_secret_packed_32,
+            200_000,
+            Vec::new(),
+        ),
     ];
 
     for rep in 0..REPS {
@@ -343,6 +462,11 @@ fn main() {
             t[10] / t[8],
             t[12] / t[11],
             t[13] / t[11],
+            t[14] / t[5],
+            t[15] / t[6],
+            t[16] / t[17],
+            t[18] / t[16],
+            t[18] / t[14],
         ];
         for (slot, value) in ratios.iter_mut().zip(r) {
             slot.1.push(value);
