@@ -215,12 +215,15 @@ fn report_secretmem(host: &Host, c: &mut Checks, control: usize) {
     let vma = procfs::vma_at(addr);
     c.check(
         "pages of a memfd_secret file",
-        vma.as_ref().is_some_and(|v| v.path.starts_with("/secretmem")),
-        vma.as_ref().map_or_else(String::new, |v| format!("{} {}", v.perms, v.path)),
+        vma.as_ref()
+            .is_some_and(|v| v.path.starts_with("/secretmem")),
+        vma.as_ref()
+            .map_or_else(String::new, |v| format!("{} {}", v.perms, v.path)),
     );
     c.check(
         "locked, left out of dumps, not in fork children (lo dd dc)",
-        vma.as_ref().is_some_and(|v| v.has("lo") && v.has("dd") && v.has("dc")),
+        vma.as_ref()
+            .is_some_and(|v| v.has("lo") && v.has("dd") && v.has("dc")),
         vma.as_ref().map_or_else(String::new, |v| v.flags.join(" ")),
     );
     let control_read = read_through_proc_mem(control);

@@ -706,6 +706,29 @@ pub(crate) unsafe fn map_file_fixed(
     Ok(())
 }
 
+/// Registers `child` to run in the child of every later fork(2), right
+/// after the fork, in the forking thread (pthread_atfork(3)). Failure
+/// (`ENOMEM`) is ignored: the handler is a hardening, not a correctness
+/// need.
+///
+/// # References
+/// - [pthread_atfork(3)](https://man7.org/linux/man-pages/man3/pthread_atfork.3.html)
+pub(crate) fn on_fork_child(child: extern "C" fn()) {
+    // SAFETY: registers a handler that the caller wrote to be safe in a
+    // fork child (atomics and close(2) only); no memory of ours is passed.
+    let _ = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+}
+
+/// close(2) of a raw descriptor number that the caller knows to be open
+/// and its own; for a fork child closing what it inherited.
+///
+/// # References
+/// - [close(2)](https://man7.org/linux/man-pages/man2/close.2.html)
+pub(crate) fn close_raw(fd: libc::c_int) {
+    // SAFETY: close takes an integer; the caller owns the descriptor.
+    let _ = unsafe { libc::close(fd) };
+}
+
 /// Whether the kernel accepts `advice` on a private anonymous read-write
 /// page: maps a scratch page, advises it, unmaps it.
 pub(crate) fn probe_advice(advice: Advice) -> io::Result<()> {

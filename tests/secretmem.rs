@@ -192,6 +192,15 @@ fn the_process_itself_cannot_read_secret_memory_through_proc_self_mem() {
     assert_eq!(b[0], 0x11, "the box itself reads it");
 }
 
+/// Descriptors of this process that name a secret memory file.
+fn secret_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("/secretmem"))
+        .count()
+}
+
 #[test]
 fn a_fork_child_cannot_reach_secret_memory_and_other_fork_policies_are_refused() {
     let out = child::run(
@@ -208,6 +217,13 @@ fn a_fork_child_cannot_reach_secret_memory_and_other_fork_policies_are_refused()
                 assert_eq!(seen, common::Seen::Signal(libc::SIGSEGV));
                 assert!(b.iter().all(|&x| x == 0xA5));
             }
+            // Nor through the descriptors: the parent's secret files are
+            // closed in the child at once.
+            let _live = secret().zeroed::<[u8; 32]>().unwrap();
+            assert!(secret_fds() > 0, "the parent holds its secret files");
+            let seen = common::in_fork(|| if secret_fds() == 0 { 10 } else { 11 });
+            assert_eq!(seen, common::Seen::Exited(10), "the child holds none");
+            assert!(secret_fds() > 0, "the parent keeps them");
             for fork in [ForkPolicy::Wipe, ForkPolicy::Keep] {
                 let e = secret().fork(fork).zeroed::<[u8; 32]>().unwrap_err();
                 assert!(matches!(e, Error::Unsupported { .. }), "{fork:?}: {e:?}");

@@ -14,10 +14,10 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
 use crate::error::Error;
 use crate::limits;
@@ -41,7 +41,7 @@ pub(crate) struct Mapping {
 /// so a run is wiped by writing zeros before it is closed.
 #[derive(Debug, Clone)]
 pub(crate) struct SecretFile {
-    fd: Arc<OwnedFd>,
+    fd: Arc<SecretFd>,
     /// The first byte of the mapping, at file offset 0.
     base: usize,
 }
@@ -52,9 +52,95 @@ impl SecretFile {
         let fd = sys::memfd_secret().map_err(secretmem_error)?;
         sys::set_file_len(fd.as_fd(), len).map_err(|e| Error::os("ftruncate", len, e))?;
         Ok(SecretFile {
-            fd: Arc::new(fd),
+            fd: Arc::new(SecretFd::listed(fd)),
             base: base.as_ptr() as usize,
         })
+    }
+}
+
+/// A secret file's descriptor, listed so that a fork(2) child closes it at
+/// once: the child inherits the descriptor table, and with it a way to map
+/// the parent's secret pages that `MADV_DONTFORK` on the mappings does not
+/// take away (`O_CLOEXEC` covers exec(2) only; Linux has no close-on-fork).
+#[derive(Debug)]
+struct SecretFd {
+    fd: OwnedFd,
+    entry: &'static Listed,
+}
+
+/// One entry of the list of open secret descriptors: `-1` when free.
+/// Entries are leaked and reused, so the list can be walked in a fork child
+/// without a lock and without allocating.
+#[derive(Debug)]
+struct Listed {
+    fd: AtomicI32,
+    next: *const Listed,
+}
+
+// SAFETY: `next` is written once, before the entry is published, and points
+// at a leaked entry; `fd` is atomic.
+unsafe impl Sync for Listed {}
+
+static LISTED: AtomicPtr<Listed> = AtomicPtr::new(std::ptr::null_mut());
+
+impl SecretFd {
+    fn listed(fd: OwnedFd) -> Self {
+        static AT_FORK: std::sync::Once = std::sync::Once::new();
+        AT_FORK.call_once(|| sys::on_fork_child(close_secret_fds_in_child));
+        let raw = fd.as_raw_fd();
+        let mut entry = LISTED.load(Ordering::Acquire).cast_const();
+        // SAFETY: every entry is leaked, so `&*entry` lives forever.
+        while let Some(e) = unsafe { entry.as_ref() } {
+            if e.fd
+                .compare_exchange(-1, raw, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return SecretFd { fd, entry: e };
+            }
+            entry = e.next;
+        }
+        let fresh: &'static mut Listed = Box::leak(Box::new(Listed {
+            fd: AtomicI32::new(raw),
+            next: std::ptr::null(),
+        }));
+        let mut head = LISTED.load(Ordering::Acquire);
+        loop {
+            fresh.next = head;
+            match LISTED.compare_exchange_weak(head, fresh, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => head = now,
+            }
+        }
+        SecretFd { fd, entry: fresh }
+    }
+}
+
+impl AsFd for SecretFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for SecretFd {
+    /// Unlists the descriptor before `fd` closes it, so that a fork child
+    /// never closes a number that may name another file by then (at worst
+    /// a child forked in between keeps the descriptor open).
+    fn drop(&mut self) {
+        self.entry.fd.store(-1, Ordering::Release);
+    }
+}
+
+/// Run in a fork child right after fork(2) (pthread_atfork): closes every
+/// secret descriptor the parent had open. Only atomics and close(2).
+extern "C" fn close_secret_fds_in_child() {
+    let mut entry = LISTED.load(Ordering::Acquire).cast_const();
+    // SAFETY: entries are leaked; see `Listed`.
+    while let Some(e) = unsafe { entry.as_ref() } {
+        let fd = e.fd.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            sys::close_raw(fd);
+        }
+        entry = e.next;
     }
 }
 
