@@ -706,17 +706,18 @@ pub(crate) unsafe fn map_file_fixed(
     Ok(())
 }
 
-/// Registers `child` to run in the child of every later fork(2), right
-/// after the fork, in the forking thread (pthread_atfork(3)). Failure
-/// (`ENOMEM`) is ignored: the handler is a hardening, not a correctness
-/// need.
+/// Registers handlers to run in the forking thread around every later
+/// fork(2): `prepare` before it, `parent` and `child` after it in each
+/// process (pthread_atfork(3)). Failure (`ENOMEM`) is ignored: the
+/// handlers are a hardening, not a correctness need.
 ///
 /// # References
 /// - [pthread_atfork(3)](https://man7.org/linux/man-pages/man3/pthread_atfork.3.html)
-pub(crate) fn on_fork_child(child: extern "C" fn()) {
-    // SAFETY: registers a handler that the caller wrote to be safe in a
-    // fork child (atomics and close(2) only); no memory of ours is passed.
-    let _ = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+pub(crate) fn on_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: registers handlers that the caller wrote to be safe where
+    // they run (the child's: atomics and close(2) only); no memory of ours
+    // is passed.
+    let _ = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
 
 /// close(2) of a raw descriptor number that the caller knows to be open

@@ -49,10 +49,16 @@ pub(crate) struct SecretFile {
 impl SecretFile {
     /// Makes the file for a mapping of `len` bytes at `base`.
     fn new(base: NonNull<u8>, len: usize) -> Result<Self, Error> {
+        // From the new descriptor to its listing, no fork(2) may happen: a
+        // child would keep a descriptor its handler does not know of, and
+        // with it every secret the parent later writes to the file.
+        let gate = ForkGate::enter();
         let fd = sys::memfd_secret().map_err(secretmem_error)?;
         sys::set_file_len(fd.as_fd(), len).map_err(|e| Error::os("ftruncate", len, e))?;
+        let fd = Arc::new(SecretFd::listed(fd));
+        drop(gate);
         Ok(SecretFile {
-            fd: Arc::new(SecretFd::listed(fd)),
+            fd,
             base: base.as_ptr() as usize,
         })
     }
@@ -64,7 +70,8 @@ impl SecretFile {
 /// take away (`O_CLOEXEC` covers exec(2) only; Linux has no close-on-fork).
 #[derive(Debug)]
 struct SecretFd {
-    fd: OwnedFd,
+    /// Taken only by `Drop`.
+    fd: std::mem::ManuallyDrop<OwnedFd>,
     entry: &'static Listed,
 }
 
@@ -84,9 +91,9 @@ unsafe impl Sync for Listed {}
 static LISTED: AtomicPtr<Listed> = AtomicPtr::new(std::ptr::null_mut());
 
 impl SecretFd {
+    /// Lists `fd`; the caller holds the [`ForkGate`].
     fn listed(fd: OwnedFd) -> Self {
-        static AT_FORK: std::sync::Once = std::sync::Once::new();
-        AT_FORK.call_once(|| sys::on_fork_child(close_secret_fds_in_child));
+        let fd = std::mem::ManuallyDrop::new(fd);
         let raw = fd.as_raw_fd();
         let mut entry = LISTED.load(Ordering::Acquire).cast_const();
         // SAFETY: every entry is leaked, so `&*entry` lives forever.
@@ -122,17 +129,84 @@ impl AsFd for SecretFd {
 }
 
 impl Drop for SecretFd {
-    /// Unlists the descriptor before `fd` closes it, so that a fork child
-    /// never closes a number that may name another file by then (at worst
-    /// a child forked in between keeps the descriptor open).
+    /// Unlists the descriptor and closes it, with no fork(2) in between: a
+    /// child forked after the unlisting would keep it open, one forked
+    /// after the close (and a reuse of the number) must not close it.
     fn drop(&mut self) {
+        let _gate = ForkGate::enter();
         self.entry.fd.store(-1, Ordering::Release);
+        // SAFETY: `fd` is taken once, here, and not used again.
+        drop(unsafe { std::mem::ManuallyDrop::take(&mut self.fd) });
     }
+}
+
+/// Threads in a stretch of code that a fork(2) must not cut in two: from a
+/// new secret descriptor to its listing, from a run's new secret mapping to
+/// its `MADV_DONTFORK`, from an unlisting to the close. A fork child made
+/// inside one would hold a descriptor of the parent's secret file, or a
+/// shared mapping of its pages, and read what the parent writes there
+/// later. Entered only around system calls and allocations, never while
+/// waiting for a lock (a forking thread waits for the stretch to end).
+struct ForkGate;
+
+/// Threads inside a [`ForkGate`].
+static GATE_INSIDE: AtomicUsize = AtomicUsize::new(0);
+/// Forks in progress (between their prepare and parent handlers).
+static GATE_FORKING: AtomicUsize = AtomicUsize::new(0);
+
+impl ForkGate {
+    /// Waits for forks in progress, then enters; the handlers that make
+    /// forks wait are registered first.
+    fn enter() -> Self {
+        static AT_FORK: std::sync::Once = std::sync::Once::new();
+        AT_FORK.call_once(|| sys::on_fork(fork_prepare, fork_parent, fork_child));
+        loop {
+            // SeqCst on both sides (here and in `fork_prepare`): either the
+            // forking thread sees us inside, or we see it forking.
+            GATE_INSIDE.fetch_add(1, Ordering::SeqCst);
+            if GATE_FORKING.load(Ordering::SeqCst) == 0 {
+                return ForkGate;
+            }
+            GATE_INSIDE.fetch_sub(1, Ordering::SeqCst);
+            while GATE_FORKING.load(Ordering::SeqCst) != 0 {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+impl Drop for ForkGate {
+    fn drop(&mut self) {
+        GATE_INSIDE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Before fork(2), in the forking thread (pthread_atfork): waits until no
+/// thread is inside a [`ForkGate`], and keeps others out until the fork is
+/// done.
+extern "C" fn fork_prepare() {
+    GATE_FORKING.fetch_add(1, Ordering::SeqCst);
+    while GATE_INSIDE.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+}
+
+/// After fork(2), in the parent: lets the gate open again.
+extern "C" fn fork_parent() {
+    GATE_FORKING.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// After fork(2), in the child: the gate is open (the child has one
+/// thread), and every secret descriptor inherited is closed.
+extern "C" fn fork_child() {
+    GATE_FORKING.store(0, Ordering::SeqCst);
+    GATE_INSIDE.store(0, Ordering::SeqCst);
+    close_secret_fds_in_child();
 }
 
 /// Run in a fork child right after fork(2) (pthread_atfork): closes every
 /// secret descriptor the parent had open. Only atomics and close(2).
-extern "C" fn close_secret_fds_in_child() {
+fn close_secret_fds_in_child() {
     let mut entry = LISTED.load(Ordering::Acquire).cast_const();
     // SAFETY: entries are leaked; see `Listed`.
     while let Some(e) = unsafe { entry.as_ref() } {
@@ -218,12 +292,18 @@ impl Mapping {
     /// The owner calls this only when no slot of the mapping is open, so
     /// nothing refers into it.
     pub(crate) fn unmap(self) -> Result<(), Mapping> {
-        let this = std::mem::ManuallyDrop::new(self);
+        let mut this = std::mem::ManuallyDrop::new(self);
         // SAFETY: the mapping is ours and, by the owner's contract above,
         // unreferenced; on success `this` is forgotten, so it is not
         // unmapped twice.
         match unsafe { sys::unmap(this.addr, this.len) } {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Forgetting `this` must not forget its secret file: the
+                // last mapping of it is gone, and dropping the last handle
+                // closes the descriptor (and frees the file's pages).
+                drop(this.secret.take());
+                Ok(())
+            }
             Err(_) => Err(std::mem::ManuallyDrop::into_inner(this)),
         }
     }
@@ -482,11 +562,27 @@ unsafe fn open_secret(
     file: &SecretFile,
 ) -> Result<bool, OpenError> {
     let offset = data.as_ptr() as usize - file.base;
-    // SAFETY: forwarded: the caller holds the closed run exclusively.
-    let map = || unsafe { sys::map_file_fixed(data, len, file.fd.as_fd(), offset) };
+    // Maps the run and advises it, with no fork(2) in between (a child
+    // would share the pages: see `ForkGate`); `Err` is mmap's error, `Ok`
+    // holds the outcome of the advice (the run closed again if it failed).
+    let map = || {
+        let _gate = ForkGate::enter();
+        // SAFETY: forwarded: the caller holds the closed run exclusively.
+        unsafe { sys::map_file_fixed(data, len, file.fd.as_fd(), offset) }?;
+        count.add(len);
+        // SAFETY: the run now holds our secret pages (wiped) and no value.
+        Ok(match unsafe { advise_fresh(data, len, fork) } {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // SAFETY: as above; it was counted just now.
+                let closed = unsafe { close(data, len, true, fork, count) } == Closed::Yes;
+                Err(OpenError { error, closed })
+            }
+        })
+    };
     let mut mapped = map();
-    let at_limit =
-        |r: &io::Result<()>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EAGAIN));
+    type Mapped = io::Result<Result<(), OpenError>>;
+    let at_limit = |r: &Mapped| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EAGAIN));
     if at_limit(&mapped) {
         count.refused();
     }
@@ -498,18 +594,7 @@ unsafe fn open_secret(
         }
     }
     let error = match mapped {
-        Ok(()) => {
-            count.add(len);
-            // SAFETY: the run now holds our fresh secret pages and no value.
-            return match unsafe { advise_fresh(data, len, fork) } {
-                Ok(()) => Ok(true),
-                Err(error) => {
-                    // SAFETY: as above; it was counted just now.
-                    let closed = unsafe { close(data, len, true, fork, count) } == Closed::Yes;
-                    Err(OpenError { error, closed })
-                }
-            };
-        }
+        Ok(advised) => return advised.map(|()| true),
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
             limits::lock_error(len, count.get(), io::Error::from_raw_os_error(libc::ENOMEM))
         }
