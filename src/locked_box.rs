@@ -287,6 +287,13 @@ impl<T: ?Sized + Plain> LockedBox<T> {
         self.store.residency()
     }
 
+    /// Whether the box's memory exists in this process: not in a fork
+    /// child whose parent made it with `ForkPolicy::Exclude`.
+    #[inline]
+    pub(crate) fn present(&self) -> bool {
+        self.store.present()
+    }
+
     /// Panics in a fork child whose parent made this box with
     /// `ForkPolicy::Exclude`: the pages do not exist here, and the address
     /// range may since hold another mapping.

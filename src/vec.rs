@@ -364,6 +364,13 @@ impl<T: Plain> Drop for LockedVec<T> {
         };
         let len = self.len;
         self.len = 0;
+        if !buf.present() {
+            // A fork child's copy of a vector whose pages were left in the
+            // parent (`ForkPolicy::Exclude`, and secret memory): there are
+            // no elements here to drop, and touching them would panic.
+            drop(buf);
+            return;
+        }
         // Check and free the memory whether or not dropping an element panics.
         struct Free<T: Plain>(Option<LockedBox<[T]>>);
         impl<T: Plain> Drop for Free<T> {
