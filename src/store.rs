@@ -212,11 +212,18 @@ impl Store {
         if let Some(kind) = secret {
             let made = Self::of_kind(req, size, kind);
             // `PreferSecretMem`: anonymous memory stands in where secret
-            // memory is unsupported or the lock limit leaves it no room.
+            // memory is unsupported, the lock limit leaves it no room, or
+            // no secret file can be had (out of descriptors, `EMFILE`:
+            // anonymous memory needs none).
             let stand_in = anonymous.is_some()
                 && matches!(
                     made,
-                    Err(Error::Unsupported { .. } | Error::MemlockLimit { .. })
+                    Err(Error::Unsupported { .. }
+                        | Error::MemlockLimit { .. }
+                        | Error::Os {
+                            call: "memfd_secret",
+                            ..
+                        })
                 );
             if !stand_in {
                 return made;
