@@ -53,6 +53,7 @@
 pub(crate) mod packed_slab;
 pub(crate) mod page_slab;
 pub(crate) mod pages;
+pub(crate) mod registry;
 pub(crate) mod shard;
 
 use std::cell::{Cell, RefCell};
