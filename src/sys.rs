@@ -989,12 +989,12 @@ pub(crate) fn set_default_action(sig: libc::c_int) {
 /// `pthread_sigmask(how, {sig} or all signals)`. Async-signal-safe.
 fn set_signal_mask(how: libc::c_int, sig: Option<libc::c_int>) {
     let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: `set` is a sigset_t to initialise.
-    unsafe {
-        match sig {
-            Some(_) => libc::sigemptyset(set.as_mut_ptr()),
-            None => libc::sigfillset(set.as_mut_ptr()),
-        }
+    let set_ptr = set.as_mut_ptr();
+    match sig {
+        // SAFETY: `set` is a sigset_t to initialise.
+        Some(_) => unsafe { libc::sigemptyset(set_ptr) },
+        // SAFETY: as above.
+        None => unsafe { libc::sigfillset(set_ptr) },
     };
     if let Some(sig) = sig {
         // SAFETY: `set` was initialised above.

@@ -51,7 +51,7 @@ fn secret_byte(seed: u64, kind: u64, i: usize) -> u8 {
     x ^= x >> 31;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 29;
-    x as u8
+    x.to_le_bytes()[0]
 }
 
 fn needle(seed: u64, kind: u64) -> Masked {
@@ -113,7 +113,7 @@ fn hold_secrets(seed: u64) {
             .seal()
             .unwrap(),
     );
-    let made = Arc::new(Barrier::new(THREADS as usize + 1));
+    let made = Arc::new(Barrier::new(usize::try_from(THREADS).unwrap() + 1));
     for t in 0..THREADS {
         let (made, sealed) = (Arc::clone(&made), Arc::clone(&sealed));
         std::thread::spawn(move || {
