@@ -207,7 +207,6 @@ impl Drop for Mapping {
     }
 }
 
-
 /// Advises a fresh or freshly replaced range `MADV_DONTDUMP` and `fork`'s
 /// advice, turning `EINVAL` into [`Error::Unsupported`].
 ///

@@ -105,7 +105,11 @@ pub(crate) fn deregister(slot: Slot, addr: usize) -> Result<(), Claimed> {
             Ok(())
         }
         Err(now) => {
-            debug_assert_eq!(now, addr | CLAIMED, "a registration changed under its owner");
+            debug_assert_eq!(
+                now,
+                addr | CLAIMED,
+                "a registration changed under its owner"
+            );
             Err(Claimed)
         }
     }
@@ -124,7 +128,11 @@ pub(crate) struct Range {
 /// Lock-free and allocation-free: for the last wipe only, which never
 /// gives a claim back.
 pub(crate) fn claim_all(mut f: impl FnMut(Range)) {
-    for e in TABLE.iter().filter_map(OnceLock::get).flat_map(|c| c.iter()) {
+    for e in TABLE
+        .iter()
+        .filter_map(OnceLock::get)
+        .flat_map(|c| c.iter())
+    {
         let addr = e.addr.load(Ordering::SeqCst);
         if addr <= FILLING || addr & CLAIMED != 0 {
             continue;
@@ -144,7 +152,11 @@ pub(crate) fn claim_all(mut f: impl FnMut(Range)) {
 
 /// Calls `f` on every claimed entry. Lock-free and allocation-free.
 pub(crate) fn each_claimed(mut f: impl FnMut(Range)) {
-    for e in TABLE.iter().filter_map(OnceLock::get).flat_map(|c| c.iter()) {
+    for e in TABLE
+        .iter()
+        .filter_map(OnceLock::get)
+        .flat_map(|c| c.iter())
+    {
         let addr = e.addr.load(Ordering::SeqCst);
         if addr > FILLING && addr & CLAIMED != 0 {
             f(Range {
@@ -191,5 +203,4 @@ mod tests {
         assert_eq!(entry(again).pid.load(Ordering::Relaxed), 7);
         deregister(again, base).unwrap();
     }
-
 }
