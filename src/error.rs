@@ -106,6 +106,16 @@ pub enum Error {
         /// The kernel's answer.
         source: io::Error,
     },
+    /// [`wipe_on_signals`](crate::wipe_on_signals) was given a signal it
+    /// does not take: one that cannot be caught (`SIGKILL`, `SIGSTOP`), a
+    /// fault or abort raised by the thread itself (`SIGSEGV`, `SIGBUS`,
+    /// `SIGFPE`, `SIGILL`, `SIGTRAP`, `SIGSYS`, `SIGABRT`), one whose default
+    /// action does not end the process, or no signal at all. Nothing was
+    /// installed.
+    UnsupportedSignal {
+        /// The signal number given.
+        signal: i32,
+    },
 }
 
 impl Error {
@@ -195,6 +205,14 @@ impl fmt::Display for Error {
                  applied (Hardening::current() shows what is in force); a seccomp filter or \
                  security module may forbid the call, or /proc may not be mounted"
             ),
+            Error::UnsupportedSignal { signal } => write!(
+                f,
+                "signal {signal} cannot trigger the last wipe: wipe_on_signals takes the signals \
+                 that arrive from outside and end the process by default (SIGHUP, SIGINT, \
+                 SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, \
+                 SIGXFSZ, SIGPWR, real-time signals); SIGKILL and SIGSTOP cannot be caught, and \
+                 for faults and aborts use wipe_on_panic or wipe_all_and_abort"
+            ),
             Error::Decode { encoding } => write!(
                 f,
                 "the input is not valid {encoding} of the expected length; what was decoded has \
@@ -269,7 +287,9 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {
             Error::MemlockLimit { .. } | Error::TooLarge { .. } => io::ErrorKind::OutOfMemory,
-            Error::Alignment { .. } => io::ErrorKind::InvalidInput,
+            Error::Alignment { .. } | Error::UnsupportedSignal { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             Error::Unsupported { .. } => io::ErrorKind::Unsupported,
             Error::Os { source, .. } | Error::Io { source } | Error::Hardening { source, .. } => {
                 source.kind()

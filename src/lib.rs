@@ -9,7 +9,9 @@
 //! - [`locked_bytes`], [`memlock_limit`] and [`Host`] for what the process
 //!   and the host allow;
 //! - [`Hardening`], the opt-in process-wide steps (no core dumps, not
-//!   dumpable, every page locked), each reported in a [`Report`].
+//!   dumpable, every page locked), each reported in a [`Report`];
+//! - [`wipe_on_signals`], [`wipe_on_panic`] and [`wipe_all_and_abort`], the
+//!   last wipe of every secret before the process dies.
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -27,6 +29,7 @@ mod error;
 mod fork;
 mod hardening;
 mod host;
+mod last_wipe;
 mod layout;
 mod limits;
 #[cfg(feature = "allocator-api2")]
@@ -68,6 +71,7 @@ pub use alloc::{
 pub use error::{Error, InitError};
 pub use hardening::{Hardening, LockAll, ProcessState, Report, Step};
 pub use host::Host;
+pub use last_wipe::{wipe_all_and_abort, wipe_on_panic, wipe_on_signals};
 pub use limits::{MemlockLimit, memlock_limit};
 #[cfg(feature = "allocator-api2")]
 pub use locked_alloc::LockedAlloc;

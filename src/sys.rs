@@ -25,7 +25,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
@@ -89,6 +89,7 @@ pub(crate) fn map_none(len: usize) -> io::Result<NonNull<u8>> {
 /// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
 #[doc(alias = "MAP_FIXED")]
 pub(crate) unsafe fn replace_none(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    stop_if_dying();
     // SAFETY: forwarded from the caller's contract: the range is the
     // caller's own, and nothing uses what it held.
     let got = unsafe {
@@ -98,7 +99,9 @@ pub(crate) unsafe fn replace_none(addr: NonNull<u8>, len: usize) -> io::Result<(
             ProtFlags::empty(),
             MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED,
         )
-    }?;
+    };
+    stop_if_dying();
+    let got = got?;
     debug_assert_eq!(got.cast::<u8>(), addr.as_ptr());
     Ok(())
 }
@@ -132,8 +135,11 @@ pub(crate) unsafe fn protect(addr: NonNull<u8>, len: usize, prot: Protection) ->
         Protection::Read => MprotectFlags::READ,
         Protection::ReadWrite => MprotectFlags::READ | MprotectFlags::WRITE,
     };
+    stop_if_dying();
     // SAFETY: forwarded from the caller's contract.
-    Ok(unsafe { rustix::mm::mprotect(addr.as_ptr().cast::<c_void>(), len, flags) }?)
+    let done = unsafe { rustix::mm::mprotect(addr.as_ptr().cast::<c_void>(), len, flags) };
+    stop_if_dying();
+    Ok(done?)
 }
 
 /// `mlock(addr, len)`: faults the range in and keeps it in RAM.
@@ -226,8 +232,11 @@ pub(crate) unsafe fn advise(addr: NonNull<u8>, len: usize, advice: Advice) -> io
 /// - [munmap(2)](https://man7.org/linux/man-pages/man2/munmap.2.html)
 #[doc(alias = "munmap")]
 pub(crate) unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    stop_if_dying();
     // SAFETY: forwarded from the caller's contract.
-    Ok(unsafe { rustix::mm::munmap(addr.as_ptr().cast::<c_void>(), len) }?)
+    let done = unsafe { rustix::mm::munmap(addr.as_ptr().cast::<c_void>(), len) };
+    stop_if_dying();
+    Ok(done?)
 }
 
 /// How many data pages of a box are in RAM, from mincore(2).
@@ -690,6 +699,7 @@ pub(crate) unsafe fn map_file_fixed(
     offset: usize,
 ) -> io::Result<()> {
     let offset = u64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    stop_if_dying();
     // SAFETY: forwarded from the caller's contract: the range is the
     // caller's own, and nothing uses what it held.
     let got = unsafe {
@@ -701,7 +711,9 @@ pub(crate) unsafe fn map_file_fixed(
             fd,
             offset,
         )
-    }?;
+    };
+    stop_if_dying();
+    let got = got?;
     debug_assert_eq!(got.cast::<u8>(), addr.as_ptr());
     Ok(())
 }
@@ -898,4 +910,222 @@ pub(crate) fn set_errno(value: libc::c_int) {
     let slot = unsafe { libc::__errno_location() };
     // SAFETY: as in `errno`; only this thread uses its errno.
     unsafe { *slot = value };
+}
+
+/// The thread ID of the thread running the last wipe (`crate::last_wipe`),
+/// 0 until one starts. From then on no other thread changes the protection
+/// or the existence of the crate's memory: [`stop_if_dying`] stops it.
+static LAST_WIPER: AtomicI32 = AtomicI32::new(0);
+
+/// `gettid()`: the calling thread's ID. Async-signal-safe.
+///
+/// # References
+/// - [gettid(2)](https://man7.org/linux/man-pages/man2/gettid.2.html)
+#[doc(alias = "gettid")]
+pub(crate) fn thread_id() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// Makes the calling thread the one that runs the last wipe; `false` if
+/// another thread already is (it will end the process). Async-signal-safe.
+pub(crate) fn begin_last_wipe() -> bool {
+    let me = thread_id();
+    match LAST_WIPER.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => true,
+        Err(wiper) => wiper == me,
+    }
+}
+
+/// Whether the calling thread runs the last wipe.
+pub(crate) fn is_last_wiper() -> bool {
+    let wiper = LAST_WIPER.load(Ordering::SeqCst);
+    wiper != 0 && wiper == thread_id()
+}
+
+/// Stops the calling thread for good if the last wipe has started on
+/// another thread. The calls below that change the protection or the
+/// existence of memory make this check before and after the change: a
+/// thread whose call raced with the start of the wipe never returns to use
+/// what it made accessible, and the wipe never finds a range changed under
+/// it by a call that began after it started.
+#[inline]
+fn stop_if_dying() {
+    let wiper = LAST_WIPER.load(Ordering::SeqCst);
+    if wiper != 0 && wiper != thread_id() {
+        sleep_forever();
+    }
+}
+
+/// Blocks the calling thread until the process ends: `pause(2)` in a loop.
+/// Async-signal-safe.
+///
+/// # References
+/// - [pause(2)](https://man7.org/linux/man-pages/man2/pause.2.html)
+#[doc(alias = "pause")]
+pub(crate) fn sleep_forever() -> ! {
+    loop {
+        // SAFETY: pause takes nothing and touches no memory of ours.
+        unsafe { libc::pause() };
+    }
+}
+
+/// `sigaction(sig, {handler, mask: all signals, flags: 0})`: installs a
+/// handler that runs with every other signal blocked, so that no handler
+/// interrupts it on its thread. Async-signal-safe.
+///
+/// # Safety
+/// `handler` must be async-signal-safe.
+///
+/// # References
+/// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+#[doc(alias = "sigaction")]
+pub(crate) unsafe fn set_exclusive_handler(
+    sig: libc::c_int,
+    handler: extern "C" fn(libc::c_int),
+) -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is valid: default handler, empty mask,
+    // no flags.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = handler as libc::sighandler_t;
+    // SAFETY: `sa_mask` is a valid sigset_t to fill.
+    unsafe { libc::sigfillset(&raw mut act.sa_mask) };
+    // SAFETY: a valid sigaction; no old one asked for. The handler's
+    // safety is the caller's contract.
+    if unsafe { libc::sigaction(sig, &raw const act, ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `signal(sig, SIG_DFL)` through sigaction(2): the signal's default
+/// action again. Async-signal-safe.
+///
+/// # References
+/// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+pub(crate) fn set_default_action(sig: libc::c_int) {
+    // SAFETY: an all-zero sigaction is SIG_DFL with an empty mask and no
+    // flags; no old one asked for; no memory of ours is handed over.
+    let act: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigaction(sig, &raw const act, ptr::null_mut()) };
+}
+
+/// `pthread_sigmask(how, {sig} or all signals)`. Async-signal-safe.
+fn set_signal_mask(how: libc::c_int, sig: Option<libc::c_int>) {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let set_ptr = set.as_mut_ptr();
+    match sig {
+        // SAFETY: `set` is a sigset_t to initialise.
+        Some(_) => unsafe { libc::sigemptyset(set_ptr) },
+        // SAFETY: as above.
+        None => unsafe { libc::sigfillset(set_ptr) },
+    };
+    if let Some(sig) = sig {
+        // SAFETY: `set` was initialised above.
+        unsafe { libc::sigaddset(set.as_mut_ptr(), sig) };
+    }
+    // SAFETY: `set` is initialised; no old mask asked for.
+    unsafe { libc::pthread_sigmask(how, set.as_ptr(), ptr::null_mut()) };
+}
+
+/// Blocks every signal on the calling thread (`pthread_sigmask(SIG_BLOCK,
+/// all)`); `SIGKILL` and `SIGSTOP` cannot be blocked.
+///
+/// # References
+/// - [pthread_sigmask(3)](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html)
+#[doc(alias = "pthread_sigmask")]
+pub(crate) fn block_all_signals() {
+    set_signal_mask(libc::SIG_BLOCK, None);
+}
+
+/// Unblocks `sig` on the calling thread; a pending `sig` is delivered
+/// before this returns. Async-signal-safe.
+///
+/// # References
+/// - [pthread_sigmask(3)](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html)
+pub(crate) fn unblock_signal(sig: libc::c_int) {
+    set_signal_mask(libc::SIG_UNBLOCK, Some(sig));
+}
+
+/// `mincore(addr, len, vec)` into the caller's buffer, one byte per page
+/// (bit 0: resident). Allocates nothing; async-signal-safe. Fails with
+/// `ENOMEM` if part of the range is not mapped.
+///
+/// # Panics
+/// If `vec` has fewer bytes than the range has pages.
+///
+/// # References
+/// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html)
+#[doc(alias = "mincore")]
+pub(crate) fn residency_into(addr: NonNull<u8>, len: usize, vec: &mut [u8]) -> io::Result<()> {
+    assert!(vec.len() >= len.div_ceil(page_size()), "one byte a page");
+    // SAFETY: `vec` has room for one byte per page of the range and stays
+    // borrowed for the call; mincore writes nothing else.
+    let rc = unsafe { libc::mincore(addr.as_ptr().cast::<c_void>(), len, vec.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The zeros [`zero_checked`] copies from.
+static ZEROS: [u8; 4096] = [0; 4096];
+
+/// Writes zeros over `addr..addr + len` through the kernel:
+/// `process_vm_readv(getpid(), [range], [zeros...])`, which copies into
+/// the range as a write by the process would (in place, secret memory
+/// included) but fails with `EFAULT` where the range is not writable
+/// instead of raising `SIGSEGV`, so a range whose protection another
+/// thread changed meanwhile is reported, not fatal. Where the call is not
+/// available (`ENOSYS`, or `EPERM` from a seccomp filter) the range is
+/// zeroed with volatile writes instead, which do fault. Allocates nothing;
+/// async-signal-safe.
+///
+/// # Safety
+/// The range is the crate's own memory, and no Rust reference into it is
+/// used to read it as anything but bytes afterwards (its value is gone).
+///
+/// # References
+/// - [process_vm_readv(2)](https://man7.org/linux/man-pages/man2/process_vm_readv.2.html)
+#[doc(alias = "process_vm_readv")]
+pub(crate) unsafe fn zero_checked(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    const SOURCES: usize = 64;
+    let pid = libc::pid_t::try_from(process_id()).unwrap_or(0);
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(SOURCES * ZEROS.len());
+        let at = addr.as_ptr().wrapping_add(done);
+        let local = libc::iovec {
+            iov_base: at.cast::<c_void>(),
+            iov_len: n,
+        };
+        let remote = [libc::iovec {
+            iov_base: ZEROS.as_ptr().cast_mut().cast::<c_void>(),
+            iov_len: ZEROS.len(),
+        }; SOURCES];
+        let sources = n.div_ceil(ZEROS.len());
+        // SAFETY: one local iovec over the caller's range, `sources` remote
+        // iovecs over `ZEROS` (which the kernel only reads) totalling at
+        // least `n` bytes; the kernel writes only inside the local range.
+        let rc = unsafe {
+            libc::process_vm_readv(pid, &raw const local, 1, remote.as_ptr(), sources as u64, 0)
+        };
+        match rc {
+            -1 => {
+                let e = io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::ENOSYS | libc::EPERM) => {
+                        // SAFETY: forwarded; the range is the caller's.
+                        let rest = unsafe { std::slice::from_raw_parts_mut(at, len - done) };
+                        zeroize::Zeroize::zeroize(rest);
+                        Ok(())
+                    }
+                    _ => Err(e),
+                };
+            }
+            0 => return Err(io::Error::from_raw_os_error(libc::EFAULT)),
+            copied => done += copied.unsigned_abs(),
+        }
+    }
+    Ok(())
 }

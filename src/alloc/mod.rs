@@ -4,7 +4,10 @@
 //!
 //! Below it, one way only: `shard` (a thread's cache and counters),
 //! `page_slab` and `packed_slab` (slabs that own their mappings), `pages`
-//! (map, open, close a run of pages; the one mlock).
+//! (map, open, close a run of pages; the one mlock), and beside them
+//! `registry`, the lock-free list of every mapping `pages` has made and not
+//! unmapped, which the last wipe (`crate::last_wipe`) walks from a signal
+//! handler.
 //!
 //! # Page-isolated slots
 //!
@@ -53,6 +56,7 @@
 pub(crate) mod packed_slab;
 pub(crate) mod page_slab;
 pub(crate) mod pages;
+pub(crate) mod registry;
 pub(crate) mod shard;
 
 use std::cell::{Cell, RefCell};

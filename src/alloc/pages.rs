@@ -11,6 +11,10 @@
 //!
 //! Reclaiming locked memory under `RLIMIT_MEMLOCK` pressure belongs to the
 //! layer above (it knows the caches); it is handed down as a callback.
+//!
+//! Every mapping is entered in the `registry` right after mmap(2), before
+//! anything is written to it, and leaves it right before munmap(2), after
+//! its owner wiped it: the last wipe finds the crate's memory there.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -19,6 +23,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
+use crate::alloc::registry::{self, Slot};
 use crate::error::Error;
 use crate::limits;
 use crate::policy::{ForkPolicy, LockPolicy};
@@ -33,6 +38,10 @@ pub(crate) struct Mapping {
     /// file, as long as the mapping (a run's offset in the file is its
     /// offset in the mapping).
     secret: Option<SecretFile>,
+    /// Its entry in the registry the last wipe walks.
+    entry: Slot,
+    /// The process the entry is for (see [`registry::register`]).
+    pid: u32,
 }
 
 /// The memfd_secret(2) file behind a mapping's open runs. Its pages live
@@ -242,10 +251,25 @@ impl Mapping {
     /// `fork`'s advice; unmaps them again on failure.
     pub(crate) fn new(len: usize, fork: ForkPolicy) -> Result<Self, Error> {
         let addr = sys::map_none(len).map_err(|e| Error::os("mmap", len, e))?;
+        let pid = match fork {
+            ForkPolicy::Exclude => sys::process_id(),
+            ForkPolicy::Wipe | ForkPolicy::Keep => 0,
+        };
+        let Some(entry) = registry::register(addr.as_ptr() as usize, len, pid) else {
+            // SAFETY: the mapping was just made; nothing else knows of it.
+            let _ = unsafe { sys::unmap(addr, len) };
+            return Err(Error::os(
+                "mmap",
+                len,
+                io::Error::from_raw_os_error(libc::ENOMEM),
+            ));
+        };
         let map = Mapping {
             addr,
             len,
             secret: None,
+            entry,
+            pid,
         };
         // SAFETY: the mapping was just made and holds nothing; nothing else
         // knows of it.
@@ -280,7 +304,19 @@ impl Mapping {
     /// inherited under `MADV_DONTFORK`, which does not exist there (the
     /// range may since hold someone else's mapping).
     pub(crate) fn abandon(self) {
+        // Not this mapping here any more: out of the registry, or the last
+        // wipe could change whatever this process mapped there since.
+        self.deregister();
         std::mem::forget(self);
+    }
+
+    /// Takes the mapping out of the registry, before it is unmapped. If the
+    /// last wipe has claimed it, the process is about to die: the range
+    /// must stay as the wipe found it, so the calling thread stops here.
+    fn deregister(&self) {
+        if registry::deregister(self.entry, self.addr.as_ptr() as usize).is_err() {
+            sys::sleep_forever();
+        }
     }
 
     /// Unmaps the mapping, or hands it back if munmap(2) fails: the kernel
@@ -293,6 +329,7 @@ impl Mapping {
     /// nothing refers into it.
     pub(crate) fn unmap(self) -> Result<(), Mapping> {
         let mut this = std::mem::ManuallyDrop::new(self);
+        this.deregister();
         // SAFETY: the mapping is ours and, by the owner's contract above,
         // unreferenced; on success `this` is forgotten, so it is not
         // unmapped twice.
@@ -304,7 +341,21 @@ impl Mapping {
                 drop(this.secret.take());
                 Ok(())
             }
-            Err(_) => Err(std::mem::ManuallyDrop::into_inner(this)),
+            Err(_) => {
+                // Kept: back into the registry (an entry was freed just now,
+                // so there is room, short of a race filling 262,144 entries).
+                match registry::register(this.addr.as_ptr() as usize, this.len, this.pid) {
+                    Some(entry) => this.entry = entry,
+                    None => {
+                        eprintln!(
+                            "lockedbox: no room to keep a mapping in the registry of the last \
+                             wipe; aborting rather than leaving memory it would miss"
+                        );
+                        std::process::abort();
+                    }
+                }
+                Err(std::mem::ManuallyDrop::into_inner(this))
+            }
         }
     }
 }
@@ -315,6 +366,7 @@ impl Drop for Mapping {
     /// child inherited. Unmaps it; should that fail, the address range
     /// stays reserved (and, in the cases above, holds no secret).
     fn drop(&mut self) {
+        self.deregister();
         // SAFETY: the mapping is ours and holds no live value; nothing
         // refers into it.
         let _ = unsafe { sys::unmap(self.addr, self.len) };

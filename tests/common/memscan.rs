@@ -101,3 +101,77 @@ fn zeroize_tail(tail: &mut [u8]) {
         unsafe { std::ptr::write_volatile(b, 0) };
     }
 }
+
+/// How many times each needle occurs in the memory of thread `tid` of
+/// process `pid` (another process, which the caller may read: its ptrace
+/// tracer), every mapping read through /proc/PID/task/TID/mem, `PROT_NONE`
+/// ones included (the kernel reads them for a tracer); those it refuses
+/// (`[vvar]`, secret memory) are skipped and named on stderr. The thread's
+/// own view is used so that the scan works while the process is exiting
+/// and its main thread is gone.
+///
+/// Each needle is unmasked into this process's memory for memmem(3),
+/// which is harmless here: the copies that count are the other process's.
+pub fn count_in(pid: i32, tid: i32, needles: &[&Masked]) -> Vec<usize> {
+    const CHUNK: usize = 1 << 20;
+    let plain: Vec<Vec<u8>> = needles
+        .iter()
+        .map(|m| m.0.iter().map(|b| b ^ MASK).collect())
+        .collect();
+    let longest = plain.iter().map(Vec::len).max().unwrap_or(1);
+    let dir = format!("/proc/{pid}/task/{tid}");
+    let maps = std::fs::read_to_string(format!("{dir}/maps")).expect("read the child's maps");
+    let mem = File::open(format!("{dir}/mem")).expect("open the child's mem");
+    let mut buf = vec![0u8; CHUNK];
+    let mut found = vec![0; needles.len()];
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let Some((a, b)) = f.next().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        else {
+            continue;
+        };
+        let name = f.nth(4).unwrap_or("");
+        if name == "[vsyscall]" {
+            continue;
+        }
+        let mut at = start;
+        while at < end {
+            let len = CHUNK.min(end - at);
+            if mem.read_exact_at(&mut buf[..len], at as u64).is_err() {
+                eprintln!("memscan: skipped {start:#x}-{end:#x} {name}");
+                break;
+            }
+            for (pin, count) in plain.iter().zip(found.iter_mut()) {
+                let n = pin.len();
+                let mut from = 0;
+                while from + n <= len {
+                    let hay = &buf[from..len];
+                    // SAFETY: both are live slices passed with their
+                    // lengths; memmem only reads them.
+                    let hit = unsafe {
+                        libc::memmem(hay.as_ptr().cast(), hay.len(), pin.as_ptr().cast(), n)
+                    };
+                    if hit.is_null() {
+                        break;
+                    }
+                    let i = hit as usize - buf.as_ptr() as usize;
+                    // A needle across the chunk boundary is counted once:
+                    // by the chunk it starts in, unless it starts in the
+                    // overlap the next chunk reads again.
+                    if len < CHUNK || i < CHUNK - (longest - 1) {
+                        *count += 1;
+                    }
+                    from = i + 1;
+                }
+            }
+            if len < CHUNK {
+                break;
+            }
+            at += CHUNK - (longest - 1);
+        }
+    }
+    found
+}

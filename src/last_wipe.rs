@@ -1,0 +1,335 @@
+//! The last wipe: before the process dies, zero every byte of memory the
+//! crate holds, on every thread, and leave it inaccessible.
+//!
+//! The crate's memory is found in the registry of its mappings
+//! (`alloc::registry`), which every mapping enters right after mmap(2) and
+//! leaves right before munmap(2). The wipe runs on one thread, the first to
+//! start it; a second thread starting it stops for good, since the first
+//! ends the process. It takes no lock and allocates nothing, so it can run
+//! in a signal handler that interrupted any code of the crate, on any
+//! thread; its only tools are mprotect(2), mincore(2), sigaction(2) and
+//! process_vm_readv(2) (zeros copied in by the kernel, see
+//! `sys::zero_checked`).
+//!
+//! 1. It marks the process as dying (`sys::begin_last_wipe`): from then on
+//!    a thread that changes the protection or existence of the crate's
+//!    memory (opening a slot, unsealing, closing, unmapping) stops inside
+//!    that call, before it returns to use what it changed, and a thread
+//!    that unmaps a mapping the wipe has claimed stops before unmapping it.
+//!    It installs a `SIGSEGV`/`SIGBUS` handler that stops any other thread
+//!    that faults from then on.
+//! 2. It claims every registered mapping and makes it `PROT_NONE` whole: a
+//!    thread that touches the crate's memory from then on faults and stops,
+//!    so nothing is copied from one box into another behind the wipe.
+//! 3. For each mapping, it asks mincore(2) which pages are in RAM; each run
+//!    of them is made read-write, zeroed, and made `PROT_NONE` again. Pages
+//!    never touched (guard pages, closed runs) are not faulted in. If a
+//!    zeroing fails because another thread's call changed the protection in
+//!    between, the mapping is done again.
+//!
+//! Then the caller ends the process: abort(3), or the signal's default
+//! action.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+
+use crate::alloc::registry::{self, Range};
+use crate::error::Error;
+use crate::sys::{self, Protection};
+
+/// Pages asked about per mincore(2) call (the buffer is on the stack).
+const MINCORE_PAGES: usize = 512;
+
+/// Times a mapping is wiped again when another thread changed its
+/// protection while it was being zeroed.
+const ROUNDS: usize = 4;
+
+/// Zeroes every byte of every live box, vector and allocator block of every
+/// thread — sealed ones and ones borrowed at this moment included — and
+/// then aborts the process (`SIGABRT`).
+///
+/// Other threads keep running until the process ends, but none of them
+/// gets at the crate's memory again: one that touches it, or calls into the
+/// crate to open, seal, unseal or free memory, stops for good where it is.
+/// See the [crate docs](crate#the-last-wipe) for what the wipe covers and
+/// what it does not (copies the program made outside the crate's memory).
+///
+/// Safe to call from anywhere, a panic hook included; it blocks every
+/// signal on the calling thread first, so that no handler interrupts it. If
+/// another thread is already wiping, this thread stops and that one ends
+/// the process.
+///
+/// ```no_run
+/// let key = lockedbox::LockedBox::<[u8; 32]>::random()?;
+/// if tampering_detected() {
+///     lockedbox::wipe_all_and_abort();
+/// }
+/// # fn tampering_detected() -> bool { true }
+/// # Ok::<(), lockedbox::Error>(())
+/// ```
+pub fn wipe_all_and_abort() -> ! {
+    sys::block_all_signals();
+    last_wipe();
+    std::process::abort()
+}
+
+/// Installs a panic hook that runs the hook installed before it, then does
+/// [`wipe_all_and_abort`]: from then on any panic, on any thread, ends the
+/// process by `SIGABRT` with the crate's memory wiped, and nothing unwinds
+/// (no `Drop` runs, `catch_unwind` catches nothing, a panicking thread's
+/// `join` never returns).
+///
+/// The previous hook runs first, so the message and location are printed
+/// as usual (and a backtrace, as `RUST_BACKTRACE` says): it runs while no
+/// thread is stopped yet, so it cannot wait forever for a lock a stopped
+/// thread holds. No secret byte of the crate's types is printed: their
+/// `Debug` is redacted. A message the program formatted from a copy of a
+/// secret is the program's own. If the previous hook itself panics, Rust
+/// aborts at once, before the wipe: install this hook after any other.
+/// Nothing runs after the wipe.
+///
+/// ```no_run
+/// lockedbox::wipe_on_panic();
+/// let key = lockedbox::LockedBox::<[u8; 32]>::random()?;
+/// panic!("this ends the process with the key wiped");
+/// # Ok::<(), lockedbox::Error>(())
+/// ```
+///
+/// # Panics
+/// If called while the thread is panicking (as `std::panic::set_hook`).
+pub fn wipe_on_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        wipe_all_and_abort();
+    }));
+}
+
+/// The signals [`wipe_on_signals`] takes, besides the real-time ones.
+const SIGNALS: [libc::c_int; 12] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGALRM,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGPWR,
+];
+
+/// Whether [`wipe_on_signals`] takes `sig`.
+fn accepted(sig: i32) -> bool {
+    SIGNALS.contains(&sig) || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig)
+}
+
+/// Makes each of `signals` do the last wipe before it ends the process:
+/// the handler zeroes the crate's memory as [`wipe_all_and_abort`] does,
+/// then puts back the signal's default action (`SIG_DFL`), raises it again
+/// and unblocks it, so the process dies *of that signal* (a parent's
+/// `waitpid` sees `SIGTERM`, a shell prints what it always prints).
+///
+/// Signals are `libc` numbers (`i32` is `c_int` on Linux). Accepted:
+/// `SIGHUP`, `SIGINT`, `SIGQUIT`, `SIGTERM`, `SIGUSR1`, `SIGUSR2`,
+/// `SIGALRM`, `SIGVTALRM`, `SIGPROF`, `SIGXCPU`, `SIGXFSZ`, `SIGPWR` and the
+/// real-time signals `SIGRTMIN()..=SIGRTMAX()`: signals that arrive from
+/// outside and whose default action ends the process. Each replaces the
+/// signal's current disposition (a handler of the program's is not called;
+/// an ignored signal is no longer ignored). Calling again adds signals.
+/// [`prompt_password`](crate::prompt_password) puts this handler back
+/// after its own, as it does any previous one.
+///
+/// The handler is async-signal-safe: it takes no lock and allocates
+/// nothing, whatever the interrupted thread was doing (in the middle of an
+/// allocation, holding a [`Ref`](crate::Ref) of a sealed box).
+///
+/// Not covered: `SIGKILL` (the OOM killer's too), a power loss, a kernel
+/// crash; copies of secrets outside the crate's memory.
+///
+/// ```no_run
+/// lockedbox::wipe_on_signals(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+/// # Ok::<(), lockedbox::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::UnsupportedSignal`] for a signal outside the accepted set
+/// (nothing is installed then); [`Error::Os`] if sigaction(2) fails (the
+/// signals before it stay installed).
+pub fn wipe_on_signals(signals: &[i32]) -> Result<(), Error> {
+    if let Some(&signal) = signals.iter().find(|&&s| !accepted(s)) {
+        return Err(Error::UnsupportedSignal { signal });
+    }
+    for &sig in signals {
+        // SAFETY: `on_signal` is async-signal-safe (see its docs).
+        unsafe { sys::set_exclusive_handler(sig, on_signal) }
+            .map_err(|e| Error::os("sigaction", 0, e))?;
+    }
+    Ok(())
+}
+
+/// The handler [`wipe_on_signals`] installs: the wipe, then the signal's
+/// default action. Async-signal-safe: atomics, the syscalls named in the
+/// module docs, stack memory.
+extern "C" fn on_signal(sig: libc::c_int) {
+    last_wipe();
+    sys::set_default_action(sig);
+    sys::raise_signal(sig);
+    // Every other signal stays blocked (the handler's mask); `sig`, pending
+    // now, ends the process as this returns.
+    sys::unblock_signal(sig);
+    // Not reached: every accepted signal's default action ends the process.
+    std::process::abort();
+}
+
+/// The handler for `SIGSEGV` and `SIGBUS` while the wipe runs: a thread
+/// that faults on memory the wipe made inaccessible stops for good. A fault
+/// of the wiping thread itself is fatal, as it would have been without it.
+extern "C" fn on_fault(sig: libc::c_int) {
+    if sys::is_last_wiper() {
+        // Returning retries the access, which faults again and now kills.
+        sys::set_default_action(sig);
+        return;
+    }
+    sys::sleep_forever();
+}
+
+/// The wipe itself (module docs); returns on the wiping thread only.
+fn last_wipe() {
+    if !sys::begin_last_wipe() {
+        sys::sleep_forever();
+    }
+    for sig in [libc::SIGSEGV, libc::SIGBUS] {
+        // SAFETY: `on_fault` is async-signal-safe (atomics, sigaction,
+        // gettid, pause).
+        let _ = unsafe { sys::set_exclusive_handler(sig, on_fault) };
+    }
+    let pid = sys::process_id();
+    let here = |r: &Range| r.pid == 0 || r.pid == pid;
+    registry::claim_all(|r| {
+        if let (true, Some(addr)) = (here(&r), NonNull::new(r.addr as *mut u8)) {
+            // SAFETY: a registered mapping of the crate's, claimed, so never
+            // unmapped meanwhile; the process is dying, and any thread that
+            // touches it from now on stops.
+            let _ = unsafe { sys::protect(addr, r.len, Protection::None) };
+        }
+    });
+    registry::each_claimed(|r| {
+        if let (true, Some(addr)) = (here(&r), NonNull::new(r.addr as *mut u8)) {
+            for _ in 0..ROUNDS {
+                // SAFETY: as above.
+                if unsafe { wipe_mapping(addr, r.len) } {
+                    break;
+                }
+            }
+            // SAFETY: as above.
+            let _ = unsafe { sys::protect(addr, r.len, Protection::None) };
+        }
+    });
+}
+
+/// Zeroes the resident pages of the mapping `addr..addr + len`, run by run
+/// (read-write, zero, `PROT_NONE`); whether every zeroing succeeded.
+///
+/// # Safety
+/// The mapping is a claimed entry of the registry, and the process is
+/// dying (the wipe has begun): no value in it is used again.
+unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize) -> bool {
+    let page = sys::page_size();
+    let pages = len / page;
+    let mut resident = [0u8; MINCORE_PAGES];
+    let mut clean = true;
+    let mut first = 0;
+    while first < pages {
+        let n = (pages - first).min(MINCORE_PAGES);
+        let at = addr.as_ptr().wrapping_add(first * page);
+        let at = NonNull::new(at).unwrap_or(addr);
+        if sys::residency_into(at, n * page, &mut resident[..n]).is_err() {
+            // Part of the range is not mapped (it cannot be, short of a
+            // bug): ask page by page.
+            for (i, r) in resident[..n].iter_mut().enumerate() {
+                let p = NonNull::new(at.as_ptr().wrapping_add(i * page)).unwrap_or(at);
+                if sys::residency_into(p, page, std::slice::from_mut(r)).is_err() {
+                    *r = 0;
+                }
+            }
+        }
+        let mut i = 0;
+        while i < n {
+            if resident[i] & 1 == 0 {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < n && resident[i] & 1 == 1 {
+                i += 1;
+            }
+            let run = NonNull::new(at.as_ptr().wrapping_add(start * page)).unwrap_or(at);
+            let run_len = (i - start) * page;
+            // SAFETY: the run is inside the mapping (the caller's contract).
+            clean &= unsafe { wipe_run(addr, len, run, run_len) };
+        }
+        first += n;
+    }
+    clean
+}
+
+/// Makes `run` read-write (or, if that fails, its whole mapping), zeroes it
+/// and makes it `PROT_NONE`; whether the zeroing succeeded.
+///
+/// # Safety
+/// As [`wipe_mapping`]'s; `run` lies inside `addr..addr + len`.
+unsafe fn wipe_run(addr: NonNull<u8>, len: usize, run: NonNull<u8>, run_len: usize) -> bool {
+    // SAFETY: the caller's contract: the crate's dying memory.
+    let opened = unsafe { sys::protect(run, run_len, Protection::ReadWrite) };
+    if opened.is_err() {
+        // Splitting the mapping may fail at vm.max_map_count: make all of
+        // it read-write (no split), closed again by the caller.
+        // SAFETY: as above.
+        let _ = unsafe { sys::protect(addr, len, Protection::ReadWrite) };
+    }
+    // SAFETY: as above.
+    let zeroed = unsafe { sys::zero_checked(run, run_len) }.is_ok();
+    // SAFETY: as above.
+    let _ = unsafe { sys::protect(run, run_len, Protection::None) };
+    zeroed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_taken_and_refused() {
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGRTMIN()] {
+            assert!(accepted(sig), "{sig}");
+        }
+        for sig in [
+            0,
+            -1,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+            libc::SIGABRT,
+            libc::SIGCHLD,
+            libc::SIGCONT,
+            libc::SIGTSTP,
+            libc::SIGWINCH,
+            libc::SIGPIPE,
+            65,
+        ] {
+            assert!(!accepted(sig), "{sig}");
+            assert!(matches!(
+                wipe_on_signals(&[libc::SIGUSR2, sig]),
+                Err(Error::UnsupportedSignal { signal }) if signal == sig
+            ));
+        }
+    }
+}
