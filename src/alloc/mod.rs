@@ -500,9 +500,11 @@ impl Drop for Local {
         let Some(shard) = self.shard.get_mut().take() else {
             return;
         };
-        for slot in shard.drain() {
-            close_slot(pool, slot);
-        }
+        let freed: usize = shard
+            .drain()
+            .into_iter()
+            .map(|slot| close_slot(pool, slot))
+            .sum();
         let me = self.token.get();
         for held in &self.held {
             if let Some(page) = held.take() {
@@ -516,6 +518,10 @@ impl Drop for Local {
         let mut shards = lock(&pool.shards);
         shard.counters.add_into(&pool.retired);
         shards.retain(|s| !Arc::ptr_eq(s, &shard));
+        drop(shards);
+        if freed > 0 {
+            relock(pool); // the room the closed cache gave back
+        }
     }
 }
 
@@ -774,8 +780,9 @@ pub(crate) fn recycle_page_slot(slot: PageSlot) {
             let kept = lock(&pool.large).put(slot, large_cache_limit());
             match kept {
                 Ok(evicted) => {
-                    for old in evicted {
-                        close_slot(pool, old);
+                    let freed: usize = evicted.into_iter().map(|old| close_slot(pool, old)).sum();
+                    if freed > 0 {
+                        relock(pool); // the room the evicted slots gave back
                     }
                     return;
                 }

@@ -476,6 +476,14 @@ impl LockedBytes {
     #[cold]
     fn refused(&self) {
         self.pressure.store(PRESSURE_DROPS, Ordering::Relaxed);
+        self.limit_seen();
+    }
+
+    /// Records where the limit stood, without starting a pressure window:
+    /// for a later lock of a best-effort page, which no box waits for (so
+    /// no cache needs to stay empty for it).
+    #[cold]
+    fn limit_seen(&self) {
         self.refused_at.store(self.get(), Ordering::Relaxed);
     }
 
@@ -675,7 +683,7 @@ pub(crate) unsafe fn relock(data: NonNull<u8>, len: usize, count: &LockedBytes) 
         }
         Err(e) => {
             if limits::is_limit_error(&e) {
-                count.refused();
+                count.limit_seen();
             }
             // A failed mlock may have locked a part: unlock it all (an
             // error here leaves at most that part locked and uncounted).
