@@ -56,7 +56,10 @@ const JUMP_MAX: usize = 16;
 /// The capacity grows to the next power of two (plus whatever the last
 /// page holds besides), and the elements start on a cache line where the
 /// pages leave room for it. Growing copies the elements into new locked
-/// memory and wipes the old;
+/// memory and wipes the old, so it needs the old and the new memory locked
+/// at once: under a tight `RLIMIT_MEMLOCK` a vector grows to about a third
+/// of the room the limit leaves (reserve the capacity up front, with
+/// [`with_capacity`](LockedVec::with_capacity), to use all of it);
 /// [`truncate`](LockedVec::truncate) and [`clear`](LockedVec::clear) wipe
 /// the removed elements at once. `Debug` shows the length and capacity,
 /// never an element.
