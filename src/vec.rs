@@ -57,7 +57,7 @@ const JUMP_MAX: usize = 16;
 /// page holds besides), and the elements start on a cache line where the
 /// pages leave room for it. Growing copies the elements into new locked
 /// memory and wipes the old, so it needs the old and the new memory locked
-/// at once: under a tight `RLIMIT_MEMLOCK` a vector grows to about a third
+/// at once: under a tight `RLIMIT_MEMLOCK` a vector grows to about two thirds
 /// of the room the limit leaves (reserve the capacity up front, with
 /// [`with_capacity`](LockedVec::with_capacity), to use all of it);
 /// [`truncate`](LockedVec::truncate) and [`clear`](LockedVec::clear) wipe
