@@ -7,7 +7,9 @@
 //! start it; a second thread starting it stops for good, since the first
 //! ends the process. It takes no lock and allocates nothing, so it can run
 //! in a signal handler that interrupted any code of the crate, on any
-//! thread; its only tools are mprotect(2), mincore(2), sigaction(2) and
+//! thread; its only tools are mprotect(2), mincore(2), sigaction(2),
+//! open(2)/pwrite(2)/close(2) of `/proc/self/mem` (zeros written by the
+//! kernel into memory that stays `PROT_NONE`, see `sys::zero_forced`) and
 //! process_vm_readv(2) (zeros copied in by the kernel, see
 //! `sys::zero_checked`).
 //!
@@ -22,10 +24,17 @@
 //!    thread that touches the crate's memory from then on faults and stops,
 //!    so nothing is copied from one box into another behind the wipe.
 //! 3. For each mapping, it asks mincore(2) which pages are in RAM; each run
-//!    of them is made read-write, zeroed, and made `PROT_NONE` again. Pages
-//!    never touched (guard pages, closed runs) are not faulted in. If a
-//!    zeroing fails because another thread's call changed the protection in
-//!    between, the mapping is done again.
+//!    of them is zeroed through `/proc/self/mem`, which the kernel writes
+//!    with `FOLL_FORCE` while the run stays `PROT_NONE`: no other thread
+//!    gets at it while it is zeroed (one off the CPU since the claim, or
+//!    inside a read(2) into a box, which gets `EFAULT` rather than a fault,
+//!    would otherwise write there after the zeros). Where the kernel does
+//!    not force the write (secret memory, which is shared;
+//!    `proc_mem.force_override`; no /proc), the run is made read-write,
+//!    zeroed, and made `PROT_NONE` again, a window in which such a thread
+//!    can still write. Pages never touched (guard pages, closed runs) are
+//!    not faulted in. If a zeroing fails because another thread's call
+//!    changed the protection in between, the mapping is done again.
 //!
 //! Then the caller ends the process: abort(3), or the signal's default
 //! action.
@@ -208,6 +217,12 @@ fn last_wipe() {
     }
     let pid = sys::process_id();
     let here = |r: &Range| r.pid == 0 || r.pid == pid;
+    // Zeroing through the kernel keeps every mapping `PROT_NONE` while it
+    // is zeroed; without it, a run is opened read-write for its zeroing,
+    // and a thread that did not touch it since the claim (off the CPU, or
+    // inside a read(2) into it, which gets `EFAULT` rather than a fault)
+    // could write there after the zeros.
+    let mem = sys::open_own_memory();
     registry::claim_all(|r| {
         if let (true, Some(addr)) = (here(&r), NonNull::new(r.addr as *mut u8)) {
             // SAFETY: a registered mapping of the crate's, claimed, so never
@@ -220,7 +235,7 @@ fn last_wipe() {
         if let (true, Some(addr)) = (here(&r), NonNull::new(r.addr as *mut u8)) {
             for _ in 0..ROUNDS {
                 // SAFETY: as above.
-                if unsafe { wipe_mapping(addr, r.len) } {
+                if unsafe { wipe_mapping(addr, r.len, mem) } {
                     break;
                 }
             }
@@ -228,15 +243,20 @@ fn last_wipe() {
             let _ = unsafe { sys::protect(addr, r.len, Protection::None) };
         }
     });
+    if let Some(fd) = mem {
+        sys::close_raw(fd);
+    }
 }
 
-/// Zeroes the resident pages of the mapping `addr..addr + len`, run by run
-/// (read-write, zero, `PROT_NONE`); whether every zeroing succeeded.
+/// Zeroes the resident pages of the mapping `addr..addr + len`, run by run:
+/// through `mem` (`/proc/self/mem`) where the kernel allows, the run left
+/// `PROT_NONE`; else read-write, zero, `PROT_NONE`. Whether every zeroing
+/// succeeded.
 ///
 /// # Safety
 /// The mapping is a claimed entry of the registry, and the process is
 /// dying (the wipe has begun): no value in it is used again.
-unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize) -> bool {
+unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize, mem: Option<libc::c_int>) -> bool {
     let page = sys::page_size();
     let pages = len / page;
     let mut resident = [0u8; MINCORE_PAGES];
@@ -269,7 +289,10 @@ unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize) -> bool {
             let run = NonNull::new(at.as_ptr().wrapping_add(start * page)).unwrap_or(at);
             let run_len = (i - start) * page;
             // SAFETY: the run is inside the mapping (the caller's contract).
-            clean &= unsafe { wipe_run(addr, len, run, run_len) };
+            let forced =
+                mem.is_some_and(|fd| unsafe { sys::zero_forced(fd, run, run_len) }.is_ok());
+            // SAFETY: as above.
+            clean &= forced || unsafe { wipe_run(addr, len, run, run_len) };
         }
         first += n;
     }

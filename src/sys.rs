@@ -1068,7 +1068,61 @@ pub(crate) fn residency_into(addr: NonNull<u8>, len: usize, vec: &mut [u8]) -> i
     Ok(())
 }
 
-/// The zeros [`zero_checked`] copies from.
+/// `open("/proc/self/mem", O_RDWR | O_CLOEXEC)`: the process's own memory
+/// as a file, for [`zero_forced`]; `None` if it cannot be opened (no /proc).
+/// The caller closes it with [`close_raw`]. Async-signal-safe.
+///
+/// # References
+/// - [proc_pid_mem(5)](https://man7.org/linux/man-pages/man5/proc_pid_mem.5.html)
+pub(crate) fn open_own_memory() -> Option<libc::c_int> {
+    // SAFETY: a NUL-terminated path; open touches no other memory of ours.
+    let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    (fd >= 0).then_some(fd)
+}
+
+/// Writes zeros over `addr..addr + len` through `/proc/self/mem` (`mem`,
+/// from [`open_own_memory`]), whatever the range's protection: the kernel
+/// writes a private mapping's pages in place with `FOLL_FORCE`, as it does
+/// for a debugger, so a `PROT_NONE` range is zeroed without ever being
+/// made accessible to the process's other threads. Fails (`EFAULT`, `EIO`)
+/// where the kernel does not force the write: a shared mapping (secret
+/// memory), or `proc_mem.force_override` set against it. Allocates
+/// nothing; async-signal-safe.
+///
+/// # Safety
+/// As [`zero_checked`]'s.
+///
+/// # References
+/// - [proc_pid_mem(5)](https://man7.org/linux/man-pages/man5/proc_pid_mem.5.html)
+pub(crate) unsafe fn zero_forced(
+    mem: libc::c_int,
+    addr: NonNull<u8>,
+    len: usize,
+) -> io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(ZEROS.len());
+        let at = addr.as_ptr() as usize + done;
+        let offset =
+            libc::off_t::try_from(at).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: writes `n` bytes of `ZEROS` (which the kernel only reads)
+        // into the caller's range, at its address as the file offset.
+        let rc = unsafe { libc::pwrite(mem, ZEROS.as_ptr().cast::<c_void>(), n, offset) };
+        match rc {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINTR) {
+                    return Err(e);
+                }
+            }
+            0 => return Err(io::Error::from_raw_os_error(libc::EFAULT)),
+            written => done += written.unsigned_abs(),
+        }
+    }
+    Ok(())
+}
+
+/// The zeros [`zero_checked`] and [`zero_forced`] copy from.
 static ZEROS: [u8; 4096] = [0; 4096];
 
 /// Writes zeros over `addr..addr + len` through the kernel:
