@@ -177,8 +177,55 @@ impl<const N: usize> LockedBox<[u8; N]> {
     /// As [`Options::zeroed`](crate::Options::zeroed); [`Error::Os`] if
     /// getrandom(2) fails (the box is wiped then).
     pub fn random() -> Result<Self, Error> {
-        Self::try_new_with(|k| sys::random(k).map_err(|e| Error::os("getrandom", N, e)))
-            .map_err(Error::from)
+        Self::random_with(Request::of::<[u8; N]>(1))
+    }
+
+    /// [`random`](Self::random), the box made as `req` says.
+    pub(crate) fn random_with(req: Request) -> Result<Self, Error> {
+        Self::try_init(req, |k| {
+            sys::random(k).map_err(|e| Error::os("getrandom", N, e))
+        })
+        .map_err(Error::from)
+    }
+}
+
+impl<T: Plain + Copy, const N: usize> LockedBox<[T; N]> {
+    /// A box holding a copy of the array `src`, copied straight into the
+    /// locked pages. The array's type says `N`, so a `let` with the box's
+    /// type is not needed, and nothing has to be inferred from a closure.
+    ///
+    /// ```
+    /// use lockedbox::LockedBox;
+    ///
+    /// let x = [7u8; 32];
+    /// let k = LockedBox::from_array(&x)?;
+    /// assert_eq!(*k, x);
+    ///
+    /// // `new_with` needs the closure's argument type: behind `?` the
+    /// // box's type cannot reach the closure, whose body calls a method.
+    /// let k: LockedBox<[u8; 32]> = LockedBox::new_with(|k: &mut [u8; 32]| k.copy_from_slice(&x))?;
+    /// # assert_eq!(*k, x);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// ```compile_fail,E0282
+    /// # use lockedbox::LockedBox;
+    /// # let x = [7u8; 32];
+    /// // Without it: E0282, type annotations needed.
+    /// let k: LockedBox<[u8; 32]> = LockedBox::new_with(|k| k.copy_from_slice(&x))?;
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// The caller's `src` is not wiped; prefer [`new_with`](LockedBox::new_with)
+    /// or [`try_new_with`](LockedBox::try_new_with) where the secret can be
+    /// written straight into the box.
+    ///
+    /// # Errors
+    /// As [`Options::zeroed`](crate::Options::zeroed).
+    pub fn from_array(src: &[T; N]) -> Result<Self, Error> {
+        let mut b = Self::new_zeroed()?;
+        b.copy_from_slice(src);
+        Ok(b)
     }
 }
 

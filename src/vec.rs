@@ -438,7 +438,13 @@ impl LockedVec<u8> {
     /// As [`with_capacity`](Self::with_capacity); [`Error::Os`] if
     /// getrandom(2) fails (what was drawn is wiped then).
     pub fn random(len: usize) -> Result<Self, Error> {
-        let mut v = Self::with_capacity(len)?;
+        Self::random_with(Request::of::<u8>(0), len)
+    }
+
+    /// [`random`](Self::random), the memory made as `req` says.
+    pub(crate) fn random_with(req: Request, len: usize) -> Result<Self, Error> {
+        let mut v = Self::with_request(req);
+        v.try_reserve(len)?;
         sys::random(&mut v.spare()[..len]).map_err(|e| Error::os("getrandom", len, e))?;
         v.set_len_within(len);
         Ok(v)
@@ -468,8 +474,17 @@ impl LockedVec<u8> {
     /// (at most `max_len + 1` bytes are read to find out);
     /// [`Error::Io`] if the reader fails; what making the memory can return.
     /// What was read is wiped in every case.
-    pub fn read_from(mut reader: impl io::Read, max_len: usize) -> Result<Self, Error> {
-        let mut v = LockedVec::new();
+    pub fn read_from(reader: impl io::Read, max_len: usize) -> Result<Self, Error> {
+        Self::read_from_with(Request::of::<u8>(0), reader, max_len)
+    }
+
+    /// [`read_from`](Self::read_from), the memory made as `req` says.
+    pub(crate) fn read_from_with(
+        req: Request,
+        mut reader: impl io::Read,
+        max_len: usize,
+    ) -> Result<Self, Error> {
+        let mut v = LockedVec::with_request(req);
         // When the vector is full, whether input remains is asked with a
         // small read into this locked scratch box, so that the end of the
         // input costs no growth.
