@@ -15,7 +15,7 @@ use std::ptr::{self, NonNull};
 use crate::error::{Error, InitError};
 use crate::fork::EXCLUDED;
 use crate::plain::Plain;
-use crate::policy::Isolation;
+use crate::policy::{Isolation, LockPolicy};
 use crate::store::{Request, Residency, Store};
 use crate::sys;
 
@@ -374,6 +374,87 @@ impl<T: ?Sized + Plain> LockedBox<T> {
             store,
             _owns: PhantomData,
         }
+    }
+}
+
+impl<T: ?Sized + Plain> LockedBox<T> {
+    /// A request for `len` elements of `U` with the options this box's
+    /// memory shows it was made with: its isolation, its backing (as
+    /// resolved), its fork policy, and the lock it holds now (required if
+    /// locked, best effort if not).
+    fn same_options<U>(&self, len: usize) -> Request {
+        let kind = match &self.store {
+            Store::Page(r) => r.kind(),
+            Store::Packed(p) => p.kind(),
+        };
+        Request {
+            lock: if self.is_locked() {
+                LockPolicy::Require
+            } else {
+                LockPolicy::BestEffort
+            },
+            fork: kind.fork,
+            fork_chosen: true,
+            isolation: self.isolation(),
+            backing: self.backing(),
+            ..Request::of::<U>(len)
+        }
+    }
+}
+
+impl<T: Plain + Copy> LockedBox<T> {
+    /// A copy of the box in new locked memory made like this box's: the
+    /// same isolation, backing and fork policy, and locked if this box is
+    /// locked ([`LockPolicy::Require`]; [`LockPolicy::BestEffort`] for a
+    /// box that is not locked now). The value is copied from box to box,
+    /// never through ordinary memory. There is no `Clone`: a copy of a
+    /// secret is one more place to find it, and making one can fail.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedBox::<[u8; 32]>::random()?;
+    /// let copy = key.try_clone()?;
+    /// assert!(copy == key && copy.is_locked());
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Options::zeroed`](crate::Options::zeroed), for instance
+    /// [`Error::MemlockLimit`] when the lock limit has no room for the
+    /// copy. Nothing is made then: no mapping, no locked page.
+    ///
+    /// # Panics
+    /// In a fork(2) child, for a box its parent made with
+    /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude), as
+    /// dereferencing it does.
+    pub fn try_clone(&self) -> Result<Self, Error> {
+        self.assert_present();
+        let mut copy = Self::zeroed_with(self.same_options::<T>(1))?;
+        std::slice::from_mut(&mut *copy).copy_from_slice(std::slice::from_ref(&**self));
+        Ok(copy)
+    }
+}
+
+impl<T: Plain + Copy> LockedBox<[T]> {
+    /// A copy of the box in new locked memory made like this box's, as
+    /// [`LockedBox::try_clone`] for a sized value says.
+    ///
+    /// ```
+    /// let token = lockedbox::LockedBox::<[u8]>::from_slice(b"t0ken")?;
+    /// assert!(token.try_clone()? == &b"t0ken"[..]);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Options::zeroed_slice`](crate::Options::zeroed_slice); nothing
+    /// is made then.
+    ///
+    /// # Panics
+    /// As [`LockedBox::try_clone`].
+    pub fn try_clone(&self) -> Result<Self, Error> {
+        self.assert_present();
+        let mut copy = Self::zeroed_slice_with(self.same_options::<T>(self.len()))?;
+        copy.copy_from_slice(self);
+        Ok(copy)
     }
 }
 

@@ -85,6 +85,26 @@ impl LockedString {
         Ok(LockedString { bytes })
     }
 
+    /// A copy of the string in new locked memory made as this string's is,
+    /// as [`LockedVec::try_clone`] does.
+    ///
+    /// ```
+    /// let mut pass = lockedbox::LockedString::new();
+    /// pass.try_push_str("hunter2")?;
+    /// assert!(pass.try_clone()? == "hunter2");
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`LockedVec::try_reserve`]; nothing is made then.
+    ///
+    /// # Panics
+    /// As [`LockedVec::try_clone`].
+    pub fn try_clone(&self) -> Result<Self, Error> {
+        // A copy of valid UTF-8.
+        self.bytes.try_clone().map(|bytes| LockedString { bytes })
+    }
+
     /// The bytes, as a locked vector.
     pub fn into_bytes(self) -> LockedVec<u8> {
         self.bytes

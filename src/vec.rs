@@ -310,6 +310,33 @@ impl<T: Plain> LockedVec<T> {
         self.truncate(0);
     }
 
+    /// A copy of the vector in new locked memory made as this vector's is
+    /// (its [`Options`](crate::Options)), with room for its length. The
+    /// elements are copied from locked memory to locked memory.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedVec::from_hex("00ff")?;
+    /// let copy = key.try_clone()?;
+    /// assert!(copy == key);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`try_reserve`](LockedVec::try_reserve); nothing is made then.
+    ///
+    /// # Panics
+    /// In a fork(2) child, for a vector whose memory its parent made with
+    /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude), as
+    /// dereferencing it does.
+    pub fn try_clone(&self) -> Result<Self, Error>
+    where
+        T: Copy,
+    {
+        let mut copy = Self::with_request(self.req);
+        copy.try_extend_from_slice(self)?;
+        Ok(copy)
+    }
+
     /// Seals the elements: moves them into a box of exactly their length
     /// (flush against its guard page; the vector's memory is wiped) and
     /// seals that (as `LockedBox::seal` does).
