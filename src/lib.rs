@@ -68,7 +68,7 @@ pub use alloc::{
     DEFAULT_CACHE_LIMIT, Stats, cache_limit, large_cache_limit, locked_bytes, set_cache_limit,
     stats, trim,
 };
-pub use error::{Error, InitError};
+pub use error::{Error, InitError, MemlockCall};
 pub use hardening::{Hardening, LockAll, ProcessState, Report, Step};
 pub use host::Host;
 pub use last_wipe::{wipe_all_and_abort, wipe_on_panic, wipe_on_signals};
