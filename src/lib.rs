@@ -10,8 +10,9 @@
 //!   and the host allow;
 //! - [`Hardening`], the opt-in process-wide steps (no core dumps, not
 //!   dumpable, every page locked), each reported in a [`Report`];
-//! - [`wipe_on_signals`], [`wipe_on_panic`] and [`wipe_all_and_abort`], the
-//!   last wipe of every secret before the process dies.
+//! - [`wipe_on_signals`] (with [`Signal`]), [`wipe_on_panic`] and
+//!   [`wipe_all_and_abort`], the last wipe of every secret before the
+//!   process dies.
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -45,6 +46,7 @@ mod seal_state;
 mod sealed;
 #[cfg(feature = "serde")]
 mod serde_impl;
+mod signal;
 mod store;
 mod string;
 mod sync;
@@ -81,6 +83,7 @@ pub use plain::Plain;
 pub use policy::{Backing, ForkPolicy, Isolation, LockPolicy};
 pub use prompt::{MAX_PASSWORD_LEN, prompt_password};
 pub use sealed::{Ref, RefMut, SealedBox};
+pub use signal::Signal;
 pub use string::LockedString;
 pub use sys::Residency;
 pub use vec::LockedVec;
