@@ -100,7 +100,8 @@ pub enum Error {
     },
     /// There is no controlling terminal to prompt on (`/dev/tty` cannot be
     /// opened, or is no terminal): the process runs without one (a
-    /// service, a pipeline, CI). Pass the secret another way.
+    /// service, a pipeline, CI). Pass the secret another way, such as
+    /// standard input read through [`raw_stdin`](crate::raw_stdin).
     NoTerminal {
         /// What opening or querying `/dev/tty` said.
         source: io::Error,
@@ -272,7 +273,9 @@ impl fmt::Display for Error {
             Error::NoTerminal { source } => write!(
                 f,
                 "no controlling terminal to prompt on (/dev/tty: {source}): pass the secret \
-                 another way, such as a file or a pipe"
+                 another way, such as a pipe or a file on standard input read with \
+                 LockedString::read_line(lockedbox::raw_stdin(), max_len) (not \
+                 std::io::stdin(), whose buffer keeps a copy)"
             ),
             Error::EnvVarNotSet { name } => write!(
                 f,

@@ -3,7 +3,8 @@
 //! # Crate layout
 //!
 //! - [`LockedBox`], made by its constructors or by [`Options`];
-//! - [`LockedVec`] and [`LockedString`], secrets of any length;
+//! - [`LockedVec`] and [`LockedString`], secrets of any length, and
+//!   [`raw_stdin`], standard input without a buffer to leave them in;
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
 //! - [`locked_bytes`], [`memlock_limit`] and [`Host`] for what the process
@@ -47,6 +48,7 @@ mod sealed;
 #[cfg(feature = "serde")]
 mod serde_impl;
 mod signal;
+mod stdin;
 mod store;
 mod string;
 mod sync;
@@ -84,6 +86,7 @@ pub use policy::{Backing, ForkPolicy, Isolation, LockPolicy};
 pub use prompt::{MAX_PASSWORD_LEN, prompt_password};
 pub use sealed::{Ref, RefMut, SealedBox};
 pub use signal::Signal;
+pub use stdin::{RawStdin, raw_stdin};
 pub use string::LockedString;
 pub use sys::Residency;
 pub use vec::LockedVec;

@@ -126,7 +126,9 @@ impl LockedString {
     /// byte past the terminator is consumed: a raw descriptor or a pipe that
     /// the rest of the program reads afterwards is left where the line ended.
     /// (Wrap a slow reader in nothing: a `BufReader` would keep a copy of the
-    /// secret in its own buffer.)
+    /// secret in its own buffer. For standard input use
+    /// [`raw_stdin`](crate::raw_stdin), not [`std::io::stdin`], which reads
+    /// ahead into a buffer of its own that nobody wipes.)
     ///
     /// ```
     /// let mut input = &b"s3cret\nnext line\n"[..];

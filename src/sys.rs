@@ -1183,3 +1183,14 @@ pub(crate) unsafe fn zero_checked(addr: NonNull<u8>, len: usize) -> io::Result<(
     }
     Ok(())
 }
+
+/// `read(STDIN_FILENO, buf, buf.len())`: at most `buf.len()` bytes of
+/// standard input, straight into `buf`; nothing is read ahead or kept.
+/// `EINTR` comes back as an error of kind `Interrupted`.
+///
+/// # References
+/// - [read(2)](https://man7.org/linux/man-pages/man2/read.2.html)
+#[doc(alias = "read")]
+pub(crate) fn read_stdin(buf: &mut [u8]) -> io::Result<usize> {
+    rustix::io::read(rustix::stdio::stdin(), buf).map_err(io::Error::from)
+}

@@ -479,7 +479,10 @@ impl LockedVec<u8> {
 
     /// Reads `reader` to its end straight into locked memory: each read(2)
     /// writes into the vector's spare capacity, never into an ordinary
-    /// buffer.
+    /// buffer. (So give it an unbuffered reader: a `File`, a pipe, and for
+    /// standard input [`raw_stdin`](crate::raw_stdin), not
+    /// [`std::io::stdin`], which reads ahead into a buffer of its own that
+    /// nobody wipes.)
     ///
     /// The vector grows as [`try_reserve`](Self::try_reserve) does, except
     /// that input past 64 KiB moves at once into the largest slot the
