@@ -98,12 +98,24 @@ pub enum Error {
         /// The encoding, such as `hex` or `base64`.
         encoding: &'static str,
     },
-    /// There is no controlling terminal to prompt on (`/dev/tty` cannot be
-    /// opened, or is no terminal): the process runs without one (a
-    /// service, a pipeline, CI). Pass the secret another way, such as
+    /// There is no controlling terminal to prompt on: opening `/dev/tty`
+    /// says so (`ENXIO`, or `ENOENT`/`ENODEV` where there is no such
+    /// device), or what it opened is no terminal (`ENOTTY`); the process
+    /// runs without one (a service, a pipeline, CI). Any other failure is
+    /// [`Error::Terminal`]. Pass the secret another way, such as
     /// standard input read through [`raw_stdin`](crate::raw_stdin).
     NoTerminal {
         /// What opening or querying `/dev/tty` said.
+        source: io::Error,
+    },
+    /// The controlling terminal exists (or may: the kernel did not say
+    /// there is none) but could not be used: opening `/dev/tty` or
+    /// querying it failed for another reason, such as a process out of file
+    /// descriptors (`EMFILE`). The message says what to do for the error.
+    Terminal {
+        /// The call that failed: `open /dev/tty` or `tcgetattr /dev/tty`.
+        call: &'static str,
+        /// The kernel's answer.
         source: io::Error,
     },
     /// The environment variable is not set.
@@ -165,6 +177,30 @@ impl fmt::Display for Limit {
     }
 }
 
+/// What to do when the terminal could not be used, by the kernel's answer.
+fn terminal_advice(source: &io::Error) -> &'static str {
+    match source.raw_os_error() {
+        Some(libc::EMFILE) => {
+            "the process has no free file descriptor (RLIMIT_NOFILE): close descriptors it no \
+             longer needs, or raise the limit (`ulimit -n`, LimitNOFILE= for a systemd unit)"
+        }
+        Some(libc::ENFILE) => {
+            "the system's table of open files is full: close files elsewhere, or raise \
+             fs.file-max"
+        }
+        Some(libc::EACCES | libc::EPERM) => {
+            "the process may not use /dev/tty (its permissions, a sandbox or a security \
+             module): allow it, or pass the secret on standard input through raw_stdin()"
+        }
+        Some(libc::ENOMEM) => "the kernel is out of memory: try again later",
+        Some(libc::EINTR) => "a signal interrupted the call: try again",
+        _ => {
+            "the terminal exists but cannot be used: pass the secret on standard input \
+              through raw_stdin()"
+        }
+    }
+}
+
 /// How to give the process more lockable memory, in every message about the
 /// limit.
 const RAISE: &str = "raise the limit (`ulimit -l`, LimitMEMLOCK= for a systemd unit, \
@@ -184,6 +220,7 @@ impl Error {
             Error::InvalidUtf8 => "InvalidUtf8",
             Error::Decode { .. } => "Decode",
             Error::NoTerminal { .. } => "NoTerminal",
+            Error::Terminal { .. } => "Terminal",
             Error::EnvVarNotSet { .. } => "EnvVarNotSet",
             Error::Hardening { .. } => "Hardening",
             Error::UnsupportedSignal { .. } => "UnsupportedSignal",
@@ -277,6 +314,9 @@ impl fmt::Display for Error {
                  LockedString::read_line(lockedbox::raw_stdin(), max_len) (not \
                  std::io::stdin(), whose buffer keeps a copy)"
             ),
+            Error::Terminal { call, source } => {
+                write!(f, "{call} failed: {source}; {}", terminal_advice(source))
+            }
             Error::EnvVarNotSet { name } => write!(
                 f,
                 "the environment variable {name} is not set: set it, or pass the secret another \
@@ -312,6 +352,7 @@ impl std::error::Error for Error {
             | Error::Os { source, .. }
             | Error::Io { source }
             | Error::NoTerminal { source }
+            | Error::Terminal { source, .. }
             | Error::Hardening { source, .. } => Some(source),
             _ => None,
         }
@@ -374,9 +415,10 @@ impl From<Error> for io::Error {
                 io::ErrorKind::InvalidInput
             }
             Error::Unsupported { .. } => io::ErrorKind::Unsupported,
-            Error::Os { source, .. } | Error::Io { source } | Error::Hardening { source, .. } => {
-                source.kind()
-            }
+            Error::Os { source, .. }
+            | Error::Io { source }
+            | Error::Terminal { source, .. }
+            | Error::Hardening { source, .. } => source.kind(),
             Error::InputTooLong { .. } | Error::InvalidUtf8 | Error::Decode { .. } => {
                 io::ErrorKind::InvalidData
             }
@@ -464,6 +506,10 @@ mod tests {
             Error::NoTerminal {
                 source: io::Error::from_raw_os_error(libc::ENXIO),
             },
+            Error::Terminal {
+                call: "open /dev/tty",
+                source: io::Error::from_raw_os_error(libc::EMFILE),
+            },
             Error::EnvVarNotSet {
                 name: "API_TOKEN".into(),
             },
@@ -479,7 +525,7 @@ mod tests {
     /// advice, and no variant's text holds a byte of the input.
     #[test]
     fn every_variant_debugs_as_it_displays_and_shows_no_input() {
-        let mut seen = [false; 13];
+        let mut seen = [false; 14];
         for e in every_variant() {
             let i = match &e {
                 Error::MemlockLimit { .. } => 0,
@@ -495,6 +541,7 @@ mod tests {
                 Error::EnvVarNotSet { .. } => 10,
                 Error::Hardening { .. } => 11,
                 Error::UnsupportedSignal { .. } => 12,
+                Error::Terminal { .. } => 13,
             };
             seen[i] = true;
             let display = e.to_string();
