@@ -70,8 +70,10 @@ macro_rules! byte_secret {
         impl<$($g)*> Eq for $t {}
 
         impl<$($g)*> PartialEq<[u8]> for $t {
-            /// Constant time in the contents; the lengths are compared
-            /// first (see the [module docs](self)).
+            /// Constant time in the bytes: the time does not depend on
+            /// them or on where they differ. Not in the lengths: slices of
+            /// different lengths are unequal at once, so the time tells
+            /// whether the lengths were equal (lengths are not secret).
             fn eq(&self, other: &[u8]) -> bool {
                 ct_bytes_eq(&self[..], other)
             }

@@ -23,6 +23,11 @@ fn needle() -> memscan::Masked {
 }
 
 #[test]
+#[expect(
+    clippy::nonminimal_bool,
+    clippy::op_ref,
+    reason = "each impl is under test: `a == b` and `b == a`, `[u8]` and `&[u8]`"
+)]
 fn byte_secrets_compare_with_plain_slices_both_ways() {
     let stored = LockedBox::<[u8; 4]>::from_hex("01020304").unwrap();
     let presented: &[u8] = &[1, 2, 3, 4];
