@@ -53,8 +53,8 @@ fn child(limited: bool) {
     }
     // One box first, so process-wide set-up is not timed.
     drop(Options::new().zeroed::<[u8; 32]>().expect("a first box"));
-    let mut opts = Options::new();
-    opts.isolation(Isolation::Packed)
+    let opts = Options::new()
+        .isolation(Isolation::Packed)
         .lock(LockPolicy::BestEffort);
     let mut boxes = Vec::with_capacity(N);
     let start = Instant::now();

@@ -9,6 +9,7 @@ use base64ct::Encoding;
 
 use crate::error::Error;
 use crate::locked_box::LockedBox;
+use crate::store::Request;
 use crate::vec::LockedVec;
 
 const HEX: Error = Error::Decode { encoding: "hex" };
@@ -27,10 +28,15 @@ impl<const N: usize> LockedBox<[u8; N]> {
     /// [`Error::Decode`] for a wrong length or a character that is not a hex
     /// digit (the box made for it is wiped); what making the box can return.
     pub fn from_hex(hex: &str) -> Result<Self, Error> {
+        Self::from_hex_with(Request::of::<[u8; N]>(1), hex)
+    }
+
+    /// [`from_hex`](Self::from_hex), the box made as `req` says.
+    pub(crate) fn from_hex_with(req: Request, hex: &str) -> Result<Self, Error> {
         if hex.len() != 2 * N {
             return Err(HEX);
         }
-        let mut b = Self::new_zeroed()?;
+        let mut b = Self::zeroed_with(req)?;
         match base16ct::mixed::decode(hex, &mut b[..]) {
             Ok(out) if out.len() == N => Ok(b),
             _ => Err(HEX),
@@ -49,10 +55,15 @@ impl<const N: usize> LockedBox<[u8; N]> {
     /// # Errors
     /// As [`from_hex`](Self::from_hex), for base64.
     pub fn from_base64(b64: &str) -> Result<Self, Error> {
+        Self::from_base64_with(Request::of::<[u8; N]>(1), b64)
+    }
+
+    /// [`from_base64`](Self::from_base64), the box made as `req` says.
+    pub(crate) fn from_base64_with(req: Request, b64: &str) -> Result<Self, Error> {
         if b64.len() != N.div_ceil(3) * 4 {
             return Err(BASE64);
         }
-        let mut b = Self::new_zeroed()?;
+        let mut b = Self::zeroed_with(req)?;
         match base64ct::Base64::decode(b64, &mut b[..]) {
             Ok(out) if out.len() == N => Ok(b),
             _ => Err(BASE64),
@@ -74,10 +85,16 @@ impl LockedVec<u8> {
     /// [`Error::Decode`] for an odd length or a character that is not a hex
     /// digit (what was decoded is wiped); what making the memory can return.
     pub fn from_hex(hex: &str) -> Result<Self, Error> {
+        Self::from_hex_with(Request::of::<u8>(0), hex)
+    }
+
+    /// [`from_hex`](Self::from_hex), the memory made as `req` says.
+    pub(crate) fn from_hex_with(req: Request, hex: &str) -> Result<Self, Error> {
         if hex.len() % 2 != 0 {
             return Err(HEX);
         }
-        let mut v = LockedVec::with_capacity(hex.len() / 2)?;
+        let mut v = LockedVec::with_request(req);
+        v.try_reserve(hex.len() / 2)?;
         let n = base16ct::mixed::decode(hex, v.spare())
             .map_err(|_| HEX)?
             .len();
@@ -96,7 +113,13 @@ impl LockedVec<u8> {
     /// # Errors
     /// As [`from_hex`](Self::from_hex), for base64.
     pub fn from_base64(b64: &str) -> Result<Self, Error> {
-        let mut v = LockedVec::with_capacity(b64.len() / 4 * 3)?;
+        Self::from_base64_with(Request::of::<u8>(0), b64)
+    }
+
+    /// [`from_base64`](Self::from_base64), the memory made as `req` says.
+    pub(crate) fn from_base64_with(req: Request, b64: &str) -> Result<Self, Error> {
+        let mut v = LockedVec::with_request(req);
+        v.try_reserve(b64.len() / 4 * 3)?;
         let n = base64ct::Base64::decode(b64, v.spare())
             .map_err(|_| BASE64)?
             .len();

@@ -9,14 +9,29 @@ use std::io;
 /// No variant carries a byte of any secret, and no message echoes input. A failed constructor leaves
 /// nothing behind: no mapping, no locked page, no change to the count of
 /// locked bytes.
-#[derive(Debug)]
+///
+/// `Display` says what failed and what to do about it, on one line.
+/// `Debug` prints the same (as `anyhow`'s errors do), so that a `main`
+/// returning `Result<(), Box<dyn std::error::Error>>`, which prints the
+/// error's `Debug`, shows the advice too; `{:#?}` puts the variant's name
+/// in front. Match on the variants to tell errors apart, not on the text.
+///
+/// ```
+/// let e = lockedbox::LockedVec::from_hex("not hex").unwrap_err();
+/// assert_eq!(format!("{e:?}"), e.to_string());
+/// assert!(format!("{e:#?}").starts_with("Error::Decode: "));
+/// ```
 #[non_exhaustive]
 pub enum Error {
-    /// `RLIMIT_MEMLOCK` refused to lock the box's pages (under
-    /// [`LockPolicy::Require`](crate::LockPolicy::Require)).
+    /// `RLIMIT_MEMLOCK` refused a lock: of a box's pages (under
+    /// [`LockPolicy::Require`](crate::LockPolicy::Require)), or of the
+    /// whole process ([`Hardening::lock_all`](crate::Hardening::lock_all));
+    /// `call` says which, and the message's advice fits it.
     ///
     /// The crate never raises the limit itself.
     MemlockLimit {
+        /// Which lock was refused.
+        call: MemlockCall,
         /// Bytes the refused `mlock` asked for (whole pages).
         requested: usize,
         /// The soft limit in bytes at the time, `None` for unlimited.
@@ -83,11 +98,24 @@ pub enum Error {
         /// The encoding, such as `hex` or `base64`.
         encoding: &'static str,
     },
-    /// There is no controlling terminal to prompt on (`/dev/tty` cannot be
-    /// opened, or is no terminal): the process runs without one (a
-    /// service, a pipeline, CI). Pass the secret another way.
+    /// There is no controlling terminal to prompt on: opening `/dev/tty`
+    /// says so (`ENXIO`, or `ENOENT`/`ENODEV` where there is no such
+    /// device), or what it opened is no terminal (`ENOTTY`); the process
+    /// runs without one (a service, a pipeline, CI). Any other failure is
+    /// [`Error::Terminal`]. Pass the secret another way, such as
+    /// standard input read through [`raw_stdin`](crate::raw_stdin).
     NoTerminal {
         /// What opening or querying `/dev/tty` said.
+        source: io::Error,
+    },
+    /// The controlling terminal exists (or may: the kernel did not say
+    /// there is none) but could not be used: opening `/dev/tty` or
+    /// querying it failed for another reason, such as a process out of file
+    /// descriptors (`EMFILE`). The message says what to do for the error.
+    Terminal {
+        /// The call that failed: `open /dev/tty` or `tcgetattr /dev/tty`.
+        call: &'static str,
+        /// The kernel's answer.
         source: io::Error,
     },
     /// The environment variable is not set.
@@ -118,6 +146,19 @@ pub enum Error {
     },
 }
 
+/// The lock that `RLIMIT_MEMLOCK` refused, in [`Error::MemlockLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemlockCall {
+    /// mlock(2) of a box's, vector's or allocator block's pages.
+    Secret,
+    /// mlockall(2) for [`Hardening::lock_all`](crate::Hardening::lock_all):
+    /// without `CAP_IPC_LOCK` the kernel compares the whole mapped size
+    /// (`VmSize`) with the limit, in every [`LockAll`](crate::LockAll)
+    /// mode.
+    LockAll,
+}
+
 impl Error {
     pub(crate) fn os(call: &'static str, len: usize, source: io::Error) -> Self {
         Error::Os { call, len, source }
@@ -136,10 +177,73 @@ impl fmt::Display for Limit {
     }
 }
 
+/// What to do when the terminal could not be used, by the kernel's answer.
+fn terminal_advice(source: &io::Error) -> &'static str {
+    match source.raw_os_error() {
+        Some(libc::EMFILE) => {
+            "the process has no free file descriptor (RLIMIT_NOFILE): close descriptors it no \
+             longer needs, or raise the limit (`ulimit -n`, LimitNOFILE= for a systemd unit)"
+        }
+        Some(libc::ENFILE) => {
+            "the system's table of open files is full: close files elsewhere, or raise \
+             fs.file-max"
+        }
+        Some(libc::EACCES | libc::EPERM) => {
+            "the process may not use /dev/tty (its permissions, a sandbox or a security \
+             module): allow it, or pass the secret on standard input through raw_stdin()"
+        }
+        Some(libc::ENOMEM) => "the kernel is out of memory: try again later",
+        Some(libc::EINTR) => "a signal interrupted the call: try again",
+        _ => {
+            "the terminal exists but cannot be used: pass the secret on standard input \
+              through raw_stdin()"
+        }
+    }
+}
+
+/// How to give the process more lockable memory, in every message about the
+/// limit.
+const RAISE: &str = "raise the limit (`ulimit -l`, LimitMEMLOCK= for a systemd unit, \
+                     `--ulimit memlock=` for a container) or grant CAP_IPC_LOCK";
+
+impl Error {
+    /// The variant's name, for `{:#?}`.
+    fn variant(&self) -> &'static str {
+        match self {
+            Error::MemlockLimit { .. } => "MemlockLimit",
+            Error::TooLarge { .. } => "TooLarge",
+            Error::Alignment { .. } => "Alignment",
+            Error::Unsupported { .. } => "Unsupported",
+            Error::Os { .. } => "Os",
+            Error::Io { .. } => "Io",
+            Error::InputTooLong { .. } => "InputTooLong",
+            Error::InvalidUtf8 => "InvalidUtf8",
+            Error::Decode { .. } => "Decode",
+            Error::NoTerminal { .. } => "NoTerminal",
+            Error::Terminal { .. } => "Terminal",
+            Error::EnvVarNotSet { .. } => "EnvVarNotSet",
+            Error::Hardening { .. } => "Hardening",
+            Error::UnsupportedSignal { .. } => "UnsupportedSignal",
+        }
+    }
+}
+
+/// The message, as `Display` gives it (`{:#?}`: the variant's name first),
+/// so that what prints an error's `Debug` shows the advice.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            write!(f, "Error::{}: ", self.variant())?;
+        }
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::MemlockLimit {
+                call: MemlockCall::Secret,
                 requested,
                 soft_limit,
                 hard_limit,
@@ -147,10 +251,24 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "mlock of {requested} bytes refused by RLIMIT_MEMLOCK (soft limit {}, hard \
-                 limit {}; lockedbox already holds {locked_by_crate} bytes locked): raise the \
-                 limit (`ulimit -l`, LimitMEMLOCK= for a systemd unit, `--ulimit memlock=` for a \
-                 container), grant CAP_IPC_LOCK, drop boxes you no longer need, or accept \
-                 unlocked pages with LockPolicy::BestEffort",
+                 limit {}; lockedbox already holds {locked_by_crate} bytes locked): {RAISE}, \
+                 drop boxes you no longer need, or accept unlocked pages with \
+                 LockPolicy::BestEffort",
+                Limit(*soft_limit),
+                Limit(*hard_limit),
+            ),
+            Error::MemlockLimit {
+                call: MemlockCall::LockAll,
+                requested,
+                soft_limit,
+                hard_limit,
+                ..
+            } => write!(
+                f,
+                "mlockall of the process's {requested} mapped bytes refused by RLIMIT_MEMLOCK \
+                 (soft limit {}, hard limit {}; every LockAll mode asks for the whole mapped \
+                 size, VmSize): {RAISE} (to at least the mapped size), or leave lock_all out \
+                 (the crate's boxes lock their own pages); nothing was applied",
                 Limit(*soft_limit),
                 Limit(*hard_limit),
             ),
@@ -192,8 +310,13 @@ impl fmt::Display for Error {
             Error::NoTerminal { source } => write!(
                 f,
                 "no controlling terminal to prompt on (/dev/tty: {source}): pass the secret \
-                 another way, such as a file or a pipe"
+                 another way, such as a pipe or a file on standard input read with \
+                 LockedString::read_line(lockedbox::raw_stdin(), max_len) (not \
+                 std::io::stdin(), whose buffer keeps a copy)"
             ),
+            Error::Terminal { call, source } => {
+                write!(f, "{call} failed: {source}; {}", terminal_advice(source))
+            }
             Error::EnvVarNotSet { name } => write!(
                 f,
                 "the environment variable {name} is not set: set it, or pass the secret another \
@@ -229,6 +352,7 @@ impl std::error::Error for Error {
             | Error::Os { source, .. }
             | Error::Io { source }
             | Error::NoTerminal { source }
+            | Error::Terminal { source, .. }
             | Error::Hardening { source, .. } => Some(source),
             _ => None,
         }
@@ -291,9 +415,10 @@ impl From<Error> for io::Error {
                 io::ErrorKind::InvalidInput
             }
             Error::Unsupported { .. } => io::ErrorKind::Unsupported,
-            Error::Os { source, .. } | Error::Io { source } | Error::Hardening { source, .. } => {
-                source.kind()
-            }
+            Error::Os { source, .. }
+            | Error::Io { source }
+            | Error::Terminal { source, .. }
+            | Error::Hardening { source, .. } => source.kind(),
             Error::InputTooLong { .. } | Error::InvalidUtf8 | Error::Decode { .. } => {
                 io::ErrorKind::InvalidData
             }
@@ -310,6 +435,7 @@ mod tests {
     #[test]
     fn memlock_message_names_the_limit_and_the_numbers() {
         let e = Error::MemlockLimit {
+            call: MemlockCall::Secret,
             requested: 4096,
             soft_limit: Some(65536),
             hard_limit: None,
@@ -326,6 +452,143 @@ mod tests {
             assert!(msg.contains(needle), "{needle:?} missing from {msg:?}");
         }
         assert!(!msg.contains('\n'));
+    }
+
+    /// One error of every variant; those that come from input are made by
+    /// the crate from input holding `SECRET`.
+    fn every_variant() -> Vec<Error> {
+        const SECRET: &str = "S3CR3T-in-the-input";
+        let read_line = |input: &[u8], max| crate::LockedString::read_line(input, max);
+        let failing_reader = {
+            struct Fails;
+            impl io::Read for Fails {
+                fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                    Err(io::ErrorKind::BrokenPipe.into())
+                }
+            }
+            crate::LockedVec::read_from(Fails, 64)
+        };
+        let mut line = SECRET.as_bytes().to_vec();
+        line.extend_from_slice(b"\xff\n");
+        vec![
+            Error::MemlockLimit {
+                call: MemlockCall::Secret,
+                requested: 4096,
+                soft_limit: Some(65536),
+                hard_limit: None,
+                locked_by_crate: 61440,
+            },
+            Error::MemlockLimit {
+                call: MemlockCall::LockAll,
+                requested: 1 << 30,
+                soft_limit: Some(65536),
+                hard_limit: Some(65536),
+                locked_by_crate: 0,
+            },
+            Error::TooLarge {
+                len: usize::MAX,
+                elem_size: 8,
+            },
+            Error::Alignment {
+                align: 1 << 20,
+                page_size: 4096,
+            },
+            Error::Unsupported {
+                call: "madvise(MADV_WIPEONFORK)",
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            },
+            Error::os("mmap", 8192, io::Error::from_raw_os_error(libc::ENOMEM)),
+            failing_reader.unwrap_err(),
+            read_line(SECRET.as_bytes(), 4).unwrap_err(),
+            read_line(&line, 64).unwrap_err(),
+            crate::LockedVec::from_hex(SECRET).unwrap_err(),
+            crate::LockedVec::from_base64(SECRET).unwrap_err(),
+            Error::NoTerminal {
+                source: io::Error::from_raw_os_error(libc::ENXIO),
+            },
+            Error::Terminal {
+                call: "open /dev/tty",
+                source: io::Error::from_raw_os_error(libc::EMFILE),
+            },
+            Error::EnvVarNotSet {
+                name: "API_TOKEN".into(),
+            },
+            Error::Hardening {
+                call: "prctl(PR_SET_DUMPABLE, 0)",
+                source: io::Error::from_raw_os_error(libc::EPERM),
+            },
+            Error::UnsupportedSignal { signal: 9 },
+        ]
+    }
+
+    /// Every variant's `Debug` is its `Display`, one line that gives
+    /// advice, and no variant's text holds a byte of the input.
+    #[test]
+    fn every_variant_debugs_as_it_displays_and_shows_no_input() {
+        let mut seen = [false; 14];
+        for e in every_variant() {
+            let i = match &e {
+                Error::MemlockLimit { .. } => 0,
+                Error::TooLarge { .. } => 1,
+                Error::Alignment { .. } => 2,
+                Error::Unsupported { .. } => 3,
+                Error::Os { .. } => 4,
+                Error::Io { .. } => 5,
+                Error::InputTooLong { .. } => 6,
+                Error::InvalidUtf8 => 7,
+                Error::Decode { .. } => 8,
+                Error::NoTerminal { .. } => 9,
+                Error::EnvVarNotSet { .. } => 10,
+                Error::Hardening { .. } => 11,
+                Error::UnsupportedSignal { .. } => 12,
+                Error::Terminal { .. } => 13,
+            };
+            seen[i] = true;
+            let display = e.to_string();
+            let debug = format!("{e:?}");
+            let pretty = format!("{e:#?}");
+            assert_eq!(debug, display);
+            assert_eq!(pretty, format!("Error::{}: {display}", e.variant()));
+            assert!(!display.contains('\n'), "{display}");
+            // Each says what to do: advice follows a colon or a semicolon.
+            assert!(
+                display.contains(": ") || display.contains("; "),
+                "{display}"
+            );
+            for text in [&display, &pretty] {
+                for needle in ["S3CR", "3CR3T", "in-the-input", "53 33 43", "83, 51, 67"] {
+                    assert!(!text.contains(needle), "{needle} in {text}");
+                }
+            }
+            // Through `Box<dyn Error>`, as `main` prints it.
+            let boxed: Box<dyn std::error::Error> = Box::new(e);
+            assert_eq!(format!("{boxed:?}"), display);
+        }
+        assert!(
+            seen.iter().all(|&s| s),
+            "a variant without a case: {seen:?}"
+        );
+    }
+
+    #[test]
+    fn memlock_advice_fits_the_call() {
+        let all = every_variant();
+        let [secret, lock_all] = [&all[0], &all[1]].map(ToString::to_string);
+        for needle in ["ulimit -l", "CAP_IPC_LOCK", "BestEffort", "drop boxes"] {
+            assert!(secret.contains(needle), "{needle} not in {secret}");
+        }
+        for needle in [
+            "mlockall",
+            "ulimit -l",
+            "CAP_IPC_LOCK",
+            "VmSize",
+            "leave lock_all out",
+        ] {
+            assert!(lock_all.contains(needle), "{needle} not in {lock_all}");
+        }
+        for wrong in ["BestEffort", "drop boxes"] {
+            assert!(!lock_all.contains(wrong), "{wrong} in {lock_all}");
+        }
     }
 
     #[test]

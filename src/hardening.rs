@@ -8,7 +8,7 @@
 
 use std::io;
 
-use crate::error::Error;
+use crate::error::{Error, MemlockCall};
 use crate::limits;
 use crate::sys;
 
@@ -367,6 +367,7 @@ fn check_lock_allowed(state: &ProcessState) -> Result<(), Error> {
         return Ok(());
     }
     Err(Error::MemlockLimit {
+        call: MemlockCall::LockAll,
         requested: usize::try_from(state.mapped).unwrap_or(usize::MAX),
         soft_limit: limit.soft,
         hard_limit: limit.hard,
@@ -381,6 +382,7 @@ fn lock_failed(e: io::Error) -> Error {
         let limit = limits::memlock_limit();
         let mapped = sys::memory_sizes().map_or(0, |s| s.mapped);
         Error::MemlockLimit {
+            call: MemlockCall::LockAll,
             requested: usize::try_from(mapped).unwrap_or(usize::MAX),
             soft_limit: limit.soft,
             hard_limit: limit.hard,

@@ -44,6 +44,7 @@ use std::ptr::NonNull;
 
 use crate::alloc::registry::{self, Range};
 use crate::error::Error;
+use crate::signal::Signal;
 use crate::sys::{self, Protection};
 
 /// Pages asked about per mincore(2) call (the buffer is on the stack).
@@ -114,25 +115,26 @@ pub fn wipe_on_panic() {
     }));
 }
 
-/// The signals [`wipe_on_signals`] takes, besides the real-time ones.
-const SIGNALS: [libc::c_int; 12] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGTERM,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGALRM,
-    libc::SIGVTALRM,
-    libc::SIGPROF,
-    libc::SIGXCPU,
-    libc::SIGXFSZ,
-    libc::SIGPWR,
+/// The signals [`wipe_on_signals`] takes, besides the real-time ones: every
+/// named constant of [`Signal`].
+const SIGNALS: [Signal; 12] = [
+    Signal::HUP,
+    Signal::INT,
+    Signal::QUIT,
+    Signal::TERM,
+    Signal::USR1,
+    Signal::USR2,
+    Signal::ALRM,
+    Signal::VTALRM,
+    Signal::PROF,
+    Signal::XCPU,
+    Signal::XFSZ,
+    Signal::PWR,
 ];
 
 /// Whether [`wipe_on_signals`] takes `sig`.
-fn accepted(sig: i32) -> bool {
-    SIGNALS.contains(&sig) || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig)
+fn accepted(sig: Signal) -> bool {
+    SIGNALS.contains(&sig) || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig.as_raw())
 }
 
 /// Makes each of `signals` do the last wipe before it ends the process:
@@ -141,11 +143,13 @@ fn accepted(sig: i32) -> bool {
 /// and unblocks it, so the process dies *of that signal* (a parent's
 /// `waitpid` sees `SIGTERM`, a shell prints what it always prints).
 ///
-/// Signals are `libc` numbers (`i32` is `c_int` on Linux). Accepted:
-/// `SIGHUP`, `SIGINT`, `SIGQUIT`, `SIGTERM`, `SIGUSR1`, `SIGUSR2`,
-/// `SIGALRM`, `SIGVTALRM`, `SIGPROF`, `SIGXCPU`, `SIGXFSZ`, `SIGPWR` and the
-/// real-time signals `SIGRTMIN()..=SIGRTMAX()`: signals that arrive from
-/// outside and whose default action ends the process. Each replaces the
+/// Signals are [`Signal`]s (`Signal::TERM`), or numbers a program already
+/// has (`i32`, such as `libc::SIGTERM`). Accepted: `SIGHUP`, `SIGINT`,
+/// `SIGQUIT`, `SIGTERM`, `SIGUSR1`, `SIGUSR2`, `SIGALRM`, `SIGVTALRM`,
+/// `SIGPROF`, `SIGXCPU`, `SIGXFSZ`, `SIGPWR` (each a constant of
+/// [`Signal`]) and the real-time signals `SIGRTMIN..=SIGRTMAX`
+/// ([`Signal::realtime`]): signals that arrive from outside and whose
+/// default action ends the process. Each replaces the
 /// signal's current disposition (a handler of the program's is not called;
 /// an ignored signal is no longer ignored). Calling again adds signals.
 /// [`prompt_password`](crate::prompt_password) puts this handler back
@@ -159,7 +163,9 @@ fn accepted(sig: i32) -> bool {
 /// crash; copies of secrets outside the crate's memory.
 ///
 /// ```no_run
-/// lockedbox::wipe_on_signals(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+/// use lockedbox::Signal;
+///
+/// lockedbox::wipe_on_signals(&[Signal::TERM, Signal::INT, Signal::HUP])?;
 /// # Ok::<(), lockedbox::Error>(())
 /// ```
 ///
@@ -167,11 +173,14 @@ fn accepted(sig: i32) -> bool {
 /// [`Error::UnsupportedSignal`] for a signal outside the accepted set
 /// (nothing is installed then); [`Error::Os`] if sigaction(2) fails (the
 /// signals before it stay installed).
-pub fn wipe_on_signals(signals: &[i32]) -> Result<(), Error> {
-    if let Some(&signal) = signals.iter().find(|&&s| !accepted(s)) {
-        return Err(Error::UnsupportedSignal { signal });
+pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Error> {
+    let signals = signals.iter().map(|&s| s.into());
+    if let Some(signal) = signals.clone().find(|&s| !accepted(s)) {
+        return Err(Error::UnsupportedSignal {
+            signal: signal.as_raw(),
+        });
     }
-    for &sig in signals {
+    for sig in signals.map(Signal::as_raw) {
         // SAFETY: `on_signal` is async-signal-safe (see its docs).
         unsafe { sys::set_exclusive_handler(sig, on_signal) }
             .map_err(|e| Error::os("sigaction", 0, e))?;
@@ -326,9 +335,25 @@ mod tests {
 
     #[test]
     fn signals_taken_and_refused() {
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGRTMIN()] {
-            assert!(accepted(sig), "{sig}");
+        for sig in SIGNALS {
+            assert!(accepted(sig), "{sig:?}");
         }
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGRTMIN()] {
+            assert!(accepted(sig.into()), "{sig}");
+        }
+        for n in [
+            0,
+            1,
+            u8::try_from(libc::SIGRTMAX() - libc::SIGRTMIN()).unwrap(),
+        ] {
+            assert!(accepted(Signal::realtime(n)), "SIGRTMIN+{n}");
+        }
+        let past = u8::try_from(libc::SIGRTMAX() - libc::SIGRTMIN() + 1).unwrap();
+        assert!(!accepted(Signal::realtime(past)));
+        assert!(matches!(
+            wipe_on_signals(&[Signal::realtime(past)]),
+            Err(Error::UnsupportedSignal { signal }) if signal == libc::SIGRTMAX() + 1
+        ));
         for sig in [
             0,
             -1,
@@ -348,7 +373,7 @@ mod tests {
             libc::SIGPIPE,
             65,
         ] {
-            assert!(!accepted(sig), "{sig}");
+            assert!(!accepted(sig.into()), "{sig}");
             assert!(matches!(
                 wipe_on_signals(&[libc::SIGUSR2, sig]),
                 Err(Error::UnsupportedSignal { signal }) if signal == sig

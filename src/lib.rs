@@ -3,15 +3,17 @@
 //! # Crate layout
 //!
 //! - [`LockedBox`], made by its constructors or by [`Options`];
-//! - [`LockedVec`] and [`LockedString`], secrets of any length;
+//! - [`LockedVec`] and [`LockedString`], secrets of any length, and
+//!   [`raw_stdin`], standard input without a buffer to leave them in;
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
 //! - [`locked_bytes`], [`memlock_limit`] and [`Host`] for what the process
 //!   and the host allow;
 //! - [`Hardening`], the opt-in process-wide steps (no core dumps, not
 //!   dumpable, every page locked), each reported in a [`Report`];
-//! - [`wipe_on_signals`], [`wipe_on_panic`] and [`wipe_all_and_abort`], the
-//!   last wipe of every secret before the process dies.
+//! - [`wipe_on_signals`] (with [`Signal`]), [`wipe_on_panic`] and
+//!   [`wipe_all_and_abort`], the last wipe of every secret before the
+//!   process dies.
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -45,6 +47,8 @@ mod seal_state;
 mod sealed;
 #[cfg(feature = "serde")]
 mod serde_impl;
+mod signal;
+mod stdin;
 mod store;
 mod string;
 mod sync;
@@ -68,7 +72,7 @@ pub use alloc::{
     DEFAULT_CACHE_LIMIT, Stats, cache_limit, large_cache_limit, locked_bytes, set_cache_limit,
     stats, trim,
 };
-pub use error::{Error, InitError};
+pub use error::{Error, InitError, MemlockCall};
 pub use hardening::{Hardening, LockAll, ProcessState, Report, Step};
 pub use host::Host;
 pub use last_wipe::{wipe_all_and_abort, wipe_on_panic, wipe_on_signals};
@@ -81,6 +85,8 @@ pub use plain::Plain;
 pub use policy::{Backing, ForkPolicy, Isolation, LockPolicy};
 pub use prompt::{MAX_PASSWORD_LEN, prompt_password};
 pub use sealed::{Ref, RefMut, SealedBox};
+pub use signal::Signal;
+pub use stdin::{RawStdin, raw_stdin};
 pub use string::LockedString;
 pub use sys::Residency;
 pub use vec::LockedVec;

@@ -10,7 +10,7 @@
 use std::io;
 use std::sync::OnceLock;
 
-use crate::error::Error;
+use crate::error::{Error, MemlockCall};
 use crate::sys;
 
 /// The process's `RLIMIT_MEMLOCK`, in bytes; `None` means unlimited.
@@ -52,6 +52,7 @@ pub(crate) fn lock_error(requested: usize, locked_by_crate: usize, e: io::Error)
     if is_limit_error(&e) {
         let limit = memlock_limit();
         Error::MemlockLimit {
+            call: MemlockCall::Secret,
             requested,
             soft_limit: limit.soft,
             hard_limit: limit.hard,
@@ -81,6 +82,7 @@ mod tests {
         assert!(matches!(
             e,
             Error::MemlockLimit {
+                call: MemlockCall::Secret,
                 requested: 4096,
                 locked_by_crate: 8192,
                 ..

@@ -15,7 +15,7 @@ use std::ptr::{self, NonNull};
 use crate::error::{Error, InitError};
 use crate::fork::EXCLUDED;
 use crate::plain::Plain;
-use crate::policy::Isolation;
+use crate::policy::{Isolation, LockPolicy};
 use crate::store::{Request, Residency, Store};
 use crate::sys;
 
@@ -177,8 +177,55 @@ impl<const N: usize> LockedBox<[u8; N]> {
     /// As [`Options::zeroed`](crate::Options::zeroed); [`Error::Os`] if
     /// getrandom(2) fails (the box is wiped then).
     pub fn random() -> Result<Self, Error> {
-        Self::try_new_with(|k| sys::random(k).map_err(|e| Error::os("getrandom", N, e)))
-            .map_err(Error::from)
+        Self::random_with(Request::of::<[u8; N]>(1))
+    }
+
+    /// [`random`](Self::random), the box made as `req` says.
+    pub(crate) fn random_with(req: Request) -> Result<Self, Error> {
+        Self::try_init(req, |k| {
+            sys::random(k).map_err(|e| Error::os("getrandom", N, e))
+        })
+        .map_err(Error::from)
+    }
+}
+
+impl<T: Plain + Copy, const N: usize> LockedBox<[T; N]> {
+    /// A box holding a copy of the array `src`, copied straight into the
+    /// locked pages. The array's type says `N`, so a `let` with the box's
+    /// type is not needed, and nothing has to be inferred from a closure.
+    ///
+    /// ```
+    /// use lockedbox::LockedBox;
+    ///
+    /// let x = [7u8; 32];
+    /// let k = LockedBox::from_array(&x)?;
+    /// assert_eq!(*k, x);
+    ///
+    /// // `new_with` needs the closure's argument type: behind `?` the
+    /// // box's type cannot reach the closure, whose body calls a method.
+    /// let k: LockedBox<[u8; 32]> = LockedBox::new_with(|k: &mut [u8; 32]| k.copy_from_slice(&x))?;
+    /// # assert_eq!(*k, x);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// ```compile_fail,E0282
+    /// # use lockedbox::LockedBox;
+    /// # let x = [7u8; 32];
+    /// // Without it: E0282, type annotations needed.
+    /// let k: LockedBox<[u8; 32]> = LockedBox::new_with(|k| k.copy_from_slice(&x))?;
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// The caller's `src` is not wiped; prefer [`new_with`](LockedBox::new_with)
+    /// or [`try_new_with`](LockedBox::try_new_with) where the secret can be
+    /// written straight into the box.
+    ///
+    /// # Errors
+    /// As [`Options::zeroed`](crate::Options::zeroed).
+    pub fn from_array(src: &[T; N]) -> Result<Self, Error> {
+        let mut b = Self::new_zeroed()?;
+        b.copy_from_slice(src);
+        Ok(b)
     }
 }
 
@@ -327,6 +374,87 @@ impl<T: ?Sized + Plain> LockedBox<T> {
             store,
             _owns: PhantomData,
         }
+    }
+}
+
+impl<T: ?Sized + Plain> LockedBox<T> {
+    /// A request for `len` elements of `U` with the options this box's
+    /// memory shows it was made with: its isolation, its backing (as
+    /// resolved), its fork policy, and the lock it holds now (required if
+    /// locked, best effort if not).
+    fn same_options<U>(&self, len: usize) -> Request {
+        let kind = match &self.store {
+            Store::Page(r) => r.kind(),
+            Store::Packed(p) => p.kind(),
+        };
+        Request {
+            lock: if self.is_locked() {
+                LockPolicy::Require
+            } else {
+                LockPolicy::BestEffort
+            },
+            fork: kind.fork,
+            fork_chosen: true,
+            isolation: self.isolation(),
+            backing: self.backing(),
+            ..Request::of::<U>(len)
+        }
+    }
+}
+
+impl<T: Plain + Copy> LockedBox<T> {
+    /// A copy of the box in new locked memory made like this box's: the
+    /// same isolation, backing and fork policy, and locked if this box is
+    /// locked ([`LockPolicy::Require`]; [`LockPolicy::BestEffort`] for a
+    /// box that is not locked now). The value is copied from box to box,
+    /// never through ordinary memory. There is no `Clone`: a copy of a
+    /// secret is one more place to find it, and making one can fail.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedBox::<[u8; 32]>::random()?;
+    /// let copy = key.try_clone()?;
+    /// assert!(copy == key && copy.is_locked());
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Options::zeroed`](crate::Options::zeroed), for instance
+    /// [`Error::MemlockLimit`] when the lock limit has no room for the
+    /// copy. Nothing is made then: no mapping, no locked page.
+    ///
+    /// # Panics
+    /// In a fork(2) child, for a box its parent made with
+    /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude), as
+    /// dereferencing it does.
+    pub fn try_clone(&self) -> Result<Self, Error> {
+        self.assert_present();
+        let mut copy = Self::zeroed_with(self.same_options::<T>(1))?;
+        std::slice::from_mut(&mut *copy).copy_from_slice(std::slice::from_ref(&**self));
+        Ok(copy)
+    }
+}
+
+impl<T: Plain + Copy> LockedBox<[T]> {
+    /// A copy of the box in new locked memory made like this box's, as
+    /// [`LockedBox::try_clone`] for a sized value says.
+    ///
+    /// ```
+    /// let token = lockedbox::LockedBox::<[u8]>::from_slice(b"t0ken")?;
+    /// assert!(token.try_clone()? == &b"t0ken"[..]);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Options::zeroed_slice`](crate::Options::zeroed_slice); nothing
+    /// is made then.
+    ///
+    /// # Panics
+    /// As [`LockedBox::try_clone`].
+    pub fn try_clone(&self) -> Result<Self, Error> {
+        self.assert_present();
+        let mut copy = Self::zeroed_slice_with(self.same_options::<T>(self.len()))?;
+        copy.copy_from_slice(self);
+        Ok(copy)
     }
 }
 

@@ -2,6 +2,7 @@
 //! data that hands a store request to the box.
 #![forbid(unsafe_code)]
 
+use std::io;
 use std::mem;
 
 use crate::error::{Error, InitError};
@@ -9,21 +10,56 @@ use crate::locked_box::LockedBox;
 use crate::plain::Plain;
 use crate::policy::{Backing, ForkPolicy, Isolation, LockPolicy};
 use crate::store::Request;
+use crate::string::LockedString;
 use crate::vec::LockedVec;
 
-/// Settings for making a box, in the style of [`std::fs::OpenOptions`].
+/// Settings for making a box, a vector or a string, in the style of
+/// [`std::fs::OpenOptions`].
 ///
 /// ```
-/// use lockedbox::{ForkPolicy, LockPolicy, Options};
+/// use lockedbox::{ForkPolicy, Isolation, LockPolicy, Options};
 ///
 /// let token = Options::new()
 ///     .lock(LockPolicy::BestEffort)
 ///     .fork(ForkPolicy::Exclude)
 ///     .zeroed_slice::<u8>(64)?;
 /// assert_eq!(token.len(), 64);
+///
+/// // Options are plain `Copy` data: keep them in a binding, or a `const`.
+/// const PACKED: Options = Options::new().isolation(Isolation::Packed);
+/// let o = Options::new().isolation(Isolation::Packed);
+/// let key = o.random::<32>()?;
+/// let tag = PACKED.from_hex::<4>("deadbeef")?;
+/// assert_eq!((key.isolation(), tag.isolation()), (Isolation::Packed, Isolation::Packed));
 /// # Ok::<(), lockedbox::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+///
+/// # Why the setters take and return `Options` by value
+///
+/// Every setter is a `const fn(self, ..) -> Self`. That makes both forms
+/// people write compile: the chain on a temporary
+/// (`let o = Options::new().isolation(..);`, which `&mut self` setters
+/// refuse with E0716, the temporary dropped while borrowed) and a `const`.
+/// The price is that a setter does not change a binding in place: write
+/// `o = o.lock(..)`. Calling one as a statement (`o.lock(..);`) would be a
+/// no-op, so every setter is `#[must_use]` and that line is a compiler
+/// warning that says what to write instead, never a silent no-op:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// use lockedbox::{Isolation, Options};
+///
+/// let mut o = Options::new();
+/// o.isolation(Isolation::Packed); // warning: unused return value; write `o = o.isolation(..)`
+/// # let _ = o;
+/// ```
+///
+/// No single setter can do both: a `(&mut self) -> Self` setter on a `Copy`
+/// type compiles for the temporary and mutates a binding, but
+/// `o.isolation(a).lock(b);` on a binding then changes `o`'s isolation and
+/// drops the lock policy silently (the second call acts on a copy), with no
+/// warning to point at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     lock: LockPolicy,
     fork: Option<ForkPolicy>,
@@ -31,36 +67,63 @@ pub struct Options {
     backing: Backing,
 }
 
+/// What a setter's `#[must_use]` tells a caller who used it in place.
+macro_rules! setter_must_use {
+    () => {
+        "a setter returns the changed options and leaves `self` as it was: \
+         write `opts = opts.setter(..)`, or chain it before the constructor"
+    };
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Options {
     /// The defaults: [`LockPolicy::Require`], [`ForkPolicy::Wipe`] (or
     /// `Exclude` for secret memory), [`Isolation::Page`],
     /// [`Backing::Anonymous`].
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Options {
+            lock: LockPolicy::Require,
+            fork: None,
+            isolation: Isolation::Page,
+            backing: Backing::Anonymous,
+        }
     }
 
-    /// Sets what happens when the pages cannot be locked.
-    pub fn lock(&mut self, policy: LockPolicy) -> &mut Self {
-        self.lock = policy;
-        self
+    /// These options with `policy` for when the pages cannot be locked.
+    #[must_use = setter_must_use!()]
+    pub const fn lock(self, policy: LockPolicy) -> Self {
+        Options {
+            lock: policy,
+            ..self
+        }
     }
 
-    /// Sets what a fork(2) child gets of the pages.
-    pub fn fork(&mut self, policy: ForkPolicy) -> &mut Self {
-        self.fork = Some(policy);
-        self
+    /// These options with `policy` for what a fork(2) child gets of the
+    /// pages.
+    #[must_use = setter_must_use!()]
+    pub const fn fork(self, policy: ForkPolicy) -> Self {
+        Options {
+            fork: Some(policy),
+            ..self
+        }
     }
 
-    /// Sets what memory the pages are made of; see [`Backing`].
-    pub fn backing(&mut self, backing: Backing) -> &mut Self {
-        self.backing = backing;
-        self
+    /// These options with pages made of `backing`; see [`Backing`].
+    #[must_use = setter_must_use!()]
+    pub const fn backing(self, backing: Backing) -> Self {
+        Options { backing, ..self }
     }
 
-    /// Sets how the box is kept apart from other memory.
-    pub fn isolation(&mut self, isolation: Isolation) -> &mut Self {
-        self.isolation = isolation;
-        self
+    /// These options with `isolation` for how the memory is kept apart from
+    /// other memory.
+    #[must_use = setter_must_use!()]
+    pub const fn isolation(self, isolation: Isolation) -> Self {
+        Options { isolation, ..self }
     }
 
     fn request<T>(&self, len: usize) -> Request {
@@ -140,6 +203,130 @@ impl Options {
         let mut b = self.zeroed_slice::<T>(src.len())?;
         b.copy_from_slice(src);
         Ok(b)
+    }
+
+    /// Makes a box holding a copy of `src`, as [`LockedBox::from_array`]
+    /// does.
+    ///
+    /// # Errors
+    /// As [`Options::zeroed`].
+    pub fn from_array<T: Plain + Copy, const N: usize>(
+        &self,
+        src: &[T; N],
+    ) -> Result<LockedBox<[T; N]>, Error> {
+        let mut b = self.zeroed::<[T; N]>()?;
+        b.copy_from_slice(src);
+        Ok(b)
+    }
+
+    /// Makes a box of `N` random bytes, as [`LockedBox::random`] does.
+    ///
+    /// ```
+    /// use lockedbox::{Isolation, Options};
+    ///
+    /// let key = Options::new().isolation(Isolation::Packed).random::<32>()?;
+    /// assert_eq!(key.isolation(), Isolation::Packed);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`LockedBox::random`].
+    pub fn random<const N: usize>(&self) -> Result<LockedBox<[u8; N]>, Error> {
+        LockedBox::random_with(self.request::<[u8; N]>(1))
+    }
+
+    /// Decodes `hex` into a box of `N` bytes, as [`LockedBox::from_hex`]
+    /// does.
+    ///
+    /// ```
+    /// use lockedbox::{LockPolicy, Options};
+    ///
+    /// let key = Options::new().lock(LockPolicy::BestEffort).from_hex::<2>("00ff")?;
+    /// assert_eq!(*key, [0x00, 0xff]);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`LockedBox::from_hex`].
+    pub fn from_hex<const N: usize>(&self, hex: &str) -> Result<LockedBox<[u8; N]>, Error> {
+        LockedBox::from_hex_with(self.request::<[u8; N]>(1), hex)
+    }
+
+    /// Decodes base64 into a box of `N` bytes, as
+    /// [`LockedBox::from_base64`] does.
+    ///
+    /// # Errors
+    /// As [`LockedBox::from_base64`].
+    pub fn from_base64<const N: usize>(&self, b64: &str) -> Result<LockedBox<[u8; N]>, Error> {
+        LockedBox::from_base64_with(self.request::<[u8; N]>(1), b64)
+    }
+
+    /// Makes a vector of `len` random bytes, as [`LockedVec::random`] does;
+    /// its memory, and every growth of it, is made as these options say.
+    ///
+    /// # Errors
+    /// As [`LockedVec::random`].
+    pub fn vec_random(&self, len: usize) -> Result<LockedVec<u8>, Error> {
+        LockedVec::random_with(self.request::<u8>(0), len)
+    }
+
+    /// Decodes `hex` into a vector, as [`LockedVec::from_hex`] does.
+    ///
+    /// # Errors
+    /// As [`LockedVec::from_hex`].
+    pub fn vec_from_hex(&self, hex: &str) -> Result<LockedVec<u8>, Error> {
+        LockedVec::from_hex_with(self.request::<u8>(0), hex)
+    }
+
+    /// Decodes base64 into a vector, as [`LockedVec::from_base64`] does.
+    ///
+    /// # Errors
+    /// As [`LockedVec::from_base64`].
+    pub fn vec_from_base64(&self, b64: &str) -> Result<LockedVec<u8>, Error> {
+        LockedVec::from_base64_with(self.request::<u8>(0), b64)
+    }
+
+    /// Reads `reader` to its end into a vector, as [`LockedVec::read_from`]
+    /// does.
+    ///
+    /// ```
+    /// use lockedbox::{LockPolicy, Options};
+    ///
+    /// let key = Options::new().lock(LockPolicy::BestEffort).read_from(&b"k3y"[..], 64)?;
+    /// assert_eq!(&key[..], b"k3y");
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`LockedVec::read_from`].
+    pub fn read_from(&self, reader: impl io::Read, max_len: usize) -> Result<LockedVec<u8>, Error> {
+        LockedVec::read_from_with(self.request::<u8>(0), reader, max_len)
+    }
+
+    /// Reads one line into a string, as [`LockedString::read_line`] does.
+    ///
+    /// ```
+    /// use lockedbox::{Isolation, Options};
+    ///
+    /// let mut input = &b"s3cret\nrest"[..];
+    /// let line = Options::new().isolation(Isolation::Packed).read_line(&mut input, 64)?;
+    /// assert_eq!((&*line, input), ("s3cret", &b"rest"[..]));
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`LockedString::read_line`].
+    pub fn read_line(&self, reader: impl io::Read, max_len: usize) -> Result<LockedString, Error> {
+        LockedString::read_line_with(self.request::<u8>(0), reader, max_len)
+    }
+
+    /// Makes an empty [`LockedString`] with room for `capacity` bytes, whose
+    /// memory, and every growth of it, is made as these options say.
+    ///
+    /// # Errors
+    /// As [`Options::zeroed_slice`].
+    pub fn string(&self, capacity: usize) -> Result<LockedString, Error> {
+        LockedString::with_request(self.request::<u8>(0), capacity)
     }
 
     /// Makes an empty [`LockedVec`] with room for `capacity` elements, whose

@@ -183,6 +183,8 @@ impl Read for TtyReader<'_> {
 ///
 /// # Errors
 /// [`Error::NoTerminal`] without a controlling terminal;
+/// [`Error::Terminal`] if `/dev/tty` could not be opened or queried for
+/// another reason (such as `EMFILE`, out of file descriptors);
 /// [`Error::InputTooLong`] past [`MAX_PASSWORD_LEN`] bytes;
 /// [`Error::InvalidUtf8`]; [`Error::Io`] if reading fails, the input ends
 /// before a line, or a signal whose disposition let the process live on
@@ -195,9 +197,9 @@ pub fn prompt_password(prompt: &str) -> Result<LockedString, Error> {
         .read(true)
         .write(true)
         .open("/dev/tty")
-        .map_err(|source| Error::NoTerminal { source })?;
+        .map_err(|e| terminal_error("open /dev/tty", e))?;
     let fd = tty.as_fd();
-    let modes = sys::terminal_modes(fd).map_err(|source| Error::NoTerminal { source })?;
+    let modes = sys::terminal_modes(fd).map_err(|e| terminal_error("tcgetattr /dev/tty", e))?;
     SIGNALLED.store(0, Ordering::Relaxed);
     // SAFETY: no handler of ours is installed (we hold PROMPT, and the last
     // prompt uninstalled its own before releasing it).
@@ -225,6 +227,20 @@ pub fn prompt_password(prompt: &str) -> Result<LockedString, Error> {
     line
 }
 
+/// The error for `call` on `/dev/tty` failing with `e`:
+/// [`Error::NoTerminal`] only where the kernel says there is no terminal
+/// (`ENXIO`: no controlling terminal, see tty(4); `ENOENT`/`ENODEV`: no
+/// `/dev/tty` device here; `ENOTTY`: what was opened is no terminal), else
+/// [`Error::Terminal`] (out of descriptors, not allowed, ...).
+fn terminal_error(call: &'static str, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENXIO | libc::ENOENT | libc::ENODEV | libc::ENOTTY) => {
+            Error::NoTerminal { source: e }
+        }
+        _ => Error::Terminal { call, source: e },
+    }
+}
+
 /// Saves the current dispositions of [`SIGNALS`] and installs `on_signal`
 /// for each; on failure puts back those already replaced.
 fn install_handlers() -> Result<(), Error> {
@@ -248,4 +264,36 @@ fn install_handlers() -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_terminal_is_no_terminal() {
+        for errno in [libc::ENXIO, libc::ENOENT, libc::ENODEV, libc::ENOTTY] {
+            let e = terminal_error("open /dev/tty", io::Error::from_raw_os_error(errno));
+            assert!(matches!(e, Error::NoTerminal { .. }), "{errno}: {e}");
+        }
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EACCES,
+            libc::ENOMEM,
+            libc::EIO,
+        ] {
+            let e = terminal_error("open /dev/tty", io::Error::from_raw_os_error(errno));
+            assert!(
+                matches!(
+                    e,
+                    Error::Terminal {
+                        call: "open /dev/tty",
+                        ..
+                    }
+                ),
+                "{errno}: {e}"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@ use std::io;
 use std::ops::Deref;
 
 use crate::error::Error;
+use crate::store::Request;
 use crate::vec::LockedVec;
 
 /// UTF-8 text whose every byte lives in locked, guarded, dump-proof memory.
@@ -75,6 +76,35 @@ impl LockedString {
         self.bytes.clear();
     }
 
+    /// An empty string whose memory is made as `req` says, with room for
+    /// `capacity` bytes.
+    pub(crate) fn with_request(req: Request, capacity: usize) -> Result<Self, Error> {
+        let mut bytes = LockedVec::with_request(req);
+        bytes.try_reserve(capacity)?;
+        // No bytes: valid UTF-8.
+        Ok(LockedString { bytes })
+    }
+
+    /// A copy of the string in new locked memory made as this string's is,
+    /// as [`LockedVec::try_clone`] does.
+    ///
+    /// ```
+    /// let mut pass = lockedbox::LockedString::new();
+    /// pass.try_push_str("hunter2")?;
+    /// assert!(pass.try_clone()? == "hunter2");
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`LockedVec::try_reserve`]; nothing is made then.
+    ///
+    /// # Panics
+    /// As [`LockedVec::try_clone`].
+    pub fn try_clone(&self) -> Result<Self, Error> {
+        // A copy of valid UTF-8.
+        self.bytes.try_clone().map(|bytes| LockedString { bytes })
+    }
+
     /// The bytes, as a locked vector.
     pub fn into_bytes(self) -> LockedVec<u8> {
         self.bytes
@@ -96,7 +126,9 @@ impl LockedString {
     /// byte past the terminator is consumed: a raw descriptor or a pipe that
     /// the rest of the program reads afterwards is left where the line ended.
     /// (Wrap a slow reader in nothing: a `BufReader` would keep a copy of the
-    /// secret in its own buffer.)
+    /// secret in its own buffer. For standard input use
+    /// [`raw_stdin`](crate::raw_stdin), not [`std::io::stdin`], which reads
+    /// ahead into a buffer of its own that nobody wipes.)
     ///
     /// ```
     /// let mut input = &b"s3cret\nnext line\n"[..];
@@ -113,8 +145,17 @@ impl LockedString {
     /// what making the memory can return. What was read is wiped in every
     /// case. A line that ends with the input rather than a terminator is
     /// returned as it is.
-    pub fn read_line(mut reader: impl io::Read, max_len: usize) -> Result<Self, Error> {
-        let mut v = LockedVec::<u8>::new();
+    pub fn read_line(reader: impl io::Read, max_len: usize) -> Result<Self, Error> {
+        Self::read_line_with(Request::of::<u8>(0), reader, max_len)
+    }
+
+    /// [`read_line`](Self::read_line), the memory made as `req` says.
+    pub(crate) fn read_line_with(
+        req: Request,
+        mut reader: impl io::Read,
+        max_len: usize,
+    ) -> Result<Self, Error> {
+        let mut v = LockedVec::<u8>::with_request(req);
         let mut ended = false;
         loop {
             if v.len() == v.capacity() {

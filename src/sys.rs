@@ -1183,3 +1183,131 @@ pub(crate) unsafe fn zero_checked(addr: NonNull<u8>, len: usize) -> io::Result<(
     }
     Ok(())
 }
+
+/// `read(STDIN_FILENO, buf, buf.len())`: at most `buf.len()` bytes of
+/// standard input, straight into `buf`; nothing is read ahead or kept.
+/// `EINTR` comes back as an error of kind `Interrupted`.
+///
+/// # References
+/// - [read(2)](https://man7.org/linux/man-pages/man2/read.2.html)
+#[doc(alias = "read")]
+pub(crate) fn read_stdin(buf: &mut [u8]) -> io::Result<usize> {
+    rustix::io::read(rustix::stdio::stdin(), buf).map_err(io::Error::from)
+}
+
+/// Fields of `/proc/self/stat` (proc_pid_stat(5)), counted from 1 as the
+/// man page does; the command name, which may hold spaces, is skipped.
+fn own_stat_fields<const N: usize>(wanted: [usize; N]) -> io::Result<[u64; N]> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat");
+    // Field 3 follows the last `)`, that of the command name.
+    let rest = stat.rsplit_once(')').ok_or_else(bad)?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let mut out = [0; N];
+    for (o, &w) in out.iter_mut().zip(&wanted) {
+        let i = w.checked_sub(3).ok_or_else(bad)?;
+        *o = fields.get(i).and_then(|f| f.parse().ok()).ok_or_else(bad)?;
+    }
+    Ok(out)
+}
+
+/// The initial environment block, `env_start..env_end` (fields 50 and 51
+/// of proc_pid_stat(5)): the bytes `/proc/PID/environ` shows.
+///
+/// # References
+/// - [proc_pid_stat(5)](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html)
+pub(crate) fn env_block() -> io::Result<(usize, usize)> {
+    let [start, end] = own_stat_fields([50, 51])?;
+    let start = usize::try_from(start).map_err(io::Error::other)?;
+    let end = usize::try_from(end).map_err(io::Error::other)?;
+    if start == 0 || end < start {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no environment block in /proc/self/stat",
+        ));
+    }
+    Ok((start, end))
+}
+
+/// Whether this thread is the only one in the process (`Threads:` of
+/// /proc/self/status, proc_pid_status(5)).
+fn only_thread() -> io::Result<bool> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    Ok(status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .is_some_and(|n| n.trim() == "1"))
+}
+
+/// Moves the end of the environment block that `/proc/PID/environ` shows
+/// down to `end`, so the kernel shows `env_start..end`:
+/// `prctl(PR_SET_MM, PR_SET_MM_ENV_END, end)`, which needs
+/// `CAP_SYS_RESOURCE`; without it, if this is the only thread,
+/// `prctl(PR_SET_MM, PR_SET_MM_MAP, ..)`, which needs no capability (given
+/// `CONFIG_CHECKPOINT_RESTORE`) but sets every field of the memory layout
+/// at once: they are given as /proc/self/stat and brk(2) show them, which
+/// no other thread can change meanwhile (there is none) and this one does
+/// not (nothing allocates between reading `brk` and the call). Otherwise
+/// the error (`EPERM`).
+///
+/// The kernel uses these fields for /proc output only (and `brk` for
+/// brk(2), which gets its current value back).
+///
+/// # References
+/// - [prctl(2)](https://man7.org/linux/man-pages/man2/prctl.2.html),
+///   `PR_SET_MM`
+/// - [PR_SET_MM(2const)](https://man7.org/linux/man-pages/man2/PR_SET_MM.2const.html)
+#[doc(alias = "PR_SET_MM")]
+pub(crate) fn shrink_env_block(end: usize) -> io::Result<()> {
+    use rustix::process::{PrctlMmMap, VirtualMemoryMapAddress};
+    let at = NonNull::new(end as *mut c_void);
+    // SAFETY: moves the end of the range the kernel shows as the
+    // environment; no memory changes, nothing in the process reads it.
+    let by_end = unsafe {
+        rustix::process::set_virtual_memory_map_address(VirtualMemoryMapAddress::EnvironmentEnd, at)
+    };
+    match by_end {
+        Err(e) if e == rustix::io::Errno::PERM && only_thread()? => {}
+        other => return Ok(other?),
+    }
+    let [
+        start_code,
+        end_code,
+        start_stack,
+        start_data,
+        end_data,
+        start_brk,
+        arg_start,
+        arg_end,
+        env_start,
+    ] = own_stat_fields([26, 27, 28, 45, 46, 47, 48, 49, 50])?;
+    if start_code <= 1 || env_start == 0 {
+        // Fields the kernel hid (no permission to see them): never write
+        // them back.
+        return Err(io::Error::from_raw_os_error(libc::EPERM));
+    }
+    let mut map = PrctlMmMap {
+        start_code,
+        end_code,
+        start_data,
+        end_data,
+        start_brk,
+        brk: 0,
+        start_stack,
+        arg_start,
+        arg_end,
+        env_start,
+        env_end: end as u64,
+        auxv: std::ptr::null_mut(),
+        auxv_size: 0,
+        exe_fd: -1,
+    };
+    // SAFETY: brk(2) with 0 asks for the current break and changes nothing.
+    let brk = unsafe { libc::syscall(libc::SYS_brk, 0) };
+    map.brk = u64::try_from(brk).map_err(io::Error::other)?;
+    // SAFETY: every field as the kernel has it now (see above), but
+    // `env_end`; `auxv_size` 0 keeps the auxiliary vector and `exe_fd` -1
+    // the executable.
+    unsafe { rustix::process::configure_virtual_memory_map(&map) }?;
+    Ok(())
+}

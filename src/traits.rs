@@ -6,14 +6,37 @@
 //! Implemented for `LockedBox<[u8; N]>`, `LockedBox<[u8]>`, `LockedVec<u8>`
 //! and `LockedString`. (`*a == *b` on the dereferenced values still compiles
 //! and is *not* constant-time: compare the containers.)
+//!
+//! Each of them also compares with a plain byte slice, in either order
+//! (`stored == presented` for `presented: &[u8]` or `[u8]`), and the string
+//! with `str` and `&str`, through the same constant-time comparison: a
+//! presented token need not be boxed first.
+//!
+//! What is constant-time, in every comparison here: the time does not
+//! depend on the bytes, nor on where the first difference is. What is not:
+//! the lengths. Slices of different lengths compare unequal at once, so the
+//! time tells whether the lengths were equal, and a longer comparison takes
+//! longer. Lengths are not treated as secret; pad or hash first where they
+//! are.
+//!
+//! `zeroize::ZeroizeOnDrop` is implemented for every container whose `Drop`
+//! zeroes all the bytes it held; each impl says why it holds.
 #![forbid(unsafe_code)]
 
 use subtle::{Choice, ConstantTimeEq};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::locked_box::LockedBox;
+use crate::plain::Plain;
+use crate::sealed::SealedBox;
 use crate::string::LockedString;
 use crate::vec::LockedVec;
+
+/// Whether `a` and `b` are equal, in time that depends on their lengths
+/// only (`subtle`'s comparison of slices).
+fn ct_bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
 
 macro_rules! byte_secret {
     ($(impl[$($g:tt)*] $t:ty;)*) => {$(
@@ -45,6 +68,40 @@ macro_rules! byte_secret {
         }
 
         impl<$($g)*> Eq for $t {}
+
+        impl<$($g)*> PartialEq<[u8]> for $t {
+            /// Constant time in the bytes: the time does not depend on
+            /// them or on where they differ. Not in the lengths: slices of
+            /// different lengths are unequal at once, so the time tells
+            /// whether the lengths were equal (lengths are not secret).
+            fn eq(&self, other: &[u8]) -> bool {
+                ct_bytes_eq(&self[..], other)
+            }
+        }
+
+        impl<$($g)*> PartialEq<&[u8]> for $t {
+            /// Constant time in the contents; the lengths are compared
+            /// first.
+            fn eq(&self, other: &&[u8]) -> bool {
+                ct_bytes_eq(&self[..], other)
+            }
+        }
+
+        impl<$($g)*> PartialEq<$t> for [u8] {
+            /// Constant time in the contents; the lengths are compared
+            /// first.
+            fn eq(&self, other: &$t) -> bool {
+                ct_bytes_eq(self, &other[..])
+            }
+        }
+
+        impl<$($g)*> PartialEq<$t> for &[u8] {
+            /// Constant time in the contents; the lengths are compared
+            /// first.
+            fn eq(&self, other: &$t) -> bool {
+                ct_bytes_eq(self, &other[..])
+            }
+        }
     )*};
 }
 
@@ -103,6 +160,52 @@ impl PartialEq for LockedString {
 }
 
 impl Eq for LockedString {}
+
+macro_rules! string_eq {
+    ($($other:ty),*) => {$(
+        impl PartialEq<$other> for LockedString {
+            /// Constant time in the contents; the lengths are compared
+            /// first.
+            fn eq(&self, other: &$other) -> bool {
+                ct_bytes_eq(self.as_bytes(), AsRef::<[u8]>::as_ref(other))
+            }
+        }
+
+        impl PartialEq<LockedString> for $other {
+            /// Constant time in the contents; the lengths are compared
+            /// first.
+            fn eq(&self, other: &LockedString) -> bool {
+                ct_bytes_eq(AsRef::<[u8]>::as_ref(self), other.as_bytes())
+            }
+        }
+    )*};
+}
+
+string_eq!([u8], &[u8], str, &str);
+
+// `ZeroizeOnDrop`: each container's `Drop` zeroes every byte it held.
+
+/// Dropping the box drops the value in place, then zeroes the canary and
+/// every byte of the value with volatile writes (a packed box: its whole
+/// slot) before the slot is cached or given back, also when dropping the
+/// value panics. Not covered, as for any `ZeroizeOnDrop`: a box that is
+/// never dropped (`mem::forget`, a process that exits without unwinding);
+/// and a smashed canary aborts the process instead (after checking, before
+/// wiping). A fork child's copy of a `ForkPolicy::Exclude` box holds no
+/// bytes to wipe.
+impl<T: ?Sized + Plain> ZeroizeOnDrop for LockedBox<T> {}
+
+/// A vector's memory is one box holding its elements and then zeros: its
+/// `Drop` drops the elements and frees the box, which zeroes all of it (see
+/// `LockedBox`). Growth and `truncate` wiped what they left behind already.
+impl<T: Plain> ZeroizeOnDrop for LockedVec<T> {}
+
+/// A string is a `LockedVec<u8>` (see there).
+impl ZeroizeOnDrop for LockedString {}
+
+/// Dropping a sealed box opens its pages and drops it as the `LockedBox` it
+/// was, which zeroes it (see `LockedBox`).
+impl<T: ?Sized + Plain> ZeroizeOnDrop for SealedBox<T> {}
 
 impl Zeroize for LockedString {
     /// Wipes the text and empties the string; the memory is kept.

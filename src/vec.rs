@@ -310,6 +310,33 @@ impl<T: Plain> LockedVec<T> {
         self.truncate(0);
     }
 
+    /// A copy of the vector in new locked memory made as this vector's is
+    /// (its [`Options`](crate::Options)), with room for its length. The
+    /// elements are copied from locked memory to locked memory.
+    ///
+    /// ```
+    /// let key = lockedbox::LockedVec::from_hex("00ff")?;
+    /// let copy = key.try_clone()?;
+    /// assert!(copy == key);
+    /// # Ok::<(), lockedbox::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`try_reserve`](LockedVec::try_reserve); nothing is made then.
+    ///
+    /// # Panics
+    /// In a fork(2) child, for a vector whose memory its parent made with
+    /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude), as
+    /// dereferencing it does.
+    pub fn try_clone(&self) -> Result<Self, Error>
+    where
+        T: Copy,
+    {
+        let mut copy = Self::with_request(self.req);
+        copy.try_extend_from_slice(self)?;
+        Ok(copy)
+    }
+
     /// Seals the elements: moves them into a box of exactly their length
     /// (flush against its guard page; the vector's memory is wiped) and
     /// seals that (as `LockedBox::seal` does).
@@ -438,7 +465,13 @@ impl LockedVec<u8> {
     /// As [`with_capacity`](Self::with_capacity); [`Error::Os`] if
     /// getrandom(2) fails (what was drawn is wiped then).
     pub fn random(len: usize) -> Result<Self, Error> {
-        let mut v = Self::with_capacity(len)?;
+        Self::random_with(Request::of::<u8>(0), len)
+    }
+
+    /// [`random`](Self::random), the memory made as `req` says.
+    pub(crate) fn random_with(req: Request, len: usize) -> Result<Self, Error> {
+        let mut v = Self::with_request(req);
+        v.try_reserve(len)?;
         sys::random(&mut v.spare()[..len]).map_err(|e| Error::os("getrandom", len, e))?;
         v.set_len_within(len);
         Ok(v)
@@ -446,7 +479,10 @@ impl LockedVec<u8> {
 
     /// Reads `reader` to its end straight into locked memory: each read(2)
     /// writes into the vector's spare capacity, never into an ordinary
-    /// buffer.
+    /// buffer. (So give it an unbuffered reader: a `File`, a pipe, and for
+    /// standard input [`raw_stdin`](crate::raw_stdin), not
+    /// [`std::io::stdin`], which reads ahead into a buffer of its own that
+    /// nobody wipes.)
     ///
     /// The vector grows as [`try_reserve`](Self::try_reserve) does, except
     /// that input past 64 KiB moves at once into the largest slot the
@@ -468,8 +504,17 @@ impl LockedVec<u8> {
     /// (at most `max_len + 1` bytes are read to find out);
     /// [`Error::Io`] if the reader fails; what making the memory can return.
     /// What was read is wiped in every case.
-    pub fn read_from(mut reader: impl io::Read, max_len: usize) -> Result<Self, Error> {
-        let mut v = LockedVec::new();
+    pub fn read_from(reader: impl io::Read, max_len: usize) -> Result<Self, Error> {
+        Self::read_from_with(Request::of::<u8>(0), reader, max_len)
+    }
+
+    /// [`read_from`](Self::read_from), the memory made as `req` says.
+    pub(crate) fn read_from_with(
+        req: Request,
+        mut reader: impl io::Read,
+        max_len: usize,
+    ) -> Result<Self, Error> {
+        let mut v = LockedVec::with_request(req);
         // When the vector is full, whether input remains is asked with a
         // small read into this locked scratch box, so that the end of the
         // input costs no growth.

@@ -8,9 +8,9 @@ use common::{child, procfs};
 use lockedbox::{Isolation, LockPolicy, LockedBox, Options};
 
 fn best_effort(isolation: Isolation) -> Options {
-    let mut o = Options::new();
-    o.lock(LockPolicy::BestEffort).isolation(isolation);
-    o
+    Options::new()
+        .lock(LockPolicy::BestEffort)
+        .isolation(isolation)
 }
 
 /// Fills the limit with locked one-page boxes, until one is refused.
@@ -78,8 +78,7 @@ fn stats_count_the_mappings_of_a_partly_relocked_best_effort_slab() {
             common::become_unprivileged(64 * 1024);
             // (Under another fork policy, so that the kernel does not merge
             // the guard pages of its slab with the best-effort one's.)
-            let mut locked = Options::new();
-            locked
+            let locked = Options::new()
                 .isolation(Isolation::Packed)
                 .fork(lockedbox::ForkPolicy::Keep);
             // 16 locked packed pages: the whole limit.

@@ -24,9 +24,7 @@ use rustix::thread::{CapabilitySet, capabilities};
 const LIMIT: u64 = 64 * 1024;
 
 fn packed() -> Options {
-    let mut o = Options::new();
-    o.isolation(Isolation::Packed);
-    o
+    Options::new().isolation(Isolation::Packed)
 }
 
 fn describe(out: &Output) -> String {

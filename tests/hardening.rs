@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 
 use common::procfs::{self, Vma};
 use common::{child, end_of};
-use lockedbox::{Error, Hardening, LockAll, LockedBox, Step};
+use lockedbox::{Error, Hardening, LockAll, LockedBox, MemlockCall, Step};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 const MIB: usize = 1 << 20;
@@ -494,14 +494,29 @@ fn lock_all_over_a_64_kib_limit_is_refused_and_nothing_is_applied() {
                     .lock_all(mode)
                     .apply()
                     .unwrap_err();
+                // The advice fits mlockall: no box to drop, no BestEffort.
+                let msg = format!("{err:?}");
+                assert_eq!(msg, err.to_string());
+                for needle in [
+                    "mlockall",
+                    "ulimit -l",
+                    "CAP_IPC_LOCK",
+                    "leave lock_all out",
+                ] {
+                    assert!(msg.contains(needle), "{needle} not in {msg}");
+                }
+                for wrong in ["BestEffort", "drop boxes"] {
+                    assert!(!msg.contains(wrong), "{wrong} in {msg}");
+                }
                 let Error::MemlockLimit {
+                    call: MemlockCall::LockAll,
                     requested,
                     soft_limit,
                     hard_limit,
                     ..
                 } = err
                 else {
-                    panic!("{mode:?}: expected MemlockLimit, got {err:?}");
+                    panic!("{mode:?}: expected MemlockLimit from lock_all, got {err:?}");
                 };
                 assert_eq!((soft_limit, hard_limit), (Some(LIMIT), Some(LIMIT)));
                 // The request is the mapped size, which the kernel checks.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{child, end_of, procfs};
-use lockedbox::{Error, LockPolicy, LockedBox, Options};
+use lockedbox::{Error, LockPolicy, LockedBox, MemlockCall, Options};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 const LIMIT: u64 = 64 * 1024;
@@ -42,6 +42,7 @@ fn the_limit_is_respected_and_reported() {
         assert_eq!(procfs::vm_lck_kb(), base_lck + n * 4);
 
         let Error::MemlockLimit {
+            call: MemlockCall::Secret,
             requested,
             soft_limit,
             hard_limit,
@@ -56,9 +57,15 @@ fn the_limit_is_respected_and_reported() {
         );
         assert_eq!(*locked_by_crate as u64, n * 4096);
         let msg = err.to_string();
-        for needle in ["RLIMIT_MEMLOCK", "4096 bytes", "65536 bytes"] {
+        for needle in [
+            "RLIMIT_MEMLOCK",
+            "4096 bytes",
+            "65536 bytes",
+            "LockPolicy::BestEffort",
+        ] {
             assert!(msg.contains(needle), "{needle} not in {msg}");
         }
+        assert_eq!(format!("{err:?}"), msg, "Debug carries the advice");
 
         // The refused attempt left no mapping behind, and nobody raised the limit.
         let live_maps = procfs::mapping_count();

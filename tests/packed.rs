@@ -8,9 +8,7 @@ use common::{child, end_of, page_size, procfs, start_of};
 use lockedbox::{ForkPolicy, Isolation, LockPolicy, LockedBox, Options};
 
 fn packed() -> Options {
-    let mut o = Options::new();
-    o.isolation(Isolation::Packed);
-    o
+    Options::new().isolation(Isolation::Packed)
 }
 
 fn poke(addr: usize, byte: u8) {

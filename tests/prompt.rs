@@ -122,7 +122,9 @@ fn prompt_on_a_pseudo_terminal() {
             // SAFETY: as in `take_the_pty`; no terminal is opened after.
             assert!(unsafe { libc::setsid() } >= 0);
             match prompt_password("Password: ") {
-                Err(Error::NoTerminal { .. }) => println!("result: no terminal"),
+                Err(Error::NoTerminal { source }) => {
+                    println!("result: no terminal, errno {:?}", source.raw_os_error());
+                }
                 other => println!("result: unexpected {:?}", other.map(|s| s.len())),
             }
             std::process::exit(0);
@@ -223,5 +225,60 @@ fn prompt_on_a_pseudo_terminal() {
     // No controlling terminal: a clear error.
     let out = child("notty", "").wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("result: no terminal"), "{stdout}\n{out:?}");
+    // ENXIO: the kernel's "no controlling terminal" (tty(4)).
+    let enxio = format!("result: no terminal, errno Some({})", libc::ENXIO);
+    assert!(stdout.contains(&enxio), "{stdout}\n{out:?}");
+}
+
+/// A process out of file descriptors, with a controlling terminal: opening
+/// `/dev/tty` fails with `EMFILE`, which is `Error::Terminal` saying what
+/// to do, not `Error::NoTerminal`.
+#[test]
+fn out_of_descriptors_is_not_no_terminal() {
+    let out = common::child::run("out_of_descriptors_is_not_no_terminal", || {
+        let (master, pty) = open_pty();
+        take_the_pty(&pty);
+        rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(64),
+                maximum: Some(64),
+            },
+        )
+        .unwrap();
+        let mut held = Vec::new();
+        let emfile = loop {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => held.push(f),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 64, "RLIMIT_NOFILE of 64 not enforced");
+        };
+        assert_eq!(emfile.raw_os_error(), Some(libc::EMFILE));
+        let e = prompt_password("Password: ").unwrap_err();
+        let Error::Terminal { call, source } = &e else {
+            panic!("expected Error::Terminal, got {e:?}");
+        };
+        assert_eq!(
+            (*call, source.raw_os_error()),
+            ("open /dev/tty", Some(libc::EMFILE))
+        );
+        let msg = e.to_string();
+        for needle in ["open /dev/tty failed", "file descriptor", "ulimit -n"] {
+            assert!(msg.contains(needle), "{needle} not in {msg}");
+        }
+        // With a descriptor free again, the same terminal works.
+        held.pop();
+        // Typed once echo is off (the prompt flushes earlier input).
+        let typist = std::thread::spawn(move || {
+            wait_echo_off(&master);
+            (&master).write_all(b"x\n").unwrap();
+            master
+        });
+        let line = prompt_password("").expect("the terminal was there all along");
+        assert_eq!(&*line, "x");
+        // Closing the master would hang up the terminal: SIGHUP to this session leader.
+        std::mem::forget(typist.join().unwrap());
+    });
+    common::child::assert_success(&out);
 }

@@ -14,21 +14,15 @@ use common::{child, procfs, start_of};
 use lockedbox::{Backing, Error, Isolation, LockPolicy, LockedBox, Options};
 
 fn secret() -> Options {
-    let mut o = Options::new();
-    o.backing(Backing::SecretMem);
-    o
+    Options::new().backing(Backing::SecretMem)
 }
 
 fn secret_packed() -> Options {
-    let mut o = secret();
-    o.isolation(Isolation::Packed);
-    o
+    secret().isolation(Isolation::Packed)
 }
 
 fn prefer() -> Options {
-    let mut o = Options::new();
-    o.backing(Backing::PreferSecretMem);
-    o
+    Options::new().backing(Backing::PreferSecretMem)
 }
 
 fn available() -> bool {

@@ -13,9 +13,7 @@ use common::{child, procfs};
 use lockedbox::{Error, Isolation, LockedBox, Options};
 
 fn packed() -> Options {
-    let mut o = Options::new();
-    o.isolation(Isolation::Packed);
-    o
+    Options::new().isolation(Isolation::Packed)
 }
 
 #[test]
@@ -199,8 +197,7 @@ fn a_million_best_effort_packed_secrets_under_64_kib() {
         common::become_unprivileged(64 * 1024);
         let base_kb = procfs::vm_lck_kb();
         let base_maps = procfs::mapping_count();
-        let mut opts = packed();
-        opts.lock(lockedbox::LockPolicy::BestEffort);
+        let opts = packed().lock(lockedbox::LockPolicy::BestEffort);
         let mut boxes = Vec::with_capacity(1_000_000);
         for i in 0..1_000_000u32 {
             let mut b = opts
@@ -261,8 +258,7 @@ fn a_dropped_box_lets_an_unlocked_packed_page_lock() {
             .take(100)
             .collect();
         assert!(pages.len() < 100, "the limit was reached");
-        let mut opts = packed();
-        opts.lock(lockedbox::LockPolicy::BestEffort);
+        let opts = packed().lock(lockedbox::LockPolicy::BestEffort);
         let b = opts.zeroed::<[u8; 32]>().unwrap();
         assert!(!b.is_locked());
         let vma = procfs::vma_at(b.as_ptr() as usize).unwrap();

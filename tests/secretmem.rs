@@ -14,15 +14,11 @@ use common::{child, procfs, start_of};
 use lockedbox::{Backing, Error, ForkPolicy, Isolation, LockedBox, Options};
 
 fn secret() -> Options {
-    let mut o = Options::new();
-    o.backing(Backing::SecretMem);
-    o
+    Options::new().backing(Backing::SecretMem)
 }
 
 fn secret_packed() -> Options {
-    let mut o = secret();
-    o.isolation(Isolation::Packed);
-    o
+    secret().isolation(Isolation::Packed)
 }
 
 /// Whether this kernel lets the process make secret memory at all; if not,

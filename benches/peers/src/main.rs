@@ -144,9 +144,7 @@ fn lockedbox_packed_32() {
 // --- secret memory (memfd_secret(2)) ------------------------------------
 
 fn secret_opts() -> Options {
-    let mut o = Options::new();
-    o.backing(Backing::SecretMem);
-    o
+    Options::new().backing(Backing::SecretMem)
 }
 
 fn lockedbox_secret_page_32() {
