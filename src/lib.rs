@@ -6,6 +6,9 @@
 //! - [`LockedVec`] and [`LockedString`], secrets of any length;
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
+//! - with the `serde` feature, `Deserialize` for the byte and string
+//!   secrets, and the `serde` module: hex and base64 text, chosen
+//!   [`Options`], and what a format keeps of the input;
 //! - [`locked_bytes`], [`memlock_limit`] and [`Host`] for what the process
 //!   and the host allow;
 //! - [`Hardening`], the opt-in process-wide steps (no core dumps, not
@@ -44,7 +47,8 @@ mod region;
 mod seal_state;
 mod sealed;
 #[cfg(feature = "serde")]
-mod serde_impl;
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod serde;
 mod store;
 mod string;
 mod sync;

@@ -1,0 +1,211 @@
+//! A token service's start-up: 50,000 random 32-byte tokens, written as hex
+//! strings in one JSON object (`{"t00000": "…64 hex digits…", …}`, about
+//! 3.8 MB), parsed from a slice with `serde_json::from_slice`:
+//!
+//! - `locked`: into `HashMap<String, Hex<LockedBox<[u8; 32]>>>` inside
+//!   `lockedbox::serde::with_options` with `Isolation::Packed` and
+//!   `LockPolicy::BestEffort`, so every token is decoded from the document
+//!   straight into a packed box (1,024 or so are locked, the rest go to the
+//!   crate's unlocked packed pages);
+//! - `plain`: into `HashMap<String, [u8; 32]>`, each value hex-decoded by
+//!   the same constant-time decoder (`base16ct`) into an ordinary array.
+//!
+//! Both run in a process without CAP_IPC_LOCK under a 64 KiB
+//! RLIMIT_MEMLOCK, set before the crate touches memory. Each measurement is
+//! a fresh child process (this binary run again with
+//! `LOCKEDBOX_BENCH_CHILD` set), so each starts from an empty allocator and
+//! an empty limit; the two alternate, in an order that rotates, and each
+//! child times only the parse (the document is built before the clock
+//! starts, the map dropped after it stops) and reports it on stdout. The
+//! ratio is the median of the per-repetition ratios.
+//!
+//! `cargo bench --features serde --bench serde_tokens`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hint::black_box;
+use std::process::Command;
+use std::time::Instant;
+
+use lockedbox::serde::{Hex, with_options};
+use lockedbox::{Isolation, LockPolicy, LockedBox, Options};
+use rustix::process::{Resource, Rlimit, setrlimit};
+use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+const TOKENS: usize = 50_000;
+const REPS: usize = 15;
+const VAR: &str = "LOCKEDBOX_BENCH_CHILD";
+
+/// Drops CAP_IPC_LOCK and sets RLIMIT_MEMLOCK to 64 KiB (this process only,
+/// from its one thread).
+fn limit_to_64_kib() {
+    let mut caps = capabilities(None).expect("capget");
+    for set in [
+        &mut caps.effective,
+        &mut caps.permitted,
+        &mut caps.inheritable,
+    ] {
+        set.remove(CapabilitySet::IPC_LOCK);
+    }
+    set_capabilities(None, caps).expect("capset");
+    let limit = Some(64 * 1024);
+    setrlimit(
+        Resource::Memlock,
+        Rlimit {
+            current: limit,
+            maximum: limit,
+        },
+    )
+    .expect("setrlimit");
+}
+
+/// The JSON document: `TOKENS` pseudo-random tokens (splitmix64), as hex.
+fn document() -> Vec<u8> {
+    let mut state = 0x5eed_0f70_6b65_6e00_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut doc = Vec::with_capacity(TOKENS * 80);
+    doc.push(b'{');
+    for i in 0..TOKENS {
+        if i > 0 {
+            doc.push(b',');
+        }
+        doc.extend_from_slice(format!("\"t{i:05}\":\"").as_bytes());
+        for _ in 0..4 {
+            doc.extend_from_slice(format!("{:016x}", next()).as_bytes());
+        }
+        doc.push(b'"');
+    }
+    doc.push(b'}');
+    doc
+}
+
+/// A plain `[u8; 32]` from hex, for the baseline.
+struct PlainHex([u8; 32]);
+
+impl<'de> Deserialize<'de> for PlainHex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PlainHex;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("64 hex digits")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PlainHex, E> {
+                let mut out = [0u8; 32];
+                match base16ct::mixed::decode(v, &mut out) {
+                    Ok(d) if d.len() == 32 && v.len() == 64 => Ok(PlainHex(out)),
+                    _ => Err(E::custom("not 64 hex digits")),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn packed_best_effort() -> Options {
+    let mut o = Options::new();
+    o.isolation(Isolation::Packed).lock(LockPolicy::BestEffort);
+    o
+}
+
+/// Parses the document one way; prints the nanoseconds and how many tokens
+/// are locked.
+fn child(kind: &str) {
+    limit_to_64_kib();
+    let doc = document();
+    let opts = packed_best_effort();
+    let (ns, locked) = match kind {
+        "locked" => {
+            // One box first, so process-wide set-up is not timed.
+            drop(opts.zeroed::<[u8; 32]>().expect("a first box"));
+            let start = Instant::now();
+            let map: HashMap<String, Hex<LockedBox<[u8; 32]>>> =
+                with_options(&opts, || serde_json::from_slice(black_box(&doc))).expect("parse");
+            let ns = start.elapsed().as_nanos();
+            assert_eq!(map.len(), TOKENS);
+            let locked = map.values().filter(|b| b.is_locked()).count();
+            black_box(&map);
+            (ns, locked)
+        }
+        "plain" => {
+            let start = Instant::now();
+            let map: HashMap<String, PlainHex> =
+                serde_json::from_slice(black_box(&doc)).expect("parse");
+            let ns = start.elapsed().as_nanos();
+            assert_eq!(map.len(), TOKENS);
+            black_box(map.values().map(|t| t.0[0]).fold(0, u8::wrapping_add));
+            (ns, 0)
+        }
+        _ => panic!("unknown child {kind}"),
+    };
+    println!("{ns} {locked}");
+}
+
+/// Runs one child; its nanoseconds and locked count.
+fn run(kind: &str) -> (f64, usize) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = Command::new(exe)
+        .env(VAR, kind)
+        .output()
+        .expect("run the bench again");
+    assert!(out.status.success(), "{kind} child: {out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let mut words = text.split_whitespace();
+    let ns = words.next().and_then(|w| w.parse().ok()).expect("ns");
+    let locked = words.next().and_then(|w| w.parse().ok()).expect("locked");
+    (ns, locked)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if let Ok(kind) = std::env::var(VAR) {
+        return child(&kind);
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return; // cargo bench --list
+    }
+    let (mut locked, mut plain, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut locked_count = 0;
+    for rep in 0..REPS {
+        let ((a, n), (b, _)) = if rep % 2 == 0 {
+            let a = run("locked");
+            (a, run("plain"))
+        } else {
+            let b = run("plain");
+            (run("locked"), b)
+        };
+        locked.push(a / 1e6);
+        plain.push(b / 1e6);
+        ratios.push(a / b);
+        locked_count = n;
+    }
+    let ratio = median(ratios);
+    let verdict = if ratio <= 2.0 { "met" } else { "**missed**" };
+    println!();
+    println!(
+        "{TOKENS} hex tokens from one JSON slice, 64 KiB RLIMIT_MEMLOCK, no CAP_IPC_LOCK, \
+         {REPS} alternating child processes, medians"
+    );
+    println!();
+    println!("| into | parse (ms) | locked | ratio |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| `HashMap<String, Hex<LockedBox<[u8; 32]>>>`, packed, best effort | {:.1} | {locked_count} | {ratio:.2} x (target <= 2 x: {verdict}) |",
+        median(locked)
+    );
+    println!(
+        "| `HashMap<String, [u8; 32]>` | {:.1} | - | 1.00 (baseline) |",
+        median(plain)
+    );
+}
