@@ -623,6 +623,36 @@ fn each_path_leaves_one_copy() {
     child::assert_success(&out);
 }
 
+/// What serde_json keeps, which the crate cannot reach (the module docs
+/// warn of it): its scratch buffer holds a string that had escapes, and
+/// every string read from a reader, while the deserializer lives. Without
+/// escapes, from a slice, it holds nothing (`each_path_leaves_one_copy`).
+#[test]
+fn serde_json_scratch_keeps_escaped_and_read_strings() {
+    let out = child::run("serde_json_scratch_keeps_escaped_and_read_strings", || {
+        // Escapes: the secret, then `\u0041` ("A").
+        let doc = document(r#"""#, Text::Raw, 16, 40, r#"\u0041""#);
+        let mut de = serde_json::Deserializer::from_slice(&doc);
+        let s: LockedString = serde::Deserialize::deserialize(&mut de).unwrap();
+        assert!(holds(&s.as_bytes()[..40], 16, 40) && s.ends_with('A'));
+        let (bytes, _) = copies(Text::Raw, 16, 40);
+        assert_eq!(bytes, 3, "the document, the string and the scratch buffer");
+        drop(de);
+        drop(s);
+
+        // A reader: no escapes, copied all the same.
+        let doc = document(r#"""#, Text::Raw, 17, 40, r#"""#);
+        let mut de = serde_json::Deserializer::from_reader(&doc[..]);
+        let s: LockedString = serde::Deserialize::deserialize(&mut de).unwrap();
+        assert!(holds(s.as_bytes(), 17, 40));
+        let (bytes, _) = copies(Text::Raw, 17, 40);
+        assert_eq!(bytes, 3, "the document, the string and the scratch buffer");
+        drop(de);
+        drop(s);
+    });
+    child::assert_success(&out);
+}
+
 /// Packed best-effort boxes past the lock limit, without CAP_IPC_LOCK: the
 /// secret lands unlocked in the crate's own packed pages (never dumped,
 /// kept apart) and is still found once.

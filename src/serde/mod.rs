@@ -50,13 +50,14 @@
 //!   and the document too is locked and wiped when dropped.
 //! - A string *with* escapes (`\n`, `\u00e4`) is unescaped first into a
 //!   scratch buffer of serde_json's own, an ordinary `Vec<u8>` it frees
-//!   without wiping: write secrets without escapes (hex and base64 never
-//!   have any).
+//!   without wiping: write secrets without escapes (hex and base64 need
+//!   none).
 //! - `serde_json::from_reader` copies *every* string into that scratch
 //!   buffer, escapes or not: do not use it for documents that hold secrets.
-//! - A `serde_json::Value` is a tree of ordinary `String`s: deserialize
-//!   secrets straight from the text, not through a `Value`.
-//!
+//! - A `serde_json::Value` holds its strings as ordinary `String`s.
+//!   `serde_json::from_value` hands them over by value, and they are wiped
+//!   once decoded, but a `Value` cloned or kept still holds them:
+//!   deserialize secrets straight from the text, not through a `Value`.
 //! - An untagged or internally tagged enum makes serde's derive read the
 //!   value into a buffer of its own before it knows the variant. From a
 //!   slice that buffer borrows the document and adds no copy; a string the
@@ -143,7 +144,9 @@
 //! it is alive (in its locked memory, or, for best effort past the lock
 //! limit, in the crate's unlocked packed pages, which are never dumped),
 //! its text only in the document it came from, and neither once both are
-//! gone; a string handed over by value is wiped once decoded; the options
+//! gone; a string handed over by value is wiped once decoded; serde_json's
+//! scratch buffer holds a string with escapes, or any string read from a
+//! reader, while the deserializer lives; the options
 //! of [`with_options`] reach every path, and only inside the closure; no
 //! error message quotes the input. And strace counts the `mlock` calls of
 //! 50,000 hex tokens loaded from one document into packed, best-effort
