@@ -33,14 +33,12 @@ impl<const N: usize> LockedBox<[u8; N]> {
 
     /// [`from_hex`](Self::from_hex), the box made as `req` says.
     pub(crate) fn from_hex_with(req: Request, hex: &str) -> Result<Self, Error> {
-        if hex.len() != 2 * N {
+        if !hex_fits(hex.as_bytes(), N) {
             return Err(HEX);
         }
         let mut b = Self::zeroed_with(req)?;
-        match base16ct::mixed::decode(hex, &mut b[..]) {
-            Ok(out) if out.len() == N => Ok(b),
-            _ => Err(HEX),
-        }
+        hex_exact(hex.as_bytes(), &mut b[..])?;
+        Ok(b)
     }
 
     /// Decodes standard, padded `base64` (RFC 4648) of exactly `N` bytes
@@ -60,14 +58,12 @@ impl<const N: usize> LockedBox<[u8; N]> {
 
     /// [`from_base64`](Self::from_base64), the box made as `req` says.
     pub(crate) fn from_base64_with(req: Request, b64: &str) -> Result<Self, Error> {
-        if b64.len() != N.div_ceil(3) * 4 {
+        if !base64_fits(b64.as_bytes(), N) {
             return Err(BASE64);
         }
         let mut b = Self::zeroed_with(req)?;
-        match base64ct::Base64::decode(b64, &mut b[..]) {
-            Ok(out) if out.len() == N => Ok(b),
-            _ => Err(BASE64),
-        }
+        base64_exact(b64.as_bytes(), &mut b[..])?;
+        Ok(b)
     }
 }
 
@@ -90,16 +86,7 @@ impl LockedVec<u8> {
 
     /// [`from_hex`](Self::from_hex), the memory made as `req` says.
     pub(crate) fn from_hex_with(req: Request, hex: &str) -> Result<Self, Error> {
-        if hex.len() % 2 != 0 {
-            return Err(HEX);
-        }
-        let mut v = LockedVec::with_request(req);
-        v.try_reserve(hex.len() / 2)?;
-        let n = base16ct::mixed::decode(hex, v.spare())
-            .map_err(|_| HEX)?
-            .len();
-        v.set_len_within(n);
-        Ok(v)
+        hex_vec(hex.as_bytes(), LockedVec::with_request(req))
     }
 
     /// Decodes standard, padded `base64` (RFC 4648) into a new vector.
@@ -118,14 +105,91 @@ impl LockedVec<u8> {
 
     /// [`from_base64`](Self::from_base64), the memory made as `req` says.
     pub(crate) fn from_base64_with(req: Request, b64: &str) -> Result<Self, Error> {
-        let mut v = LockedVec::with_request(req);
-        v.try_reserve(b64.len() / 4 * 3)?;
-        let n = base64ct::Base64::decode(b64, v.spare())
-            .map_err(|_| BASE64)?
-            .len();
-        v.set_len_within(n);
-        Ok(v)
+        base64_vec(b64.as_bytes(), LockedVec::with_request(req))
     }
+}
+
+// The decoders themselves, over memory the caller has made (with whatever
+// options): the methods above and the `serde` helpers share them.
+
+/// Whether `text` has the length of hex for `n` bytes (checked before any
+/// memory is made for it).
+pub(crate) fn hex_fits(text: &[u8], n: usize) -> bool {
+    text.len() % 2 == 0 && text.len() / 2 == n
+}
+
+/// Whether `text` has the length of padded base64 for `n` bytes.
+pub(crate) fn base64_fits(text: &[u8], n: usize) -> bool {
+    // `n` is at most `isize::MAX` (the size of a value), so this cannot
+    // overflow.
+    text.len() == n.div_ceil(3) * 4
+}
+
+/// Decodes hex `text` into all of `out`.
+///
+/// # Errors
+/// [`Error::Decode`] for a length other than `2 * out.len()` or a character
+/// that is not a hex digit; `out` then holds what was decoded, for the
+/// caller to wipe (dropping the box it is in does).
+pub(crate) fn hex_exact(text: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    let n = out.len();
+    if !hex_fits(text, n) {
+        return Err(HEX);
+    }
+    match base16ct::mixed::decode(text, out) {
+        Ok(d) if d.len() == n => Ok(()),
+        _ => Err(HEX),
+    }
+}
+
+/// Decodes standard, padded base64 `text` into all of `out`.
+///
+/// # Errors
+/// As [`hex_exact`], for base64 of `out.len()` bytes.
+pub(crate) fn base64_exact(text: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    let n = out.len();
+    if !base64_fits(text, n) {
+        return Err(BASE64);
+    }
+    match base64ct::Base64::decode(text, out) {
+        Ok(d) if d.len() == n => Ok(()),
+        _ => Err(BASE64),
+    }
+}
+
+/// Decodes hex `text` into `v`, an empty vector whose options say how its
+/// memory is made, reserving the room first.
+///
+/// # Errors
+/// [`Error::Decode`] for an odd length or a character that is not a hex
+/// digit; what reserving can return. `v` is dropped (wiped) then.
+pub(crate) fn hex_vec(text: &[u8], mut v: LockedVec<u8>) -> Result<LockedVec<u8>, Error> {
+    debug_assert!(v.is_empty());
+    if text.len() % 2 != 0 {
+        return Err(HEX);
+    }
+    let n = text.len() / 2;
+    v.try_reserve(n)?;
+    let got = base16ct::mixed::decode(text, &mut v.spare()[..n])
+        .map_err(|_| HEX)?
+        .len();
+    v.set_len_within(got);
+    Ok(v)
+}
+
+/// Decodes standard, padded base64 `text` into `v`, as [`hex_vec`] does.
+///
+/// # Errors
+/// As [`hex_vec`], for base64.
+pub(crate) fn base64_vec(text: &[u8], mut v: LockedVec<u8>) -> Result<LockedVec<u8>, Error> {
+    debug_assert!(v.is_empty());
+    let most = text.len() / 4 * 3;
+    v.try_reserve(most)?;
+    let got = base64ct::Base64::decode(text, &mut v.spare()[..most])
+        .map_err(|_| BASE64)?
+        .len();
+    v.set_len_within(got);
+    Ok(v)
 }
 
 #[cfg(test)]

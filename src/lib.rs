@@ -7,6 +7,9 @@
 //!   [`raw_stdin`], standard input without a buffer to leave them in;
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
+//! - with the `serde` feature, `Deserialize` for the byte and string
+//!   secrets, and the `serde` module: hex and base64 text, chosen
+//!   [`Options`], and what a format keeps of the input;
 //! - [`locked_bytes`], [`memlock_limit`] and [`Host`] for what the process
 //!   and the host allow;
 //! - [`Hardening`], the opt-in process-wide steps (no core dumps, not
@@ -46,7 +49,8 @@ mod region;
 mod seal_state;
 mod sealed;
 #[cfg(feature = "serde")]
-mod serde_impl;
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod serde;
 mod signal;
 mod stdin;
 mod store;
