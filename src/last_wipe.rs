@@ -40,9 +40,11 @@
 //! action.
 #![allow(unsafe_code)]
 
+use std::ffi::c_void;
 use std::ptr::NonNull;
 
 use crate::alloc::registry::{self, Range};
+use crate::dying;
 use crate::error::Error;
 use crate::sys::{self, Protection};
 
@@ -79,6 +81,7 @@ const ROUNDS: usize = 4;
 pub fn wipe_all_and_abort() -> ! {
     sys::block_all_signals();
     last_wipe();
+    sys::clear_vector_registers();
     std::process::abort()
 }
 
@@ -179,11 +182,18 @@ pub fn wipe_on_signals(signals: &[i32]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The handler [`wipe_on_signals`] installs: the wipe, then the signal's
-/// default action. Async-signal-safe: atomics, the syscalls named in the
-/// module docs, stack memory.
-extern "C" fn on_signal(sig: libc::c_int) {
+/// The handler [`wipe_on_signals`] installs: the registers the kernel
+/// saved in this handler's frame are scrubbed first (the signal may have
+/// interrupted this very thread in the middle of copying a secret), then
+/// the wipe, then the signal's default action. Async-signal-safe: atomics,
+/// the syscalls named in the module docs, stack memory.
+extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
+    // SAFETY: the context the kernel passed to this handler, which never
+    // returns: it ends the process below, or stops for good in the wipe.
+    unsafe { sys::scrub_context(context) };
+    sys::clear_vector_registers();
     last_wipe();
+    sys::clear_vector_registers();
     sys::set_default_action(sig);
     sys::raise_signal(sig);
     // Every other signal stays blocked (the handler's mask); `sig`, pending
@@ -193,28 +203,103 @@ extern "C" fn on_signal(sig: libc::c_int) {
     std::process::abort();
 }
 
-/// The handler for `SIGSEGV` and `SIGBUS` while the wipe runs: a thread
-/// that faults on memory the wipe made inaccessible stops for good. A fault
-/// of the wiping thread itself is fatal, as it would have been without it.
-extern "C" fn on_fault(sig: libc::c_int) {
+/// The handler for `SIGSEGV` and `SIGBUS` while the wipe runs, on a
+/// thread that faults on memory the wipe made inaccessible or that the wipe
+/// told to stop (`SIGSEGV` by tgkill(2)): it scrubs the registers the
+/// kernel saved in its frame (and its own vector registers), records itself
+/// stopped and stops for good, with every signal blocked (the handler's
+/// mask), so no later frame is ever written on it. A fault of the wiping
+/// thread itself is fatal, as it would have been without the wipe.
+extern "C" fn on_fault(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
     if sys::is_last_wiper() {
         // Returning retries the access, which faults again and now kills.
         sys::set_default_action(sig);
         return;
     }
+    dying::entered_fault_handler();
+    // SAFETY: the context the kernel passed to this handler, which never
+    // returns.
+    unsafe { sys::scrub_context(context) };
+    sys::clear_vector_registers();
+    let _ = dying::record_stopped(sys::thread_id());
+    dying::left_fault_handler();
     sys::sleep_forever();
+}
+
+/// Threads the wipe waits for, at most (the rest are signalled too).
+const WAITED_MAX: usize = 256;
+
+/// How long the wipe waits, at most, for the threads it told to stop to
+/// scrub their frames: one that has `SIGSEGV` blocked, or that sleeps in
+/// the kernel uninterruptibly, is not waited for longer.
+const STOP_WAIT_NS: u64 = 1_000_000_000;
+
+/// Rounds of listing the threads, for those made while the wipe runs.
+const LIST_ROUNDS: usize = 8;
+
+/// The threads the wipe told to stop.
+struct Stopping {
+    tids: [i32; WAITED_MAX],
+    len: usize,
+}
+
+impl Stopping {
+    /// Sends `SIGSEGV` to every other thread not told yet and not stopped
+    /// already, round after round until a round finds none new.
+    fn signal_all(&mut self) {
+        for _ in 0..LIST_ROUNDS {
+            let mut new = false;
+            let listed = sys::each_other_thread(|tid| {
+                if self.tids[..self.len].contains(&tid) || dying::is_stopped(tid) {
+                    return;
+                }
+                if sys::signal_thread(tid, libc::SIGSEGV).is_ok() {
+                    new = true;
+                    if self.len < WAITED_MAX {
+                        self.tids[self.len] = tid;
+                        self.len += 1;
+                    }
+                }
+            });
+            if !listed || !new {
+                break;
+            }
+        }
+    }
+
+    /// Waits, for at most [`STOP_WAIT_NS`], until every thread told to
+    /// stop has stopped (or exited) and no thread is inside the fault
+    /// handler with its frame not yet scrubbed.
+    fn wait(&self) {
+        let deadline = sys::monotonic_ns().saturating_add(STOP_WAIT_NS);
+        loop {
+            let done = !dying::scrubbing()
+                && self.tids[..self.len]
+                    .iter()
+                    .all(|&t| dying::is_stopped(t) || sys::signal_thread(t, 0).is_err());
+            if done || sys::monotonic_ns() > deadline {
+                return;
+            }
+            sys::nap(100_000);
+        }
+    }
 }
 
 /// The wipe itself (module docs); returns on the wiping thread only.
 fn last_wipe() {
     if !sys::begin_last_wipe() {
-        sys::sleep_forever();
+        sys::stop_for_good();
     }
     for sig in [libc::SIGSEGV, libc::SIGBUS] {
         // SAFETY: `on_fault` is async-signal-safe (atomics, sigaction,
-        // gettid, pause).
+        // gettid, pause, writes to its own signal frame).
         let _ = unsafe { sys::set_exclusive_handler(sig, on_fault) };
     }
+    let mut stopping = Stopping {
+        tids: [0; WAITED_MAX],
+        len: 0,
+    };
+    stopping.signal_all();
     let pid = sys::process_id();
     let here = |r: &Range| r.pid == 0 || r.pid == pid;
     // Zeroing through the kernel keeps every mapping `PROT_NONE` while it
@@ -246,6 +331,10 @@ fn last_wipe() {
     if let Some(fd) = mem {
         sys::close_raw(fd);
     }
+    // Threads started while the wipe ran are told too; then every thread
+    // told has its frame scrubbed before the process dies.
+    stopping.signal_all();
+    stopping.wait();
 }
 
 /// Zeroes the resident pages of the mapping `addr..addr + len`, run by run:

@@ -24,6 +24,7 @@ compile_error!(
 mod alloc;
 mod canary;
 mod decode;
+mod dying;
 mod env;
 mod error;
 mod fork;
