@@ -60,7 +60,9 @@ pub(crate) fn record_stopped(tid: i32) -> bool {
 
 /// Whether thread `tid` recorded itself stopped.
 pub(crate) fn is_stopped(tid: i32) -> bool {
-    STOPPED.iter().any(|slot| slot.load(Ordering::SeqCst) == tid)
+    STOPPED
+        .iter()
+        .any(|slot| slot.load(Ordering::SeqCst) == tid)
 }
 
 /// A thread entered the fault handler: its saved registers are about to
@@ -99,5 +101,4 @@ mod tests {
             1
         );
     }
-
 }

@@ -1305,7 +1305,11 @@ pub(crate) unsafe fn scrub_context(context: *mut c_void) {
     unsafe { zero_bytes(fp, SW_BYTES_AT) };
     // SAFETY: the software bytes lie inside the FXSAVE area.
     let word = |at: usize| unsafe { fp.wrapping_add(at).cast::<u32>().read_unaligned() };
-    let (magic1, extended, size) = (word(SW_BYTES_AT), word(SW_BYTES_AT + 4), word(SW_BYTES_AT + 16));
+    let (magic1, extended, size) = (
+        word(SW_BYTES_AT),
+        word(SW_BYTES_AT + 4),
+        word(SW_BYTES_AT + 16),
+    );
     let size = size as usize;
     if magic1 != FP_XSTATE_MAGIC1
         || !(FXSAVE_LEN..=XSTATE_MAX).contains(&size)
@@ -1411,12 +1415,30 @@ pub(crate) fn clear_vector_registers() {
     // clobbered; no memory, stack or flags are touched.
     unsafe {
         std::arch::asm!(
-            "movi v0.16b, #0", "movi v1.16b, #0", "movi v2.16b, #0", "movi v3.16b, #0",
-            "movi v4.16b, #0", "movi v5.16b, #0", "movi v6.16b, #0", "movi v7.16b, #0",
-            "movi v16.16b, #0", "movi v17.16b, #0", "movi v18.16b, #0", "movi v19.16b, #0",
-            "movi v20.16b, #0", "movi v21.16b, #0", "movi v22.16b, #0", "movi v23.16b, #0",
-            "movi v24.16b, #0", "movi v25.16b, #0", "movi v26.16b, #0", "movi v27.16b, #0",
-            "movi v28.16b, #0", "movi v29.16b, #0", "movi v30.16b, #0", "movi v31.16b, #0",
+            "movi v0.16b, #0",
+            "movi v1.16b, #0",
+            "movi v2.16b, #0",
+            "movi v3.16b, #0",
+            "movi v4.16b, #0",
+            "movi v5.16b, #0",
+            "movi v6.16b, #0",
+            "movi v7.16b, #0",
+            "movi v16.16b, #0",
+            "movi v17.16b, #0",
+            "movi v18.16b, #0",
+            "movi v19.16b, #0",
+            "movi v20.16b, #0",
+            "movi v21.16b, #0",
+            "movi v22.16b, #0",
+            "movi v23.16b, #0",
+            "movi v24.16b, #0",
+            "movi v25.16b, #0",
+            "movi v26.16b, #0",
+            "movi v27.16b, #0",
+            "movi v28.16b, #0",
+            "movi v29.16b, #0",
+            "movi v30.16b, #0",
+            "movi v31.16b, #0",
             clobber_abi("C"),
             options(nomem, nostack, preserves_flags),
         );
@@ -1437,14 +1459,22 @@ mod x86 {
         unsafe {
             std::arch::asm!(
                 "vzeroall",
-                "vpxord zmm16, zmm16, zmm16", "vpxord zmm17, zmm17, zmm17",
-                "vpxord zmm18, zmm18, zmm18", "vpxord zmm19, zmm19, zmm19",
-                "vpxord zmm20, zmm20, zmm20", "vpxord zmm21, zmm21, zmm21",
-                "vpxord zmm22, zmm22, zmm22", "vpxord zmm23, zmm23, zmm23",
-                "vpxord zmm24, zmm24, zmm24", "vpxord zmm25, zmm25, zmm25",
-                "vpxord zmm26, zmm26, zmm26", "vpxord zmm27, zmm27, zmm27",
-                "vpxord zmm28, zmm28, zmm28", "vpxord zmm29, zmm29, zmm29",
-                "vpxord zmm30, zmm30, zmm30", "vpxord zmm31, zmm31, zmm31",
+                "vpxord zmm16, zmm16, zmm16",
+                "vpxord zmm17, zmm17, zmm17",
+                "vpxord zmm18, zmm18, zmm18",
+                "vpxord zmm19, zmm19, zmm19",
+                "vpxord zmm20, zmm20, zmm20",
+                "vpxord zmm21, zmm21, zmm21",
+                "vpxord zmm22, zmm22, zmm22",
+                "vpxord zmm23, zmm23, zmm23",
+                "vpxord zmm24, zmm24, zmm24",
+                "vpxord zmm25, zmm25, zmm25",
+                "vpxord zmm26, zmm26, zmm26",
+                "vpxord zmm27, zmm27, zmm27",
+                "vpxord zmm28, zmm28, zmm28",
+                "vpxord zmm29, zmm29, zmm29",
+                "vpxord zmm30, zmm30, zmm30",
+                "vpxord zmm31, zmm31, zmm31",
                 clobber_abi("C"),
                 options(nomem, nostack, preserves_flags),
             );
@@ -1474,11 +1504,22 @@ mod x86 {
         // registers only, all declared clobbered by the C ABI.
         unsafe {
             std::arch::asm!(
-                "xorps xmm0, xmm0", "xorps xmm1, xmm1", "xorps xmm2, xmm2", "xorps xmm3, xmm3",
-                "xorps xmm4, xmm4", "xorps xmm5, xmm5", "xorps xmm6, xmm6", "xorps xmm7, xmm7",
-                "xorps xmm8, xmm8", "xorps xmm9, xmm9", "xorps xmm10, xmm10",
-                "xorps xmm11, xmm11", "xorps xmm12, xmm12", "xorps xmm13, xmm13",
-                "xorps xmm14, xmm14", "xorps xmm15, xmm15",
+                "xorps xmm0, xmm0",
+                "xorps xmm1, xmm1",
+                "xorps xmm2, xmm2",
+                "xorps xmm3, xmm3",
+                "xorps xmm4, xmm4",
+                "xorps xmm5, xmm5",
+                "xorps xmm6, xmm6",
+                "xorps xmm7, xmm7",
+                "xorps xmm8, xmm8",
+                "xorps xmm9, xmm9",
+                "xorps xmm10, xmm10",
+                "xorps xmm11, xmm11",
+                "xorps xmm12, xmm12",
+                "xorps xmm13, xmm13",
+                "xorps xmm14, xmm14",
+                "xorps xmm15, xmm15",
                 clobber_abi("C"),
                 options(nomem, nostack, preserves_flags),
             );
