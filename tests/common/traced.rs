@@ -160,6 +160,16 @@ pub struct Traced {
     output: Arc<Mutex<Vec<String>>>,
 }
 
+impl Drop for Traced {
+    /// A test that fails before its child died leaves no child behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// How a traced child died.
 #[derive(Debug)]
 pub struct Death {
@@ -196,7 +206,8 @@ pub fn spawn(test: &str, seed: u64, env: &[(&str, String)]) -> Traced {
             0,
             "the child ended before it was ready"
         );
-        if let Some(tid) = line.trim_end().strip_prefix("TID ") {
+        // libtest's "test NAME ... " has no newline: the line may follow it.
+        if let Some((_, tid)) = line.trim_end().rsplit_once("TID ") {
             workers.push(tid.parse().unwrap());
         }
         if line.trim_end().ends_with(READY) {
@@ -362,6 +373,52 @@ impl Traced {
         }
     }
 
+    /// Whether delivering `sig` now ends the child: the child does not
+    /// catch it (its handler, if it had one, put back the default action,
+    /// as the last wipe does before it raises the signal again) and its
+    /// default action is to end the process.
+    fn is_death_blow(&self, sig: i32) -> bool {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & (1 << (sig - 1)) != 0);
+        let fatal = ![
+            libc::SIGCHLD,
+            libc::SIGCONT,
+            libc::SIGURG,
+            libc::SIGWINCH,
+            libc::SIGSTOP,
+        ]
+        .contains(&sig);
+        !caught && fatal
+    }
+
+    /// Whether every thread of the child but `dying` sleeps (or is gone):
+    /// none runs, waits on a disk, or sits in a stop this tracer has not
+    /// resumed yet. Before the death blow is delivered the harness waits
+    /// for this (at most two seconds), so that whatever the other threads
+    /// would still do before the process ends (a thread that faults on
+    /// memory the wipe closed, and the frame the kernel writes for it) is
+    /// done: the scan at death sees the slowest death, as a process whose
+    /// end is delayed (a crash reporter, a busy machine) would leave it,
+    /// not the quickest.
+    fn others_asleep(&self, dying: i32) -> bool {
+        self.threads().into_iter().filter(|&t| t != dying).all(|t| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/task/{t}/stat", self.pid))
+                .unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            !matches!(state, Some("R" | "D" | "t" | "T"))
+        })
+    }
+
     /// Lets the child die, passing on every signal it gets; at the first
     /// exit stop of a thread that ends the process by a signal, scans its
     /// memory for `needles`. An error if it did not die within `timeout`
@@ -370,6 +427,9 @@ impl Traced {
         let deadline = Instant::now() + timeout;
         let mut report = None;
         let mut status = None;
+        // The thread stopped with the death blow, held until the others
+        // sleep (see `others_asleep`), and its signal.
+        let mut held: Option<(i32, i32, Instant)> = None;
         while status.is_none() {
             if Instant::now() > deadline {
                 let tasks = self.describe_threads();
@@ -434,7 +494,13 @@ impl Traced {
                         // Events, and the stop a new traced thread starts in.
                         0
                     } else {
-                        libc::WSTOPSIG(st)
+                        let sig = libc::WSTOPSIG(st);
+                        if held.is_none() && self.is_death_blow(sig) {
+                            // Resumed below, once the others sleep.
+                            held = Some((tid, sig, Instant::now()));
+                            continue;
+                        }
+                        sig
                     };
                     // SAFETY: resumes a stopped tracee of ours.
                     unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0, inject as libc::c_long) };
@@ -447,6 +513,20 @@ impl Traced {
                             None
                         });
                     }
+                }
+            }
+            if let Some((dying, sig, since)) = held {
+                let waited = since.elapsed();
+                if self.others_asleep(dying) || waited > Duration::from_secs(2) {
+                    if waited > Duration::from_secs(2) {
+                        eprintln!(
+                            "settle: threads still running after 2 s: {:#?}",
+                            self.describe_threads()
+                        );
+                    }
+                    // SAFETY: resumes a stopped tracee of ours with its signal.
+                    unsafe { libc::ptrace(libc::PTRACE_CONT, dying, 0, sig as libc::c_long) };
+                    held = None;
                 }
             }
             if !any {
