@@ -91,9 +91,15 @@ pub struct Frame {
     pub addr: usize,
     /// `xstate_size`: the area's bytes.
     pub size: usize,
-    /// Offsets (64-byte blocks) of register bytes that are not zero: the
-    /// legacy area but its software bytes (0..464), and 512..size.
-    pub dirty: Vec<usize>,
+    /// The data registers saved in the area that are not zero, by XSAVE
+    /// component (0: x87 `st0`-`st7`, 1: SSE `xmm0`-`xmm15`, 2: the upper
+    /// halves of `ymm0`-`ymm15`, 6: the upper halves of `zmm0`-`zmm15`,
+    /// 7: `zmm16`-`zmm31`, ...), each with the offset of its first
+    /// non-zero byte. Control and status words (x87 and SSE control,
+    /// AVX-512 opmasks, PKRU) hold no data and are not looked at; a
+    /// component the area's `XSTATE_BV` marks as not saved is stale stack,
+    /// not registers (a secret there is still found as a fragment).
+    pub dirty: Vec<(u32, usize)>,
     /// Which needles have a fragment inside the area.
     pub holds: Vec<usize>,
     /// The maps line of the mapping the area is in.
@@ -450,15 +456,7 @@ fn find_frames(win: &Window<'_>, own: &Range<usize>, report: &mut Report) {
             continue;
         }
         let area = &b[at..at + size];
-        let dirty = (0..size)
-            .step_by(64)
-            .filter(|&block| {
-                let end = (block + 64).min(size);
-                (block..end)
-                    .filter(|&j| !(SW_BYTES_AT..FXSAVE_LEN).contains(&j))
-                    .any(|j| area[j] != 0)
-            })
-            .collect();
+        let dirty = dirty_registers(area);
         report.frames.push(Frame {
             addr,
             size,
@@ -467,4 +465,41 @@ fn find_frames(win: &Window<'_>, own: &Range<usize>, report: &mut Report) {
             mapping: win.mapping.to_owned(),
         });
     }
+}
+
+/// Where each data component of an XSAVE area lies (standard format), from
+/// CPUID leaf 0xD: `(component, offset, size)`.
+fn data_components() -> Vec<(u32, usize, usize)> {
+    let mut parts = vec![(0, 32, 128), (1, 160, 256)];
+    #[cfg(target_arch = "x86_64")]
+    for i in 2..19u32 {
+        // Opmasks and PKRU are masks and a key, not data.
+        if i == 5 || i == 9 {
+            continue;
+        }
+        // SAFETY: CPUID is present on every x86-64 CPU; leaf 0xD sub-leaf
+        // `i` only describes state component `i`.
+        #[allow(unused_unsafe)]
+        let r = unsafe { std::arch::x86_64::__cpuid_count(0xd, i) };
+        // A user component has a non-zero size and offset.
+        if r.eax != 0 && r.ebx != 0 {
+            parts.push((i, r.ebx as usize, r.eax as usize));
+        }
+    }
+    parts
+}
+
+/// The data components of an XSAVE area that were saved (`XSTATE_BV`)
+/// and hold a non-zero byte.
+fn dirty_registers(area: &[u8]) -> Vec<(u32, usize)> {
+    let xstate_bv = u64::from_ne_bytes(area[FXSAVE_LEN..FXSAVE_LEN + 8].try_into().unwrap());
+    data_components()
+        .into_iter()
+        .filter(|&(i, _, _)| xstate_bv & (1 << i) != 0)
+        .filter_map(|(i, offset, size)| {
+            let bytes = area.get(offset..offset + size)?;
+            let first = bytes.iter().position(|&b| b != 0)?;
+            Some((i, offset + first))
+        })
+        .collect()
 }

@@ -156,7 +156,7 @@ pub struct Traced {
     stdin: Option<ChildStdin>,
     /// Threads the child announced ([`announce_thread`]).
     pub workers: Vec<i32>,
-    /// What the child printed after [`READY`].
+    /// What the child printed (but the [`READY`] line).
     output: Arc<Mutex<Vec<String>>>,
 }
 
@@ -199,6 +199,7 @@ pub fn spawn(test: &str, seed: u64, env: &[(&str, String)]) -> Traced {
     let mut lines = BufReader::new(stdout);
     let mut line = String::new();
     let mut workers = Vec::new();
+    let mut before = Vec::new();
     loop {
         line.clear();
         assert_ne!(
@@ -213,9 +214,10 @@ pub fn spawn(test: &str, seed: u64, env: &[(&str, String)]) -> Traced {
         if line.trim_end().ends_with(READY) {
             break;
         }
+        before.push(line.trim_end().to_owned());
     }
     // Keep reading its stdout, so that it never blocks on a full pipe.
-    let output = Arc::new(Mutex::new(Vec::new()));
+    let output = Arc::new(Mutex::new(before));
     let sink = Arc::clone(&output);
     std::thread::spawn(move || {
         for line in lines.lines() {
@@ -312,7 +314,7 @@ impl Traced {
         unsafe { libc::syscall(libc::SYS_tgkill, self.pid, tid, sig) };
     }
 
-    /// What the child printed after it was ready, so far.
+    /// What the child printed, so far.
     pub fn output(&self) -> Vec<String> {
         self.output.lock().unwrap().clone()
     }
