@@ -8,22 +8,30 @@
 //! ends the process. It takes no lock and allocates nothing, so it can run
 //! in a signal handler that interrupted any code of the crate, on any
 //! thread; its only tools are mprotect(2), mincore(2), sigaction(2),
-//! open(2)/pwrite(2)/close(2) of `/proc/self/mem` (zeros written by the
-//! kernel into memory that stays `PROT_NONE`, see `sys::zero_forced`) and
-//! process_vm_readv(2) (zeros copied in by the kernel, see
-//! `sys::zero_checked`).
+//! tgkill(2), getdents64(2) of `/proc/self/task`, open(2)/pwrite(2)/close(2)
+//! of `/proc/self/mem` (zeros written by the kernel into memory that stays
+//! `PROT_NONE`, see `sys::zero_forced`), process_vm_readv(2) (zeros copied
+//! in by the kernel, see `sys::zero_checked`), clock_gettime(2) and
+//! nanosleep(2).
 //!
-//! 1. It marks the process as dying (`sys::begin_last_wipe`): from then on
-//!    a thread that changes the protection or existence of the crate's
-//!    memory (opening a slot, unsealing, closing, unmapping) stops inside
-//!    that call, before it returns to use what it changed, and a thread
-//!    that unmaps a mapping the wipe has claimed stops before unmapping it.
-//!    It installs a `SIGSEGV`/`SIGBUS` handler that stops any other thread
-//!    that faults from then on.
-//! 2. It claims every registered mapping and makes it `PROT_NONE` whole: a
+//! 1. It marks the process as dying (`crate::dying`): from then on a thread
+//!    that changes the protection or existence of the crate's memory
+//!    (opening a slot, unsealing, closing, unmapping) stops inside that
+//!    call, before it returns to use what it changed, and a thread that
+//!    unmaps a mapping the wipe has claimed stops before unmapping it.
+//! 2. It installs a `SIGSEGV`/`SIGBUS` handler ([`on_fault`]) and sends
+//!    `SIGSEGV` to every other thread of the process (tgkill(2), the list
+//!    read from /proc/self/task, again until no new thread shows up): each
+//!    stops at once in that handler, which zeroes the registers the kernel
+//!    saved in its signal frame (`sys::scrub_context`: a thread stopped in
+//!    the middle of copying a secret holds pieces of it in vector
+//!    registers, which the frame would otherwise keep), clears its own
+//!    vector registers and sleeps with every signal blocked. A thread that
+//!    faults on the crate's memory later lands in the same handler.
+//! 3. It claims every registered mapping and makes it `PROT_NONE` whole: a
 //!    thread that touches the crate's memory from then on faults and stops,
 //!    so nothing is copied from one box into another behind the wipe.
-//! 3. For each mapping, it asks mincore(2) which pages are in RAM; each run
+//! 4. For each mapping, it asks mincore(2) which pages are in RAM; each run
 //!    of them is zeroed through `/proc/self/mem`, which the kernel writes
 //!    with `FOLL_FORCE` while the run stays `PROT_NONE`: no other thread
 //!    gets at it while it is zeroed (one off the CPU since the claim, or
@@ -35,9 +43,20 @@
 //!    can still write. Pages never touched (guard pages, closed runs) are
 //!    not faulted in. If a zeroing fails because another thread's call
 //!    changed the protection in between, the mapping is done again.
+//! 5. It tells threads started meanwhile to stop too, and waits (at most
+//!    [`STOP_WAIT_NS`]) until every thread it told has scrubbed its frame
+//!    and recorded itself stopped, or exited, and no thread is between
+//!    entering the fault handler and scrubbing.
 //!
-//! Then the caller ends the process: abort(3), or the signal's default
-//! action.
+//! Then the caller clears its own vector registers and ends the process:
+//! abort(3), or the signal's default action. A handler of the crate's that
+//! starts the wipe (`wipe_on_signals`) scrubs its own frame first.
+//!
+//! Not reached: the frame a handler of the program's own saved on a thread
+//! the wipe stops inside it (the crate's handler scrubs only the frame it
+//! was given), a thread that blocks `SIGSEGV` or sleeps uninterruptibly
+//! for longer than the wait, and whatever the threads' stacks hold besides
+//! signal frames (copies the program made).
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -59,9 +78,11 @@ const ROUNDS: usize = 4;
 /// thread — sealed ones and ones borrowed at this moment included — and
 /// then aborts the process (`SIGABRT`).
 ///
-/// Other threads keep running until the process ends, but none of them
-/// gets at the crate's memory again: one that touches it, or calls into the
-/// crate to open, seal, unseal or free memory, stops for good where it is.
+/// Every other thread is stopped at once, where it is (a `SIGSEGV` sent to
+/// it lands in the crate's handler, which zeroes the registers the kernel
+/// saved for it and sleeps for good), so none gets at the crate's memory
+/// again; the wipe waits (at most a second) until each has scrubbed those
+/// registers, and clears this thread's vector registers before it aborts.
 /// See the [crate docs](crate#the-last-wipe) for what the wipe covers and
 /// what it does not (copies the program made outside the crate's memory).
 ///

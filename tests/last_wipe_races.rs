@@ -428,7 +428,9 @@ mod secretmem_oracle {
     static NEEDLES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     /// The child's own secret-memory mapping holding the control pattern.
     static CONTROL_MAP: OnceLock<usize> = OnceLock::new();
-    static mut MAPS: [u8; 1 << 18] = [0; 1 << 18];
+    /// The buffer `/proc/self/maps` is read into, made at install time.
+    static MAPS: OnceLock<usize> = OnceLock::new();
+    const MAPS_LEN: usize = 1 << 18;
 
     /// What the child reported.
     #[derive(Debug)]
@@ -456,7 +458,9 @@ mod secretmem_oracle {
         let fd = i32::try_from(fd).unwrap();
         let page = common::page_size();
         // SAFETY: sizes the new file to one page.
-        assert_eq!(unsafe { libc::ftruncate(fd, page as libc::off_t) }, 0);
+        let len = libc::off_t::try_from(page).unwrap();
+        // SAFETY: sizes the new file to one page.
+        assert_eq!(unsafe { libc::ftruncate(fd, len) }, 0);
         // SAFETY: maps the file's page, shared, read-write.
         let at = unsafe {
             libc::mmap(
@@ -470,12 +474,9 @@ mod secretmem_oracle {
         };
         assert_ne!(at, libc::MAP_FAILED);
         for i in 0..LEN {
+            let byte = at.cast::<u8>().wrapping_add(64 + i);
             // SAFETY: inside the page just mapped.
-            unsafe {
-                (at.cast::<u8>())
-                    .add(64 + i)
-                    .write_volatile(std::hint::black_box(secret_byte(seed, CONTROL, i)))
-            };
+            unsafe { byte.write_volatile(std::hint::black_box(secret_byte(seed, CONTROL, i))) };
         }
         CONTROL_MAP.set(at as usize).unwrap();
         report("BEFORE", false);
@@ -484,10 +485,10 @@ mod secretmem_oracle {
         let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
         act.sa_sigaction = on_abort as *const () as libc::sighandler_t;
         // SAFETY: installs it for SIGABRT; no old action asked for.
-        assert_eq!(
-            unsafe { libc::sigaction(libc::SIGABRT, &raw const act, std::ptr::null_mut()) },
-            0
-        );
+        let rc =
+            // SAFETY: installs it for SIGABRT; no old action asked for.
+            unsafe { libc::sigaction(libc::SIGABRT, &raw const act, std::ptr::null_mut()) };
+        assert_eq!(rc, 0);
     }
 
     extern "C" fn on_abort(_sig: libc::c_int) {
@@ -503,19 +504,24 @@ mod secretmem_oracle {
         let mut whole = [0usize; 16];
         let mut fragments = [0usize; 16];
         let mut mappings = 0;
-        // SAFETY: only this function uses MAPS, on one thread at a time
-        // (before the threads start, then in the dying thread's handler).
-        let maps = unsafe { &mut *(&raw mut MAPS) };
+        let at = *MAPS.get_or_init(|| {
+            Box::leak(vec![0u8; MAPS_LEN].into_boxed_slice()).as_mut_ptr() as usize
+        });
+        // SAFETY: a leaked buffer of MAPS_LEN bytes that only this function
+        // uses, on one thread at a time (before the threads start, then in
+        // the dying thread's handler).
+        let maps = unsafe { std::slice::from_raw_parts_mut(at as *mut u8, MAPS_LEN) };
         // SAFETY: a NUL-terminated path.
         let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY) };
         let mut len = 0;
         loop {
             // SAFETY: reads into the rest of MAPS.
             let n = unsafe { libc::read(fd, maps[len..].as_mut_ptr().cast(), maps.len() - len) };
-            if n <= 0 {
+            let Ok(n) = usize::try_from(n) else { break };
+            if n == 0 {
                 break;
             }
-            len += n as usize;
+            len += n;
         }
         // SAFETY: closes the descriptor just opened.
         unsafe { libc::close(fd) };
@@ -583,7 +589,7 @@ mod secretmem_oracle {
             let mut n = n;
             loop {
                 i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
+                digits[i] = b"0123456789"[n % 10];
                 n /= 10;
                 if n == 0 {
                     break;

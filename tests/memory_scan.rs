@@ -11,7 +11,7 @@ use common::memscan::{self, FRAGMENT, Masked, Target};
 
 fn byte(i: usize) -> u8 {
     // Distinct enough that no run of the needle repeats inside it.
-    (i as u8).wrapping_mul(37).wrapping_add(11) ^ 0xa5
+    (i.to_le_bytes()[0]).wrapping_mul(37).wrapping_add(11) ^ 0xa5
 }
 
 const LEN: usize = 64;
@@ -69,9 +69,10 @@ fn whole_copies_and_fragments_are_found_at_every_alignment() {
 /// `FP_XSTATE_MAGIC2` right after it, and `XSTATE_BV` saying the SSE
 /// registers were saved.
 fn fake_frame(block: &mut [u8], size: usize) {
+    let size32 = u32::try_from(size).unwrap();
     block[464..468].copy_from_slice(&0x4650_5853u32.to_ne_bytes());
-    block[468..472].copy_from_slice(&(size as u32 + 4).to_ne_bytes());
-    block[480..484].copy_from_slice(&(size as u32).to_ne_bytes());
+    block[468..472].copy_from_slice(&(size32 + 4).to_ne_bytes());
+    block[480..484].copy_from_slice(&size32.to_ne_bytes());
     block[512..520].copy_from_slice(&0b10u64.to_ne_bytes());
     block[size..size + 4].copy_from_slice(&0x4650_5845u32.to_ne_bytes());
 }

@@ -72,10 +72,8 @@ fn copying_child(death: Death) -> ! {
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = park_in_handler as *const () as libc::sighandler_t;
     // SAFETY: installs the handler above; no old action asked for.
-    assert_eq!(
-        unsafe { libc::sigaction(libc::SIGUSR1, &raw const act, std::ptr::null_mut()) },
-        0
-    );
+    let rc = unsafe { libc::sigaction(libc::SIGUSR1, &raw const act, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let from: Vec<u8> = (0..BIG)
@@ -90,11 +88,12 @@ fn copying_child(death: Death) -> ! {
     });
     let foreign = tid_rx.recv().unwrap();
     std::thread::sleep(Duration::from_millis(5));
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
     // SAFETY: signals a thread of this process.
     unsafe {
         libc::syscall(
             libc::SYS_tgkill,
-            libc::getpid(),
+            pid,
             foreign.as_raw_nonzero().get(),
             libc::SIGUSR1,
         )
