@@ -67,20 +67,9 @@ pub(crate) unsafe fn wipe(addr: NonNull<u8>, len: usize) {
 
 /// Writes `len` zero bytes at `at` with volatile writes the optimiser cannot
 /// remove, one byte at a time: for ranges [`wipe`] cannot take (unaligned,
-/// or holding padding bytes, which a `&mut [u8]` could not cover).
-///
-/// # Safety
-/// `at..at + len` is writable memory that nothing reads until the writes
-/// are done.
-pub(crate) unsafe fn wipe_bytes(at: *mut u8, len: usize) {
-    for i in 0..len {
-        // SAFETY: `i < len`: inside the caller's range.
-        let byte = unsafe { at.add(i) };
-        // SAFETY: forwarded: a writable byte nothing reads meanwhile.
-        unsafe { byte.write_volatile(0) };
-    }
-    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-}
+/// or holding padding bytes, which a `&mut [u8]` could not cover). The
+/// same loop the last wipe and the signal handlers use (`sys::zero_bytes`).
+pub(crate) use crate::sys::zero_bytes as wipe_bytes;
 
 #[cfg(test)]
 mod tests {

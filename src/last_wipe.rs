@@ -8,22 +8,30 @@
 //! ends the process. It takes no lock and allocates nothing, so it can run
 //! in a signal handler that interrupted any code of the crate, on any
 //! thread; its only tools are mprotect(2), mincore(2), sigaction(2),
-//! open(2)/pwrite(2)/close(2) of `/proc/self/mem` (zeros written by the
-//! kernel into memory that stays `PROT_NONE`, see `sys::zero_forced`) and
-//! process_vm_readv(2) (zeros copied in by the kernel, see
-//! `sys::zero_checked`).
+//! tgkill(2), getdents64(2) of `/proc/self/task`, open(2)/pwrite(2)/close(2)
+//! of `/proc/self/mem` (zeros written by the kernel into memory that stays
+//! `PROT_NONE`, see `sys::zero_forced`), process_vm_readv(2) (zeros copied
+//! in by the kernel, see `sys::zero_checked`), clock_gettime(2) and
+//! nanosleep(2).
 //!
-//! 1. It marks the process as dying (`sys::begin_last_wipe`): from then on
-//!    a thread that changes the protection or existence of the crate's
-//!    memory (opening a slot, unsealing, closing, unmapping) stops inside
-//!    that call, before it returns to use what it changed, and a thread
-//!    that unmaps a mapping the wipe has claimed stops before unmapping it.
-//!    It installs a `SIGSEGV`/`SIGBUS` handler that stops any other thread
-//!    that faults from then on.
-//! 2. It claims every registered mapping and makes it `PROT_NONE` whole: a
+//! 1. It marks the process as dying (`crate::dying`): from then on a thread
+//!    that changes the protection or existence of the crate's memory
+//!    (opening a slot, unsealing, closing, unmapping) stops inside that
+//!    call, before it returns to use what it changed, and a thread that
+//!    unmaps a mapping the wipe has claimed stops before unmapping it.
+//! 2. It installs a `SIGSEGV`/`SIGBUS` handler ([`on_fault`]) and sends
+//!    `SIGSEGV` to every other thread of the process (tgkill(2), the list
+//!    read from /proc/self/task, again until no new thread shows up): each
+//!    stops at once in that handler, which zeroes the registers the kernel
+//!    saved in its signal frame (`sys::scrub_context`: a thread stopped in
+//!    the middle of copying a secret holds pieces of it in vector
+//!    registers, which the frame would otherwise keep), clears its own
+//!    vector registers and sleeps with every signal blocked. A thread that
+//!    faults on the crate's memory later lands in the same handler.
+//! 3. It claims every registered mapping and makes it `PROT_NONE` whole: a
 //!    thread that touches the crate's memory from then on faults and stops,
 //!    so nothing is copied from one box into another behind the wipe.
-//! 3. For each mapping, it asks mincore(2) which pages are in RAM; each run
+//! 4. For each mapping, it asks mincore(2) which pages are in RAM; each run
 //!    of them is zeroed through `/proc/self/mem`, which the kernel writes
 //!    with `FOLL_FORCE` while the run stays `PROT_NONE`: no other thread
 //!    gets at it while it is zeroed (one off the CPU since the claim, or
@@ -35,14 +43,27 @@
 //!    can still write. Pages never touched (guard pages, closed runs) are
 //!    not faulted in. If a zeroing fails because another thread's call
 //!    changed the protection in between, the mapping is done again.
+//! 5. It tells threads started meanwhile to stop too, and waits (at most
+//!    [`STOP_WAIT_NS`]) until every thread it told has scrubbed its frame
+//!    and recorded itself stopped, or exited, and no thread is between
+//!    entering the fault handler and scrubbing.
 //!
-//! Then the caller ends the process: abort(3), or the signal's default
-//! action.
+//! Then the caller clears its own vector registers and ends the process:
+//! abort(3), or the signal's default action. A handler of the crate's that
+//! starts the wipe (`wipe_on_signals`) scrubs its own frame first.
+//!
+//! Not reached: the frame a handler of the program's own saved on a thread
+//! the wipe stops inside it (the crate's handler scrubs only the frame it
+//! was given), a thread that blocks `SIGSEGV` or sleeps uninterruptibly
+//! for longer than the wait, and whatever the threads' stacks hold besides
+//! signal frames (copies the program made).
 #![allow(unsafe_code)]
 
+use std::ffi::c_void;
 use std::ptr::NonNull;
 
 use crate::alloc::registry::{self, Range};
+use crate::dying;
 use crate::error::Error;
 use crate::signal::Signal;
 use crate::sys::{self, Protection};
@@ -58,9 +79,11 @@ const ROUNDS: usize = 4;
 /// thread — sealed ones and ones borrowed at this moment included — and
 /// then aborts the process (`SIGABRT`).
 ///
-/// Other threads keep running until the process ends, but none of them
-/// gets at the crate's memory again: one that touches it, or calls into the
-/// crate to open, seal, unseal or free memory, stops for good where it is.
+/// Every other thread is stopped at once, where it is (a `SIGSEGV` sent to
+/// it lands in the crate's handler, which zeroes the registers the kernel
+/// saved for it and sleeps for good), so none gets at the crate's memory
+/// again; the wipe waits (at most a second) until each has scrubbed those
+/// registers, and clears this thread's vector registers before it aborts.
 /// See the [crate docs](crate#the-last-wipe) for what the wipe covers and
 /// what it does not (copies the program made outside the crate's memory).
 ///
@@ -80,6 +103,7 @@ const ROUNDS: usize = 4;
 pub fn wipe_all_and_abort() -> ! {
     sys::block_all_signals();
     last_wipe();
+    sys::clear_vector_registers();
     std::process::abort()
 }
 
@@ -188,11 +212,18 @@ pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Erro
     Ok(())
 }
 
-/// The handler [`wipe_on_signals`] installs: the wipe, then the signal's
-/// default action. Async-signal-safe: atomics, the syscalls named in the
-/// module docs, stack memory.
-extern "C" fn on_signal(sig: libc::c_int) {
+/// The handler [`wipe_on_signals`] installs: the registers the kernel
+/// saved in this handler's frame are scrubbed first (the signal may have
+/// interrupted this very thread in the middle of copying a secret), then
+/// the wipe, then the signal's default action. Async-signal-safe: atomics,
+/// the syscalls named in the module docs, stack memory.
+extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
+    // SAFETY: the context the kernel passed to this handler, which never
+    // returns: it ends the process below, or stops for good in the wipe.
+    unsafe { sys::scrub_context(context) };
+    sys::clear_vector_registers();
     last_wipe();
+    sys::clear_vector_registers();
     sys::set_default_action(sig);
     sys::raise_signal(sig);
     // Every other signal stays blocked (the handler's mask); `sig`, pending
@@ -202,28 +233,103 @@ extern "C" fn on_signal(sig: libc::c_int) {
     std::process::abort();
 }
 
-/// The handler for `SIGSEGV` and `SIGBUS` while the wipe runs: a thread
-/// that faults on memory the wipe made inaccessible stops for good. A fault
-/// of the wiping thread itself is fatal, as it would have been without it.
-extern "C" fn on_fault(sig: libc::c_int) {
+/// The handler for `SIGSEGV` and `SIGBUS` while the wipe runs, on a
+/// thread that faults on memory the wipe made inaccessible or that the wipe
+/// told to stop (`SIGSEGV` by tgkill(2)): it scrubs the registers the
+/// kernel saved in its frame (and its own vector registers), records itself
+/// stopped and stops for good, with every signal blocked (the handler's
+/// mask), so no later frame is ever written on it. A fault of the wiping
+/// thread itself is fatal, as it would have been without the wipe.
+extern "C" fn on_fault(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
     if sys::is_last_wiper() {
         // Returning retries the access, which faults again and now kills.
         sys::set_default_action(sig);
         return;
     }
+    dying::entered_fault_handler();
+    // SAFETY: the context the kernel passed to this handler, which never
+    // returns.
+    unsafe { sys::scrub_context(context) };
+    sys::clear_vector_registers();
+    let _ = dying::record_stopped(sys::thread_id());
+    dying::left_fault_handler();
     sys::sleep_forever();
+}
+
+/// Threads the wipe waits for, at most (the rest are signalled too).
+const WAITED_MAX: usize = 256;
+
+/// How long the wipe waits, at most, for the threads it told to stop to
+/// scrub their frames: one that has `SIGSEGV` blocked, or that sleeps in
+/// the kernel uninterruptibly, is not waited for longer.
+const STOP_WAIT_NS: u64 = 1_000_000_000;
+
+/// Rounds of listing the threads, for those made while the wipe runs.
+const LIST_ROUNDS: usize = 8;
+
+/// The threads the wipe told to stop.
+struct Stopping {
+    tids: [i32; WAITED_MAX],
+    len: usize,
+}
+
+impl Stopping {
+    /// Sends `SIGSEGV` to every other thread not told yet and not stopped
+    /// already, round after round until a round finds none new.
+    fn signal_all(&mut self) {
+        for _ in 0..LIST_ROUNDS {
+            let mut new = false;
+            let listed = sys::each_other_thread(|tid| {
+                if self.tids[..self.len].contains(&tid) || dying::is_stopped(tid) {
+                    return;
+                }
+                if sys::signal_thread(tid, libc::SIGSEGV).is_ok() {
+                    new = true;
+                    if self.len < WAITED_MAX {
+                        self.tids[self.len] = tid;
+                        self.len += 1;
+                    }
+                }
+            });
+            if !listed || !new {
+                break;
+            }
+        }
+    }
+
+    /// Waits, for at most [`STOP_WAIT_NS`], until every thread told to
+    /// stop has stopped (or exited) and no thread is inside the fault
+    /// handler with its frame not yet scrubbed.
+    fn wait(&self) {
+        let deadline = sys::monotonic_ns().saturating_add(STOP_WAIT_NS);
+        loop {
+            let done = !dying::scrubbing()
+                && self.tids[..self.len]
+                    .iter()
+                    .all(|&t| dying::is_stopped(t) || sys::signal_thread(t, 0).is_err());
+            if done || sys::monotonic_ns() > deadline {
+                return;
+            }
+            sys::nap(100_000);
+        }
+    }
 }
 
 /// The wipe itself (module docs); returns on the wiping thread only.
 fn last_wipe() {
     if !sys::begin_last_wipe() {
-        sys::sleep_forever();
+        sys::stop_for_good();
     }
     for sig in [libc::SIGSEGV, libc::SIGBUS] {
         // SAFETY: `on_fault` is async-signal-safe (atomics, sigaction,
-        // gettid, pause).
+        // gettid, pause, writes to its own signal frame).
         let _ = unsafe { sys::set_exclusive_handler(sig, on_fault) };
     }
+    let mut stopping = Stopping {
+        tids: [0; WAITED_MAX],
+        len: 0,
+    };
+    stopping.signal_all();
     let pid = sys::process_id();
     let here = |r: &Range| r.pid == 0 || r.pid == pid;
     // Zeroing through the kernel keeps every mapping `PROT_NONE` while it
@@ -255,6 +361,10 @@ fn last_wipe() {
     if let Some(fd) = mem {
         sys::close_raw(fd);
     }
+    // Threads started while the wipe ran are told too; then every thread
+    // told has its frame scrubbed before the process dies.
+    stopping.signal_all();
+    stopping.wait();
 }
 
 /// Zeroes the resident pages of the mapping `addr..addr + len`, run by run:

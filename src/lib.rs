@@ -29,6 +29,7 @@ compile_error!(
 mod alloc;
 mod canary;
 mod decode;
+mod dying;
 mod env;
 mod error;
 mod fork;

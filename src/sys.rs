@@ -25,9 +25,11 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+
+use crate::dying;
 
 /// The system page size. rustix's `page_size()` (with `use-libc-auxv`)
 /// asks libc's `sysconf` on every call, a quarter of a cached box's cost;
@@ -912,11 +914,6 @@ pub(crate) fn set_errno(value: libc::c_int) {
     unsafe { *slot = value };
 }
 
-/// The thread ID of the thread running the last wipe (`crate::last_wipe`),
-/// 0 until one starts. From then on no other thread changes the protection
-/// or the existence of the crate's memory: [`stop_if_dying`] stops it.
-static LAST_WIPER: AtomicI32 = AtomicI32::new(0);
-
 /// `gettid()`: the calling thread's ID. Async-signal-safe.
 ///
 /// # References
@@ -929,17 +926,12 @@ pub(crate) fn thread_id() -> i32 {
 /// Makes the calling thread the one that runs the last wipe; `false` if
 /// another thread already is (it will end the process). Async-signal-safe.
 pub(crate) fn begin_last_wipe() -> bool {
-    let me = thread_id();
-    match LAST_WIPER.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
-        Ok(_) => true,
-        Err(wiper) => wiper == me,
-    }
+    dying::begin(thread_id())
 }
 
 /// Whether the calling thread runs the last wipe.
 pub(crate) fn is_last_wiper() -> bool {
-    let wiper = LAST_WIPER.load(Ordering::SeqCst);
-    wiper != 0 && wiper == thread_id()
+    dying::is_wiper(thread_id())
 }
 
 /// Stops the calling thread for good if the last wipe has started on
@@ -950,10 +942,22 @@ pub(crate) fn is_last_wiper() -> bool {
 /// it by a call that began after it started.
 #[inline]
 fn stop_if_dying() {
-    let wiper = LAST_WIPER.load(Ordering::SeqCst);
-    if wiper != 0 && wiper != thread_id() {
-        sleep_forever();
+    if dying::must_stop(thread_id()) {
+        stop_for_good();
     }
+}
+
+/// Stops the calling thread until the process ends, holding nothing the
+/// last wipe must still reach: its vector registers are cleared
+/// ([`clear_vector_registers`]), every signal is blocked (so that no
+/// handler ever saves its registers into a signal frame again), it records
+/// itself stopped (`dying::record_stopped`), and it waits in pause(2).
+/// Async-signal-safe.
+pub(crate) fn stop_for_good() -> ! {
+    clear_vector_registers();
+    block_all_signals();
+    let _ = dying::record_stopped(thread_id());
+    sleep_forever()
 }
 
 /// Blocks the calling thread until the process ends: `pause(2)` in a loop.
@@ -969,24 +973,34 @@ pub(crate) fn sleep_forever() -> ! {
     }
 }
 
-/// `sigaction(sig, {handler, mask: all signals, flags: 0})`: installs a
-/// handler that runs with every other signal blocked, so that no handler
-/// interrupts it on its thread. Async-signal-safe.
+/// A signal handler that is given the interrupted context (`SA_SIGINFO`):
+/// the signal, its `siginfo_t` and the `ucontext_t` the kernel saved.
+pub(crate) type ContextHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void);
+
+/// `sigaction(sig, {handler, mask: all signals, flags: SA_SIGINFO |
+/// SA_ONSTACK})`: installs a handler that runs with every other signal
+/// blocked, so that no handler interrupts it on its thread, that is given
+/// the interrupted context (to scrub it, see [`scrub_context`]), and that
+/// runs on the thread's alternate signal stack where it has one (Rust's
+/// standard library gives every thread it starts one), so that a thread
+/// that overflowed its stack can still run it. Async-signal-safe.
 ///
 /// # Safety
 /// `handler` must be async-signal-safe.
 ///
 /// # References
 /// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+/// - [sigaltstack(2)](https://man7.org/linux/man-pages/man2/sigaltstack.2.html)
 #[doc(alias = "sigaction")]
 pub(crate) unsafe fn set_exclusive_handler(
     sig: libc::c_int,
-    handler: extern "C" fn(libc::c_int),
+    handler: ContextHandler,
 ) -> io::Result<()> {
     // SAFETY: an all-zero sigaction is valid: default handler, empty mask,
     // no flags.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = handler as libc::sighandler_t;
+    act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
     // SAFETY: `sa_mask` is a valid sigset_t to fill.
     unsafe { libc::sigfillset(&raw mut act.sa_mask) };
     // SAFETY: a valid sigaction; no old one asked for. The handler's
@@ -1048,17 +1062,18 @@ pub(crate) fn unblock_signal(sig: libc::c_int) {
 }
 
 /// `mincore(addr, len, vec)` into the caller's buffer, one byte per page
-/// (bit 0: resident). Allocates nothing; async-signal-safe. Fails with
-/// `ENOMEM` if part of the range is not mapped.
-///
-/// # Panics
-/// If `vec` has fewer bytes than the range has pages.
+/// (bit 0: resident). Allocates nothing and never panics, so it is
+/// async-signal-safe. Fails with `ENOMEM` if part of the range is not
+/// mapped, and with `EINVAL` (no call made) if `vec` has fewer bytes than
+/// the range has pages.
 ///
 /// # References
 /// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html)
 #[doc(alias = "mincore")]
 pub(crate) fn residency_into(addr: NonNull<u8>, len: usize, vec: &mut [u8]) -> io::Result<()> {
-    assert!(vec.len() >= len.div_ceil(page_size()), "one byte a page");
+    if vec.len() < len.div_ceil(page_size()) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     // SAFETY: `vec` has room for one byte per page of the range and stays
     // borrowed for the call; mincore writes nothing else.
     let rc = unsafe { libc::mincore(addr.as_ptr().cast::<c_void>(), len, vec.as_mut_ptr()) };
@@ -1169,9 +1184,10 @@ pub(crate) unsafe fn zero_checked(addr: NonNull<u8>, len: usize) -> io::Result<(
                 let e = io::Error::last_os_error();
                 return match e.raw_os_error() {
                     Some(libc::ENOSYS | libc::EPERM) => {
+                        // No reference is made: a thread stopped by the
+                        // wipe may still hold one into the range.
                         // SAFETY: forwarded; the range is the caller's.
-                        let rest = unsafe { std::slice::from_raw_parts_mut(at, len - done) };
-                        zeroize::Zeroize::zeroize(rest);
+                        unsafe { zero_bytes(at, len - done) };
                         Ok(())
                     }
                     _ => Err(e),
@@ -1310,4 +1326,456 @@ pub(crate) fn shrink_env_block(end: usize) -> io::Result<()> {
     // the executable.
     unsafe { rustix::process::configure_virtual_memory_map(&map) }?;
     Ok(())
+}
+
+/// Writes `len` zero bytes at `at` with volatile writes the optimiser cannot
+/// remove, one byte at a time, through a raw pointer: no reference into
+/// the range is made (another thread may hold one), and no alignment is
+/// needed. Allocates nothing; async-signal-safe.
+///
+/// # Safety
+/// `at..at + len` is writable memory whose old contents no code relies on.
+pub(crate) unsafe fn zero_bytes(at: *mut u8, len: usize) {
+    for i in 0..len {
+        // SAFETY: `i < len`: inside the caller's range.
+        let byte = unsafe { at.add(i) };
+        // SAFETY: forwarded: a writable byte whose contents go.
+        unsafe { byte.write_volatile(0) };
+    }
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// `FP_XSTATE_MAGIC1`: the kernel writes it at byte 464 of the FXSAVE
+/// area of a signal frame (`struct _fpx_sw_bytes`) when the frame holds
+/// an XSAVE area, whose size (`xstate_size`) follows at byte 480.
+#[cfg(target_arch = "x86_64")]
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+/// `FP_XSTATE_MAGIC2`: the word the kernel writes right after the XSAVE
+/// area of a signal frame, at `xstate_size`.
+#[cfg(target_arch = "x86_64")]
+const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
+/// Bytes of the legacy FXSAVE area, which an XSAVE area begins with.
+#[cfg(target_arch = "x86_64")]
+const FXSAVE_LEN: usize = 512;
+/// Where `struct _fpx_sw_bytes` sits in the FXSAVE area.
+#[cfg(target_arch = "x86_64")]
+const SW_BYTES_AT: usize = 464;
+/// The largest XSAVE area believed (AMX's tile data makes the largest
+/// today about 11 KiB); a larger `xstate_size` is not the kernel's.
+#[cfg(target_arch = "x86_64")]
+const XSTATE_MAX: usize = 64 * 1024;
+
+/// Zeroes the registers the kernel saved in a signal frame: the general
+/// registers but the stack and instruction pointers and the flags, and on
+/// x86-64 the whole XSAVE area behind `uc_mcontext.fpregs` (x87, SSE, AVX,
+/// AVX-512, every component the kernel saved: its size is read from the
+/// frame's own `FP_XSTATE_MAGIC1` and `xstate_size`, and checked against
+/// `FP_XSTATE_MAGIC2` at its end), leaving only the software bytes that
+/// describe the area; on aarch64 the general registers and every record of
+/// `__reserved` (FP/SIMD, SVE and the rest, and an `EXTRA_MAGIC` record's
+/// data). A register the interrupted code held a secret in (glibc's
+/// `memcpy` keeps the first 64 bytes of its source in `zmm16` for the
+/// whole copy) is then nowhere in memory. Allocates nothing;
+/// async-signal-safe.
+///
+/// The thread must never return to the interrupted code: returning would
+/// restore the zeroed registers.
+///
+/// # Safety
+/// `context` is null or the `ucontext_t` the kernel passed to the calling
+/// `SA_SIGINFO` handler, which never returns.
+///
+/// # References
+/// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+/// - Linux's `arch/x86/include/uapi/asm/sigcontext.h` (`_fpx_sw_bytes`) and
+///   `arch/arm64/include/uapi/asm/sigcontext.h`
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn scrub_context(context: *mut c_void) {
+    if context.is_null() {
+        return;
+    }
+    let uc = context.cast::<libc::ucontext_t>();
+    // SAFETY: the caller's contract: a live ucontext_t on this thread's
+    // signal stack, nothing else using it.
+    let mc = unsafe { &raw mut (*uc).uc_mcontext };
+    // SAFETY: as above: `gregs` is an array inside the context.
+    let gregs = unsafe { (&raw mut (*mc).gregs).cast::<libc::greg_t>() };
+    for reg in [
+        libc::REG_R8,
+        libc::REG_R9,
+        libc::REG_R10,
+        libc::REG_R11,
+        libc::REG_R12,
+        libc::REG_R13,
+        libc::REG_R14,
+        libc::REG_R15,
+        libc::REG_RDI,
+        libc::REG_RSI,
+        libc::REG_RBP,
+        libc::REG_RBX,
+        libc::REG_RDX,
+        libc::REG_RAX,
+        libc::REG_RCX,
+    ] {
+        let Ok(i) = usize::try_from(reg) else {
+            continue;
+        };
+        // SAFETY: REG_* index the 23 general registers of `gregs`.
+        unsafe { gregs.wrapping_add(i).write_volatile(0) };
+    }
+    // SAFETY: as above.
+    let fp = unsafe { (*mc).fpregs }.cast::<u8>();
+    if fp.is_null() {
+        return;
+    }
+    // SAFETY: `fpregs` points to the frame's FXSAVE area of 512 bytes; its
+    // first 464 hold the x87 and SSE state.
+    unsafe { zero_bytes(fp, SW_BYTES_AT) };
+    // SAFETY: the software bytes lie inside the FXSAVE area.
+    let word = |at: usize| unsafe { fp.wrapping_add(at).cast::<u32>().read_unaligned() };
+    let (magic1, extended, size) = (
+        word(SW_BYTES_AT),
+        word(SW_BYTES_AT + 4),
+        word(SW_BYTES_AT + 16),
+    );
+    let size = size as usize;
+    if magic1 != FP_XSTATE_MAGIC1
+        || !(FXSAVE_LEN..=XSTATE_MAX).contains(&size)
+        || extended as usize != size + 4
+    {
+        // An FXSAVE-only frame: nothing beyond the legacy area.
+        return;
+    }
+    // SAFETY: the kernel wrote `extended_size` bytes, the XSAVE area and
+    // its closing magic, so `size + 4` bytes from `fp` are the frame's.
+    if unsafe { fp.wrapping_add(size).cast::<u32>().read_unaligned() } == FP_XSTATE_MAGIC2 {
+        // SAFETY: bytes 512..size are the XSAVE header and the extended
+        // components, all inside the area.
+        unsafe { zero_bytes(fp.wrapping_add(FXSAVE_LEN), size - FXSAVE_LEN) };
+    }
+}
+
+/// `EXTRA_MAGIC`: a record of aarch64's `__reserved` whose state lies
+/// outside the frame's fixed area (`struct extra_context`).
+#[cfg(target_arch = "aarch64")]
+const EXTRA_MAGIC: u32 = 0x4558_5401;
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// As the x86-64 version's.
+#[cfg(target_arch = "aarch64")]
+pub(crate) unsafe fn scrub_context(context: *mut c_void) {
+    if context.is_null() {
+        return;
+    }
+    let uc = context.cast::<libc::ucontext_t>();
+    // SAFETY: the caller's contract: a live ucontext_t on this thread's
+    // signal stack, nothing else using it.
+    let mc = unsafe { &raw mut (*uc).uc_mcontext };
+    // SAFETY: `regs` is an array of 31 words inside the context.
+    let regs = unsafe { &raw mut (*mc).regs };
+    // SAFETY: as above.
+    unsafe { zero_bytes(regs.cast::<u8>(), 31 * 8) };
+    // `__reserved` (private in libc's type) follows `pstate`, aligned to
+    // 16, and runs to the end of `mcontext_t`.
+    let start = (std::mem::offset_of!(libc::mcontext_t, pstate) + 8).next_multiple_of(16);
+    let end = std::mem::size_of::<libc::mcontext_t>();
+    let base = mc.cast::<u8>();
+    // A word of `__reserved`.
+    // SAFETY: every `at` passed below keeps the read inside `start..end`.
+    let word = |at: usize| unsafe { base.wrapping_add(at).cast::<u32>().read_unaligned() };
+    let mut at = start;
+    while at + 8 <= end {
+        // A record header: `{ magic: u32, size: u32 }`.
+        let (magic, size) = (word(at), word(at + 4) as usize);
+        if magic == 0 || size < 8 {
+            break;
+        }
+        if magic == EXTRA_MAGIC && at + 20 <= end {
+            // `struct extra_context { head, datap: u64, size: u32 }`.
+            let datap = u64::from(word(at + 8)) | u64::from(word(at + 12)) << 32;
+            let len = word(at + 16) as usize;
+            if let (Ok(datap), true) = (usize::try_from(datap), datap != 0) {
+                // SAFETY: the kernel's extra state of this frame, on this
+                // thread's signal stack.
+                unsafe { zero_bytes(datap as *mut u8, len) };
+            }
+        }
+        at += size;
+    }
+    // SAFETY: `start..end` is `__reserved`, inside the context.
+    unsafe { zero_bytes(base.wrapping_add(start), end - start) };
+}
+
+/// Other architectures: the layout of the saved context is not known
+/// here; nothing is scrubbed.
+///
+/// # Safety
+/// As the x86-64 version's.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) unsafe fn scrub_context(_context: *mut c_void) {}
+
+/// Zeroes the calling thread's caller-saved vector registers, where a
+/// secret the thread just handled may still sit (glibc's `memcpy` leaves
+/// parts of what it copied in them): on x86-64 `xmm0`-`xmm15` (or
+/// `ymm0`-`ymm15` with AVX, `zmm0`-`zmm15` with AVX-512, by `vzeroall`) and
+/// `zmm16`-`zmm31` with AVX-512; on aarch64 `v0`-`v7` and `v16`-`v31`.
+/// Registers the calling convention preserves across calls (aarch64's
+/// `d8`-`d15`) are left to the code that owns them. Async-signal-safe.
+///
+/// This is the crate's only inline assembly.
+pub(crate) fn clear_vector_registers() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present (checked just above).
+            unsafe { x86::clear_avx512() };
+        } else if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX is present (checked just above).
+            unsafe { x86::clear_avx() };
+        } else {
+            x86::clear_sse();
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: zeroes caller-saved SIMD registers only, each declared
+    // clobbered; no memory, stack or flags are touched.
+    unsafe {
+        std::arch::asm!(
+            "movi v0.16b, #0",
+            "movi v1.16b, #0",
+            "movi v2.16b, #0",
+            "movi v3.16b, #0",
+            "movi v4.16b, #0",
+            "movi v5.16b, #0",
+            "movi v6.16b, #0",
+            "movi v7.16b, #0",
+            "movi v16.16b, #0",
+            "movi v17.16b, #0",
+            "movi v18.16b, #0",
+            "movi v19.16b, #0",
+            "movi v20.16b, #0",
+            "movi v21.16b, #0",
+            "movi v22.16b, #0",
+            "movi v23.16b, #0",
+            "movi v24.16b, #0",
+            "movi v25.16b, #0",
+            "movi v26.16b, #0",
+            "movi v27.16b, #0",
+            "movi v28.16b, #0",
+            "movi v29.16b, #0",
+            "movi v30.16b, #0",
+            "movi v31.16b, #0",
+            clobber_abi("C"),
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+}
+
+/// The x86-64 register clearing, one function per instruction set.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    /// `vzeroall`, then `zmm16`-`zmm31` zeroed.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn clear_avx512() {
+        // SAFETY: the caller's contract (AVX-512F); zeroes caller-saved
+        // vector registers only, all declared clobbered by the C ABI.
+        unsafe {
+            std::arch::asm!(
+                "vzeroall",
+                "vpxord zmm16, zmm16, zmm16",
+                "vpxord zmm17, zmm17, zmm17",
+                "vpxord zmm18, zmm18, zmm18",
+                "vpxord zmm19, zmm19, zmm19",
+                "vpxord zmm20, zmm20, zmm20",
+                "vpxord zmm21, zmm21, zmm21",
+                "vpxord zmm22, zmm22, zmm22",
+                "vpxord zmm23, zmm23, zmm23",
+                "vpxord zmm24, zmm24, zmm24",
+                "vpxord zmm25, zmm25, zmm25",
+                "vpxord zmm26, zmm26, zmm26",
+                "vpxord zmm27, zmm27, zmm27",
+                "vpxord zmm28, zmm28, zmm28",
+                "vpxord zmm29, zmm29, zmm29",
+                "vpxord zmm30, zmm30, zmm30",
+                "vpxord zmm31, zmm31, zmm31",
+                clobber_abi("C"),
+                options(nomem, nostack, preserves_flags),
+            );
+        }
+    }
+
+    /// `vzeroall`: `ymm0`-`ymm15`.
+    ///
+    /// # Safety
+    /// The CPU has AVX.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn clear_avx() {
+        // SAFETY: the caller's contract (AVX); zeroes caller-saved vector
+        // registers only, all declared clobbered by the C ABI.
+        unsafe {
+            std::arch::asm!(
+                "vzeroall",
+                clobber_abi("C"),
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+    }
+
+    /// `xmm0`-`xmm15`, with SSE2 (every x86-64 CPU has it).
+    pub(super) fn clear_sse() {
+        // SAFETY: SSE2 is part of x86-64; zeroes caller-saved vector
+        // registers only, all declared clobbered by the C ABI.
+        unsafe {
+            std::arch::asm!(
+                "xorps xmm0, xmm0",
+                "xorps xmm1, xmm1",
+                "xorps xmm2, xmm2",
+                "xorps xmm3, xmm3",
+                "xorps xmm4, xmm4",
+                "xorps xmm5, xmm5",
+                "xorps xmm6, xmm6",
+                "xorps xmm7, xmm7",
+                "xorps xmm8, xmm8",
+                "xorps xmm9, xmm9",
+                "xorps xmm10, xmm10",
+                "xorps xmm11, xmm11",
+                "xorps xmm12, xmm12",
+                "xorps xmm13, xmm13",
+                "xorps xmm14, xmm14",
+                "xorps xmm15, xmm15",
+                clobber_abi("C"),
+                options(nomem, nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+/// Calls `f` with the ID of every thread of this process but the calling
+/// one, as /proc/self/task lists them now (getdents64(2) into a buffer on
+/// the stack). `false` if the list could not be read (no /proc).
+/// Allocates nothing; async-signal-safe.
+///
+/// # References
+/// - [proc_pid_task(5)](https://man7.org/linux/man-pages/man5/proc_pid_task.5.html)
+/// - [getdents64(2)](https://man7.org/linux/man-pages/man2/getdents64.2.html)
+#[doc(alias = "getdents64")]
+pub(crate) fn each_other_thread(mut f: impl FnMut(i32)) -> bool {
+    // SAFETY: a NUL-terminated path; open touches no other memory of ours.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/task".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return false;
+    }
+    let me = thread_id();
+    // `linux_dirent64` records are 8-byte aligned.
+    let mut buf = [0u64; 512];
+    let mut complete = true;
+    loop {
+        // SAFETY: the kernel writes at most `size_of_val(&buf)` bytes of
+        // records into `buf`, which stays borrowed for the call.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                fd,
+                buf.as_mut_ptr(),
+                std::mem::size_of_val(&buf),
+            )
+        };
+        let Ok(n) = usize::try_from(n) else {
+            complete = false;
+            break;
+        };
+        if n == 0 {
+            break;
+        }
+        // SAFETY: the first `n` bytes of `buf` were written by the kernel
+        // (n <= the buffer's size); viewed as bytes, they stay in `buf`.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+        let mut at = 0;
+        // `d_ino: u64, d_off: i64, d_reclen: u16, d_type: u8, d_name[]`.
+        while at + 19 < n {
+            let reclen = usize::from(u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]));
+            if reclen == 0 || at + reclen > n {
+                break;
+            }
+            let name = &bytes[at + 19..at + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if let Some(tid) = parse_tid(name).filter(|&t| t != me) {
+                f(tid);
+            }
+            at += reclen;
+        }
+    }
+    close_raw(fd);
+    complete
+}
+
+/// A thread ID from its decimal name in /proc/self/task; `None` for `.`,
+/// `..` or anything else.
+fn parse_tid(name: &[u8]) -> Option<i32> {
+    if name.is_empty() {
+        return None;
+    }
+    name.iter().try_fold(0i32, |n, &b| {
+        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(i32::from(d))
+    })
+}
+
+/// `tgkill(getpid(), tid, sig)`: sends `sig` to thread `tid` of this
+/// process; with `sig` 0, only asks whether the thread still exists.
+/// Async-signal-safe.
+///
+/// # References
+/// - [tgkill(2)](https://man7.org/linux/man-pages/man2/tgkill.2.html)
+#[doc(alias = "tgkill")]
+pub(crate) fn signal_thread(tid: i32, sig: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(process_id()).unwrap_or(0);
+    // SAFETY: tgkill takes three integers and touches no memory of ours.
+    if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds. Async-signal-safe.
+///
+/// # References
+/// - [clock_gettime(2)](https://man7.org/linux/man-pages/man2/clock_gettime.2.html)
+#[doc(alias = "clock_gettime")]
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec into `ts`, which is ours.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// `nanosleep` for `ns` nanoseconds (less than a second), or until a
+/// signal. Async-signal-safe.
+///
+/// # References
+/// - [nanosleep(2)](https://man7.org/linux/man-pages/man2/nanosleep.2.html)
+#[doc(alias = "nanosleep")]
+pub(crate) fn nap(ns: u32) {
+    let ts = libc::timespec {
+        tv_sec: 0,
+        // Below 10^9, so it fits every `c_long`.
+        tv_nsec: ns.min(999_999_999) as libc::c_long,
+    };
+    // SAFETY: reads one timespec of ours; no remainder asked for.
+    unsafe { libc::nanosleep(&raw const ts, ptr::null_mut()) };
 }

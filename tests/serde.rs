@@ -101,10 +101,20 @@ fn holds(got: &[u8], seed: u64, len: usize) -> bool {
 /// What a scan of this process finds of secret `seed`: copies of its bytes
 /// (a 32-byte needle) and, for encoded text, of its text.
 fn copies(text: Text, seed: u64, len: usize) -> (usize, usize) {
-    let bytes = memscan::count(&memscan::Masked::from_fn(32, |i| secret(seed, i)));
+    copies_in(text, seed, len, memscan::count)
+}
+
+/// As [`copies`], with `count` as the scan (secret memory: outside it).
+fn copies_in(
+    text: Text,
+    seed: u64,
+    len: usize,
+    count: fn(&memscan::Masked) -> usize,
+) -> (usize, usize) {
+    let bytes = count(&memscan::Masked::from_fn(32, |i| secret(seed, i)));
     let text = match text {
         Text::Raw => bytes,
-        _ => memscan::count(&memscan::Masked::from_fn(32, |i| {
+        _ => count(&memscan::Masked::from_fn(32, |i| {
             text_char(text, seed, len, i)
         })),
     };
@@ -156,6 +166,14 @@ fn scan_path<T>(c: Case, parse: impl FnOnce(&[u8]) -> T, view: impl Fn(&T) -> &[
         around: (before, after),
         in_box,
     } = c;
+    // A secret-memory box (`in_box` 0) is out of every scan's reach: what
+    // is scanned then is the rest of the process.
+    let count = if in_box == 0 {
+        memscan::count_outside_secret_memory
+    } else {
+        memscan::count
+    };
+    let copies = |text, seed, len| copies_in(text, seed, len, count);
     let mut doc = document(before, text, seed, len, after);
     let value = parse(&doc);
     assert!(holds(view(&value), seed, len), "{what}: the value");

@@ -315,7 +315,7 @@ impl Mapping {
     /// must stay as the wipe found it, so the calling thread stops here.
     fn deregister(&self) {
         if registry::deregister(self.entry, self.addr.as_ptr() as usize).is_err() {
-            sys::sleep_forever();
+            sys::stop_for_good();
         }
     }
 

@@ -6,6 +6,7 @@ pub mod memscan;
 pub mod process;
 pub mod procfs;
 pub mod seccomp;
+pub mod traced;
 
 pub use process::{Seen, become_unprivileged, classify, in_fork, the_childs_copy};
 

@@ -1,0 +1,104 @@
+//! The dying gate of the last wipe (`crate::last_wipe`): which thread wipes,
+//! and which threads have stopped for good, in atomics alone.
+//!
+//! No system call and no allocation, so that every function here can run in
+//! a signal handler on any thread. The system-call layer asks [`must_stop`]
+//! around every call that changes the protection or existence of the
+//! crate's memory; the wipe records here each thread it waits for.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+/// The thread ID of the thread running the last wipe, 0 until one starts.
+static WIPER: AtomicI32 = AtomicI32::new(0);
+
+/// Makes thread `me` the one that runs the last wipe; `false` if another
+/// thread already is (it will end the process).
+pub(crate) fn begin(me: i32) -> bool {
+    match WIPER.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => true,
+        Err(wiper) => wiper == me,
+    }
+}
+
+/// Whether thread `me` runs the last wipe.
+pub(crate) fn is_wiper(me: i32) -> bool {
+    let wiper = WIPER.load(Ordering::SeqCst);
+    wiper != 0 && wiper == me
+}
+
+/// Whether the last wipe has started on a thread other than `me`: `me` must
+/// then stop for good before it uses any memory of the crate's again.
+#[inline]
+pub(crate) fn must_stop(me: i32) -> bool {
+    let wiper = WIPER.load(Ordering::SeqCst);
+    wiper != 0 && wiper != me
+}
+
+/// Threads that have stopped for good, by ID (0: a free place). A thread
+/// records itself once it holds nothing the wipe must still reach: a
+/// handler has scrubbed the registers saved in its signal frame.
+const STOPPED_MAX: usize = 1024;
+static STOPPED: [AtomicI32; STOPPED_MAX] = [const { AtomicI32::new(0) }; STOPPED_MAX];
+
+/// Threads that entered the fault handler and have not yet recorded
+/// themselves stopped: their saved registers are not scrubbed yet.
+static SCRUBBING: AtomicUsize = AtomicUsize::new(0);
+
+/// Records that thread `tid` has stopped for good (idempotent). `false` if
+/// the record is full (more than 1,024 threads stopped): the wipe then
+/// waits for that thread until its bound.
+pub(crate) fn record_stopped(tid: i32) -> bool {
+    if is_stopped(tid) {
+        return true;
+    }
+    STOPPED.iter().any(|slot| {
+        slot.compare_exchange(0, tid, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    })
+}
+
+/// Whether thread `tid` recorded itself stopped.
+pub(crate) fn is_stopped(tid: i32) -> bool {
+    STOPPED
+        .iter()
+        .any(|slot| slot.load(Ordering::SeqCst) == tid)
+}
+
+/// A thread entered the fault handler: its saved registers are about to
+/// be scrubbed ([`left_fault_handler`] follows).
+pub(crate) fn entered_fault_handler() {
+    SCRUBBING.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A thread in the fault handler scrubbed its saved registers.
+pub(crate) fn left_fault_handler() {
+    SCRUBBING.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Whether some thread is between [`entered_fault_handler`] and
+/// [`left_fault_handler`].
+pub(crate) fn scrubbing() -> bool {
+    SCRUBBING.load(Ordering::SeqCst) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopped_threads_are_recorded_once() {
+        // IDs no thread of this test process has (negative).
+        assert!(!is_stopped(-7));
+        assert!(record_stopped(-7));
+        assert!(record_stopped(-7));
+        assert!(is_stopped(-7));
+        assert_eq!(
+            STOPPED
+                .iter()
+                .filter(|s| s.load(Ordering::SeqCst) == -7)
+                .count(),
+            1
+        );
+    }
+}

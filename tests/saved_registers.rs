@@ -1,0 +1,200 @@
+//! The last wipe leaves no secret in saved registers. A thread that copies
+//! a secret between two boxes holds parts of it in vector registers for the
+//! whole copy (glibc's `memcpy` keeps the first 64 bytes of its source in
+//! `zmm16` during a `rep movsb` on CPUs with AVX-512, and 16-byte pieces in
+//! `xmm` registers elsewhere); when a signal lands on it, the kernel saves
+//! those registers into the signal frame on the thread's stack. The crate's
+//! handlers scrub that frame before anything else, and the wipe waits until
+//! every thread it stopped has done so.
+//!
+//! Each test runs a child (this test binary again) in which one thread
+//! copies a 1,024-byte secret from one box into another in a loop, and
+//! another thread, stopped for good inside a signal handler of the
+//! program's own while it copied a control pattern between two ordinary
+//! buffers, keeps that pattern in its (foreign, unscrubbed) frame: the scan
+//! at the point of death must find that frame and the pattern in it, or it
+//! cannot see saved registers at all. Then the child dies by
+//! `wipe_all_and_abort()` or by a `SIGTERM` aimed at the copying thread
+//! itself, and the scan (`common::traced`) must find no 16-byte fragment of
+//! the secret anywhere and every other signal frame scrubbed.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::memscan::Masked;
+use common::traced::{
+    CONTROL, announce_thread, assert_clean_death, can_trace, fill, in_child, leave_control, needle,
+    needle_of, random_seed, ready, rest_forever, secret_byte, seed, spawn, wait_for_go,
+};
+use lockedbox::LockedBox;
+
+/// Bytes of the secret copied between boxes.
+const BIG: usize = 1024;
+/// The secret's kind.
+const SECRET: u64 = 0x51;
+/// The pattern the foreign-handler thread copies.
+const FOREIGN: u64 = 0x52;
+
+static IN_HANDLER: AtomicBool = AtomicBool::new(false);
+
+/// A handler of the program's own that never returns: the frame the kernel
+/// saved for it stays as it is.
+extern "C" fn park_in_handler(_sig: libc::c_int) {
+    IN_HANDLER.store(true, Ordering::SeqCst);
+    loop {
+        // SAFETY: pause takes nothing.
+        unsafe { libc::pause() };
+    }
+}
+
+/// How the child dies.
+#[derive(Clone, Copy)]
+enum Death {
+    /// The main thread calls `wipe_all_and_abort()` on the parent's word.
+    Abort,
+    /// The parent sends `SIGTERM` to the copying thread, which does the
+    /// wipe in `wipe_on_signals`'s handler, on top of its own copy.
+    SigtermOnCopier,
+}
+
+fn copying_child(death: Death) -> ! {
+    let seed = seed();
+    if let Death::SigtermOnCopier = death {
+        lockedbox::wipe_on_signals(&[libc::SIGTERM]).unwrap();
+    }
+    leave_control(seed);
+    // The foreign frame: a thread copying the control pattern between two
+    // ordinary buffers, stopped inside the program's own SIGUSR1 handler.
+    // SAFETY: an all-zero sigaction is valid; the handler only stores an
+    // atomic and pauses.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = park_in_handler as *const () as libc::sighandler_t;
+    // SAFETY: installs the handler above; no old action asked for.
+    let rc = unsafe { libc::sigaction(libc::SIGUSR1, &raw const act, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let from: Vec<u8> = (0..BIG)
+            .map(|i| std::hint::black_box(secret_byte(seed, FOREIGN, i)))
+            .collect();
+        let mut to = vec![0u8; BIG];
+        tid_tx.send(rustix::thread::gettid()).unwrap();
+        loop {
+            to.copy_from_slice(&from);
+            std::hint::black_box(&mut to);
+        }
+    });
+    let foreign = tid_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    // SAFETY: signals a thread of this process.
+    unsafe {
+        libc::syscall(
+            libc::SYS_tgkill,
+            pid,
+            foreign.as_raw_nonzero().get(),
+            libc::SIGUSR1,
+        )
+    };
+    while !IN_HANDLER.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    // The copy the issue found: box to box, in a loop.
+    let from = LockedBox::<[u8; BIG]>::new_with(fill::<BIG>(seed, SECRET)).unwrap();
+    let mut to = LockedBox::<[u8; BIG]>::new_zeroed().unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        announce_thread();
+        go_tx.send(()).unwrap();
+        loop {
+            to.copy_from_slice(&from[..]);
+            std::hint::black_box(&mut *to);
+        }
+    });
+    go_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    ready();
+    match death {
+        Death::Abort => {
+            wait_for_go();
+            lockedbox::wipe_all_and_abort();
+        }
+        Death::SigtermOnCopier => rest_forever(),
+    }
+}
+
+fn prove(name: &str, death: Death, runs: usize) {
+    for run in 0..runs {
+        let seed = random_seed();
+        let needles: Vec<Masked> = vec![
+            needle_of(seed, SECRET, BIG),
+            needle(seed, CONTROL),
+            needle_of(seed, FOREIGN, BIG),
+        ];
+        let refs: Vec<&Masked> = needles.iter().collect();
+        let mut child = spawn(name, seed, &[]);
+        let what = format!("{name} run {run}");
+        child.assert_present(&refs, &what);
+        let signal = match death {
+            Death::Abort => {
+                child.go();
+                libc::SIGABRT
+            }
+            Death::SigtermOnCopier => {
+                let copier = child.workers[0];
+                child.tkill(copier, libc::SIGTERM);
+                libc::SIGTERM
+            }
+        };
+        let death = child.until_death(&refs, Duration::from_secs(20)).unwrap();
+        eprintln!(
+            "DEBUG frames {:?} hits {}",
+            death
+                .report
+                .frames
+                .iter()
+                .map(|f| (f.addr, f.dirty.len(), f.holds.clone()))
+                .collect::<Vec<_>>(),
+            death.report.hits.len()
+        );
+        let seen: Vec<_> = death
+            .report
+            .frames
+            .iter()
+            .filter(|f| f.holds.contains(&2))
+            .collect();
+        assert!(
+            !seen.is_empty(),
+            "{what}: the control pattern saved in the registers of a thread stopped in the \
+             program's own handler was not found in any signal frame: the scan cannot see \
+             saved registers (frames: {:#?})",
+            death.report.frames
+        );
+        assert_clean_death(&death, &[0], 1, &[2], signal, &what);
+    }
+}
+
+#[test]
+fn no_fragment_of_a_copied_secret_is_left_after_wipe_all_and_abort() {
+    const NAME: &str = "no_fragment_of_a_copied_secret_is_left_after_wipe_all_and_abort";
+    if in_child(NAME) {
+        copying_child(Death::Abort);
+    }
+    if can_trace() {
+        prove(NAME, Death::Abort, 3);
+    }
+}
+
+#[test]
+fn no_fragment_of_a_copied_secret_is_left_after_a_sigterm_on_the_copying_thread() {
+    const NAME: &str =
+        "no_fragment_of_a_copied_secret_is_left_after_a_sigterm_on_the_copying_thread";
+    if in_child(NAME) {
+        copying_child(Death::SigtermOnCopier);
+    }
+    if can_trace() {
+        prove(NAME, Death::SigtermOnCopier, 3);
+    }
+}
