@@ -331,7 +331,7 @@ fn stress(name: &str, scenario: &str, signals: &[i32], runs: usize) {
         took.push(sent.elapsed());
         let secrets: Vec<usize> = (0..kinds.len()).collect();
         if secretmem {
-            let at_death = secretmem_oracle::read(&child.output(), "AT-DEATH")
+            let at_death = secretmem_oracle::read(&child.output_at_death(), "AT-DEATH")
                 .unwrap_or_else(|| panic!("{what}: the child did not report at death"));
             assert!(
                 at_death

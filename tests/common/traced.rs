@@ -158,6 +158,9 @@ pub struct Traced {
     pub workers: Vec<i32>,
     /// What the child printed (but the [`READY`] line).
     output: Arc<Mutex<Vec<String>>>,
+    /// The thread that reads the child's stdout into `output`, until the
+    /// end of the pipe.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Traced {
@@ -219,7 +222,7 @@ pub fn spawn(test: &str, seed: u64, env: &[(&str, String)]) -> Traced {
     // Keep reading its stdout, so that it never blocks on a full pipe.
     let output = Arc::new(Mutex::new(before));
     let sink = Arc::clone(&output);
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in lines.lines() {
             let Ok(line) = line else { break };
             sink.lock().unwrap().push(line);
@@ -234,6 +237,7 @@ pub fn spawn(test: &str, seed: u64, env: &[(&str, String)]) -> Traced {
         stdin,
         workers,
         output,
+        reader: Some(reader),
     };
     traced.seize_all();
     traced
@@ -317,6 +321,20 @@ impl Traced {
     /// What the child printed, so far.
     pub fn output(&self) -> Vec<String> {
         self.output.lock().unwrap().clone()
+    }
+
+    /// Everything the child printed, once it is dead: waits for the end
+    /// of its stdout, so that no line written just before the death is
+    /// still in the pipe.
+    pub fn output_at_death(&mut self) -> Vec<String> {
+        assert!(
+            !matches!(self.child.try_wait(), Ok(None)),
+            "the child is still alive"
+        );
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.output()
     }
 
     /// What each thread is doing, for a timeout's message.
