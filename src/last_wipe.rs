@@ -215,8 +215,7 @@ fn last_wipe() {
         // gettid, pause).
         let _ = unsafe { sys::set_exclusive_handler(sig, on_fault) };
     }
-    let pid = sys::process_id();
-    let here = |r: &Range| r.pid == 0 || r.pid == pid;
+    let here = |r: &Range| r.is_here();
     // Zeroing through the kernel keeps every mapping `PROT_NONE` while it
     // is zeroed; without it, a run is opened read-write for its zeroing,
     // and a thread that did not touch it since the claim (off the CPU, or
