@@ -93,6 +93,32 @@ impl Request {
         }
     }
 
+    /// Bytes of locked memory the memory for this request costs on its
+    /// own: its data pages if page-isolated; 0 if packed (a slot on a page
+    /// shared with others) or zero-sized.
+    pub(crate) fn locked_cost(&self) -> usize {
+        let Some(size) = self.len.checked_mul(self.elem_size) else {
+            return usize::MAX;
+        };
+        if self.packed_layout(size).is_some() || size == 0 {
+            return 0;
+        }
+        Layout::new(size, self.align, sys::page_size()).map_or(usize::MAX, |l| l.data_len)
+    }
+
+    /// The most elements page-isolated memory of at most `bytes` bytes of
+    /// data pages holds (see [`room`](Request::room)); 0 if none fit.
+    pub(crate) fn capacity_within(&self, bytes: usize) -> usize {
+        let pages = bytes / sys::page_size();
+        if self.elem_size == 0 || pages == 0 {
+            return 0;
+        }
+        // That many elements and the canary fill the pages exactly; `room`
+        // keeps to the same pages.
+        let fits = (pages * sys::page_size() - CANARY_LEN) / self.elem_size;
+        Request { len: fits, ..*self }.room()
+    }
+
     /// The most elements, at most `len`, that a page-isolated slot already
     /// locked and waiting in the allocator's cache of large slots holds
     /// room for (see [`room`](Request::room)), if there is one. A request
@@ -403,4 +429,19 @@ impl Store {
         drop(slot);
         Ok(region)
     }
+}
+
+/// Bytes more the crate can lock before `RLIMIT_MEMLOCK` refuses: the soft
+/// limit less what the crate holds locked for live memory (its ready
+/// slots, which it gives back before a lock is refused, count as room).
+/// `None` where no limit binds: unlimited, or the process has
+/// `CAP_IPC_LOCK`. Memory locked by others in the process is not seen.
+pub(crate) fn lock_room() -> Option<usize> {
+    let soft = limits::memlock_limit().soft?;
+    if sys::has_cap_ipc_lock().unwrap_or(false) {
+        return None;
+    }
+    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+    let st = crate::alloc::stats();
+    Some(soft.saturating_sub(st.locked_bytes.saturating_sub(st.cached_bytes)))
 }
