@@ -583,21 +583,26 @@ fn reclaim(what: Reclaim) -> usize {
     match what {
         Reclaim::Caches => close_cached(pool()),
         Reclaim::All => trim_pool(pool()),
-        Reclaim::BestEffortLocks => unlock_best_effort(pool()),
+        Reclaim::BestEffortLocks(len) => unlock_best_effort(pool(), len),
     }
 }
 
 /// Takes back the locks of best-effort packed pages locked after the fact
-/// (see `relock`), for a lock that is required; returns the bytes unlocked.
-/// Their boxes stay where they are and say `is_locked() == false` until
-/// room appears again.
-fn unlock_best_effort(pool: &'static Pool) -> usize {
+/// (see `relock`), for a lock of `want` bytes that is required: as many
+/// pages as that needs, newest first; returns the bytes unlocked. Their
+/// boxes stay where they are and say `is_locked() == false` until room
+/// appears again (`trim`: the room stays kept for required locks until
+/// then, see `pages::LockedBytes::kept`).
+fn unlock_best_effort(pool: &'static Pool, want: usize) -> usize {
     let page_size = pool.page_size;
     let mut unlocked = 0;
-    for class in &pool.packed[PACKED_KEYS..] {
-        let pages = lock(class).unlock_all(&mut |page| {
+    for class in pool.packed[PACKED_KEYS..].iter().rev() {
+        if unlocked >= want {
+            break;
+        }
+        let pages = lock(class).unlock_some((want - unlocked).div_ceil(page_size), &mut |page| {
             // SAFETY: an open, locked page of the class, counted; it stays
-            // open while `unlock_all` holds the class mutex.
+            // open while `unlock_some` holds the class mutex.
             unsafe { pages::unlock_open(page.addr(), page_size, &pool.locked) }
         });
         pool.unlocked_pages.fetch_add(pages, Ordering::Relaxed);
@@ -1010,6 +1015,23 @@ fn claim_packed_slow(
     }
 }
 
+/// Bytes `RLIMIT_MEMLOCK` leaves beside what this crate holds locked and
+/// the room it keeps for required locks; `None` where no limit binds
+/// (unlimited, or the process has `CAP_IPC_LOCK`). Memory others in the
+/// process lock is not seen (a refused mlock tells).
+fn room_under_limit(pool: &Pool) -> Option<usize> {
+    let soft = crate::limits::memlock_limit().soft?;
+    if sys::has_cap_ipc_lock().unwrap_or(false) {
+        return None;
+    }
+    let held = pool.locked.get() + pool.locked.kept();
+    Some(
+        usize::try_from(soft)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(held),
+    )
+}
+
 /// Room under `RLIMIT_MEMLOCK`, in pages, below which a thread takes free
 /// packed slots on pages other threads hold before it opens a page of its
 /// own (see `packed_slab`): 64 pages, 256 KiB with 4 KiB pages. Under a
@@ -1073,11 +1095,15 @@ fn freed_on_full(page: &'static PageMeta) {
 pub fn trim() {
     let pool = pool();
     trim_pool(pool);
+    // Room kept for required locks (taken from best-effort pages) goes
+    // back to them now.
+    pool.locked.release_kept();
     relock(pool);
 }
 
 /// Locks best-effort packed pages that were opened without a lock, first
-/// opened first, while `RLIMIT_MEMLOCK` leaves room: after [`trim`], and
+/// opened first, while `RLIMIT_MEMLOCK` leaves room beside the room kept
+/// for required locks (see `pages::LockedBytes::kept`): after [`trim`], and
 /// after a dropped box gave locked memory back. Not part of `trim_pool`,
 /// which reclaims room for a lock and must not take it again.
 fn relock(pool: &'static Pool) {
@@ -1085,14 +1111,25 @@ fn relock(pool: &'static Pool) {
         return;
     }
     let page_size = pool.page_size;
+    // Pages the limit leaves room for, as far as the crate can tell; no
+    // bound where no limit binds (a refused mlock still stops the loop).
+    let mut budget = room_under_limit(pool).map(|room| room / page_size);
+    if budget == Some(0) {
+        return;
+    }
     for class in &pool.packed[PACKED_KEYS..] {
         let mut c = lock(class);
         let mut refused = false;
         let locked = c.relock(&mut |page| {
+            if budget == Some(0) {
+                refused = true;
+                return false;
+            }
             // SAFETY: an open page of the class, unlocked and uncounted; it
             // stays open while we hold the class mutex.
             let ok = unsafe { pages::relock(page.addr(), page_size, &pool.locked) };
             refused = !ok;
+            budget = budget.map(|b| b - 1);
             ok
         });
         pool.unlocked_pages.fetch_sub(locked, Ordering::Relaxed);

@@ -650,16 +650,25 @@ impl PackedClass {
         locked
     }
 
-    /// Calls `unlock` on each open page that is locked (and not in
-    /// transit); marks those it unlocked; returns how many.
-    pub(crate) fn unlock_all(&mut self, unlock: &mut dyn FnMut(&PageMeta) -> bool) -> usize {
+    /// Calls `unlock` on open pages that are locked (and not in transit),
+    /// the last first, until `want` of them are unlocked; marks those it
+    /// unlocked; returns how many.
+    pub(crate) fn unlock_some(
+        &mut self,
+        want: usize,
+        unlock: &mut dyn FnMut(&PageMeta) -> bool,
+    ) -> usize {
         let mut unlocked = 0;
         let pages = self
             .slabs
             .iter()
-            .flat_map(|slab| slab.meta.iter().zip(&slab.pages))
+            .rev()
+            .flat_map(|slab| slab.meta.iter().zip(&slab.pages).rev())
             .filter(|(meta, st)| st.open && !st.opening && meta.is_locked());
         for (meta, _) in pages {
+            if unlocked >= want {
+                break;
+            }
             if unlock(meta) {
                 meta.set_locked(false);
                 unlocked += 1;

@@ -509,6 +509,10 @@ pub(crate) struct LockedBytes {
     /// `bytes` when a lock was last refused for the limit; `usize::MAX` if
     /// none was, or a lock succeeded above it since (the limit moved).
     refused_at: AtomicUsize,
+    /// Room that required locks took back from best-effort pages, kept for
+    /// required locks: best-effort locks do not take it again (see
+    /// [`LockedBytes::kept_for_required`]).
+    kept: AtomicUsize,
 }
 
 impl Default for LockedBytes {
@@ -517,6 +521,7 @@ impl Default for LockedBytes {
             bytes: AtomicUsize::new(0),
             pressure: AtomicUsize::new(0),
             refused_at: AtomicUsize::new(usize::MAX),
+            kept: AtomicUsize::new(0),
         }
     }
 }
@@ -534,7 +539,9 @@ impl LockedBytes {
     fn add(&self, n: usize) {
         let now = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
         if now > self.refused_at.load(Ordering::Relaxed) {
+            // The limit moved: there is room again.
             self.refused_at.store(usize::MAX, Ordering::Relaxed);
+            self.kept.store(0, Ordering::Relaxed);
         }
     }
 
@@ -542,10 +549,32 @@ impl LockedBytes {
     /// was last refused for `RLIMIT_MEMLOCK`: a best-effort lock then is
     /// not even tried (it would fail, and reclaiming for it would cost a
     /// `trim` each time).
+    /// Room kept for required locks counts as held.
     #[inline]
     pub(crate) fn at_limit(&self) -> bool {
         let refused_at = self.refused_at.load(Ordering::Relaxed);
-        refused_at != usize::MAX && self.get() >= refused_at
+        refused_at != usize::MAX && self.get() + self.kept() >= refused_at
+    }
+
+    /// Bytes of room kept for required locks: room a required lock had to
+    /// take back from best-effort pages. Without it, each required box
+    /// made and dropped in turn (a temporary) would unlock a best-effort
+    /// page and have it locked again at the drop, two system calls and a
+    /// refused mlock each time. Best-effort locks (opening a page at the
+    /// limit, locking best-effort pages again after a drop) leave it free;
+    /// `trim` gives it back to them, and so does the limit moving up.
+    pub(crate) fn kept(&self) -> usize {
+        self.kept.load(Ordering::Relaxed)
+    }
+
+    /// `n` more bytes of room are kept for required locks.
+    fn keep_for_required(&self, n: usize) {
+        self.kept.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The room kept for required locks is free for any lock again.
+    pub(crate) fn release_kept(&self) {
+        self.kept.store(0, Ordering::Relaxed);
     }
 
     fn sub(&self, n: usize) {
@@ -609,16 +638,28 @@ pub(crate) enum Reclaim {
     /// Everything `trim` gives back (empty packed pages too).
     All,
     /// The locks of best-effort pages that were locked after the fact:
-    /// taken back (the pages stay open, unlocked) for a run that requires
-    /// its lock, when nothing else is left to give.
-    BestEffortLocks,
+    /// taken back (the pages stay open, unlocked) for a run of this many
+    /// bytes that requires its lock, when nothing else is left to give;
+    /// only as many pages as that needs.
+    BestEffortLocks(usize),
 }
 
 /// Gives back room for a lock `lock` asks for: everything `trim` would,
 /// and, for a required lock, the later locks of best-effort pages.
-fn free_room(reclaim: &dyn Fn(Reclaim) -> usize, lock: LockPolicy) -> usize {
+/// Room taken back from best-effort pages is kept for required locks from
+/// then on (see [`LockedBytes::kept`]).
+fn free_room(
+    reclaim: &dyn Fn(Reclaim) -> usize,
+    lock: LockPolicy,
+    len: usize,
+    count: &LockedBytes,
+) -> usize {
     match reclaim(Reclaim::All) {
-        0 if lock == LockPolicy::Require => reclaim(Reclaim::BestEffortLocks),
+        0 if lock == LockPolicy::Require => {
+            let freed = reclaim(Reclaim::BestEffortLocks(len));
+            count.keep_for_required(freed);
+            freed
+        }
         freed => freed,
     }
 }
@@ -659,7 +700,12 @@ pub(crate) unsafe fn open(
         error: Error::os("mprotect", len, e),
         closed: true,
     })?;
-    if lock == LockPolicy::BestEffort && count.at_limit() && reclaim(Reclaim::Caches) == 0 {
+    // At the limit, a best-effort lock may take the caches' ready slots,
+    // but not room kept for required locks (which may be such a slot).
+    if lock == LockPolicy::BestEffort
+        && count.at_limit()
+        && (count.kept() > 0 || reclaim(Reclaim::Caches) == 0)
+    {
         return Ok(false);
     }
     // SAFETY: as above; the pages are readable now.
@@ -669,7 +715,7 @@ pub(crate) unsafe fn open(
     }
     for _ in 0..RECLAIM_ROUNDS {
         match &locked {
-            Err(e) if limits::is_limit_error(e) && free_room(reclaim, lock) > 0 => {
+            Err(e) if limits::is_limit_error(e) && free_room(reclaim, lock, len, count) > 0 => {
                 // SAFETY: as above.
                 locked = unsafe { sys::lock(data, len) };
             }
@@ -744,7 +790,7 @@ unsafe fn open_secret(
         count.refused();
     }
     for _ in 0..RECLAIM_ROUNDS {
-        if at_limit(&mapped) && free_room(reclaim, LockPolicy::Require) > 0 {
+        if at_limit(&mapped) && free_room(reclaim, LockPolicy::Require, len, count) > 0 {
             mapped = map();
         } else {
             break;
