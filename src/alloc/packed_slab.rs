@@ -252,7 +252,7 @@ struct PageState {
     holder: u64,
     /// On the partial list.
     listed: bool,
-    /// On the list of held pages.
+    /// On the list of held pages (iff `holder` is nonzero).
     on_held: bool,
 }
 
@@ -350,8 +350,8 @@ pub(crate) struct PackedClass {
     /// Pages that nobody holds and that may have a free slot. May hold
     /// stale entries (`PageState::listed` decides).
     partial: Vec<&'static PageMeta>,
-    /// Pages some thread holds (`PageState::holder`); entries whose page
-    /// nobody holds any more are dropped when met.
+    /// The pages some thread holds (`PageState::holder` nonzero): as many
+    /// as there are threads with a current page of the class.
     held: Vec<&'static PageMeta>,
     /// A page is being opened (see [`PackedClass::opening_any`]).
     in_flight: bool,
@@ -426,6 +426,19 @@ impl PackedClass {
         if st.open && !st.listed && !page.is_full() {
             st.listed = true;
             self.partial.push(page);
+        }
+        self.drop_held(page);
+    }
+
+    /// Takes `page`, which nobody holds any more, off the list of held
+    /// pages.
+    fn drop_held(&mut self, page: &'static PageMeta) {
+        let st = self.state(page);
+        if st.on_held {
+            st.on_held = false;
+            if let Some(i) = self.held.iter().position(|p| ptr::eq(*p, page)) {
+                self.held.swap_remove(i);
+            }
         }
     }
 
@@ -516,7 +529,7 @@ impl PackedClass {
     fn set_holder(&mut self, page: &'static PageMeta, me: u64) {
         let st = self.state(page);
         st.holder = me;
-        if !st.on_held {
+        if me != 0 && !st.on_held {
             st.on_held = true;
             self.held.push(page);
         }
@@ -524,19 +537,13 @@ impl PackedClass {
 
     /// Claims a free slot on an open page another thread holds, without
     /// taking the page over: where locked memory is scarce, before a page
-    /// is opened. Drops the entries of pages nobody holds any more.
+    /// is opened.
     pub(crate) fn claim_held(&mut self, me: u64) -> Option<(&'static PageMeta, usize)> {
-        let mut i = 0;
-        while i < self.held.len() {
+        for i in 0..self.held.len() {
             let page = self.held[i];
             let st = *self.state(page);
-            if st.holder == 0 || !st.open {
-                self.state(page).on_held = false;
-                self.held.swap_remove(i);
-                continue;
-            }
-            i += 1;
-            if st.holder == me || st.opening {
+            debug_assert!(st.holder != 0 && st.on_held);
+            if st.holder == me || st.opening || !st.open {
                 continue;
             }
             if let Some(slot) = page.claim() {
@@ -557,10 +564,9 @@ impl PackedClass {
     /// `page`, reserved, could not be opened: it is closed again.
     pub(crate) fn unreserve(&mut self, page: &'static PageMeta) {
         self.in_flight = false;
-        let on_held = self.state(page).on_held;
+        debug_assert!(!self.state(page).on_held, "a reserved page has no holder");
         *self.state(page) = PageState {
             open: true,
-            on_held,
             ..PageState::default()
         };
         self.slabs[page.slab].set_open(page.index, false);
@@ -599,11 +605,18 @@ impl PackedClass {
                 if !slab.pages[i].open || !meta.claim_all() {
                     continue; // closed, in transit, or holding slots
                 }
-                match close(meta) {
+                let closed_now = close(meta);
+                if closed_now != Closed::No && slab.pages[i].on_held {
+                    // Closed under its holder, which finds it full and
+                    // gives it up (a no-op then): nobody holds it now.
+                    if let Some(at) = self.held.iter().position(|p| ptr::eq(*p, meta)) {
+                        self.held.swap_remove(at);
+                    }
+                }
+                match closed_now {
                     Closed::Yes => {
                         slab.pages[i] = PageState {
                             open: true,
-                            on_held: slab.pages[i].on_held,
                             ..PageState::default()
                         };
                         slab.set_open(i, false);
@@ -615,6 +628,7 @@ impl PackedClass {
                         // marked open (in transit) with every bit set.
                         slab.pages[i].opening = true;
                         slab.pages[i].holder = 0;
+                        slab.pages[i].on_held = false;
                         closed += 1;
                     }
                 }
@@ -899,6 +913,32 @@ mod tests {
             Some(1),
             "and a failed claim_all changed nothing"
         );
+    }
+
+    #[test]
+    fn the_held_list_holds_exactly_the_held_pages() {
+        let page_size = crate::sys::page_size();
+        let mut c = PackedClass::new(0, ForkPolicy::Keep, false, page_size, 64);
+        let a = c.reserve().expect("a slab");
+        c.opened(a, 1);
+        assert_eq!(c.held.len(), 1);
+        assert_eq!(a.claim(), Some(0));
+        // Another thread, where memory is scarce, takes a slot there.
+        assert!(c.held_has_room(2) && !c.held_has_room(1));
+        assert_eq!(c.claim_held(2).map(|(_, i)| i), Some(1));
+        // The holder gives it up: partial, off the held list.
+        c.unhold(a, 1);
+        assert!(c.held.is_empty() && c.may_have_room());
+        let (again, _) = c.take_partial(2).expect("the partial page");
+        assert!(ptr::eq(again, a) && c.held.len() == 1);
+        for i in 0..3 {
+            a.free(i);
+        }
+        // Closed (empty) under its holder: nobody holds it any more.
+        assert_eq!(c.close_empty(&mut |_| Closed::Yes), 1);
+        assert!(c.held.is_empty());
+        c.unhold(a, 2); // the holder finds it closed: nothing to do
+        assert!(c.held.is_empty() && !c.may_have_room());
     }
 
     #[test]
