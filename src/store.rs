@@ -430,18 +430,3 @@ impl Store {
         Ok(region)
     }
 }
-
-/// Bytes more the crate can lock before `RLIMIT_MEMLOCK` refuses: the soft
-/// limit less what the crate holds locked for live memory (its ready
-/// slots, which it gives back before a lock is refused, count as room).
-/// `None` where no limit binds: unlimited, or the process has
-/// `CAP_IPC_LOCK`. Memory locked by others in the process is not seen.
-pub(crate) fn lock_room() -> Option<usize> {
-    let soft = limits::memlock_limit().soft?;
-    if sys::has_cap_ipc_lock().unwrap_or(false) {
-        return None;
-    }
-    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
-    let st = crate::alloc::stats();
-    Some(soft.saturating_sub(st.locked_bytes.saturating_sub(st.cached_bytes)))
-}

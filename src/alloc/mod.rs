@@ -1032,6 +1032,21 @@ fn room_under_limit(pool: &Pool) -> Option<usize> {
     )
 }
 
+/// Bytes more the crate can lock for a lock it requires before
+/// `RLIMIT_MEMLOCK` refuses: the room the limit leaves (the room kept for
+/// required locks included), with the ready slots of the caches counted as
+/// room (they are given back before a lock is refused). `None` where no
+/// limit binds. Takes each thread's cache lock in turn, and the large
+/// cache's.
+pub(crate) fn lock_room() -> Option<usize> {
+    let pool = pool();
+    let room = room_under_limit(pool)?.saturating_add(pool.locked.kept());
+    let shards: Vec<_> = lock(&pool.shards).clone();
+    let cached: usize =
+        shards.iter().map(|s| s.cached().1).sum::<usize>() + lock(&pool.large).bytes;
+    Some(room.saturating_add(cached))
+}
+
 /// Room under `RLIMIT_MEMLOCK`, in pages, below which a thread takes free
 /// packed slots on pages other threads hold before it opens a page of its
 /// own (see `packed_slab`): 64 pages, 256 KiB with 4 KiB pages. Under a
