@@ -119,6 +119,13 @@ impl Request {
         Request { len: fits, ..*self }.room()
     }
 
+    /// Bytes more the crate can lock for memory that requires its lock
+    /// before `RLIMIT_MEMLOCK` refuses; `None` where no limit binds (see
+    /// `alloc::lock_room`).
+    pub(crate) fn lock_room() -> Option<usize> {
+        crate::alloc::lock_room()
+    }
+
     /// The most elements, at most `len`, that a page-isolated slot already
     /// locked and waiting in the allocator's cache of large slots holds
     /// room for (see [`room`](Request::room)), if there is one. A request

@@ -194,7 +194,7 @@ impl<T: Plain> LockedVec<T> {
         if new == 0 {
             return None; // packed: no page of its own
         }
-        let room = crate::alloc::lock_room()?;
+        let room = Request::lock_room()?;
         let old = if self.buf.is_some() {
             cost(self.cap)
         } else {
