@@ -511,7 +511,7 @@ pub(crate) struct LockedBytes {
     refused_at: AtomicUsize,
     /// Room that required locks took back from best-effort pages, kept for
     /// required locks: best-effort locks do not take it again (see
-    /// [`LockedBytes::kept_for_required`]).
+    /// [`LockedBytes::kept`]).
     kept: AtomicUsize,
 }
 
@@ -548,8 +548,7 @@ impl LockedBytes {
     /// Whether the crate holds as much locked memory as it did when a lock
     /// was last refused for `RLIMIT_MEMLOCK`: a best-effort lock then is
     /// not even tried (it would fail, and reclaiming for it would cost a
-    /// `trim` each time).
-    /// Room kept for required locks counts as held.
+    /// `trim` each time). Room kept for required locks counts as held.
     #[inline]
     pub(crate) fn at_limit(&self) -> bool {
         let refused_at = self.refused_at.load(Ordering::Relaxed);
