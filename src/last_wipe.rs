@@ -330,8 +330,7 @@ fn last_wipe() {
         len: 0,
     };
     stopping.signal_all();
-    let pid = sys::process_id();
-    let here = |r: &Range| r.pid == 0 || r.pid == pid;
+    let here = |r: &Range| r.is_here();
     // Zeroing through the kernel keeps every mapping `PROT_NONE` while it
     // is zeroed; without it, a run is opened read-write for its zeroing,
     // and a thread that did not touch it since the claim (off the CPU, or

@@ -46,6 +46,21 @@ static BLOCKS: Mutex<Option<HashMap<usize, Store>>> = Mutex::new(None);
 /// at the fork (as with `malloc` in such a child). A lock refused for
 /// `RLIMIT_MEMLOCK` is an allocation failure (`AllocError`) unless the
 /// allocator was made with [`LockPolicy::BestEffort`].
+///
+/// # In a fork(2) child
+///
+/// Blocks under [`ForkPolicy::Wipe`] (the default) read as zeros in a fork
+/// child, and under [`ForkPolicy::Keep`] as the parent's copy. Blocks under
+/// [`ForkPolicy::Exclude`], and all blocks of [`Backing::SecretMem`], do not
+/// exist in the child: the crate's `pthread_atfork` child handler maps an
+/// inaccessible placeholder (`PROT_NONE`) over each such range right after
+/// fork(2), so nothing else is mapped there while the child lives, and
+/// every read or write through a pointer into such a block (a collection
+/// the child inherited) dies by `SIGSEGV`, every time. The child may drop
+/// those collections: freeing such a block changes nothing there (the
+/// placeholder stays). A child made without the atfork handlers
+/// (`vfork(2)`, raw `clone(2)`, `_Fork`) gets no placeholders, and neither
+/// does a range another atfork child handler maps something into first.
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(docsrs, doc(cfg(feature = "allocator-api2")))]
 pub struct LockedAlloc {

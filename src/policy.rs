@@ -21,8 +21,11 @@ pub enum LockPolicy {
     /// tried for them, so a million of them cost no more to make than
     /// locked ones ([`stats`](crate::stats) counts them apart). Boxes that
     /// require the lock come first: to make one at the limit, the crate
-    /// takes such later locks back (those boxes then say
-    /// `is_locked() == false` again). A box
+    /// takes as many such later locks back as it needs (those boxes then
+    /// say `is_locked() == false` again), and that room stays kept for
+    /// boxes that require the lock until [`trim`](crate::trim): a
+    /// temporary that requires its lock, made and dropped once per
+    /// best-effort box, then costs no unlock and relock each time. A box
     /// larger than physical memory is still refused
     /// ([`Error::TooLarge`](crate::Error::TooLarge)).
     BestEffort,

@@ -93,6 +93,39 @@ impl Request {
         }
     }
 
+    /// Bytes of locked memory the memory for this request costs on its
+    /// own: its data pages if page-isolated; 0 if packed (a slot on a page
+    /// shared with others) or zero-sized.
+    pub(crate) fn locked_cost(&self) -> usize {
+        let Some(size) = self.len.checked_mul(self.elem_size) else {
+            return usize::MAX;
+        };
+        if self.packed_layout(size).is_some() || size == 0 {
+            return 0;
+        }
+        Layout::new(size, self.align, sys::page_size()).map_or(usize::MAX, |l| l.data_len)
+    }
+
+    /// The most elements page-isolated memory of at most `bytes` bytes of
+    /// data pages holds (see [`room`](Request::room)); 0 if none fit.
+    pub(crate) fn capacity_within(&self, bytes: usize) -> usize {
+        let pages = bytes / sys::page_size();
+        if self.elem_size == 0 || pages == 0 {
+            return 0;
+        }
+        // That many elements and the canary fill the pages exactly; `room`
+        // keeps to the same pages.
+        let fits = (pages * sys::page_size() - CANARY_LEN) / self.elem_size;
+        Request { len: fits, ..*self }.room()
+    }
+
+    /// Bytes more the crate can lock for memory that requires its lock
+    /// before `RLIMIT_MEMLOCK` refuses; `None` where no limit binds (see
+    /// `alloc::lock_room`).
+    pub(crate) fn lock_room() -> Option<usize> {
+        crate::alloc::lock_room()
+    }
+
     /// The most elements, at most `len`, that a page-isolated slot already
     /// locked and waiting in the allocator's cache of large slots holds
     /// room for (see [`room`](Request::room)), if there is one. A request

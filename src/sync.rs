@@ -1,18 +1,28 @@
 //! The atomics and mutexes the concurrent state machines use: `std`'s, or
-//! loom's under `cfg(loom)`, so that the sealed box's gate and the threads'
-//! caches can be model-checked as well as stressed.
+//! loom's under `cfg(loom)`, so that they can be model-checked as well as
+//! stressed: the sealed box's gate, the threads' caches, the registry's
+//! entries, the packed pages' bitmaps and the slow path that shares them,
+//! and the fork gate (`RUSTFLAGS="--cfg loom" cargo test --release --lib
+//! loom`).
 //!
-//! Process-wide statics keep `std` types (loom's cannot be made in a
-//! `const`); only the pieces that a loom model drives go through here.
+//! Process-wide statics keep `std` types where they must be made in a
+//! `const` (loom's cannot be); a static whose pieces a model drives (the
+//! registry's entries, made on first use; the fork gate, behind a
+//! `LazyLock` under loom) holds these types, and the models make instances
+//! of their own rather than touch the static.
 //!
 //! Unsafe here is limited to [`SpinLock`]'s access to the data it guards.
 #![allow(unsafe_code)]
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering, fence,
+};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
+};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
 

@@ -1779,3 +1779,38 @@ pub(crate) fn nap(ns: u32) {
     // SAFETY: reads one timespec of ours; no remainder asked for.
     unsafe { libc::nanosleep(&raw const ts, ptr::null_mut()) };
 }
+
+/// `mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+/// MAP_FIXED_NOREPLACE, -1, 0)`: puts an inaccessible placeholder mapping
+/// in the empty range `addr..addr + len`, so that nothing else is mapped
+/// there and every access faults. Changes nothing where any part of the
+/// range is mapped already (`EEXIST`). On a kernel older than 4.17, which
+/// takes the flag for a hint, a mapping placed elsewhere is unmapped again
+/// and `EEXIST` returned.
+///
+/// Async-signal-safe: one or two system calls, no allocation, no lock (for
+/// a fork(2) child's atfork handler).
+///
+/// # References
+/// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+#[doc(alias = "MAP_FIXED_NOREPLACE")]
+pub(crate) fn place_none_in_hole(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping: the
+    // call fails if any part of the range is in use, so no memory anyone
+    // holds is affected.
+    let got = unsafe {
+        rustix::mm::mmap_anonymous(
+            addr.as_ptr().cast::<c_void>(),
+            len,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED_NOREPLACE,
+        )
+    }?;
+    if got.cast::<u8>() == addr.as_ptr() {
+        return Ok(());
+    }
+    // SAFETY: `got..got + len` is the mapping the kernel just made (the
+    // flag taken as a hint); nothing else knows of it.
+    let _ = unsafe { rustix::mm::munmap(got, len) };
+    Err(io::Error::from_raw_os_error(libc::EEXIST))
+}

@@ -71,8 +71,8 @@ use crate::policy::{FORKS, ForkPolicy, LockPolicy};
 use crate::sync::{AtomicU64, lock_std as lock};
 use crate::sys;
 
-use packed_slab::PackedClass;
 pub(crate) use packed_slab::PageMeta;
+use packed_slab::{PackedClass, SlowClaim};
 use page_slab::{PageClass, SlotId};
 use pages::{Closed, LockedBytes, Mapping, OpenError, Reclaim};
 use shard::{Cached, Counters, Shard, bump};
@@ -330,9 +330,10 @@ struct Pool {
     /// Indexed by [`packed_key`] (locked pages) and [`unlocked_key`]
     /// (best-effort pages).
     packed: Box<[Mutex<PackedClass>]>,
-    /// Per locked packed class: whether its partial list may have a page
-    /// with a free slot (set and cleared under the class mutex, read
-    /// without it by best-effort claims at the lock limit).
+    /// Per locked packed class: whether a page may have a free slot for a
+    /// thread that holds none (on the partial list, or held by another
+    /// thread; set and cleared under the class mutex, read without it by
+    /// best-effort claims at the lock limit).
     partial_hint: Box<[AtomicBool]>,
     /// Best-effort packed pages open and not locked.
     unlocked_pages: AtomicUsize,
@@ -582,21 +583,26 @@ fn reclaim(what: Reclaim) -> usize {
     match what {
         Reclaim::Caches => close_cached(pool()),
         Reclaim::All => trim_pool(pool()),
-        Reclaim::BestEffortLocks => unlock_best_effort(pool()),
+        Reclaim::BestEffortLocks(len) => unlock_best_effort(pool(), len),
     }
 }
 
 /// Takes back the locks of best-effort packed pages locked after the fact
-/// (see `relock`), for a lock that is required; returns the bytes unlocked.
-/// Their boxes stay where they are and say `is_locked() == false` until
-/// room appears again.
-fn unlock_best_effort(pool: &'static Pool) -> usize {
+/// (see `relock`), for a lock of `want` bytes that is required: as many
+/// pages as that needs, newest first; returns the bytes unlocked. Their
+/// boxes stay where they are and say `is_locked() == false` until room
+/// appears again (`trim`: the room stays kept for required locks until
+/// then, see `pages::LockedBytes::kept`).
+fn unlock_best_effort(pool: &'static Pool, want: usize) -> usize {
     let page_size = pool.page_size;
     let mut unlocked = 0;
-    for class in &pool.packed[PACKED_KEYS..] {
-        let pages = lock(class).unlock_all(&mut |page| {
+    for class in pool.packed[PACKED_KEYS..].iter().rev() {
+        if unlocked >= want {
+            break;
+        }
+        let pages = lock(class).unlock_some((want - unlocked).div_ceil(page_size), &mut |page| {
             // SAFETY: an open, locked page of the class, counted; it stays
-            // open while `unlock_all` holds the class mutex.
+            // open while `unlock_some` holds the class mutex.
             unsafe { pages::unlock_open(page.addr(), page_size, &pool.locked) }
         });
         pool.unlocked_pages.fetch_add(pages, Ordering::Relaxed);
@@ -932,11 +938,12 @@ fn is_unlocked_key(key: usize) -> bool {
     key >= PACKED_KEYS
 }
 
-/// Records in the pool whether the locked class `key` may have a partial
-/// page; called under the class mutex after its partial list changed.
+/// Records in the pool whether the locked class `key` may have a page with
+/// a free slot for a thread that holds none (partial, or held by another
+/// thread); called under the class mutex after that may have changed.
 fn note_partial(pool: &Pool, key: usize, c: &PackedClass) {
     if let Some(hint) = pool.partial_hint.get(key) {
-        hint.store(c.has_partial(), Ordering::Relaxed);
+        hint.store(c.may_have_room(), Ordering::Relaxed);
     }
 }
 
@@ -951,28 +958,6 @@ fn claim_packed_slow(
     let held = local.map(|l| &l.held[key]);
     let class = &pool.packed[key];
     let unlocked = is_unlocked_key(key);
-    let mut spins = 0;
-    let (page, fork, file) = loop {
-        let mut c = lock(class);
-        if let Some(old) = held.and_then(Cell::take) {
-            c.unhold(old, me);
-        }
-        let partial = c.take_partial(me);
-        note_partial(pool, key, &c);
-        if let Some((page, index)) = partial {
-            hold(&mut c, held, page, me);
-            note_partial(pool, key, &c);
-            return Ok(Some(PackedClaim { page, index }));
-        }
-        // One page of a class is opened at a time, so that where the next
-        // one goes is chosen among settled neighbours (see `packed_slab`).
-        if !c.opening_any() {
-            let page = c.reserve()?;
-            break (page, c.fork(), c.file_of(page));
-        }
-        drop(c);
-        crate::sync::backoff(&mut spins);
-    };
     // A page of the best-effort twin is locked if the limit leaves room,
     // else opened without the lock.
     let open_policy = if unlocked {
@@ -980,64 +965,112 @@ fn claim_packed_slow(
     } else {
         LockPolicy::Require
     };
-    // SAFETY: `reserve` marked the closed page open for us alone (its bits
-    // stay full, so nobody claims on it or closes it meanwhile); `file` is
-    // its slab's.
-    let opened = unsafe {
-        pages::open(
-            page.addr(),
-            pool.page_size,
-            open_policy,
-            fork,
-            &pool.locked,
-            &reclaim,
-            file.as_ref(),
-        )
+    let mut open = |page: &'static PageMeta, fork, file: Option<&pages::SecretFile>| {
+        // SAFETY: `reserve` marked the closed page open for us alone (its
+        // bits stay full, so nobody claims on it or closes it meanwhile);
+        // `file` is its slab's.
+        let opened = unsafe {
+            pages::open(
+                page.addr(),
+                pool.page_size,
+                open_policy,
+                fork,
+                &pool.locked,
+                &reclaim,
+                file,
+            )
+        };
+        if matches!(opened, Ok(false)) {
+            pool.unlocked_pages.fetch_add(1, Ordering::Relaxed);
+        }
+        opened
     };
-    let mut c = lock(class);
-    match opened {
-        Ok(locked) => {
-            page.set_locked(locked);
-            if !locked {
-                pool.unlocked_pages.fetch_add(1, Ordering::Relaxed);
+    let claimed = packed_slab::claim_slow(
+        &|| lock(class),
+        me,
+        held.and_then(Cell::take),
+        &|| locked_memory_is_scarce(pool),
+        &mut open,
+        &|c| note_partial(pool, key, c),
+    );
+    match claimed {
+        Ok(SlowClaim { page, index, holds }) => {
+            if holds {
+                match held {
+                    Some(h) => h.set(Some(page)),
+                    // The thread is being torn down: give the page up.
+                    None => {
+                        let mut c = lock(class);
+                        c.unhold(page, me);
+                        note_partial(pool, key, &c);
+                    }
+                }
             }
-            c.opened(page, me);
-            let index = page.claim().expect("a fresh page has free slots");
-            hold(&mut c, held, page, me);
-            note_partial(pool, key, &c);
             Ok(Some(PackedClaim { page, index }))
         }
-        Err(OpenError { error, closed }) => {
-            if closed {
-                c.unreserve(page);
-            } else {
-                // Read-write but not closed again: never handed out.
-                c.leave_reserved(page);
-            }
-            // No page could be locked: take a free slot wherever one is.
-            if let Some((page, index)) = c.claim_anywhere() {
-                return Ok(Some(PackedClaim { page, index }));
-            }
-            if lock_policy == LockPolicy::BestEffort && !unlocked {
-                return Ok(None); // the caller claims on the twin
-            }
-            Err(error)
+        Err(_) if lock_policy == LockPolicy::BestEffort && !unlocked => {
+            Ok(None) // the caller claims on the twin
         }
+        Err(error) => Err(error),
     }
 }
 
-/// Records that this thread holds `page` (or, while the thread is being
-/// torn down, gives it straight up).
-fn hold(
-    c: &mut PackedClass,
-    held: Option<&Cell<Option<&'static PageMeta>>>,
-    page: &'static PageMeta,
-    me: u64,
-) {
-    match held {
-        Some(h) => h.set(Some(page)),
-        None => c.unhold(page, me),
+/// Bytes `RLIMIT_MEMLOCK` leaves beside what this crate holds locked and
+/// the room it keeps for required locks; `None` where no limit binds
+/// (unlimited, or the process has `CAP_IPC_LOCK`). Memory others in the
+/// process lock is not seen (a refused mlock tells).
+fn room_under_limit(pool: &Pool) -> Option<usize> {
+    let soft = crate::limits::memlock_limit().soft?;
+    if sys::has_cap_ipc_lock().unwrap_or(false) {
+        return None;
     }
+    let held = pool.locked.get() + pool.locked.kept();
+    Some(
+        usize::try_from(soft)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(held),
+    )
+}
+
+/// Bytes more the crate can lock for a lock it requires before
+/// `RLIMIT_MEMLOCK` refuses: the room the limit leaves (the room kept for
+/// required locks included), with the ready slots of the caches counted as
+/// room (they are given back before a lock is refused). `None` where no
+/// limit binds. Takes each thread's cache lock in turn, and the large
+/// cache's.
+pub(crate) fn lock_room() -> Option<usize> {
+    let pool = pool();
+    let room = room_under_limit(pool)?.saturating_add(pool.locked.kept());
+    let shards: Vec<_> = lock(&pool.shards).clone();
+    let cached: usize =
+        shards.iter().map(|s| s.cached().1).sum::<usize>() + lock(&pool.large).bytes;
+    Some(room.saturating_add(cached))
+}
+
+/// Room under `RLIMIT_MEMLOCK`, in pages, below which a thread takes free
+/// packed slots on pages other threads hold before it opens a page of its
+/// own (see `packed_slab`): 64 pages, 256 KiB with 4 KiB pages. Under a
+/// limit that small, every packed page is shared; under a larger one, only
+/// the last 256 KiB are.
+const SHARE_BELOW_PAGES: usize = 64;
+
+/// Whether locked memory is scarce: a lock was refused at the crate's
+/// present count of locked bytes, or `RLIMIT_MEMLOCK` (which binds a
+/// process without `CAP_IPC_LOCK`) leaves room for fewer than
+/// [`SHARE_BELOW_PAGES`] pages above the crate's locked bytes. Costs a
+/// getrlimit(2), and a capget(2) near the limit: asked only before a packed
+/// page would be opened while another thread's page of its class has room.
+fn locked_memory_is_scarce(pool: &Pool) -> bool {
+    if pool.locked.at_limit() {
+        return true;
+    }
+    let Some(soft) = crate::limits::memlock_limit().soft else {
+        return false;
+    };
+    let room = usize::try_from(soft)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(pool.locked.get());
+    room < SHARE_BELOW_PAGES * pool.page_size && !sys::has_cap_ipc_lock().unwrap_or(false)
 }
 
 /// Frees slot `index` of `page`, whose bytes the caller has wiped; the slot
@@ -1077,11 +1110,15 @@ fn freed_on_full(page: &'static PageMeta) {
 pub fn trim() {
     let pool = pool();
     trim_pool(pool);
+    // Room kept for required locks (taken from best-effort pages) goes
+    // back to them now.
+    pool.locked.release_kept();
     relock(pool);
 }
 
 /// Locks best-effort packed pages that were opened without a lock, first
-/// opened first, while `RLIMIT_MEMLOCK` leaves room: after [`trim`], and
+/// opened first, while `RLIMIT_MEMLOCK` leaves room beside the room kept
+/// for required locks (see `pages::LockedBytes::kept`): after [`trim`], and
 /// after a dropped box gave locked memory back. Not part of `trim_pool`,
 /// which reclaims room for a lock and must not take it again.
 fn relock(pool: &'static Pool) {
@@ -1089,14 +1126,25 @@ fn relock(pool: &'static Pool) {
         return;
     }
     let page_size = pool.page_size;
+    // Pages the limit leaves room for, as far as the crate can tell; no
+    // bound where no limit binds (a refused mlock still stops the loop).
+    let mut budget = room_under_limit(pool).map(|room| room / page_size);
+    if budget == Some(0) {
+        return;
+    }
     for class in &pool.packed[PACKED_KEYS..] {
         let mut c = lock(class);
         let mut refused = false;
         let locked = c.relock(&mut |page| {
+            if budget == Some(0) {
+                refused = true;
+                return false;
+            }
             // SAFETY: an open page of the class, unlocked and uncounted; it
             // stays open while we hold the class mutex.
             let ok = unsafe { pages::relock(page.addr(), page_size, &pool.locked) };
             refused = !ok;
+            budget = budget.map(|b| b - 1);
             ok
         });
         pool.unlocked_pages.fetch_sub(locked, Ordering::Relaxed);

@@ -34,6 +34,18 @@
 //! thread living or gone, has a free slot; and pages left by exited threads
 //! are used again rather than piling up.
 //!
+//! Where locked memory is scarce (the caller decides: near
+//! `RLIMIT_MEMLOCK`), a page of one's own is a luxury: every thread's
+//! half-empty page of every class holds a locked page that another class
+//! may need. There a thread first takes a free slot on a page another
+//! thread holds (the class keeps a list of held pages), and opens a page
+//! only when no open page of the class has a free slot; a thread that finds
+//! a page being opened waits for it and then takes a slot there. So the
+//! pages of a class are as few as its live slots need, whichever thread
+//! made them, and a lock is refused only when that many pages of every
+//! class do not fit. [`claim_slow`] is that path, model-checked with loom
+//! (`loom_packed_*`) together with the bitmaps.
+//!
 //! # Mappings
 //!
 //! Open neighbouring pages merge into one mapping, and closed ones merge
@@ -41,14 +53,18 @@
 //! memory). Opening a page whose two neighbours are both open could leave a
 //! seam the kernel does not merge, so such single-page holes are never
 //! reopened: a slab costs `1 + 2 × (runs of open pages)` mappings.
-#![forbid(unsafe_code)]
+// No unsafe code, but for the loom models' cells (which stand for the
+// pages' bytes).
+#![cfg_attr(not(loom), forbid(unsafe_code))]
+#![cfg_attr(loom, deny(unsafe_code))]
 
+use std::ops::DerefMut;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
-use crate::alloc::pages::{Closed, Mapping, SecretFile};
+use crate::alloc::pages::{Closed, Mapping, OpenError, SecretFile};
 use crate::error::Error;
 use crate::policy::ForkPolicy;
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 /// Pages per packed slab (between its two guard pages).
 pub(crate) const SLAB_PAGES: usize = 256;
@@ -236,6 +252,8 @@ struct PageState {
     holder: u64,
     /// On the partial list.
     listed: bool,
+    /// On the list of held pages (iff `holder` is nonzero).
+    on_held: bool,
 }
 
 /// One slab of a class.
@@ -253,6 +271,15 @@ struct Slab {
 }
 
 impl Slab {
+    /// `Some` while the slab is mapped (under loom, a model's slab of
+    /// metadata alone always counts as mapped).
+    fn mapped(&self) -> Option<()> {
+        if cfg!(loom) {
+            return Some(());
+        }
+        self.mapping.as_ref().map(|_| ())
+    }
+
     fn open_pages(&self) -> usize {
         self.open
     }
@@ -323,6 +350,9 @@ pub(crate) struct PackedClass {
     /// Pages that nobody holds and that may have a free slot. May hold
     /// stale entries (`PageState::listed` decides).
     partial: Vec<&'static PageMeta>,
+    /// The pages some thread holds (`PageState::holder` nonzero): as many
+    /// as there are threads with a current page of the class.
+    held: Vec<&'static PageMeta>,
     /// A page is being opened (see [`PackedClass::opening_any`]).
     in_flight: bool,
 }
@@ -344,6 +374,7 @@ impl PackedClass {
             slots,
             slabs: Vec::new(),
             partial: Vec::new(),
+            held: Vec::new(),
             in_flight: false,
         }
     }
@@ -376,7 +407,7 @@ impl PackedClass {
             st.listed = false;
             debug_assert!(st.open && st.holder == 0);
             if let Some(slot) = page.claim() {
-                self.state(page).holder = me;
+                self.set_holder(page, me);
                 return Some((page, slot));
             }
             // Full: a free will list it again.
@@ -395,6 +426,19 @@ impl PackedClass {
         if st.open && !st.listed && !page.is_full() {
             st.listed = true;
             self.partial.push(page);
+        }
+        self.drop_held(page);
+    }
+
+    /// Takes `page`, which nobody holds any more, off the list of held
+    /// pages.
+    fn drop_held(&mut self, page: &'static PageMeta) {
+        let st = self.state(page);
+        if st.on_held {
+            st.on_held = false;
+            if let Some(i) = self.held.iter().position(|p| ptr::eq(*p, page)) {
+                self.held.swap_remove(i);
+            }
         }
     }
 
@@ -421,7 +465,7 @@ impl PackedClass {
     /// full (unclaimable) until [`PackedClass::opened`].
     pub(crate) fn reserve(&mut self) -> Result<&'static PageMeta, Error> {
         let found = self.slabs.iter_mut().enumerate().find_map(|(s, slab)| {
-            slab.mapping.as_ref()?;
+            slab.mapped()?;
             slab.closed_page().map(|i| (s, i))
         });
         let (s, i) = match found {
@@ -475,16 +519,52 @@ impl PackedClass {
 
     /// `page`, reserved, was opened: `me` holds it, and it takes claims.
     pub(crate) fn opened(&mut self, page: &'static PageMeta, me: u64) {
-        let st = self.state(page);
-        st.holder = me;
-        st.opening = false;
+        self.set_holder(page, me);
+        self.state(page).opening = false;
         self.in_flight = false;
         page.clear();
+    }
+
+    /// `me` holds `page` now (`me` nonzero: a thread's token).
+    fn set_holder(&mut self, page: &'static PageMeta, me: u64) {
+        let st = self.state(page);
+        st.holder = me;
+        if me != 0 && !st.on_held {
+            st.on_held = true;
+            self.held.push(page);
+        }
+    }
+
+    /// Claims a free slot on an open page another thread holds, without
+    /// taking the page over: where locked memory is scarce, before a page
+    /// is opened.
+    pub(crate) fn claim_held(&mut self, me: u64) -> Option<(&'static PageMeta, usize)> {
+        for i in 0..self.held.len() {
+            let page = self.held[i];
+            let st = *self.state(page);
+            debug_assert!(st.holder != 0 && st.on_held);
+            if st.holder == me || st.opening || !st.open {
+                continue;
+            }
+            if let Some(slot) = page.claim() {
+                return Some((page, slot));
+            }
+        }
+        None
+    }
+
+    /// Whether a page another thread than `me` holds has a free slot now.
+    fn held_has_room(&self, me: u64) -> bool {
+        self.held.iter().any(|page| {
+            let st = &self.slabs[page.slab].pages[page.index];
+            st.holder != 0 && st.holder != me && st.open && !st.opening && !page.is_full()
+        })
     }
 
     /// `page`, reserved, could not be opened: it is closed again.
     pub(crate) fn unreserve(&mut self, page: &'static PageMeta) {
         self.in_flight = false;
+        debug_assert!(!self.state(page).on_held, "a reserved page has no holder");
         *self.state(page) = PageState {
             open: true,
             ..PageState::default()
@@ -525,7 +605,15 @@ impl PackedClass {
                 if !slab.pages[i].open || !meta.claim_all() {
                     continue; // closed, in transit, or holding slots
                 }
-                match close(meta) {
+                let closed_now = close(meta);
+                if closed_now != Closed::No && slab.pages[i].on_held {
+                    // Closed under its holder, which finds it full and
+                    // gives it up (a no-op then): nobody holds it now.
+                    if let Some(at) = self.held.iter().position(|p| ptr::eq(*p, meta)) {
+                        self.held.swap_remove(at);
+                    }
+                }
+                match closed_now {
                     Closed::Yes => {
                         slab.pages[i] = PageState {
                             open: true,
@@ -540,6 +628,7 @@ impl PackedClass {
                         // marked open (in transit) with every bit set.
                         slab.pages[i].opening = true;
                         slab.pages[i].holder = 0;
+                        slab.pages[i].on_held = false;
                         closed += 1;
                     }
                 }
@@ -575,16 +664,25 @@ impl PackedClass {
         locked
     }
 
-    /// Calls `unlock` on each open page that is locked (and not in
-    /// transit); marks those it unlocked; returns how many.
-    pub(crate) fn unlock_all(&mut self, unlock: &mut dyn FnMut(&PageMeta) -> bool) -> usize {
+    /// Calls `unlock` on open pages that are locked (and not in transit),
+    /// the last first, until `want` of them are unlocked; marks those it
+    /// unlocked; returns how many.
+    pub(crate) fn unlock_some(
+        &mut self,
+        want: usize,
+        unlock: &mut dyn FnMut(&PageMeta) -> bool,
+    ) -> usize {
         let mut unlocked = 0;
         let pages = self
             .slabs
             .iter()
-            .flat_map(|slab| slab.meta.iter().zip(&slab.pages))
+            .rev()
+            .flat_map(|slab| slab.meta.iter().zip(&slab.pages).rev())
             .filter(|(meta, st)| st.open && !st.opening && meta.is_locked());
         for (meta, _) in pages {
+            if unlocked >= want {
+                break;
+            }
             if unlock(meta) {
                 meta.set_locked(false);
                 unlocked += 1;
@@ -603,9 +701,11 @@ impl PackedClass {
             .sum()
     }
 
-    /// Whether the partial list may have a page with a free slot.
-    pub(crate) fn has_partial(&self) -> bool {
-        !self.partial.is_empty()
+    /// Whether a page of the class may have a free slot for a thread that
+    /// holds none: one on the partial list, or a held page (claims and
+    /// frees on held pages take no lock, so this is a hint).
+    pub(crate) fn may_have_room(&self) -> bool {
+        !self.partial.is_empty() || self.held_has_room(0)
     }
 
     pub(crate) fn live_slots(&self) -> usize {
@@ -634,7 +734,135 @@ impl PackedClass {
     }
 }
 
-#[cfg(test)]
+/// A slot claimed on the slow path: slot `index` of `page`, which the
+/// claimer now holds if `holds` (else it claimed on someone else's page).
+pub(crate) struct SlowClaim {
+    pub(crate) page: &'static PageMeta,
+    pub(crate) index: usize,
+    pub(crate) holds: bool,
+}
+
+/// A page opener for [`claim_slow`]: opens the reserved page (read-write,
+/// locked as the class asks) with the class's fork advice and secret file;
+/// whether it is locked.
+pub(crate) type Opener<'a> =
+    dyn FnMut(&'static PageMeta, ForkPolicy, Option<&SecretFile>) -> Result<bool, OpenError> + 'a;
+
+/// The slow path of a claim by the thread whose token is `me`, whose held
+/// page `old` (if any) had no free slot: under the class mutex (`class`
+/// takes it), gives `old` up, then takes a page from the partial list; else,
+/// if another thread's page has a free slot and `scarce()` says locked
+/// memory is scarce, a slot there; else, unless another thread is opening a
+/// page of the class (then it waits and looks again), reserves a closed page
+/// and opens it with `open` outside the mutex. If that fails, a free slot
+/// on any open page of the class, else the opener's error. `noted` sees the
+/// class after each change to what it has free.
+///
+/// # Errors
+/// The error of `reserve` (mapping a slab) or of `open` (a lock refused),
+/// when no open page of the class has a free slot.
+pub(crate) fn claim_slow<G: DerefMut<Target = PackedClass>>(
+    class: &dyn Fn() -> G,
+    me: u64,
+    mut old: Option<&'static PageMeta>,
+    scarce: &dyn Fn() -> bool,
+    open: &mut Opener<'_>,
+    noted: &dyn Fn(&PackedClass),
+) -> Result<SlowClaim, Error> {
+    let mut spins = 0;
+    let mut share: Option<bool> = None;
+    let (page, fork, file) = loop {
+        let mut c = class();
+        if let Some(old) = old.take() {
+            c.unhold(old, me);
+        }
+        if let Some((page, index)) = c.take_partial(me) {
+            noted(&c);
+            return Ok(SlowClaim {
+                page,
+                index,
+                holds: true,
+            });
+        }
+        if c.held_has_room(me) && *share.get_or_insert_with(scarce) {
+            if let Some((page, index)) = c.claim_held(me) {
+                noted(&c);
+                return Ok(SlowClaim {
+                    page,
+                    index,
+                    holds: false,
+                });
+            }
+        }
+        noted(&c);
+        // One page of a class is opened at a time, so that where the next
+        // one goes is chosen among settled neighbours (see the module
+        // docs), and so that a thread that finds one being opened can take
+        // a slot there once it is open.
+        if !c.opening_any() {
+            let page = c.reserve()?;
+            break (page, c.fork(), c.file_of(page));
+        }
+        drop(c);
+        crate::sync::backoff(&mut spins);
+    };
+    let opened = open(page, fork, file.as_ref());
+    let mut c = class();
+    match opened {
+        Ok(locked) => {
+            page.set_locked(locked);
+            c.opened(page, me);
+            let index = page.claim().expect("a fresh page has free slots");
+            noted(&c);
+            Ok(SlowClaim {
+                page,
+                index,
+                holds: true,
+            })
+        }
+        Err(OpenError { error, closed }) => {
+            if closed {
+                c.unreserve(page);
+            } else {
+                // Read-write but not closed again: never handed out.
+                c.leave_reserved(page);
+            }
+            // No page could be opened: take a free slot wherever one is.
+            let anywhere = c.claim_anywhere();
+            noted(&c);
+            match anywhere {
+                Some((page, index)) => Ok(SlowClaim {
+                    page,
+                    index,
+                    holds: false,
+                }),
+                None => Err(error),
+            }
+        }
+    }
+}
+
+#[cfg(loom)]
+impl PackedClass {
+    /// A class with one slab of `pages` pages of metadata and no memory,
+    /// for the models.
+    fn for_model(key: usize, pages: usize, slots: usize) -> Self {
+        let mut c = PackedClass::new(key, ForkPolicy::Keep, false, 4096, slots);
+        let meta: Vec<PageMeta> = (0..pages)
+            .map(|i| PageMeta::new(slots, key, 0, i))
+            .collect();
+        c.slabs.push(Slab {
+            meta: Box::leak(meta.into_boxed_slice()),
+            mapping: None,
+            pages: vec![PageState::default(); pages],
+            open: 0,
+            first_closed: 0,
+        });
+        c
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -688,6 +916,32 @@ mod tests {
     }
 
     #[test]
+    fn the_held_list_holds_exactly_the_held_pages() {
+        let page_size = crate::sys::page_size();
+        let mut c = PackedClass::new(0, ForkPolicy::Keep, false, page_size, 64);
+        let a = c.reserve().expect("a slab");
+        c.opened(a, 1);
+        assert_eq!(c.held.len(), 1);
+        assert_eq!(a.claim(), Some(0));
+        // Another thread, where memory is scarce, takes a slot there.
+        assert!(c.held_has_room(2) && !c.held_has_room(1));
+        assert_eq!(c.claim_held(2).map(|(_, i)| i), Some(1));
+        // The holder gives it up: partial, off the held list.
+        c.unhold(a, 1);
+        assert!(c.held.is_empty() && c.may_have_room());
+        let (again, _) = c.take_partial(2).expect("the partial page");
+        assert!(ptr::eq(again, a) && c.held.len() == 1);
+        for i in 0..3 {
+            a.free(i);
+        }
+        // Closed (empty) under its holder: nobody holds it any more.
+        assert_eq!(c.close_empty(&mut |_| Closed::Yes), 1);
+        assert!(c.held.is_empty());
+        c.unhold(a, 2); // the holder finds it closed: nothing to do
+        assert!(c.held.is_empty() && !c.may_have_room());
+    }
+
+    #[test]
     fn holes_are_not_reopened() {
         let mut slab = Slab {
             meta: Box::leak(Vec::new().into_boxed_slice()),
@@ -710,5 +964,197 @@ mod tests {
             Some(1),
             "page 1 is no hole once page 2 closed"
         );
+    }
+}
+
+/// The packed pages' lock-free bitmaps and the slow path's hand-over,
+/// model-checked.
+#[cfg(all(test, loom))]
+#[allow(unsafe_code)]
+mod loom_tests {
+    use super::*;
+    use crate::sync::{Arc, AtomicUsize, Mutex, lock};
+    use loom::cell::UnsafeCell;
+
+    /// A page's bytes: one cell per slot, so that loom reports two owners
+    /// touching a slot at once.
+    struct Bytes([UnsafeCell<u8>; 2]);
+
+    /// A holder claims a slot, writes it and frees it; another thread
+    /// claims a slot and writes it; a closer takes the page for closing
+    /// (every slot at once) and, if it got it, wipes every slot and opens
+    /// it again. Loom reports a race if a slot can have two owners, or if a
+    /// closer's wipe is not ordered after the last owner's writes.
+    #[test]
+    fn loom_packed_bitmap_claim_free_and_close() {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            let page: &'static PageMeta = Box::leak(Box::new(PageMeta::new(2, 0, 0, 0)));
+            page.clear(); // open
+            let bytes = Arc::new(Bytes([UnsafeCell::new(0), UnsafeCell::new(0)]));
+            let user = |b: Arc<Bytes>| {
+                move || {
+                    if let Some(i) = page.claim() {
+                        // SAFETY (model): the claim makes the slot ours.
+                        b.0[i].with_mut(|p| unsafe { *p = 1 });
+                        // SAFETY (model): as above.
+                        b.0[i].with_mut(|p| unsafe { *p = 0 }); // the wipe
+                        page.free(i);
+                    }
+                }
+            };
+            let a = loom::thread::spawn(user(Arc::clone(&bytes)));
+            let b = loom::thread::spawn(user(Arc::clone(&bytes)));
+            let closer = {
+                let bytes = Arc::clone(&bytes);
+                loom::thread::spawn(move || {
+                    if page.claim_all() {
+                        for cell in &bytes.0 {
+                            // SAFETY (model): every slot is the closer's.
+                            cell.with(|p| assert_eq!(unsafe { *p }, 0, "wiped"));
+                            // SAFETY (model): as above (close: fresh memory).
+                            cell.with_mut(|p| unsafe { *p = 0 });
+                        }
+                        page.clear(); // opened again
+                    }
+                })
+            };
+            a.join().unwrap();
+            b.join().unwrap();
+            closer.join().unwrap();
+            assert_eq!(page.claimed(), 0, "every slot given back");
+        });
+    }
+
+    /// The room a model's opener may lock, in pages.
+    fn opener(budget: &AtomicUsize) -> Result<bool, OpenError> {
+        let taken = budget.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(1));
+        match taken {
+            Ok(_) => Ok(true),
+            Err(_) => Err(OpenError {
+                error: Error::MemlockLimit {
+                    requested: 4096,
+                    soft_limit: None,
+                    hard_limit: None,
+                    locked_by_crate: 0,
+                },
+                closed: true,
+            }),
+        }
+    }
+
+    /// A claim as `alloc::claim_packed` makes it: on the held page without
+    /// a lock, else `claim_slow`, holding the page it says.
+    fn claim(
+        class: &Mutex<PackedClass>,
+        held: &mut Option<&'static PageMeta>,
+        me: u64,
+        scarce: bool,
+        budget: &AtomicUsize,
+    ) -> Result<(), Error> {
+        if let Some(page) = *held {
+            if page.claim().is_some() {
+                return Ok(());
+            }
+        }
+        let got = claim_slow(
+            &|| lock(class),
+            me,
+            held.take(),
+            &|| scarce,
+            &mut |_, _, _| opener(budget),
+            &|_| {},
+        )?;
+        if got.holds {
+            *held = Some(got.page);
+        }
+        Ok(())
+    }
+
+    /// Two threads each claim one slot of class X, then one of class Y;
+    /// pages have two slots and the limit leaves room for two pages, so
+    /// everything fits when each class's page is shared. `scarce` as the
+    /// allocator's test would answer.
+    fn two_threads_two_classes(scarce: bool) {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(2);
+        model.check(move || {
+            let classes = Arc::new([
+                Mutex::new(PackedClass::for_model(0, 2, 2)),
+                Mutex::new(PackedClass::for_model(1, 2, 2)),
+            ]);
+            let budget = Arc::new(AtomicUsize::new(2));
+            let threads: Vec<_> = (1..=2u64)
+                .map(|me| {
+                    let (classes, budget) = (Arc::clone(&classes), Arc::clone(&budget));
+                    loom::thread::spawn(move || {
+                        let mut held = [None, None];
+                        for (class, held) in classes.iter().zip(&mut held) {
+                            claim(class, held, me, scarce, &budget)
+                                .expect("a slot that fits under the limit was refused");
+                        }
+                        // The thread exits: its pages are handed over.
+                        for (class, held) in classes.iter().zip(held) {
+                            if let Some(page) = held {
+                                lock(class).unhold(page, me);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            for class in classes.iter() {
+                let c = lock(class);
+                assert_eq!(
+                    (c.open_pages(), c.live_slots()),
+                    (1, 2),
+                    "one full page per class"
+                );
+            }
+        });
+    }
+
+    /// Where locked memory is scarce, a thread takes the slot on the page
+    /// the other thread opened (or is opening) rather than opening its own.
+    #[test]
+    fn loom_packed_threads_share_pages_where_memory_is_scarce() {
+        two_threads_two_classes(true);
+    }
+
+    /// A thread that exits hands its page over: another thread, claiming
+    /// meanwhile, finds the free slot there (on the partial list or still
+    /// held), and never opens a second page.
+    #[test]
+    fn loom_packed_hand_over_on_exit() {
+        loom::model(|| {
+            let class = Arc::new(Mutex::new(PackedClass::for_model(0, 2, 2)));
+            // Room for two pages: a second page would be opened if the
+            // free slot were missed.
+            let budget = Arc::new(AtomicUsize::new(2));
+            let exiting = {
+                let (class, budget) = (Arc::clone(&class), Arc::clone(&budget));
+                loom::thread::spawn(move || {
+                    let mut held = None;
+                    claim(&class, &mut held, 1, true, &budget).expect("room for one page");
+                    if let Some(page) = held {
+                        lock(&class).unhold(page, 1);
+                    }
+                })
+            };
+            let other = {
+                let (class, budget) = (Arc::clone(&class), Arc::clone(&budget));
+                loom::thread::spawn(move || {
+                    let mut held = None;
+                    claim(&class, &mut held, 2, true, &budget)
+                        .expect("the free slot on the other thread's page was not found");
+                })
+            };
+            exiting.join().unwrap();
+            other.join().unwrap();
+            assert_eq!(lock(&class).open_pages(), 1, "a second page for two slots");
+        });
     }
 }

@@ -21,9 +21,11 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr};
 
-use crate::alloc::registry::{self, Slot};
+use crate::sync::{AtomicUsize, Ordering, fence};
+
+use crate::alloc::registry::{self, Range, Slot};
 use crate::error::Error;
 use crate::limits;
 use crate::policy::{ForkPolicy, LockPolicy};
@@ -40,8 +42,8 @@ pub(crate) struct Mapping {
     secret: Option<SecretFile>,
     /// Its entry in the registry the last wipe walks.
     entry: Slot,
-    /// The process the entry is for (see [`registry::register`]).
-    pid: u32,
+    /// What the entry says: the range, and which process generation has it.
+    range: Range,
 }
 
 /// The memfd_secret(2) file behind a mapping's open runs. Its pages live
@@ -158,35 +160,109 @@ impl Drop for SecretFd {
 /// waiting for a lock (a forking thread waits for the stretch to end).
 struct ForkGate;
 
-/// Threads inside a [`ForkGate`].
-static GATE_INSIDE: AtomicUsize = AtomicUsize::new(0);
-/// Forks in progress (between their prepare and parent handlers).
-static GATE_FORKING: AtomicUsize = AtomicUsize::new(0);
+/// The counters behind [`ForkGate`] and the atfork handlers: a value of its
+/// own so that the protocol can be model-checked (`loom_fork_gate_*`).
+///
+/// It is Dekker's: a thread entering counts itself in, then looks for a
+/// fork; a forking thread counts itself in, then waits until nobody is
+/// inside. A `SeqCst` fence between each one's write and its read makes
+/// sure that at least one of the two sees the other (both `SeqCst`
+/// read-modify-writes would do in the C++ model; the fence says it in the
+/// form loom checks).
+pub(crate) struct Gate {
+    /// Threads inside a [`ForkGate`].
+    inside: AtomicUsize,
+    /// Forks in progress (between their prepare and parent handlers).
+    forking: AtomicUsize,
+}
+
+impl Gate {
+    #[cfg(not(loom))]
+    const fn new() -> Self {
+        Gate {
+            inside: AtomicUsize::new(0),
+            forking: AtomicUsize::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    fn new() -> Self {
+        Gate {
+            inside: AtomicUsize::new(0),
+            forking: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits for forks in progress, then counts the caller in.
+    fn enter(&self) {
+        let mut spins = 0;
+        loop {
+            self.inside.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if self.forking.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            self.inside.fetch_sub(1, Ordering::SeqCst);
+            while self.forking.load(Ordering::SeqCst) != 0 {
+                crate::sync::backoff(&mut spins);
+            }
+        }
+    }
+
+    /// Counts the caller out.
+    fn leave(&self) {
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Before fork(2): keeps others out, and waits until nobody is inside.
+    fn prepare(&self) {
+        self.forking.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let mut spins = 0;
+        while self.inside.load(Ordering::SeqCst) != 0 {
+            crate::sync::backoff(&mut spins);
+        }
+    }
+
+    /// After fork(2), in the parent: the gate opens again.
+    fn parent(&self) {
+        self.forking.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// After fork(2), in the child, which has one thread: open and empty.
+    fn child(&self) {
+        self.forking.store(0, Ordering::SeqCst);
+        self.inside.store(0, Ordering::SeqCst);
+    }
+}
+
+#[cfg(not(loom))]
+static GATE: Gate = Gate::new();
+// Loom's atomics cannot be made in a `const`; the models make gates of
+// their own and never touch this one.
+#[cfg(loom)]
+static GATE: std::sync::LazyLock<Gate> = std::sync::LazyLock::new(Gate::new);
+
+/// Registers the atfork handlers, once: before the first secret descriptor
+/// and the first mapping advised `MADV_DONTFORK`.
+fn watch_forks() {
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    AT_FORK.call_once(|| sys::on_fork(fork_prepare, fork_parent, fork_child));
+}
 
 impl ForkGate {
     /// Waits for forks in progress, then enters; the handlers that make
     /// forks wait are registered first.
     fn enter() -> Self {
-        static AT_FORK: std::sync::Once = std::sync::Once::new();
-        AT_FORK.call_once(|| sys::on_fork(fork_prepare, fork_parent, fork_child));
-        loop {
-            // SeqCst on both sides (here and in `fork_prepare`): either the
-            // forking thread sees us inside, or we see it forking.
-            GATE_INSIDE.fetch_add(1, Ordering::SeqCst);
-            if GATE_FORKING.load(Ordering::SeqCst) == 0 {
-                return ForkGate;
-            }
-            GATE_INSIDE.fetch_sub(1, Ordering::SeqCst);
-            while GATE_FORKING.load(Ordering::SeqCst) != 0 {
-                std::thread::yield_now();
-            }
-        }
+        watch_forks();
+        GATE.enter();
+        ForkGate
     }
 }
 
 impl Drop for ForkGate {
     fn drop(&mut self) {
-        GATE_INSIDE.fetch_sub(1, Ordering::SeqCst);
+        GATE.leave();
     }
 }
 
@@ -194,23 +270,40 @@ impl Drop for ForkGate {
 /// thread is inside a [`ForkGate`], and keeps others out until the fork is
 /// done.
 extern "C" fn fork_prepare() {
-    GATE_FORKING.fetch_add(1, Ordering::SeqCst);
-    while GATE_INSIDE.load(Ordering::SeqCst) != 0 {
-        std::thread::yield_now();
-    }
+    GATE.prepare();
 }
 
 /// After fork(2), in the parent: lets the gate open again.
 extern "C" fn fork_parent() {
-    GATE_FORKING.fetch_sub(1, Ordering::SeqCst);
+    GATE.parent();
 }
 
 /// After fork(2), in the child: the gate is open (the child has one
-/// thread), and every secret descriptor inherited is closed.
+/// thread), every secret descriptor inherited is closed, and every range
+/// the parent excluded from the child holds a placeholder. Only atomics,
+/// close(2) and mmap(2): async-signal-safe, no allocation, no lock.
 extern "C" fn fork_child() {
-    GATE_FORKING.store(0, Ordering::SeqCst);
-    GATE_INSIDE.store(0, Ordering::SeqCst);
+    GATE.child();
     close_secret_fds_in_child();
+    hold_excluded_ranges_in_child();
+}
+
+/// Run in a fork child right after fork(2) (pthread_atfork): maps an
+/// inaccessible placeholder (`PROT_NONE`, `MAP_FIXED_NOREPLACE`) over each
+/// range of the registry that an earlier process generation advised
+/// `MADV_DONTFORK`, which the child does not have: nothing else can be
+/// mapped there later, and a touch through a pointer the child inherited
+/// faults (`SIGSEGV`) every time, rather than reaching whatever would
+/// otherwise be mapped there. A range where something is mapped already
+/// (one not yet advised when the fork came, or a placeholder the child
+/// inherited from its own parent) is left as it is. The placeholders are
+/// never unmapped: they cost address space, not memory.
+fn hold_excluded_ranges_in_child() {
+    registry::each_registered(|r| {
+        if let (true, Some(addr)) = (r.excluded_from_forks(), NonNull::new(r.addr as *mut u8)) {
+            let _ = sys::place_none_in_hole(addr, r.len);
+        }
+    });
 }
 
 /// Run in a fork child right after fork(2) (pthread_atfork): closes every
@@ -250,12 +343,16 @@ impl Mapping {
     /// Maps `len` bytes `PROT_NONE` and advises them `MADV_DONTDUMP` and
     /// `fork`'s advice; unmaps them again on failure.
     pub(crate) fn new(len: usize, fork: ForkPolicy) -> Result<Self, Error> {
+        if fork == ForkPolicy::Exclude {
+            watch_forks(); // a fork child gets placeholders there
+        }
         let addr = sys::map_none(len).map_err(|e| Error::os("mmap", len, e))?;
-        let pid = match fork {
-            ForkPolicy::Exclude => sys::process_id(),
-            ForkPolicy::Wipe | ForkPolicy::Keep => 0,
+        let at = addr.as_ptr() as usize;
+        let range = match fork {
+            ForkPolicy::Exclude => Range::this_process_only(at, len),
+            ForkPolicy::Wipe | ForkPolicy::Keep => Range::inherited_by_forks(at, len),
         };
-        let Some(entry) = registry::register(addr.as_ptr() as usize, len, pid) else {
+        let Some(entry) = registry::register(range) else {
             // SAFETY: the mapping was just made; nothing else knows of it.
             let _ = unsafe { sys::unmap(addr, len) };
             return Err(Error::os(
@@ -269,7 +366,7 @@ impl Mapping {
             len,
             secret: None,
             entry,
-            pid,
+            range,
         };
         // SAFETY: the mapping was just made and holds nothing; nothing else
         // knows of it.
@@ -344,7 +441,7 @@ impl Mapping {
             Err(_) => {
                 // Kept: back into the registry (an entry was freed just now,
                 // so there is room, short of a race filling 262,144 entries).
-                match registry::register(this.addr.as_ptr() as usize, this.len, this.pid) {
+                match registry::register(this.range) {
                     Some(entry) => this.entry = entry,
                     None => {
                         eprintln!(
@@ -412,6 +509,10 @@ pub(crate) struct LockedBytes {
     /// `bytes` when a lock was last refused for the limit; `usize::MAX` if
     /// none was, or a lock succeeded above it since (the limit moved).
     refused_at: AtomicUsize,
+    /// Room that required locks took back from best-effort pages, kept for
+    /// required locks: best-effort locks do not take it again (see
+    /// [`LockedBytes::kept`]).
+    kept: AtomicUsize,
 }
 
 impl Default for LockedBytes {
@@ -420,6 +521,7 @@ impl Default for LockedBytes {
             bytes: AtomicUsize::new(0),
             pressure: AtomicUsize::new(0),
             refused_at: AtomicUsize::new(usize::MAX),
+            kept: AtomicUsize::new(0),
         }
     }
 }
@@ -437,18 +539,41 @@ impl LockedBytes {
     fn add(&self, n: usize) {
         let now = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
         if now > self.refused_at.load(Ordering::Relaxed) {
+            // The limit moved: there is room again.
             self.refused_at.store(usize::MAX, Ordering::Relaxed);
+            self.kept.store(0, Ordering::Relaxed);
         }
     }
 
     /// Whether the crate holds as much locked memory as it did when a lock
     /// was last refused for `RLIMIT_MEMLOCK`: a best-effort lock then is
     /// not even tried (it would fail, and reclaiming for it would cost a
-    /// `trim` each time).
+    /// `trim` each time). Room kept for required locks counts as held.
     #[inline]
     pub(crate) fn at_limit(&self) -> bool {
         let refused_at = self.refused_at.load(Ordering::Relaxed);
-        refused_at != usize::MAX && self.get() >= refused_at
+        refused_at != usize::MAX && self.get() + self.kept() >= refused_at
+    }
+
+    /// Bytes of room kept for required locks: room a required lock had to
+    /// take back from best-effort pages. Without it, each required box
+    /// made and dropped in turn (a temporary) would unlock a best-effort
+    /// page and have it locked again at the drop, two system calls and a
+    /// refused mlock each time. Best-effort locks (opening a page at the
+    /// limit, locking best-effort pages again after a drop) leave it free;
+    /// `trim` gives it back to them, and so does the limit moving up.
+    pub(crate) fn kept(&self) -> usize {
+        self.kept.load(Ordering::Relaxed)
+    }
+
+    /// `n` more bytes of room are kept for required locks.
+    fn keep_for_required(&self, n: usize) {
+        self.kept.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The room kept for required locks is free for any lock again.
+    pub(crate) fn release_kept(&self) {
+        self.kept.store(0, Ordering::Relaxed);
     }
 
     fn sub(&self, n: usize) {
@@ -512,16 +637,28 @@ pub(crate) enum Reclaim {
     /// Everything `trim` gives back (empty packed pages too).
     All,
     /// The locks of best-effort pages that were locked after the fact:
-    /// taken back (the pages stay open, unlocked) for a run that requires
-    /// its lock, when nothing else is left to give.
-    BestEffortLocks,
+    /// taken back (the pages stay open, unlocked) for a run of this many
+    /// bytes that requires its lock, when nothing else is left to give;
+    /// only as many pages as that needs.
+    BestEffortLocks(usize),
 }
 
 /// Gives back room for a lock `lock` asks for: everything `trim` would,
 /// and, for a required lock, the later locks of best-effort pages.
-fn free_room(reclaim: &dyn Fn(Reclaim) -> usize, lock: LockPolicy) -> usize {
+/// Room taken back from best-effort pages is kept for required locks from
+/// then on (see [`LockedBytes::kept`]).
+fn free_room(
+    reclaim: &dyn Fn(Reclaim) -> usize,
+    lock: LockPolicy,
+    len: usize,
+    count: &LockedBytes,
+) -> usize {
     match reclaim(Reclaim::All) {
-        0 if lock == LockPolicy::Require => reclaim(Reclaim::BestEffortLocks),
+        0 if lock == LockPolicy::Require => {
+            let freed = reclaim(Reclaim::BestEffortLocks(len));
+            count.keep_for_required(freed);
+            freed
+        }
         freed => freed,
     }
 }
@@ -562,7 +699,12 @@ pub(crate) unsafe fn open(
         error: Error::os("mprotect", len, e),
         closed: true,
     })?;
-    if lock == LockPolicy::BestEffort && count.at_limit() && reclaim(Reclaim::Caches) == 0 {
+    // At the limit, a best-effort lock may take the caches' ready slots,
+    // but not room kept for required locks (which may be such a slot).
+    if lock == LockPolicy::BestEffort
+        && count.at_limit()
+        && (count.kept() > 0 || reclaim(Reclaim::Caches) == 0)
+    {
         return Ok(false);
     }
     // SAFETY: as above; the pages are readable now.
@@ -572,7 +714,7 @@ pub(crate) unsafe fn open(
     }
     for _ in 0..RECLAIM_ROUNDS {
         match &locked {
-            Err(e) if limits::is_limit_error(e) && free_room(reclaim, lock) > 0 => {
+            Err(e) if limits::is_limit_error(e) && free_room(reclaim, lock, len, count) > 0 => {
                 // SAFETY: as above.
                 locked = unsafe { sys::lock(data, len) };
             }
@@ -647,7 +789,7 @@ unsafe fn open_secret(
         count.refused();
     }
     for _ in 0..RECLAIM_ROUNDS {
-        if at_limit(&mapped) && free_room(reclaim, LockPolicy::Require) > 0 {
+        if at_limit(&mapped) && free_room(reclaim, LockPolicy::Require, len, count) > 0 {
             mapped = map();
         } else {
             break;
@@ -750,5 +892,42 @@ pub(crate) unsafe fn close(
     match unsafe { advise_fresh(data, len, fork) } {
         Ok(()) => Closed::Yes,
         Err(_) => Closed::Unadvised,
+    }
+}
+
+/// The fork gate's protocol, model-checked: a stretch a fork must not cut
+/// (writes to a cell standing for the descriptor table and the secret
+/// mappings) against a fork that reads them all (the child's copy). Loom
+/// reports a data race if the two can overlap.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::Arc;
+    use loom::cell::UnsafeCell;
+
+    /// One thread goes through a stretch while another forks.
+    #[test]
+    fn loom_fork_gate_keeps_forks_out_of_a_stretch() {
+        loom::model(|| {
+            let gate = Arc::new(Gate::new());
+            let state = Arc::new(UnsafeCell::new(0u32));
+            let worker = {
+                let (gate, state) = (Arc::clone(&gate), Arc::clone(&state));
+                loom::thread::spawn(move || {
+                    gate.enter();
+                    // SAFETY (model): the gate keeps the fork out.
+                    state.with_mut(|p| unsafe { *p += 1 }); // a new descriptor
+                    state.with_mut(|p| unsafe { *p += 1 }); // ... and its listing
+                    gate.leave();
+                })
+            };
+            gate.prepare();
+            // fork(2): the child's copy of the state.
+            // SAFETY (model): no stretch is in progress.
+            let copy = state.with(|p| unsafe { *p });
+            assert!(copy % 2 == 0, "a fork cut a stretch in two");
+            gate.parent();
+            worker.join().unwrap();
+        });
     }
 }
