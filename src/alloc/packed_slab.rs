@@ -1038,6 +1038,7 @@ mod loom_tests {
                     soft_limit: None,
                     hard_limit: None,
                     locked_by_crate: 0,
+                    call: crate::error::MemlockCall::Secret,
                 },
                 closed: true,
             }),
