@@ -1578,12 +1578,18 @@ pub(crate) fn clear_vector_registers() {
 mod x86 {
     /// `vzeroall`, then `zmm16`-`zmm31` zeroed.
     ///
+    /// No `#[target_feature]` (AVX-512F's is stable only since Rust 1.89,
+    /// after this crate's `rust-version`): the assembler takes the
+    /// instructions as they are, and the code around it, compiled without
+    /// AVX-512, never keeps a value in `zmm16`-`zmm31`, which the C ABI
+    /// makes caller-saved anyway.
+    ///
     /// # Safety
     /// The CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn clear_avx512() {
         // SAFETY: the caller's contract (AVX-512F); zeroes caller-saved
-        // vector registers only, all declared clobbered by the C ABI.
+        // vector registers only, all declared clobbered by the C ABI (or,
+        // zmm16-31, unused by the compiled code, see above).
         unsafe {
             std::arch::asm!(
                 "vzeroall",
@@ -1613,7 +1619,6 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU has AVX.
-    #[target_feature(enable = "avx")]
     pub(super) unsafe fn clear_avx() {
         // SAFETY: the caller's contract (AVX); zeroes caller-saved vector
         // registers only, all declared clobbered by the C ABI.
