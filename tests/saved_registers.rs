@@ -49,6 +49,12 @@ extern "C" fn park_in_handler(_sig: libc::c_int) {
     }
 }
 
+/// A handler of the program's own for `SIGABRT` that returns at once (a
+/// crash reporter's would do its work there): `abort(3)` then ends the
+/// process all the same, but the kernel first saves the registers of the
+/// aborting thread in a frame on its stack.
+extern "C" fn return_at_once(_sig: libc::c_int) {}
+
 /// How the child dies.
 #[derive(Clone, Copy)]
 enum Death {
@@ -196,5 +202,90 @@ fn no_fragment_of_a_copied_secret_is_left_after_a_sigterm_on_the_copying_thread(
     }
     if can_trace() {
         prove(NAME, Death::SigtermOnCopier, 3);
+    }
+}
+
+/// The wiping thread's own registers: it copies the secret between two
+/// boxes, then calls `wipe_all_and_abort()` itself, with a `SIGABRT`
+/// handler of the program's own installed, so that the kernel saves the
+/// registers it has at `abort(3)` in a frame (a crash reporter would then
+/// send that stack away). The wipe clears them before it aborts: no
+/// fragment of the secret may be in that frame.
+#[test]
+fn the_wiping_thread_leaves_no_fragment_in_its_own_registers() {
+    const NAME: &str = "the_wiping_thread_leaves_no_fragment_in_its_own_registers";
+    if in_child(NAME) {
+        let seed = seed();
+        leave_control(seed);
+        // SAFETY: an all-zero sigaction is valid; the handler does nothing.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = return_at_once as *const () as libc::sighandler_t;
+        // SAFETY: installs the handler above; no old action asked for.
+        let rc = unsafe { libc::sigaction(libc::SIGABRT, &raw const act, std::ptr::null_mut()) };
+        assert_eq!(rc, 0);
+        let from = LockedBox::<[u8; BIG]>::new_with(fill::<BIG>(seed, SECRET)).unwrap();
+        let mut to = LockedBox::<[u8; BIG]>::new_zeroed().unwrap();
+        ready();
+        wait_for_go();
+        for _ in 0..1000 {
+            to.copy_from_slice(&from[..]);
+            std::hint::black_box(&mut *to);
+        }
+        // The copy's own registers are overwritten by the wipe's code
+        // (glibc's memset and memcpy use the same ones); registers nothing
+        // in the wipe touches are loaded with the secret on purpose, as
+        // other code (a cipher) may leave them.
+        load_registers(&from[..]);
+        lockedbox::wipe_all_and_abort();
+    }
+    if !can_trace() {
+        return;
+    }
+    for run in 0..3 {
+        let seed = random_seed();
+        let needles = [needle_of(seed, SECRET, BIG), needle(seed, CONTROL)];
+        let refs: Vec<&Masked> = needles.iter().collect();
+        let mut child = spawn(NAME, seed, &[]);
+        let what = format!("{NAME} run {run}");
+        child.assert_present(&refs, &what);
+        child.go();
+        let death = child.until_death(&refs, Duration::from_secs(20)).unwrap();
+        assert_clean_death(&death, &[0], 1, &[], libc::SIGABRT, &what);
+    }
+}
+
+/// Loads 512 bytes of `secret` into `zmm24`-`zmm31` (with AVX-512), or 128
+/// into `xmm8`-`xmm15`: registers glibc's string functions and the wipe's
+/// own code leave alone.
+fn load_registers(secret: &[u8]) {
+    assert!(secret.len() >= 512);
+    let at = secret.as_ptr();
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F is present; reads 512 bytes of `secret`; the
+        // registers are not used by the compiled code (no AVX-512 there).
+        unsafe {
+            std::arch::asm!(
+                "vmovdqu64 zmm24, [{p}]", "vmovdqu64 zmm25, [{p} + 64]",
+                "vmovdqu64 zmm26, [{p} + 128]", "vmovdqu64 zmm27, [{p} + 192]",
+                "vmovdqu64 zmm28, [{p} + 256]", "vmovdqu64 zmm29, [{p} + 320]",
+                "vmovdqu64 zmm30, [{p} + 384]", "vmovdqu64 zmm31, [{p} + 448]",
+                p = in(reg) at,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+    } else {
+        // SAFETY: SSE2 is part of x86-64; reads 128 bytes of `secret`.
+        unsafe {
+            std::arch::asm!(
+                "movdqu xmm8, [{p}]", "movdqu xmm9, [{p} + 16]",
+                "movdqu xmm10, [{p} + 32]", "movdqu xmm11, [{p} + 48]",
+                "movdqu xmm12, [{p} + 64]", "movdqu xmm13, [{p} + 80]",
+                "movdqu xmm14, [{p} + 96]", "movdqu xmm15, [{p} + 112]",
+                p = in(reg) at,
+                out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
+                out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
     }
 }
