@@ -6,6 +6,7 @@ pub mod memscan;
 pub mod process;
 pub mod procfs;
 pub mod seccomp;
+pub mod secretmem;
 
 pub use process::{
     Seen, assert_no_cap_ipc_lock, become_unprivileged, classify, in_fork, the_childs_copy,
