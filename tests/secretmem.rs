@@ -115,7 +115,7 @@ fn another_root_process_reads_anonymous_boxes_but_not_secret_ones() {
         );
         std::io::stdout().flush().unwrap();
         let _ = std::io::stdin().read(&mut [0u8; 1]);
-        std::process::exit(0);
+        child::exit(0);
     }
     if !available() {
         return;

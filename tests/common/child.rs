@@ -35,7 +35,7 @@ pub fn run(test: &str, body: impl FnOnce()) -> Output {
         // body can die.
         println!("\n{STARTED}");
         body();
-        std::process::exit(0);
+        exit(0);
     }
     let out = Command::new(std::env::current_exe().expect("current_exe"))
         .args([test, "--exact", "--test-threads=1", "--nocapture"])
@@ -50,6 +50,28 @@ pub fn run(test: &str, body: impl FnOnce()) -> Output {
         describe(&out)
     );
     out
+}
+
+/// Ends this process at once with status `code`, from any thread, after
+/// flushing stdout: `_exit(2)`, never `std::process::exit`.
+///
+/// A child ends on the test's thread, not on libtest's main thread. There,
+/// `std::process::exit` first runs std's cleanup, which unmaps the *main*
+/// thread's alternate signal stack (std's `stack_overflow::cleanup`; see
+/// rust-lang/rust#111272), and only then exit_group(2). A main thread that
+/// is still returning from a handler that runs on that stack (glibc's
+/// `SIGSETXID` handler, which `setresuid` and friends run on every thread,
+/// is `SA_ONSTACK`) and gets the CPU in between faults on the unmapped stack
+/// and kills the process with `SIGSEGV`, after the child did everything
+/// right. `_exit` ends every thread at once and unmaps nothing first.
+pub fn exit(code: i32) -> ! {
+    use std::io::Write;
+    // Nothing to do about a failed flush in a process about to end: the
+    // parent sees the output missing.
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit(2) takes an integer, runs no handler of this process
+    // and does not return.
+    unsafe { libc::_exit(code) }
 }
 
 /// Whether this process is a child run for some test.
