@@ -5,7 +5,7 @@
 mod common;
 
 use common::{child, procfs};
-use lockedbox::{Isolation, LockPolicy, LockedBox, Options};
+use lockedbox::{Error, Isolation, LockPolicy, LockedBox, Options};
 
 fn best_effort(isolation: Isolation) -> Options {
     Options::new()
@@ -377,4 +377,78 @@ fn a_require_box_dropped_and_made_again_is_not_refused_for_best_effort_pages() {
     );
     child::assert_success(&out);
     print!("{}", child::stdout(&out));
+}
+
+fn mem_total() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("expected to read /proc/meminfo");
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("expected MemTotal in /proc/meminfo")
+        * 1024
+}
+
+#[test]
+fn a_best_effort_box_larger_than_ram_is_too_large() {
+    let out = child::run("a_best_effort_box_larger_than_ram_is_too_large", || {
+        let len = (64u64 << 30).max(4 * mem_total());
+        let len = usize::try_from(len).expect("expected a 64-bit target");
+        let made = Options::new()
+            .lock(LockPolicy::BestEffort)
+            .zeroed_slice::<u8>(len);
+        let verdict = match &made {
+            Err(Error::TooLarge { .. }) => None,
+            Err(e) => Some(format!("Err({e:?})")),
+            Ok(b) => Some(format!("Ok({b:?})")),
+        };
+        if let Ok(b) = made {
+            // Dropping it would wipe (touch) every page.
+            std::mem::forget(b);
+        }
+        if let Some(got) = verdict {
+            panic!(
+                "expected Err(TooLarge) for a BestEffort box of {len} bytes, larger than physical \
+                 memory ({} bytes), got {got}",
+                mem_total()
+            );
+        }
+    });
+    child::expect_success(&out, "Err(TooLarge) for a BestEffort box larger than RAM");
+}
+
+/// Dropping a box wipes it; the wipe of an unlocked box must not fault in
+/// pages that were never touched (peak RSS, VmHWM, stays far below it).
+#[test]
+fn dropping_an_untouched_unlocked_box_does_not_fault_its_pages_in() {
+    let out = child::run(
+        "dropping_an_untouched_unlocked_box_does_not_fault_its_pages_in",
+        || {
+            // mlock is refused, so BestEffort makes the box unlocked and
+            // nothing faults its pages in.
+            common::become_unprivileged(64 * 1024);
+            let before = procfs::status_kb("VmHWM:");
+            let b = Options::new()
+                .lock(LockPolicy::BestEffort)
+                .zeroed_slice::<u8>(1 << 30)
+                .expect("expected an unlocked 1 GiB BestEffort box");
+            assert!(!b.is_locked(), "expected the 1 GiB box to be unlocked");
+            let resident = b.residency().expect("expected mincore to work");
+            drop(b);
+            let after = procfs::status_kb("VmHWM:");
+            println!(
+                "VmHWM {before} kB -> {after} kB; {} of {} pages resident before the drop",
+                resident.resident, resident.total
+            );
+            assert!(
+                after - before < 64 * 1024,
+                "expected peak RSS (VmHWM) to grow by far less than 1 GiB (< 64 MiB) through \
+                 making and dropping an untouched 1 GiB box; it grew by {} MiB",
+                (after - before) / 1024
+            );
+        },
+    );
+    child::expect_success(
+        &out,
+        "dropping an untouched unlocked 1 GiB box not to fault in its pages",
+    );
 }

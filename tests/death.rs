@@ -3,8 +3,12 @@
 
 mod common;
 
-use common::{child, end_of, page_size, start_of};
-use lockedbox::LockedBox;
+use std::os::unix::process::ExitStatusExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::Output;
+
+use common::{child, end_of, packed, page_size, start_of};
+use lockedbox::{Isolation, LockedBox, Plain};
 
 /// Writes one byte at `addr`, outside anything Rust considers allocated: the
 /// point of these tests is what the hardware does with it.
@@ -154,4 +158,79 @@ fn a_cached_slot_reads_as_zeros_after_drop() {
         poke(end);
     });
     child::assert_signal(&out, libc::SIGSEGV);
+}
+
+/// A value whose `Drop` panics: dropping its box must still check the
+/// canaries, and report a smashed one, rather than unwind past the check.
+#[repr(C)]
+struct PanicsOnDrop {
+    bytes: [u8; 32],
+}
+
+// SAFETY: bytes only, valid as zeros, no pointers or interior mutability.
+unsafe impl Plain for PanicsOnDrop {}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("PanicsOnDrop::drop panics, as the test wants");
+    }
+}
+
+/// Flips the byte right before the value: the last byte of the canary that
+/// sits in front of it (page-isolated), or of the front canary (a packed
+/// 32-byte value fills its slot up to the back canary).
+fn smash_byte_before<T: ?Sized>(value: &T) {
+    let p = std::ptr::with_exposed_provenance_mut::<u8>(start_of(value) - 1);
+    // SAFETY: deliberately outside the value, inside the box's own slot
+    // (mapped read-write): the test is about whether dropping the box
+    // notices the change.
+    let old = unsafe { p.read_volatile() };
+    // SAFETY: as above.
+    unsafe { p.write_volatile(!old) };
+}
+
+fn smash_and_drop(b: LockedBox<PanicsOnDrop>) {
+    std::hint::black_box(&b.bytes);
+    smash_byte_before(&*b);
+    let r = catch_unwind(AssertUnwindSafe(|| drop(b)));
+    println!("drop returned (unwound: {})", r.is_err());
+}
+
+fn expect_canary_abort(out: &Output, what: &str) {
+    let err = child::stderr(out);
+    assert!(
+        out.status.signal() == Some(libc::SIGABRT)
+            && err
+                .lines()
+                .any(|l| l.starts_with("lockedbox:") && l.contains("canary")),
+        "expected the child to abort (SIGABRT) with the lockedbox canary message on stderr when \
+         a {what} box whose canary was smashed is dropped and T's Drop panics\n{}",
+        child::describe(out)
+    );
+}
+
+#[test]
+fn a_smashed_canary_aborts_on_drop_even_when_the_values_drop_panics() {
+    let out = child::run(
+        "a_smashed_canary_aborts_on_drop_even_when_the_values_drop_panics",
+        || {
+            smash_and_drop(LockedBox::<PanicsOnDrop>::new_zeroed().expect("expected a box"));
+        },
+    );
+    expect_canary_abort(&out, "page-isolated");
+}
+
+#[test]
+fn a_smashed_packed_canary_aborts_on_drop_even_when_the_values_drop_panics() {
+    let out = child::run(
+        "a_smashed_packed_canary_aborts_on_drop_even_when_the_values_drop_panics",
+        || {
+            let b = packed()
+                .zeroed::<PanicsOnDrop>()
+                .expect("expected a packed box");
+            assert_eq!(b.isolation(), Isolation::Packed, "expected a packed box");
+            smash_and_drop(b);
+        },
+    );
+    expect_canary_abort(&out, "packed");
 }

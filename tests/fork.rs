@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Seen, child, in_fork, start_of, the_childs_copy};
+use common::{Seen, child, in_fork, packed, start_of, the_childs_copy};
 use lockedbox::{ForkPolicy, LockedBox, Options};
 
 const SECRET: u8 = 0xA5;
@@ -126,4 +126,83 @@ fn a_box_made_in_the_child_after_fork_works_normally() {
             assert_eq!(seen, Seen::Exited(0));
         },
     ));
+}
+
+// Nothing is locked in a fork child (locks are not inherited); once its
+// copies are dropped and trim() has run, locked_bytes() is 0 there.
+
+/// In a fork child: exit 0 if locked_bytes() is 0, else report it on stderr
+/// and exit 1.
+fn fork_child_verdict() -> i32 {
+    let n = lockedbox::locked_bytes();
+    if n == 0 {
+        return 0;
+    }
+    let msg = format!("fork child: locked_bytes() = {n} after trim(), expected 0\n");
+    // SAFETY: write(2) of a buffer we own to stderr.
+    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+    1
+}
+
+#[test]
+fn locked_bytes_is_zero_in_a_fork_child_after_trim() {
+    let out = child::run("locked_bytes_is_zero_in_a_fork_child_after_trim", || {
+        let pages: Vec<_> = (0..10)
+            .map(|_| LockedBox::<[u8; 32]>::new_zeroed().expect("expected a box"))
+            .collect();
+        let packs: Vec<_> = (0..10)
+            .map(|_| {
+                packed()
+                    .zeroed::<[u8; 32]>()
+                    .expect("expected a packed box")
+            })
+            .collect();
+        drop(pages); // cached, still locked
+        drop(packs); // an empty packed page, still open
+        println!("parent: locked_bytes() = {}", lockedbox::locked_bytes());
+        let seen = in_fork(|| {
+            lockedbox::trim();
+            fork_child_verdict()
+        });
+        assert_eq!(
+            seen,
+            Seen::Exited(0),
+            "expected locked_bytes() == 0 in a fork child after trim()"
+        );
+    });
+    child::expect_success(&out, "locked_bytes() == 0 in a fork child after trim()");
+}
+
+#[test]
+fn locked_bytes_is_zero_in_a_fork_child_that_dropped_its_copies_and_trimmed() {
+    let out = child::run(
+        "locked_bytes_is_zero_in_a_fork_child_that_dropped_its_copies_and_trimmed",
+        || {
+            let page_box = LockedBox::<[u8; 32]>::new_zeroed().expect("expected a box");
+            let packed_box = packed()
+                .zeroed::<[u8; 32]>()
+                .expect("expected a packed box");
+            println!("parent: locked_bytes() = {}", lockedbox::locked_bytes());
+            let seen = in_fork(|| {
+                drop(the_childs_copy(&page_box));
+                drop(the_childs_copy(&packed_box));
+                lockedbox::trim();
+                fork_child_verdict()
+            });
+            assert_eq!(
+                seen,
+                Seen::Exited(0),
+                "expected locked_bytes() == 0 in a fork child that dropped its copies of the \
+                 boxes alive at the fork and called trim()"
+            );
+            assert!(
+                page_box.is_locked() && packed_box.is_locked(),
+                "expected the parent's boxes still locked"
+            );
+        },
+    );
+    child::expect_success(
+        &out,
+        "locked_bytes() == 0 in a fork child after dropping its copies and trim()",
+    );
 }

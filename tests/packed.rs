@@ -4,12 +4,8 @@
 
 mod common;
 
-use common::{child, end_of, page_size, procfs, start_of};
-use lockedbox::{ForkPolicy, Isolation, LockPolicy, LockedBox, Options};
-
-fn packed() -> Options {
-    Options::new().isolation(Isolation::Packed)
-}
+use common::{child, end_of, packed, page_size, procfs, start_of};
+use lockedbox::{ForkPolicy, Isolation, LockPolicy, LockedBox};
 
 fn poke(addr: usize, byte: u8) {
     let p = std::ptr::with_exposed_provenance_mut::<u8>(addr);

@@ -172,3 +172,33 @@ fn a_cached_large_slot_yields_to_a_box_that_needs_the_lock() {
     );
     child::assert_success(&out);
 }
+
+/// After a burst to the lock limit (the crate reclaims its cache, then
+/// refuses), dropped slots are cached again once the pressure has passed,
+/// even while the crate holds more than half the limit.
+#[test]
+fn caching_resumes_once_memlock_pressure_has_passed() {
+    let out = child::run("caching_resumes_once_memlock_pressure_has_passed", || {
+        common::become_unprivileged(64 * 1024);
+        let live: Vec<_> = (0..10)
+            .map(|_| LockedBox::<[u8; 32]>::new_zeroed().expect("a box"))
+            .collect();
+        // A burst to the limit: the crate reclaims, then refuses.
+        let mut burst = Vec::new();
+        while let Ok(b) = LockedBox::<[u8; 32]>::new_zeroed() {
+            burst.push(b);
+        }
+        drop(burst);
+        for _ in 0..5_000 {
+            drop(LockedBox::<[u8; 32]>::new_zeroed().expect("a box"));
+        }
+        let st = lockedbox::stats();
+        assert!(
+            st.cached_slots > 0,
+            "expected dropped slots cached again after the pressure passed, with 10 of 16 \
+             pages live: {st:?}"
+        );
+        drop(live);
+    });
+    child::expect_success(&out, "caching resumes after a refusal");
+}

@@ -9,12 +9,8 @@
 
 mod common;
 
-use common::{child, procfs};
-use lockedbox::{Error, Isolation, LockedBox, Options};
-
-fn packed() -> Options {
-    Options::new().isolation(Isolation::Packed)
-}
+use common::{child, packed, procfs};
+use lockedbox::{Error, Isolation, LockedBox};
 
 #[test]
 fn a_thousand_packed_secrets_fit_in_64_kib_of_locked_memory() {

@@ -1,37 +1,24 @@
 //! `Backing::SecretMem`: pages of memfd_secret(2) files, pooled. Seen from
 //! outside: another root process cannot read them by any of the three ways
-//! it reads an anonymous control box; a fork child cannot reach them; the
-//! lock limit charges them and gets them back; a seccomp filter that
-//! refuses the call makes `SecretMem` an error and `PreferSecretMem`
-//! anonymous memory; sealing, `LockedVec` and `LockedAlloc` work on them.
+//! it reads an anonymous control box; a fork child cannot reach them, nor
+//! inherit a secret file's descriptor or mapping even when it forks while
+//! another thread makes one, and drops the boxes it inherited without
+//! touching its own; the lock limit charges them and gets them back; a
+//! seccomp filter that refuses the call makes `SecretMem` an error and
+//! `PreferSecretMem` anonymous memory; sealing, `LockedVec` and
+//! `LockedAlloc` work on them; `Debug` shows no byte of them.
+//! (What they cost and give back: tests/secretmem_resources.rs.)
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::secretmem::{available, secret, secret_fds, secret_maps, secret_packed};
 use common::{child, procfs, start_of};
 use lockedbox::{Backing, Error, ForkPolicy, Isolation, LockedBox, Options};
-
-fn secret() -> Options {
-    Options::new().backing(Backing::SecretMem)
-}
-
-fn secret_packed() -> Options {
-    secret().isolation(Isolation::Packed)
-}
-
-/// Whether this kernel lets the process make secret memory at all; if not,
-/// the test says so (and fails in CI).
-fn available() -> bool {
-    match lockedbox::Host::probe().memfd_secret {
-        Ok(true) => true,
-        other => {
-            common::skip(&format!("memfd_secret(2) unavailable here: {other:?}"));
-            false
-        }
-    }
-}
 
 /// The VMA at `addr` is a mapping of a secret memory file, locked (`lo`)
 /// and never dumped (`dd`).
@@ -128,7 +115,7 @@ fn another_root_process_reads_anonymous_boxes_but_not_secret_ones() {
         );
         std::io::stdout().flush().unwrap();
         let _ = std::io::stdin().read(&mut [0u8; 1]);
-        std::process::exit(0);
+        child::exit(0);
     }
     if !available() {
         return;
@@ -186,15 +173,6 @@ fn the_process_itself_cannot_read_secret_memory_through_proc_self_mem() {
     let e = f.read_exact_at(&mut buf, start_of(&*b) as u64).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
     assert_eq!(b[0], 0x11, "the box itself reads it");
-}
-
-/// Descriptors of this process that name a secret memory file.
-fn secret_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("/secretmem"))
-        .count()
 }
 
 #[test]
@@ -376,4 +354,178 @@ fn sealing_vectors_and_the_allocator_work_on_secret_memory() {
         assert_secret_vma(blocks.as_ptr() as usize);
         assert!(blocks.iter().all(|&x| x == 9));
     }
+}
+
+/// A value above 256 KiB: a mapping (and a secret file) of its own.
+const SOLO: usize = 300 * 1024;
+
+#[test]
+fn a_fork_child_drops_inherited_secret_boxes_and_makes_its_own() {
+    let out = child::run(
+        "a_fork_child_drops_inherited_secret_boxes_and_makes_its_own",
+        || {
+            if !available() {
+                return;
+            }
+            let mut page = secret().zeroed::<[u8; 32]>().unwrap();
+            page.fill(1);
+            let mut packed = secret_packed().zeroed::<[u8; 32]>().unwrap();
+            packed.fill(2);
+            let mut solo = secret().zeroed_slice::<u8>(SOLO).unwrap();
+            solo.fill(3);
+            let sealed = secret().new_with(|x: &mut [u8; 32]| x.fill(4)).unwrap();
+            let sealed = sealed.seal().unwrap();
+            let mut v = secret().vec::<u8>(0).unwrap();
+            v.try_extend_from_slice(&[5; 10_000]).unwrap();
+            let parent_fds = secret_fds();
+            let seen = common::in_fork(|| {
+                if secret_fds() != 0 {
+                    return 20;
+                }
+                // Own secret boxes first, so that numbers are reused.
+                let mut mine = secret().zeroed::<[u8; 32]>().unwrap();
+                mine.fill(9);
+                let mut mine_packed = secret_packed().zeroed::<[u8; 32]>().unwrap();
+                mine_packed.fill(9);
+                let mine_solo = secret().zeroed_slice::<u8>(SOLO).unwrap();
+                let fds = secret_fds();
+                drop(common::the_childs_copy(&page));
+                drop(common::the_childs_copy(&packed));
+                drop(common::the_childs_copy(&solo));
+                drop(common::the_childs_copy(&sealed));
+                drop(common::the_childs_copy(&v));
+                if secret_fds() != fds {
+                    return 21; // dropping inherited boxes closed a descriptor
+                }
+                if mine.iter().any(|&x| x != 9) || mine_packed.iter().any(|&x| x != 9) {
+                    return 22;
+                }
+                if lockedbox::locked_bytes() != procfs::vm_lck_bytes() {
+                    return 23;
+                }
+                drop((mine, mine_packed, mine_solo));
+                lockedbox::trim();
+                if secret_fds() != 0 || lockedbox::locked_bytes() != 0 {
+                    return 24;
+                }
+                10
+            });
+            assert_eq!(seen, common::Seen::Exited(10));
+            assert!(page.iter().all(|&x| x == 1));
+            assert!(packed.iter().all(|&x| x == 2));
+            assert!(solo.iter().all(|&x| x == 3));
+            assert!(sealed.borrow().iter().all(|&x| x == 4));
+            assert!(v.iter().all(|&x| x == 5));
+            assert_eq!(secret_fds(), parent_fds);
+        },
+    );
+    child::assert_success(&out);
+}
+
+/// Forks `rounds` times while `work` runs on another thread; each fork child
+/// reports whether it holds a secret file's descriptor (11) or mapping
+/// (12). Returns how many children did.
+fn fork_while(rounds: usize, work: impl Fn() + Send + Sync + 'static) -> (usize, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                work();
+            }
+        })
+    };
+    let (mut fds, mut maps) = (0, 0);
+    for _ in 0..rounds {
+        // SAFETY: the child only reads /proc (glibc's malloc is fork-safe)
+        // and `_exit`s; it touches no lock the worker may hold but malloc's.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = if secret_fds() != 0 {
+                11
+            } else if secret_maps() != 0 {
+                12
+            } else {
+                10
+            };
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just made.
+        assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "{status:#x}");
+        match libc::WEXITSTATUS(status) {
+            10 => {}
+            11 => fds += 1,
+            12 => maps += 1,
+            s => panic!("child status {s}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+    (fds, maps)
+}
+
+#[test]
+fn a_fork_racing_a_new_secret_file_does_not_inherit_its_descriptor() {
+    let out = child::run(
+        "a_fork_racing_a_new_secret_file_does_not_inherit_its_descriptor",
+        || {
+            if !available() {
+                return;
+            }
+            lockedbox::set_cache_limit(0);
+            // Each box is a new secret file (a mapping of its own,
+            // unmapped and closed again when it is dropped).
+            let (fds, maps) = fork_while(3000, || {
+                drop(secret().zeroed_slice::<u8>(SOLO).unwrap());
+            });
+            assert_eq!(
+                (fds, maps),
+                (0, 0),
+                "fork children holding a secret file's descriptor, a mapping"
+            );
+        },
+    );
+    child::assert_success(&out);
+}
+
+#[test]
+fn a_fork_racing_a_secret_run_being_mapped_does_not_inherit_it() {
+    let out = child::run(
+        "a_fork_racing_a_secret_run_being_mapped_does_not_inherit_it",
+        || {
+            if !available() {
+                return;
+            }
+            lockedbox::set_cache_limit(0);
+            // One slab (and file) stays; each box maps a run of it anew.
+            let _keep = secret().zeroed::<[u8; 32]>().unwrap();
+            let (fds, maps) = fork_while(3000, || {
+                drop(secret().zeroed::<[u8; 32]>().unwrap());
+            });
+            assert_eq!(
+                (fds, maps),
+                (0, 0),
+                "fork children holding a secret file's descriptor, a mapping"
+            );
+        },
+    );
+    child::assert_success(&out);
+}
+
+#[test]
+fn debug_of_secret_memory_boxes_shows_no_secret_byte() {
+    if !available() {
+        return;
+    }
+    let mut b = secret().zeroed::<[u8; 8]>().unwrap();
+    b.copy_from_slice(b"Zq7!Zq7!");
+    let text = format!("{b:?}");
+    assert!(!text.contains("Zq7") && !text.contains("90, 113"), "{text}");
+    let s = b.seal().unwrap();
+    let text = format!("{s:?}");
+    assert!(!text.contains("Zq7") && !text.contains("90, 113"), "{text}");
 }

@@ -6,9 +6,32 @@ pub mod memscan;
 pub mod process;
 pub mod procfs;
 pub mod seccomp;
+pub mod secretmem;
 pub mod traced;
 
-pub use process::{Seen, become_unprivileged, classify, in_fork, the_childs_copy};
+pub use process::{
+    Seen, assert_no_cap_ipc_lock, become_unprivileged, classify, in_fork, the_childs_copy,
+};
+
+/// Options for a packed box (`Isolation::Packed`), the rest as default.
+pub fn packed() -> lockedbox::Options {
+    lockedbox::Options::new().isolation(lockedbox::Isolation::Packed)
+}
+
+/// Growth of a count of bytes (such as `locked_bytes()`) since `base`;
+/// negative if it fell.
+pub fn bytes_delta(now: usize, base: usize) -> i64 {
+    i64::try_from(now).expect("a count that fits an i64")
+        - i64::try_from(base).expect("a count that fits an i64")
+}
+
+/// Growth of a size in kB (such as `VmLck`) since `base_kb`, in bytes;
+/// negative if it fell.
+pub fn kb_delta_bytes(now_kb: u64, base_kb: u64) -> i64 {
+    (i64::try_from(now_kb).expect("a size that fits an i64")
+        - i64::try_from(base_kb).expect("a size that fits an i64"))
+        * 1024
+}
 
 /// The address one past the last byte of `value`.
 pub fn end_of<T: ?Sized>(value: &T) -> usize {

@@ -58,9 +58,27 @@ pub fn in_fork(f: impl FnOnce() -> i32) -> Seen {
     }
 }
 
+/// Asserts that the calling thread has no `CAP_IPC_LOCK`, in a thread of a
+/// child that called `become_unprivileged` before spawning it (threads take
+/// the capabilities of the thread that spawned them): `RLIMIT_MEMLOCK`
+/// applies to its locks too.
+pub fn assert_no_cap_ipc_lock() {
+    let caps = capabilities(None).expect("capget");
+    assert!(
+        !caps.effective.contains(CapabilitySet::IPC_LOCK),
+        "expected a thread spawned after become_unprivileged to lack CAP_IPC_LOCK"
+    );
+}
+
 /// Reads `len` bytes at `addr` (volatile, byte by byte): 10 if all are zero,
-/// 11 if all are `secret`, 12 otherwise.
+/// 11 if all are `secret`, 12 otherwise; 13, which no caller expects, if
+/// `len` is 0 or `secret` is 0 (no bytes, or a secret of zeros, would read
+/// as "wiped" and as "the secret" at once). Runs in fork children, so it
+/// answers instead of panicking.
 pub fn classify(addr: usize, len: usize, secret: u8) -> i32 {
+    if len == 0 || secret == 0 {
+        return 13;
+    }
     let bytes: Vec<u8> = (0..len)
         .map(|i| {
             let p = std::ptr::with_exposed_provenance::<u8>(addr + i);

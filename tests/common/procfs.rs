@@ -39,28 +39,59 @@ impl Vma {
 }
 
 /// Every VMA of this process, in address order.
+///
+/// # Panics
+///
+/// If /proc/self/smaps cannot be read, or holds a line this parser does not
+/// understand, or a VMA without its `VmFlags`, `Locked` or `Rss` line: a
+/// missing field read as "no flag" or "0 kB" would let an assertion that
+/// something is *not* locked or *not* resident pass whatever the truth.
 pub fn smaps() -> Vec<Vma> {
     let text = fs::read_to_string("/proc/self/smaps").expect("read /proc/self/smaps");
-    let mut vmas: Vec<Vma> = Vec::new();
+    // Which of VmFlags, Locked, Rss each VMA had.
+    let mut vmas: Vec<(Vma, [bool; 3])> = Vec::new();
     for line in text.lines() {
         if let Some(vma) = parse_header(line) {
-            vmas.push(vma);
+            vmas.push((vma, [false; 3]));
             continue;
         }
-        let Some(vma) = vmas.last_mut() else { continue };
-        if let Some(rest) = line.strip_prefix("VmFlags:") {
-            vma.flags = rest.split_whitespace().map(str::to_owned).collect();
-        } else if let Some(rest) = line.strip_prefix("Locked:") {
-            vma.locked_kb = kb(rest);
-        } else if let Some(rest) = line.strip_prefix("Rss:") {
-            vma.rss_kb = kb(rest);
+        let (key, value) = line
+            .split_once(':')
+            .unwrap_or_else(|| panic!("neither a VMA nor a field line in smaps: {line:?}"));
+        let (vma, seen) = vmas
+            .last_mut()
+            .unwrap_or_else(|| panic!("a field line before the first VMA in smaps: {line:?}"));
+        match key {
+            "VmFlags" => {
+                vma.flags = value.split_whitespace().map(str::to_owned).collect();
+                seen[0] = true;
+            }
+            "Locked" => {
+                vma.locked_kb = kb(value);
+                seen[1] = true;
+            }
+            "Rss" => {
+                vma.rss_kb = kb(value);
+                seen[2] = true;
+            }
+            _ => {}
         }
     }
-    vmas
+    assert!(!vmas.is_empty(), "no VMA in /proc/self/smaps");
+    vmas.into_iter()
+        .map(|(vma, seen)| {
+            assert_eq!(
+                seen, [true; 3],
+                "a VMA without its VmFlags, Locked or Rss line in smaps: {vma:?}"
+            );
+            vma
+        })
+        .collect()
 }
 
 /// `start-end perms offset dev inode [path]`, the header of each smaps entry
-/// and each line of /proc/self/maps.
+/// and each line of /proc/self/maps; `None` for anything else (a field line
+/// of smaps).
 fn parse_header(line: &str) -> Option<Vma> {
     let mut fields = line.split_whitespace();
     let (start, end) = fields.next()?.split_once('-')?;
@@ -82,13 +113,30 @@ fn parse_header(line: &str) -> Option<Vma> {
     })
 }
 
+/// Every line of /proc/self/maps, each of which must parse: a line skipped
+/// would make `perms_at` answer "not mapped" for memory that is. Lighter
+/// than `smaps` (no flags, no sizes).
+pub fn maps() -> Vec<Vma> {
+    let text = fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+    text.lines()
+        .map(|l| parse_header(l).unwrap_or_else(|| panic!("a line of /proc/self/maps: {l:?}")))
+        .collect()
+}
+
+/// A size field of /proc such as `    4 kB`, in kB.
+///
+/// # Panics
+///
+/// If the field is not a number of kB: never read as 0.
 fn kb(field: &str) -> u64 {
-    field
+    let digits = field
         .trim()
-        .trim_end_matches("kB")
+        .strip_suffix("kB")
+        .unwrap_or_else(|| panic!("a size in kB in /proc: {field:?}"));
+    digits
         .trim()
         .parse()
-        .unwrap_or(0)
+        .unwrap_or_else(|e| panic!("a size in kB in /proc: {field:?}: {e}"))
 }
 
 /// The VMA holding `addr`, if any.
@@ -98,19 +146,15 @@ pub fn vma_at(addr: usize) -> Option<Vma> {
 
 /// Permissions of the mapping holding `addr`, from /proc/self/maps.
 pub fn perms_at(addr: usize) -> Option<String> {
-    let text = fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
-    text.lines()
-        .filter_map(parse_header)
+    maps()
+        .into_iter()
         .find(|v| v.contains(addr))
         .map(|v| v.perms)
 }
 
 /// Number of mappings (VMAs) of this process: lines of /proc/self/maps.
 pub fn mapping_count() -> usize {
-    fs::read_to_string("/proc/self/maps")
-        .expect("read /proc/self/maps")
-        .lines()
-        .count()
+    maps().len()
 }
 
 /// Anonymous mappings marked `MADV_DONTDUMP` (VmFlags `dd`, without the
@@ -124,9 +168,30 @@ pub fn dontdump_mapping_count() -> usize {
         .count()
 }
 
+/// The crate's lines of /proc/self/maps above `base`, an earlier
+/// `dontdump_mapping_count()`.
+pub fn dontdump_mappings_since(base: usize) -> usize {
+    dontdump_mapping_count()
+        .checked_sub(base)
+        .unwrap_or_else(|| panic!("fewer MADV_DONTDUMP mappings than the {base} counted before"))
+}
+
+/// `vm.max_map_count`: how many mappings a process may have.
+pub fn max_map_count() -> usize {
+    let text = fs::read_to_string("/proc/sys/vm/max_map_count").expect("read vm.max_map_count");
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("vm.max_map_count {text:?}: {e}"))
+}
+
 /// `VmLck` from /proc/self/status, in kB: memory this process has mlocked.
 pub fn vm_lck_kb() -> u64 {
     status_kb("VmLck:")
+}
+
+/// `VmLck` in bytes.
+pub fn vm_lck_bytes() -> usize {
+    usize::try_from(vm_lck_kb() * 1024).expect("VmLck fits a usize")
 }
 
 /// `VmSize` from /proc/self/status, in kB: every mapping of this process.
@@ -134,7 +199,12 @@ pub fn vm_size_kb() -> u64 {
     status_kb("VmSize:")
 }
 
-fn status_kb(key: &str) -> u64 {
+/// The field `key` (such as `VmHWM:`) of /proc/self/status, in kB.
+///
+/// # Panics
+///
+/// If the field is missing or not a size in kB.
+pub fn status_kb(key: &str) -> u64 {
     let text = fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     text.lines()
         .find_map(|l| l.strip_prefix(key))
