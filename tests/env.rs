@@ -48,7 +48,7 @@ fn a_secret_moves_out_of_the_environment() {
         // SAFETY: as above.
         let missing = unsafe { LockedString::from_env(NAME) };
         assert!(matches!(missing, Err(Error::EnvVarNotSet { .. })));
-        std::process::exit(0);
+        common::child::exit(0);
     }
     let value: String = (0..200).map(|i| secret_char(i) as char).collect();
     let out = Command::new(std::env::current_exe().unwrap())
@@ -80,7 +80,7 @@ fn every_entry_of_a_duplicated_variable_is_wiped() {
                 String::from_utf8_lossy(value)
             );
         }
-        std::process::exit(0);
+        common::child::exit(0);
     }
     // posix_spawn with an environment that holds the name twice.
     let exe = std::ffi::CString::new(

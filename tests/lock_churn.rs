@@ -107,7 +107,7 @@ fn a_required_temporary_does_not_churn_best_effort_locks() {
             "expected every locked page to hold tokens after trim ({:?})",
             lockedbox::stats()
         );
-        std::process::exit(0);
+        common::child::exit(0);
     }
     if Command::new("strace").arg("-V").output().is_err() {
         assert!(

@@ -127,7 +127,7 @@ fn prompt_on_a_pseudo_terminal() {
                 }
                 other => println!("result: unexpected {:?}", other.map(|s| s.len())),
             }
-            std::process::exit(0);
+            common::child::exit(0);
         }
         take_the_pty(&std::env::var(PTY).unwrap());
         if case == "ignored" {
@@ -140,7 +140,7 @@ fn prompt_on_a_pseudo_terminal() {
                 Err(e) => println!("result: error {e}"),
             });
             worker.join().unwrap();
-            std::process::exit(0);
+            common::child::exit(0);
         }
         match prompt_password("Password: ") {
             Ok(p) => {
@@ -150,7 +150,7 @@ fn prompt_on_a_pseudo_terminal() {
             Err(Error::InvalidUtf8) => println!("result: not utf-8"),
             Err(e) => println!("result: error {e}"),
         }
-        std::process::exit(0);
+        common::child::exit(0);
     }
 
     // A normal return.

@@ -204,7 +204,7 @@ fn a_nested_borrow_makes_no_mprotect_call() {
         assert_eq!(perms(end), "r--p");
         println!("nested borrows ok");
         // Dropping `_outer` or the box needs mprotect; leave without either.
-        std::process::exit(0);
+        common::child::exit(0);
     });
     child::assert_success(&out);
     assert!(child::stdout(&out).contains("nested borrows ok"));

@@ -167,8 +167,7 @@ impl Drop for Traced {
     /// A test that fails before its child died leaves no child behind.
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill_and_reap();
         }
     }
 }
@@ -304,6 +303,38 @@ impl Traced {
     pub fn go(&mut self) {
         let mut stdin = self.stdin.take().unwrap();
         writeln!(stdin, "go").unwrap();
+    }
+
+    /// Kills the child (`SIGKILL`) and reaps every traced thread of it: a
+    /// traced thread is not reaped by waiting for the process, and one may
+    /// still stop at its exit event, to be resumed, so `Child::wait` alone
+    /// could wait for ever. Gives up after ten seconds.
+    fn kill_and_reap(&mut self) {
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut tids = self.tids.clone();
+        if !tids.contains(&self.pid) {
+            tids.push(self.pid);
+        }
+        while !tids.is_empty() && Instant::now() < deadline {
+            tids.retain(|&tid| {
+                let mut st = 0;
+                // SAFETY: waits for a tracee (or the child) of ours.
+                let r = unsafe { libc::waitpid(tid, &raw mut st, libc::WNOHANG | libc::__WALL) };
+                if r == 0 {
+                    return true;
+                }
+                if r > 0 && libc::WIFSTOPPED(st) {
+                    // SAFETY: resumes a stopped tracee of ours, to die.
+                    unsafe { libc::ptrace(libc::PTRACE_CONT, tid, 0, 0) };
+                    return true;
+                }
+                false
+            });
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.tids.clear();
     }
 
     /// Sends `sig` to the child.
@@ -457,8 +488,7 @@ impl Traced {
                 if std::env::var_os("LOCKEDBOX_TEST_GDB").is_some() {
                     self.dump_stacks();
                 }
-                self.kill(libc::SIGKILL);
-                let _ = self.child.wait();
+                self.kill_and_reap();
                 return Err(format!(
                     "the child did not die within {timeout:?} (killed; threads: {tasks:#?})"
                 ));
