@@ -27,7 +27,9 @@
 //!    the middle of copying a secret holds pieces of it in vector
 //!    registers, which the frame would otherwise keep), clears its own
 //!    vector registers and sleeps with every signal blocked. A thread that
-//!    faults on the crate's memory later lands in the same handler.
+//!    faults on the crate's memory later lands in the same handler. It runs
+//!    on the thread's alternate signal stack, so a thread that overflowed
+//!    its own stack runs it too.
 //! 3. It claims every registered mapping and makes it `PROT_NONE` whole: a
 //!    thread that touches the crate's memory from then on faults and stops,
 //!    so nothing is copied from one box into another behind the wipe.
@@ -50,7 +52,10 @@
 //!
 //! Then the caller clears its own vector registers and ends the process:
 //! abort(3), or the signal's default action. A handler of the crate's that
-//! starts the wipe (`wipe_on_signals`) scrubs its own frame first.
+//! starts the wipe (`wipe_on_signals`) scrubs its own frame first; it runs
+//! on the interrupted thread's own stack, where the wipe fits (an alternate
+//! signal stack may have 8 KiB), and where its frame covers the one a
+//! handler that ran just before it left (`prompt_password`'s).
 //!
 //! Not reached: the frame a handler of the program's own saved on a thread
 //! the wipe stops inside it (the crate's handler scrubs only the frame it
@@ -66,7 +71,7 @@ use crate::alloc::registry::{self, Range};
 use crate::dying;
 use crate::error::Error;
 use crate::signal::Signal;
-use crate::sys::{self, Protection};
+use crate::sys::{self, HandlerStack, Protection};
 
 /// Pages asked about per mincore(2) call (the buffer is on the stack).
 const MINCORE_PAGES: usize = 512;
@@ -181,7 +186,9 @@ fn accepted(sig: Signal) -> bool {
 ///
 /// The handler is async-signal-safe: it takes no lock and allocates
 /// nothing, whatever the interrupted thread was doing (in the middle of an
-/// allocation, holding a [`Ref`](crate::Ref) of a sealed box).
+/// allocation, holding a [`Ref`](crate::Ref) of a sealed box). It runs on
+/// the interrupted thread's own stack, not on an alternate signal stack
+/// (`sigaltstack`), which is too small for the wipe.
 ///
 /// Not covered: `SIGKILL` (the OOM killer's too), a power loss, a kernel
 /// crash; copies of secrets outside the crate's memory.
@@ -205,8 +212,9 @@ pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Erro
         });
     }
     for sig in signals.map(Signal::as_raw) {
-        // SAFETY: `on_signal` is async-signal-safe (see its docs).
-        unsafe { sys::set_exclusive_handler(sig, on_signal) }
+        // SAFETY: `on_signal` is async-signal-safe (see its docs), and runs
+        // on the interrupted thread's own stack, where the wipe fits.
+        unsafe { sys::set_exclusive_handler(sig, on_signal, HandlerStack::Interrupted) }
             .map_err(|e| Error::os("sigaction", 0, e))?;
     }
     Ok(())
@@ -217,6 +225,14 @@ pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Erro
 /// interrupted this very thread in the middle of copying a secret), then
 /// the wipe, then the signal's default action. Async-signal-safe: atomics,
 /// the syscalls named in the module docs, stack memory.
+///
+/// It runs on the interrupted thread's own stack, not on its alternate
+/// signal stack: the kernel's frame and the wipe do not fit in the 8 KiB
+/// one Rust's standard library gives a thread on x86-64 without AMX (it
+/// died there of `SIGSEGV` before wiping anything). And there its frame is
+/// written where the frame of a handler that ran just before it lies (the
+/// one of [`prompt_password`](crate::prompt_password), which puts this
+/// handler back and raises the signal again), which it then scrubs.
 extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
     // SAFETY: the context the kernel passed to this handler, which never
     // returns: it ends the process below, or stops for good in the wipe.
@@ -322,8 +338,9 @@ fn last_wipe() {
     }
     for sig in [libc::SIGSEGV, libc::SIGBUS] {
         // SAFETY: `on_fault` is async-signal-safe (atomics, sigaction,
-        // gettid, pause, writes to its own signal frame).
-        let _ = unsafe { sys::set_exclusive_handler(sig, on_fault) };
+        // gettid, pause, writes to its own signal frame) and small enough
+        // for an alternate signal stack.
+        let _ = unsafe { sys::set_exclusive_handler(sig, on_fault, HandlerStack::Alternate) };
     }
     let mut stopping = Stopping {
         tids: [0; WAITED_MAX],

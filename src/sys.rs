@@ -977,16 +977,28 @@ pub(crate) fn sleep_forever() -> ! {
 /// the signal, its `siginfo_t` and the `ucontext_t` the kernel saved.
 pub(crate) type ContextHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void);
 
-/// `sigaction(sig, {handler, mask: all signals, flags: SA_SIGINFO |
-/// SA_ONSTACK})`: installs a handler that runs with every other signal
-/// blocked, so that no handler interrupts it on its thread, that is given
-/// the interrupted context (to scrub it, see [`scrub_context`]), and that
-/// runs on the thread's alternate signal stack where it has one (Rust's
-/// standard library gives every thread it starts one), so that a thread
-/// that overflowed its stack can still run it. Async-signal-safe.
+/// Which stack a handler installed by [`set_exclusive_handler`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandlerStack {
+    /// The stack of the thread the signal interrupted, below its stack
+    /// pointer (no `SA_ONSTACK`): room for a handler that does real work.
+    Interrupted,
+    /// The thread's alternate signal stack where it has one (`SA_ONSTACK`;
+    /// Rust's standard library gives every thread it starts one of
+    /// `max(SIGSTKSZ, AT_MINSIGSTKSZ)` bytes, 8 KiB on x86-64 without AMX,
+    /// most of which the kernel's frame takes): a small handler still runs
+    /// on a thread that overflowed its own stack.
+    Alternate,
+}
+
+/// `sigaction(sig, {handler, mask: all signals, flags: SA_SIGINFO, and
+/// SA_ONSTACK for [`HandlerStack::Alternate`]})`: installs a handler that
+/// runs with every other signal blocked, so that no handler interrupts it
+/// on its thread, that is given the interrupted context (to scrub it, see
+/// [`scrub_context`]), on the stack `stack` names. Async-signal-safe.
 ///
 /// # Safety
-/// `handler` must be async-signal-safe.
+/// `handler` must be async-signal-safe, and fit on `stack`.
 ///
 /// # References
 /// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
@@ -995,12 +1007,16 @@ pub(crate) type ContextHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t
 pub(crate) unsafe fn set_exclusive_handler(
     sig: libc::c_int,
     handler: ContextHandler,
+    stack: HandlerStack,
 ) -> io::Result<()> {
     // SAFETY: an all-zero sigaction is valid: default handler, empty mask,
     // no flags.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = handler as libc::sighandler_t;
-    act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    act.sa_flags = match stack {
+        HandlerStack::Interrupted => libc::SA_SIGINFO,
+        HandlerStack::Alternate => libc::SA_SIGINFO | libc::SA_ONSTACK,
+    };
     // SAFETY: `sa_mask` is a valid sigset_t to fill.
     unsafe { libc::sigfillset(&raw mut act.sa_mask) };
     // SAFETY: a valid sigaction; no old one asked for. The handler's
