@@ -1795,3 +1795,159 @@ pub(crate) fn nap(ns: u32) {
     // SAFETY: reads one timespec of ours; no remainder asked for.
     unsafe { libc::nanosleep(&raw const ts, ptr::null_mut()) };
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Runs `body` in a child process (this test binary again, running
+    /// only `test`), which must exit normally: a fault in `body` fails the
+    /// test instead of ending the whole test binary.
+    fn in_child(test: &str, body: impl FnOnce()) {
+        const VAR: &str = "LOCKEDBOX_UNIT_CHILD";
+        if std::env::var(VAR).as_deref() == Ok(test) {
+            body();
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--test-threads=1", "--nocapture"])
+            .env(VAR, test)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{test}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Two pages, the second `PROT_NONE`; the first's last `len` bytes
+    /// (64-byte aligned) are where a made-up FXSAVE/XSAVE area goes, so
+    /// that the frame's memory ends where the area does, as it does at the
+    /// top of an alternate signal stack.
+    fn area_at_the_end(len: usize) -> *mut u8 {
+        let page = page_size();
+        assert!(len <= page && len % 64 == 0);
+        let base = map_none(2 * page).unwrap();
+        // SAFETY: the first page of the mapping just made, which no one
+        // else knows of.
+        unsafe { protect(base, page, Protection::ReadWrite) }.unwrap();
+        base.as_ptr().wrapping_add(page - len)
+    }
+
+    /// A `ucontext_t` with every general register non-zero and `fpregs`
+    /// pointing at `fp`.
+    fn context(fp: *mut u8) -> Box<libc::ucontext_t> {
+        // SAFETY: an all-zero ucontext_t is valid plain data.
+        let mut uc: Box<libc::ucontext_t> = Box::new(unsafe { std::mem::zeroed() });
+        for (i, r) in uc.uc_mcontext.gregs.iter_mut().enumerate() {
+            *r = 0x1111 * (i64::try_from(i).unwrap() + 1);
+        }
+        uc.uc_mcontext.fpregs = fp.cast();
+        uc
+    }
+
+    fn put_u32(fp: *mut u8, at: usize, v: u32) {
+        // SAFETY: the callers' areas hold `at + 4` bytes.
+        unsafe { fp.wrapping_add(at).cast::<u32>().write_unaligned(v) };
+    }
+
+    fn bytes(fp: *mut u8, range: std::ops::Range<usize>) -> Vec<u8> {
+        // SAFETY: the callers' areas hold `range`.
+        unsafe { std::slice::from_raw_parts(fp.wrapping_add(range.start), range.len()) }.to_vec()
+    }
+
+    /// The software bytes the kernel writes at byte 464 of the area.
+    fn sw_bytes(fp: *mut u8, xstate_size: u32) {
+        put_u32(fp, SW_BYTES_AT, FP_XSTATE_MAGIC1);
+        put_u32(fp, SW_BYTES_AT + 4, xstate_size + 4);
+        put_u32(fp, SW_BYTES_AT + 8, 3);
+        put_u32(fp, SW_BYTES_AT + 16, xstate_size);
+    }
+
+    fn assert_gregs_scrubbed(uc: &libc::ucontext_t) {
+        for (i, &r) in uc.uc_mcontext.gregs.iter().enumerate() {
+            let kept = [libc::REG_RSP, libc::REG_RIP, libc::REG_EFL]
+                .into_iter()
+                .chain(libc::REG_CSGSFS..=libc::REG_CR2)
+                .any(|k| usize::try_from(k) == Ok(i));
+            assert_eq!(r == 0, !kept, "general register {i}: {r:#x}");
+        }
+    }
+
+    /// A frame with only the legacy FXSAVE area (a CPU without XSAVE, or a
+    /// kernel booted with `noxsave`): since Linux 5.16 the kernel still
+    /// writes `FP_XSTATE_MAGIC1` with `xstate_size` 512 and
+    /// `extended_size` 516, but neither writes `FP_XSTATE_MAGIC2` after the
+    /// 512 bytes nor leaves room for it, so the 512 bytes may end where the
+    /// frame's memory ends. The scrub zeroes the x87 and SSE registers and
+    /// reads nothing past the area.
+    #[test]
+    fn an_fxsave_only_frame_is_scrubbed_without_reading_past_it() {
+        in_child(
+            "sys::tests::an_fxsave_only_frame_is_scrubbed_without_reading_past_it",
+            || {
+                let fp = area_at_the_end(FXSAVE_LEN);
+                // SAFETY: the area's 464 register bytes.
+                unsafe { ptr::write_bytes(fp, 0xab, SW_BYTES_AT) };
+                sw_bytes(fp, 512);
+                let mut uc = context(fp);
+                // SAFETY: a context laid out as the kernel's, its area
+                // inside memory of ours.
+                unsafe { scrub_context((&raw mut *uc).cast()) };
+                assert_eq!(bytes(fp, 0..SW_BYTES_AT), vec![0; SW_BYTES_AT]);
+                assert_eq!(
+                    bytes(fp, SW_BYTES_AT..SW_BYTES_AT + 4),
+                    FP_XSTATE_MAGIC1.to_ne_bytes()
+                );
+                assert_gregs_scrubbed(&uc);
+            },
+        );
+    }
+
+    /// A full XSAVE area: every byte but the software bytes zeroed, up to
+    /// `xstate_size` and no further.
+    #[test]
+    fn an_xsave_frame_is_scrubbed_to_its_closing_magic() {
+        const SIZE: usize = 1024;
+        let mut buf = vec![0xabu8; 4096];
+        let fp = buf.as_mut_ptr().wrapping_add(buf.as_ptr().align_offset(64));
+        sw_bytes(fp, 1024);
+        put_u32(fp, SIZE, FP_XSTATE_MAGIC2);
+        let mut uc = context(fp);
+        // SAFETY: a context laid out as the kernel's, its area inside `buf`.
+        unsafe { scrub_context((&raw mut *uc).cast()) };
+        assert_eq!(bytes(fp, 0..SW_BYTES_AT), vec![0; SW_BYTES_AT]);
+        assert_eq!(bytes(fp, FXSAVE_LEN..SIZE), vec![0; SIZE - FXSAVE_LEN]);
+        assert_eq!(bytes(fp, SIZE..SIZE + 4), FP_XSTATE_MAGIC2.to_ne_bytes());
+        assert_eq!(bytes(fp, SIZE + 4..SIZE + 64), vec![0xab; 60]);
+        assert_gregs_scrubbed(&uc);
+    }
+
+    /// Software bytes the kernel did not write as a whole (no closing
+    /// magic, a size past the largest area, `extended_size` that does not
+    /// match): nothing past the legacy area is written.
+    #[test]
+    fn an_unknown_xsave_layout_is_not_written_past_the_legacy_area() {
+        for (size, extended, magic2) in [
+            (1024u32, 1028u32, 0u32),
+            (1024, 1024, FP_XSTATE_MAGIC2),
+            (128 * 1024, 128 * 1024 + 4, FP_XSTATE_MAGIC2),
+        ] {
+            let mut buf = vec![0xabu8; 4096];
+            let fp = buf.as_mut_ptr().wrapping_add(buf.as_ptr().align_offset(64));
+            sw_bytes(fp, size);
+            put_u32(fp, SW_BYTES_AT + 4, extended);
+            if (size as usize) < 4000 {
+                put_u32(fp, size as usize, magic2);
+            }
+            let mut uc = context(fp);
+            // SAFETY: a context laid out as the kernel's, its area inside
+            // `buf` (the sizes past it are never believed).
+            unsafe { scrub_context((&raw mut *uc).cast()) };
+            assert_eq!(bytes(fp, 0..SW_BYTES_AT), vec![0; SW_BYTES_AT]);
+            assert_eq!(bytes(fp, FXSAVE_LEN..1024), vec![0xab; 512], "{size}");
+        }
+    }
+}
