@@ -1376,6 +1376,9 @@ const FXSAVE_LEN: usize = 512;
 /// Where `struct _fpx_sw_bytes` sits in the FXSAVE area.
 #[cfg(target_arch = "x86_64")]
 const SW_BYTES_AT: usize = 464;
+/// Bytes of the XSAVE header that follows the legacy area.
+#[cfg(target_arch = "x86_64")]
+const XSAVE_HEADER_LEN: usize = 64;
 /// The largest XSAVE area believed (AMX's tile data makes the largest
 /// today about 11 KiB); a larger `xstate_size` is not the kernel's.
 #[cfg(target_arch = "x86_64")]
@@ -1386,8 +1389,9 @@ const XSTATE_MAX: usize = 64 * 1024;
 /// x86-64 the whole XSAVE area behind `uc_mcontext.fpregs` (x87, SSE, AVX,
 /// AVX-512, every component the kernel saved: its size is read from the
 /// frame's own `FP_XSTATE_MAGIC1` and `xstate_size`, and checked against
-/// `FP_XSTATE_MAGIC2` at its end), leaving only the software bytes that
-/// describe the area; on aarch64 the general registers and every record of
+/// `FP_XSTATE_MAGIC2` at its end; of an FXSAVE-only frame, which has no
+/// closing magic, the 512-byte legacy area and nothing past it), leaving
+/// only the software bytes that describe the area; on aarch64 the general registers and every record of
 /// `__reserved` (FP/SIMD, SVE and the rest, and an `EXTRA_MAGIC` record's
 /// data). A register the interrupted code held a secret in (glibc's
 /// `memcpy` keeps the first 64 bytes of its source in `zmm16` for the
@@ -1455,11 +1459,16 @@ pub(crate) unsafe fn scrub_context(context: *mut c_void) {
         word(SW_BYTES_AT + 16),
     );
     let size = size as usize;
+    // An XSAVE area holds at least the legacy area and the XSAVE header
+    // (the kernel's own check, when it reads a frame back at sigreturn).
+    // An FXSAVE-only frame says `xstate_size` 512 and has no closing magic
+    // nor room for one: the 512 bytes may end where the frame's memory
+    // does, so nothing is read past them.
     if magic1 != FP_XSTATE_MAGIC1
-        || !(FXSAVE_LEN..=XSTATE_MAX).contains(&size)
+        || !(FXSAVE_LEN + XSAVE_HEADER_LEN..=XSTATE_MAX).contains(&size)
         || extended as usize != size + 4
     {
-        // An FXSAVE-only frame: nothing beyond the legacy area.
+        // Nothing beyond the legacy area.
         return;
     }
     // SAFETY: the kernel wrote `extended_size` bytes, the XSAVE area and
