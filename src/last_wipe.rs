@@ -59,9 +59,12 @@
 //!
 //! Not reached: the frame a handler of the program's own saved on a thread
 //! the wipe stops inside it (the crate's handler scrubs only the frame it
-//! was given), a thread that blocks `SIGSEGV` or sleeps uninterruptibly
-//! for longer than the wait, and whatever the threads' stacks hold besides
-//! signal frames (copies the program made).
+//! was given), a thread that sleeps uninterruptibly for longer than the
+//! wait, and whatever the threads' stacks hold besides signal frames
+//! (copies the program made). A thread that blocks `SIGSEGV` is not
+//! stopped, and if it touches the crate's memory once step 3 has closed it,
+//! the kernel ends the process at once by `SIGSEGV` (a fault's signal
+//! cannot stay blocked), before the wipe is done.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -91,6 +94,10 @@ const ROUNDS: usize = 4;
 /// registers, and clears this thread's vector registers before it aborts.
 /// See the [crate docs](crate#the-last-wipe) for what the wipe covers and
 /// what it does not (copies the program made outside the crate's memory).
+///
+/// A thread that blocks `SIGSEGV` cannot be stopped: if it touches the
+/// crate's memory while the wipe runs, the kernel ends the process at once
+/// by `SIGSEGV`, before the wipe is done (see `SECURITY.md`).
 ///
 /// Safe to call from anywhere, a panic hook included; it blocks every
 /// signal on the calling thread first, so that no handler interrupts it. If
