@@ -46,9 +46,10 @@
 //!    not faulted in. If a zeroing fails because another thread's call
 //!    changed the protection in between, the mapping is done again.
 //! 5. It tells threads started meanwhile to stop too, and waits (at most
-//!    [`STOP_WAIT_NS`]) until every thread it told has scrubbed its frame
-//!    and recorded itself stopped, or exited, and no thread is between
-//!    entering the fault handler and scrubbing.
+//!    [`STOP_WAIT_NS`]) until every other thread of the process, however
+//!    many, has scrubbed its frame and recorded itself stopped (or was
+//!    counted, past the record's 1,024 places), or exited, and no thread is
+//!    between entering the fault handler and scrubbing.
 //!
 //! Then the caller clears its own vector registers and ends the process:
 //! abort(3), or the signal's default action. A handler of the crate's that
@@ -279,62 +280,39 @@ extern "C" fn on_fault(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *
     sys::sleep_forever();
 }
 
-/// Threads the wipe waits for, at most (the rest are signalled too).
-const WAITED_MAX: usize = 256;
-
-/// How long the wipe waits, at most, for the threads it told to stop to
+/// How long the wipe waits, at most, for the other threads to stop and
 /// scrub their frames: one that has `SIGSEGV` blocked, or that sleeps in
 /// the kernel uninterruptibly, is not waited for longer.
 const STOP_WAIT_NS: u64 = 1_000_000_000;
 
-/// Rounds of listing the threads, for those made while the wipe runs.
-const LIST_ROUNDS: usize = 8;
-
-/// The threads the wipe told to stop.
-struct Stopping {
-    tids: [i32; WAITED_MAX],
-    len: usize,
+/// Sends `SIGSEGV` to every other thread of the process that has not
+/// recorded itself stopped (again, to one told before: a signal already
+/// pending is not queued twice). The number of threads it was sent to,
+/// or `None` if the threads could not be listed.
+fn signal_unstopped() -> Option<usize> {
+    let mut sent = 0;
+    let listed = sys::each_other_thread(|tid| {
+        if !dying::is_stopped(tid) && sys::signal_thread(tid, libc::SIGSEGV).is_ok() {
+            sent += 1;
+        }
+    });
+    listed.then_some(sent)
 }
 
-impl Stopping {
-    /// Sends `SIGSEGV` to every other thread not told yet and not stopped
-    /// already, round after round until a round finds none new.
-    fn signal_all(&mut self) {
-        for _ in 0..LIST_ROUNDS {
-            let mut new = false;
-            let listed = sys::each_other_thread(|tid| {
-                if self.tids[..self.len].contains(&tid) || dying::is_stopped(tid) {
-                    return;
-                }
-                if sys::signal_thread(tid, libc::SIGSEGV).is_ok() {
-                    new = true;
-                    if self.len < WAITED_MAX {
-                        self.tids[self.len] = tid;
-                        self.len += 1;
-                    }
-                }
-            });
-            if !listed || !new {
-                break;
-            }
+/// Tells every other thread to stop, and waits (at most [`STOP_WAIT_NS`])
+/// until each, however many there are and whenever it started, has
+/// stopped (and scrubbed its frame) or exited, and no thread is inside the
+/// fault handler with its frame not yet scrubbed. The threads are listed
+/// anew each round; those that stopped past the record's end
+/// ([`dying::unrecorded`]) are counted, as they are listed but not found.
+fn stop_all_and_wait() {
+    let deadline = sys::monotonic_ns().saturating_add(STOP_WAIT_NS);
+    loop {
+        let others_stopped = signal_unstopped().is_none_or(|left| left <= dying::unrecorded());
+        if (others_stopped && !dying::scrubbing()) || sys::monotonic_ns() > deadline {
+            return;
         }
-    }
-
-    /// Waits, for at most [`STOP_WAIT_NS`], until every thread told to
-    /// stop has stopped (or exited) and no thread is inside the fault
-    /// handler with its frame not yet scrubbed.
-    fn wait(&self) {
-        let deadline = sys::monotonic_ns().saturating_add(STOP_WAIT_NS);
-        loop {
-            let done = !dying::scrubbing()
-                && self.tids[..self.len]
-                    .iter()
-                    .all(|&t| dying::is_stopped(t) || sys::signal_thread(t, 0).is_err());
-            if done || sys::monotonic_ns() > deadline {
-                return;
-            }
-            sys::nap(100_000);
-        }
+        sys::nap(100_000);
     }
 }
 
@@ -349,11 +327,8 @@ fn last_wipe() {
         // for an alternate signal stack.
         let _ = unsafe { sys::set_exclusive_handler(sig, on_fault, HandlerStack::Alternate) };
     }
-    let mut stopping = Stopping {
-        tids: [0; WAITED_MAX],
-        len: 0,
-    };
-    stopping.signal_all();
+    // Every other thread is told now; those started meanwhile, at the end.
+    let _ = signal_unstopped();
     let pid = sys::process_id();
     let here = |r: &Range| r.pid == 0 || r.pid == pid;
     // Zeroing through the kernel keeps every mapping `PROT_NONE` while it
@@ -386,9 +361,8 @@ fn last_wipe() {
         sys::close_raw(fd);
     }
     // Threads started while the wipe ran are told too; then every thread
-    // told has its frame scrubbed before the process dies.
-    stopping.signal_all();
-    stopping.wait();
+    // has its frame scrubbed before the process dies.
+    stop_all_and_wait();
 }
 
 /// Zeroes the resident pages of the mapping `addr..addr + len`, run by run:
