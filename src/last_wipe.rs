@@ -9,7 +9,9 @@
 //! in a signal handler that interrupted any code of the crate, on any
 //! thread; its only tools are mprotect(2), mincore(2), sigaction(2),
 //! tgkill(2), getdents64(2) of `/proc/self/task`, open(2)/pwrite(2)/close(2)
-//! of `/proc/self/mem` (zeros written by the kernel into memory that stays
+//! of `/proc/self/mem` (a process out of descriptors gets back the one
+//! `wipe_on_signals` and `wipe_on_panic` keep in reserve, checked with
+//! fstat(2) and closed first) (zeros written by the kernel into memory that stays
 //! `PROT_NONE`, see `sys::zero_forced`), process_vm_readv(2) (zeros copied
 //! in by the kernel, see `sys::zero_checked`), clock_gettime(2) and
 //! nanosleep(2).
@@ -70,6 +72,7 @@
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::alloc::registry::{self, Range};
 use crate::dying;
@@ -95,6 +98,13 @@ const ROUNDS: usize = 4;
 /// registers, and clears this thread's vector registers before it aborts.
 /// See the [crate docs](crate#the-last-wipe) for what the wipe covers and
 /// what it does not (copies the program made outside the crate's memory).
+///
+/// A process that has run out of file descriptors needs one for the wipe
+/// to stop the other threads and zero memory that stays inaccessible:
+/// [`wipe_on_signals`] and [`wipe_on_panic`] keep one in reserve, which
+/// this uses too; without either, at `EMFILE` the other threads are not
+/// stopped and the memory is zeroed read-write, where a thread inside a
+/// read(2) into a box can still write.
 ///
 /// A thread that blocks `SIGSEGV` cannot be stopped: if it touches the
 /// crate's memory while the wipe runs, the kernel ends the process at once
@@ -133,7 +143,8 @@ pub fn wipe_all_and_abort() -> ! {
 /// `Debug` is redacted. A message the program formatted from a copy of a
 /// secret is the program's own. If the previous hook itself panics, Rust
 /// aborts at once, before the wipe: install this hook after any other.
-/// Nothing runs after the wipe.
+/// Nothing runs after the wipe. It keeps one file descriptor open for the
+/// wipe, as [`wipe_on_signals`] does.
 ///
 /// ```no_run
 /// lockedbox::wipe_on_panic();
@@ -145,6 +156,7 @@ pub fn wipe_all_and_abort() -> ! {
 /// # Panics
 /// If called while the thread is panicking (as `std::panic::set_hook`).
 pub fn wipe_on_panic() {
+    keep_reserve();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
@@ -192,6 +204,11 @@ fn accepted(sig: Signal) -> bool {
 /// [`prompt_password`](crate::prompt_password) puts this handler back
 /// after its own, as it does any previous one.
 ///
+/// The first call keeps one file descriptor open for good (an empty
+/// `memfd:lockedbox-reserve`, closed on exec): the wipe gives it back to a
+/// process that has run out of them, so that it can still open
+/// `/proc/self/task` and `/proc/self/mem`.
+///
 /// The handler is async-signal-safe: it takes no lock and allocates
 /// nothing, whatever the interrupted thread was doing (in the middle of an
 /// allocation, holding a [`Ref`](crate::Ref) of a sealed box). It runs on
@@ -219,6 +236,7 @@ pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Erro
             signal: signal.as_raw(),
         });
     }
+    keep_reserve();
     for sig in signals.map(Signal::as_raw) {
         // SAFETY: `on_signal` is async-signal-safe (see its docs), and runs
         // on the interrupted thread's own stack, where the wipe fits.
@@ -280,6 +298,58 @@ extern "C" fn on_fault(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *
     sys::sleep_forever();
 }
 
+/// The descriptor kept for the wipe (-1: none; -2: being made), and the
+/// identity of its file (`sys::reserve_descriptor`), stored before the
+/// descriptor is.
+static RESERVE: AtomicI32 = AtomicI32::new(-1);
+static RESERVE_DEV: AtomicU64 = AtomicU64::new(0);
+static RESERVE_INO: AtomicU64 = AtomicU64::new(0);
+
+/// Keeps one descriptor in reserve for the wipe, once per process (a fork
+/// child shares it; exec(2) closes it): a process that runs out of them
+/// (`EMFILE`) gets this one back when the wipe needs to open
+/// `/proc/self/task` or `/proc/self/mem` ([`with_reserve`]).
+fn keep_reserve() {
+    if RESERVE
+        .compare_exchange(-1, -2, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        // Kept already, or being kept by another thread.
+        return;
+    }
+    let Ok((fd, (dev, ino))) = sys::reserve_descriptor() else {
+        RESERVE.store(-1, Ordering::SeqCst);
+        return;
+    };
+    RESERVE_DEV.store(dev, Ordering::SeqCst);
+    RESERVE_INO.store(ino, Ordering::SeqCst);
+    RESERVE.store(fd, Ordering::SeqCst);
+}
+
+/// Runs `open`, a step of the wipe that opens a descriptor and says
+/// whether it could; if it could not because the process is out of them
+/// (`EMFILE`, or `ENFILE` for the whole system), closes the reserve (if the
+/// number is still the crate's file: the program may have closed it and
+/// opened another under it) and runs `open` again. Async-signal-safe.
+fn with_reserve<T>(mut open: impl FnMut() -> Option<T>) -> Option<T> {
+    if let Some(done) = open() {
+        return Some(done);
+    }
+    if !matches!(sys::errno(), libc::EMFILE | libc::ENFILE) {
+        return None;
+    }
+    let fd = RESERVE.swap(-1, Ordering::SeqCst);
+    let ours = (
+        RESERVE_DEV.load(Ordering::SeqCst),
+        RESERVE_INO.load(Ordering::SeqCst),
+    );
+    if fd < 0 || sys::file_id(fd).ok() != Some(ours) {
+        return None;
+    }
+    sys::close_raw(fd);
+    open()
+}
+
 /// How long the wipe waits, at most, for the other threads to stop and
 /// scrub their frames: one that has `SIGSEGV` blocked, or that sleeps in
 /// the kernel uninterruptibly, is not waited for longer.
@@ -290,13 +360,15 @@ const STOP_WAIT_NS: u64 = 1_000_000_000;
 /// pending is not queued twice). The number of threads it was sent to,
 /// or `None` if the threads could not be listed.
 fn signal_unstopped() -> Option<usize> {
-    let mut sent = 0;
-    let listed = sys::each_other_thread(|tid| {
-        if !dying::is_stopped(tid) && sys::signal_thread(tid, libc::SIGSEGV).is_ok() {
-            sent += 1;
-        }
-    });
-    listed.then_some(sent)
+    with_reserve(|| {
+        let mut sent = 0;
+        let listed = sys::each_other_thread(|tid| {
+            if !dying::is_stopped(tid) && sys::signal_thread(tid, libc::SIGSEGV).is_ok() {
+                sent += 1;
+            }
+        });
+        listed.then_some(sent)
+    })
 }
 
 /// Tells every other thread to stop, and waits (at most [`STOP_WAIT_NS`])
@@ -336,7 +408,7 @@ fn last_wipe() {
     // and a thread that did not touch it since the claim (off the CPU, or
     // inside a read(2) into it, which gets `EFAULT` rather than a fault)
     // could write there after the zeros.
-    let mem = sys::open_own_memory();
+    let mem = with_reserve(sys::open_own_memory);
     registry::claim_all(|r| {
         if let (true, Some(addr)) = (here(&r), NonNull::new(r.addr as *mut u8)) {
             // SAFETY: a registered mapping of the crate's, claimed, so never

@@ -1099,6 +1099,47 @@ pub(crate) fn residency_into(addr: NonNull<u8>, len: usize, vec: &mut [u8]) -> i
     Ok(())
 }
 
+/// A file's identity: its device and inode numbers, from fstat(2).
+pub(crate) type FileId = (u64, u64);
+
+/// `memfd_create("lockedbox-reserve", MFD_CLOEXEC)`: a descriptor on a new
+/// empty file that nothing else can have opened, which the last wipe keeps
+/// so that it can hand its number back to the process when the process
+/// has run out of them; with the file's identity ([`file_id`]), by which
+/// the wipe knows the number is still its own before it closes it.
+///
+/// # References
+/// - [memfd_create(2)](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
+#[doc(alias = "memfd_create")]
+pub(crate) fn reserve_descriptor() -> io::Result<(libc::c_int, FileId)> {
+    // SAFETY: a NUL-terminated name and a flag word; nothing of ours is
+    // written.
+    let fd = unsafe { libc::memfd_create(c"lockedbox-reserve".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    file_id(fd)
+        .map(|id| (fd, id))
+        .inspect_err(|_| close_raw(fd))
+}
+
+/// `fstat(fd)`: the identity of the file `fd` is open on. Allocates
+/// nothing; async-signal-safe.
+///
+/// # References
+/// - [fstat(2)](https://man7.org/linux/man-pages/man2/fstat.2.html)
+#[doc(alias = "fstat")]
+pub(crate) fn file_id(fd: libc::c_int) -> io::Result<FileId> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes one `struct stat` into `st`, which is ours.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded and filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_dev, st.st_ino))
+}
+
 /// `open("/proc/self/mem", O_RDWR | O_CLOEXEC)`: the process's own memory
 /// as a file, for [`zero_forced`]; `None` if it cannot be opened (no /proc).
 /// The caller closes it with [`close_raw`]. Async-signal-safe.
