@@ -116,4 +116,32 @@ mod tests {
             1
         );
     }
+
+    /// Past the record's last place, threads are counted: the wipe still
+    /// knows how many of those it lists have stopped. In a child process
+    /// (this test binary again), since it fills the process's record.
+    #[test]
+    fn threads_past_the_record_are_counted() {
+        const TEST: &str = "dying::tests::threads_past_the_record_are_counted";
+        const VAR: &str = "LOCKEDBOX_UNIT_CHILD";
+        if std::env::var(VAR).as_deref() == Ok(TEST) {
+            let before = unrecorded();
+            // IDs no thread has (negative), one per place and three more.
+            for tid in 1..=i32::try_from(STOPPED_MAX).unwrap() {
+                record_stopped(-100 - tid);
+            }
+            assert_eq!(unrecorded(), before, "room for every one of them");
+            for tid in 1..=3 {
+                assert!(!record_stopped(-1 - tid));
+            }
+            assert_eq!(unrecorded(), before + 3);
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([TEST, "--exact", "--test-threads=1"])
+            .env(VAR, TEST)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
 }
