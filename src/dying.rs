@@ -41,21 +41,36 @@ pub(crate) fn must_stop(me: i32) -> bool {
 const STOPPED_MAX: usize = 1024;
 static STOPPED: [AtomicI32; STOPPED_MAX] = [const { AtomicI32::new(0) }; STOPPED_MAX];
 
+/// Threads that stopped for good when every place of [`STOPPED`] was
+/// taken: the wipe counts them instead of looking them up.
+static UNRECORDED: AtomicUsize = AtomicUsize::new(0);
+
 /// Threads that entered the fault handler and have not yet recorded
 /// themselves stopped: their saved registers are not scrubbed yet.
 static SCRUBBING: AtomicUsize = AtomicUsize::new(0);
 
-/// Records that thread `tid` has stopped for good (idempotent). `false` if
-/// the record is full (more than 1,024 threads stopped): the wipe then
-/// waits for that thread until its bound.
+/// Records that thread `tid` has stopped for good; a thread calls it once,
+/// as it stops. `false` if the record is full (more than 1,024 threads
+/// stopped): the thread is then counted ([`unrecorded`]), so that the wipe
+/// still knows how many of the threads it lists have stopped.
 pub(crate) fn record_stopped(tid: i32) -> bool {
     if is_stopped(tid) {
         return true;
     }
-    STOPPED.iter().any(|slot| {
+    let recorded = STOPPED.iter().any(|slot| {
         slot.compare_exchange(0, tid, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
-    })
+    });
+    if !recorded {
+        UNRECORDED.fetch_add(1, Ordering::SeqCst);
+    }
+    recorded
+}
+
+/// How many threads stopped for good without a place in the record; they
+/// never run again, so every one of them is still a thread of the process.
+pub(crate) fn unrecorded() -> usize {
+    UNRECORDED.load(Ordering::SeqCst)
 }
 
 /// Whether thread `tid` recorded itself stopped.
@@ -100,5 +115,33 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    /// Past the record's last place, threads are counted: the wipe still
+    /// knows how many of those it lists have stopped. In a child process
+    /// (this test binary again), since it fills the process's record.
+    #[test]
+    fn threads_past_the_record_are_counted() {
+        const TEST: &str = "dying::tests::threads_past_the_record_are_counted";
+        const VAR: &str = "LOCKEDBOX_UNIT_CHILD";
+        if std::env::var(VAR).as_deref() == Ok(TEST) {
+            let before = unrecorded();
+            // IDs no thread has (negative), one per place and three more.
+            for tid in 1..=i32::try_from(STOPPED_MAX).unwrap() {
+                record_stopped(-100 - tid);
+            }
+            assert_eq!(unrecorded(), before, "room for every one of them");
+            for tid in 1..=3 {
+                assert!(!record_stopped(-1 - tid));
+            }
+            assert_eq!(unrecorded(), before + 3);
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([TEST, "--exact", "--test-threads=1"])
+            .env(VAR, TEST)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
     }
 }

@@ -9,7 +9,9 @@
 //! in a signal handler that interrupted any code of the crate, on any
 //! thread; its only tools are mprotect(2), mincore(2), sigaction(2),
 //! tgkill(2), getdents64(2) of `/proc/self/task`, open(2)/pwrite(2)/close(2)
-//! of `/proc/self/mem` (zeros written by the kernel into memory that stays
+//! of `/proc/self/mem` (a process out of descriptors gets back the one
+//! `wipe_on_signals` and `wipe_on_panic` keep in reserve, checked with
+//! fstat(2) and closed first) (zeros written by the kernel into memory that stays
 //! `PROT_NONE`, see `sys::zero_forced`), process_vm_readv(2) (zeros copied
 //! in by the kernel, see `sys::zero_checked`), clock_gettime(2) and
 //! nanosleep(2).
@@ -27,7 +29,9 @@
 //!    the middle of copying a secret holds pieces of it in vector
 //!    registers, which the frame would otherwise keep), clears its own
 //!    vector registers and sleeps with every signal blocked. A thread that
-//!    faults on the crate's memory later lands in the same handler.
+//!    faults on the crate's memory later lands in the same handler. It runs
+//!    on the thread's alternate signal stack, so a thread that overflowed
+//!    its own stack runs it too.
 //! 3. It claims every registered mapping and makes it `PROT_NONE` whole: a
 //!    thread that touches the crate's memory from then on faults and stops,
 //!    so nothing is copied from one box into another behind the wipe.
@@ -44,29 +48,37 @@
 //!    not faulted in. If a zeroing fails because another thread's call
 //!    changed the protection in between, the mapping is done again.
 //! 5. It tells threads started meanwhile to stop too, and waits (at most
-//!    [`STOP_WAIT_NS`]) until every thread it told has scrubbed its frame
-//!    and recorded itself stopped, or exited, and no thread is between
-//!    entering the fault handler and scrubbing.
+//!    [`STOP_WAIT_NS`]) until every other thread of the process, however
+//!    many, has scrubbed its frame and recorded itself stopped (or was
+//!    counted, past the record's 1,024 places), or exited, and no thread is
+//!    between entering the fault handler and scrubbing.
 //!
 //! Then the caller clears its own vector registers and ends the process:
 //! abort(3), or the signal's default action. A handler of the crate's that
-//! starts the wipe (`wipe_on_signals`) scrubs its own frame first.
+//! starts the wipe (`wipe_on_signals`) scrubs its own frame first; it runs
+//! on the interrupted thread's own stack, where the wipe fits (an alternate
+//! signal stack may have 8 KiB), and where its frame covers the one a
+//! handler that ran just before it left (`prompt_password`'s).
 //!
 //! Not reached: the frame a handler of the program's own saved on a thread
 //! the wipe stops inside it (the crate's handler scrubs only the frame it
-//! was given), a thread that blocks `SIGSEGV` or sleeps uninterruptibly
-//! for longer than the wait, and whatever the threads' stacks hold besides
-//! signal frames (copies the program made).
+//! was given), a thread that sleeps uninterruptibly for longer than the
+//! wait, and whatever the threads' stacks hold besides signal frames
+//! (copies the program made). A thread that blocks `SIGSEGV` is not
+//! stopped, and if it touches the crate's memory once step 3 has closed it,
+//! the kernel ends the process at once by `SIGSEGV` (a fault's signal
+//! cannot stay blocked), before the wipe is done.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::alloc::registry::{self, Range};
 use crate::dying;
 use crate::error::Error;
 use crate::signal::Signal;
-use crate::sys::{self, Protection};
+use crate::sys::{self, HandlerStack, Protection};
 
 /// Pages asked about per mincore(2) call (the buffer is on the stack).
 const MINCORE_PAGES: usize = 512;
@@ -86,6 +98,17 @@ const ROUNDS: usize = 4;
 /// registers, and clears this thread's vector registers before it aborts.
 /// See the [crate docs](crate#the-last-wipe) for what the wipe covers and
 /// what it does not (copies the program made outside the crate's memory).
+///
+/// A process that has run out of file descriptors needs one for the wipe
+/// to stop the other threads and zero memory that stays inaccessible:
+/// [`wipe_on_signals`] and [`wipe_on_panic`] keep one in reserve, which
+/// this uses too; without either, at `EMFILE` the other threads are not
+/// stopped and the memory is zeroed read-write, where a thread inside a
+/// read(2) into a box can still write.
+///
+/// A thread that blocks `SIGSEGV` cannot be stopped: if it touches the
+/// crate's memory while the wipe runs, the kernel ends the process at once
+/// by `SIGSEGV`, before the wipe is done (see `SECURITY.md`).
 ///
 /// Safe to call from anywhere, a panic hook included; it blocks every
 /// signal on the calling thread first, so that no handler interrupts it. If
@@ -120,7 +143,8 @@ pub fn wipe_all_and_abort() -> ! {
 /// `Debug` is redacted. A message the program formatted from a copy of a
 /// secret is the program's own. If the previous hook itself panics, Rust
 /// aborts at once, before the wipe: install this hook after any other.
-/// Nothing runs after the wipe.
+/// Nothing runs after the wipe. It keeps one file descriptor open for the
+/// wipe, as [`wipe_on_signals`] does.
 ///
 /// ```no_run
 /// lockedbox::wipe_on_panic();
@@ -132,6 +156,7 @@ pub fn wipe_all_and_abort() -> ! {
 /// # Panics
 /// If called while the thread is panicking (as `std::panic::set_hook`).
 pub fn wipe_on_panic() {
+    keep_reserve();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
@@ -179,9 +204,16 @@ fn accepted(sig: Signal) -> bool {
 /// [`prompt_password`](crate::prompt_password) puts this handler back
 /// after its own, as it does any previous one.
 ///
+/// The first call keeps one file descriptor open for good (an empty
+/// `memfd:lockedbox-reserve`, closed on exec): the wipe gives it back to a
+/// process that has run out of them, so that it can still open
+/// `/proc/self/task` and `/proc/self/mem`.
+///
 /// The handler is async-signal-safe: it takes no lock and allocates
 /// nothing, whatever the interrupted thread was doing (in the middle of an
-/// allocation, holding a [`Ref`](crate::Ref) of a sealed box).
+/// allocation, holding a [`Ref`](crate::Ref) of a sealed box). It runs on
+/// the interrupted thread's own stack, not on an alternate signal stack
+/// (`sigaltstack`), which is too small for the wipe.
 ///
 /// Not covered: `SIGKILL` (the OOM killer's too), a power loss, a kernel
 /// crash; copies of secrets outside the crate's memory.
@@ -204,9 +236,11 @@ pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Erro
             signal: signal.as_raw(),
         });
     }
+    keep_reserve();
     for sig in signals.map(Signal::as_raw) {
-        // SAFETY: `on_signal` is async-signal-safe (see its docs).
-        unsafe { sys::set_exclusive_handler(sig, on_signal) }
+        // SAFETY: `on_signal` is async-signal-safe (see its docs), and runs
+        // on the interrupted thread's own stack, where the wipe fits.
+        unsafe { sys::set_exclusive_handler(sig, on_signal, HandlerStack::Interrupted) }
             .map_err(|e| Error::os("sigaction", 0, e))?;
     }
     Ok(())
@@ -217,6 +251,14 @@ pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Erro
 /// interrupted this very thread in the middle of copying a secret), then
 /// the wipe, then the signal's default action. Async-signal-safe: atomics,
 /// the syscalls named in the module docs, stack memory.
+///
+/// It runs on the interrupted thread's own stack, not on its alternate
+/// signal stack: the kernel's frame and the wipe do not fit in the 8 KiB
+/// one Rust's standard library gives a thread on x86-64 without AMX (it
+/// died there of `SIGSEGV` before wiping anything). And there its frame is
+/// written where the frame of a handler that ran just before it lies (the
+/// one of [`prompt_password`](crate::prompt_password), which puts this
+/// handler back and raises the signal again), which it then scrubs.
 extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
     // SAFETY: the context the kernel passed to this handler, which never
     // returns: it ends the process below, or stops for good in the wipe.
@@ -256,62 +298,93 @@ extern "C" fn on_fault(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *
     sys::sleep_forever();
 }
 
-/// Threads the wipe waits for, at most (the rest are signalled too).
-const WAITED_MAX: usize = 256;
+/// The descriptor kept for the wipe (-1: none; -2: being made), and the
+/// identity of its file (`sys::reserve_descriptor`), stored before the
+/// descriptor is.
+static RESERVE: AtomicI32 = AtomicI32::new(-1);
+static RESERVE_DEV: AtomicU64 = AtomicU64::new(0);
+static RESERVE_INO: AtomicU64 = AtomicU64::new(0);
 
-/// How long the wipe waits, at most, for the threads it told to stop to
+/// Keeps one descriptor in reserve for the wipe, once per process (a fork
+/// child shares it; exec(2) closes it): a process that runs out of them
+/// (`EMFILE`) gets this one back when the wipe needs to open
+/// `/proc/self/task` or `/proc/self/mem` ([`with_reserve`]).
+fn keep_reserve() {
+    if RESERVE
+        .compare_exchange(-1, -2, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        // Kept already, or being kept by another thread.
+        return;
+    }
+    let Ok((fd, (dev, ino))) = sys::reserve_descriptor() else {
+        RESERVE.store(-1, Ordering::SeqCst);
+        return;
+    };
+    RESERVE_DEV.store(dev, Ordering::SeqCst);
+    RESERVE_INO.store(ino, Ordering::SeqCst);
+    RESERVE.store(fd, Ordering::SeqCst);
+}
+
+/// Runs `open`, a step of the wipe that opens a descriptor and says
+/// whether it could; if it could not because the process is out of them
+/// (`EMFILE`, or `ENFILE` for the whole system), closes the reserve (if the
+/// number is still the crate's file: the program may have closed it and
+/// opened another under it) and runs `open` again. Async-signal-safe.
+fn with_reserve<T>(mut open: impl FnMut() -> Option<T>) -> Option<T> {
+    if let Some(done) = open() {
+        return Some(done);
+    }
+    if !matches!(sys::errno(), libc::EMFILE | libc::ENFILE) {
+        return None;
+    }
+    let fd = RESERVE.swap(-1, Ordering::SeqCst);
+    let ours = (
+        RESERVE_DEV.load(Ordering::SeqCst),
+        RESERVE_INO.load(Ordering::SeqCst),
+    );
+    if fd < 0 || sys::file_id(fd).ok() != Some(ours) {
+        return None;
+    }
+    sys::close_raw(fd);
+    open()
+}
+
+/// How long the wipe waits, at most, for the other threads to stop and
 /// scrub their frames: one that has `SIGSEGV` blocked, or that sleeps in
 /// the kernel uninterruptibly, is not waited for longer.
 const STOP_WAIT_NS: u64 = 1_000_000_000;
 
-/// Rounds of listing the threads, for those made while the wipe runs.
-const LIST_ROUNDS: usize = 8;
-
-/// The threads the wipe told to stop.
-struct Stopping {
-    tids: [i32; WAITED_MAX],
-    len: usize,
+/// Sends `SIGSEGV` to every other thread of the process that has not
+/// recorded itself stopped (again, to one told before: a signal already
+/// pending is not queued twice). The number of threads it was sent to,
+/// or `None` if the threads could not be listed.
+fn signal_unstopped() -> Option<usize> {
+    with_reserve(|| {
+        let mut sent = 0;
+        let listed = sys::each_other_thread(|tid| {
+            if !dying::is_stopped(tid) && sys::signal_thread(tid, libc::SIGSEGV).is_ok() {
+                sent += 1;
+            }
+        });
+        listed.then_some(sent)
+    })
 }
 
-impl Stopping {
-    /// Sends `SIGSEGV` to every other thread not told yet and not stopped
-    /// already, round after round until a round finds none new.
-    fn signal_all(&mut self) {
-        for _ in 0..LIST_ROUNDS {
-            let mut new = false;
-            let listed = sys::each_other_thread(|tid| {
-                if self.tids[..self.len].contains(&tid) || dying::is_stopped(tid) {
-                    return;
-                }
-                if sys::signal_thread(tid, libc::SIGSEGV).is_ok() {
-                    new = true;
-                    if self.len < WAITED_MAX {
-                        self.tids[self.len] = tid;
-                        self.len += 1;
-                    }
-                }
-            });
-            if !listed || !new {
-                break;
-            }
+/// Tells every other thread to stop, and waits (at most [`STOP_WAIT_NS`])
+/// until each, however many there are and whenever it started, has
+/// stopped (and scrubbed its frame) or exited, and no thread is inside the
+/// fault handler with its frame not yet scrubbed. The threads are listed
+/// anew each round; those that stopped past the record's end
+/// ([`dying::unrecorded`]) are counted, as they are listed but not found.
+fn stop_all_and_wait() {
+    let deadline = sys::monotonic_ns().saturating_add(STOP_WAIT_NS);
+    loop {
+        let others_stopped = signal_unstopped().is_none_or(|left| left <= dying::unrecorded());
+        if (others_stopped && !dying::scrubbing()) || sys::monotonic_ns() > deadline {
+            return;
         }
-    }
-
-    /// Waits, for at most [`STOP_WAIT_NS`], until every thread told to
-    /// stop has stopped (or exited) and no thread is inside the fault
-    /// handler with its frame not yet scrubbed.
-    fn wait(&self) {
-        let deadline = sys::monotonic_ns().saturating_add(STOP_WAIT_NS);
-        loop {
-            let done = !dying::scrubbing()
-                && self.tids[..self.len]
-                    .iter()
-                    .all(|&t| dying::is_stopped(t) || sys::signal_thread(t, 0).is_err());
-            if done || sys::monotonic_ns() > deadline {
-                return;
-            }
-            sys::nap(100_000);
-        }
+        sys::nap(100_000);
     }
 }
 
@@ -322,21 +395,19 @@ fn last_wipe() {
     }
     for sig in [libc::SIGSEGV, libc::SIGBUS] {
         // SAFETY: `on_fault` is async-signal-safe (atomics, sigaction,
-        // gettid, pause, writes to its own signal frame).
-        let _ = unsafe { sys::set_exclusive_handler(sig, on_fault) };
+        // gettid, pause, writes to its own signal frame) and small enough
+        // for an alternate signal stack.
+        let _ = unsafe { sys::set_exclusive_handler(sig, on_fault, HandlerStack::Alternate) };
     }
-    let mut stopping = Stopping {
-        tids: [0; WAITED_MAX],
-        len: 0,
-    };
-    stopping.signal_all();
+    // Every other thread is told now; those started meanwhile, at the end.
+    let _ = signal_unstopped();
     let here = |r: &Range| r.is_here();
     // Zeroing through the kernel keeps every mapping `PROT_NONE` while it
     // is zeroed; without it, a run is opened read-write for its zeroing,
     // and a thread that did not touch it since the claim (off the CPU, or
     // inside a read(2) into it, which gets `EFAULT` rather than a fault)
     // could write there after the zeros.
-    let mem = sys::open_own_memory();
+    let mem = with_reserve(sys::open_own_memory);
     registry::claim_all(|r| {
         if let (true, Some(addr)) = (here(&r), NonNull::new(r.addr as *mut u8)) {
             // SAFETY: a registered mapping of the crate's, claimed, so never
@@ -361,9 +432,8 @@ fn last_wipe() {
         sys::close_raw(fd);
     }
     // Threads started while the wipe ran are told too; then every thread
-    // told has its frame scrubbed before the process dies.
-    stopping.signal_all();
-    stopping.wait();
+    // has its frame scrubbed before the process dies.
+    stop_all_and_wait();
 }
 
 /// Zeroes the resident pages of the mapping `addr..addr + len`, run by run:

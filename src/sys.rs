@@ -977,16 +977,28 @@ pub(crate) fn sleep_forever() -> ! {
 /// the signal, its `siginfo_t` and the `ucontext_t` the kernel saved.
 pub(crate) type ContextHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void);
 
-/// `sigaction(sig, {handler, mask: all signals, flags: SA_SIGINFO |
-/// SA_ONSTACK})`: installs a handler that runs with every other signal
-/// blocked, so that no handler interrupts it on its thread, that is given
-/// the interrupted context (to scrub it, see [`scrub_context`]), and that
-/// runs on the thread's alternate signal stack where it has one (Rust's
-/// standard library gives every thread it starts one), so that a thread
-/// that overflowed its stack can still run it. Async-signal-safe.
+/// Which stack a handler installed by [`set_exclusive_handler`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandlerStack {
+    /// The stack of the thread the signal interrupted, below its stack
+    /// pointer (no `SA_ONSTACK`): room for a handler that does real work.
+    Interrupted,
+    /// The thread's alternate signal stack where it has one (`SA_ONSTACK`;
+    /// Rust's standard library gives every thread it starts one of
+    /// `max(SIGSTKSZ, AT_MINSIGSTKSZ)` bytes, 8 KiB on x86-64 without AMX,
+    /// most of which the kernel's frame takes): a small handler still runs
+    /// on a thread that overflowed its own stack.
+    Alternate,
+}
+
+/// `sigaction(sig, {handler, mask: all signals, flags: SA_SIGINFO, and
+/// SA_ONSTACK for [`HandlerStack::Alternate`]})`: installs a handler that
+/// runs with every other signal blocked, so that no handler interrupts it
+/// on its thread, that is given the interrupted context (to scrub it, see
+/// [`scrub_context`]), on the stack `stack` names. Async-signal-safe.
 ///
 /// # Safety
-/// `handler` must be async-signal-safe.
+/// `handler` must be async-signal-safe, and fit on `stack`.
 ///
 /// # References
 /// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
@@ -995,12 +1007,16 @@ pub(crate) type ContextHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t
 pub(crate) unsafe fn set_exclusive_handler(
     sig: libc::c_int,
     handler: ContextHandler,
+    stack: HandlerStack,
 ) -> io::Result<()> {
     // SAFETY: an all-zero sigaction is valid: default handler, empty mask,
     // no flags.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = handler as libc::sighandler_t;
-    act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    act.sa_flags = match stack {
+        HandlerStack::Interrupted => libc::SA_SIGINFO,
+        HandlerStack::Alternate => libc::SA_SIGINFO | libc::SA_ONSTACK,
+    };
     // SAFETY: `sa_mask` is a valid sigset_t to fill.
     unsafe { libc::sigfillset(&raw mut act.sa_mask) };
     // SAFETY: a valid sigaction; no old one asked for. The handler's
@@ -1081,6 +1097,47 @@ pub(crate) fn residency_into(addr: NonNull<u8>, len: usize, vec: &mut [u8]) -> i
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// A file's identity: its device and inode numbers, from fstat(2).
+pub(crate) type FileId = (u64, u64);
+
+/// `memfd_create("lockedbox-reserve", MFD_CLOEXEC)`: a descriptor on a new
+/// empty file that nothing else can have opened, which the last wipe keeps
+/// so that it can hand its number back to the process when the process
+/// has run out of them; with the file's identity ([`file_id`]), by which
+/// the wipe knows the number is still its own before it closes it.
+///
+/// # References
+/// - [memfd_create(2)](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
+#[doc(alias = "memfd_create")]
+pub(crate) fn reserve_descriptor() -> io::Result<(libc::c_int, FileId)> {
+    // SAFETY: a NUL-terminated name and a flag word; nothing of ours is
+    // written.
+    let fd = unsafe { libc::memfd_create(c"lockedbox-reserve".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    file_id(fd)
+        .map(|id| (fd, id))
+        .inspect_err(|_| close_raw(fd))
+}
+
+/// `fstat(fd)`: the identity of the file `fd` is open on. Allocates
+/// nothing; async-signal-safe.
+///
+/// # References
+/// - [fstat(2)](https://man7.org/linux/man-pages/man2/fstat.2.html)
+#[doc(alias = "fstat")]
+pub(crate) fn file_id(fd: libc::c_int) -> io::Result<FileId> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes one `struct stat` into `st`, which is ours.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded and filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// `open("/proc/self/mem", O_RDWR | O_CLOEXEC)`: the process's own memory
@@ -1360,6 +1417,9 @@ const FXSAVE_LEN: usize = 512;
 /// Where `struct _fpx_sw_bytes` sits in the FXSAVE area.
 #[cfg(target_arch = "x86_64")]
 const SW_BYTES_AT: usize = 464;
+/// Bytes of the XSAVE header that follows the legacy area.
+#[cfg(target_arch = "x86_64")]
+const XSAVE_HEADER_LEN: usize = 64;
 /// The largest XSAVE area believed (AMX's tile data makes the largest
 /// today about 11 KiB); a larger `xstate_size` is not the kernel's.
 #[cfg(target_arch = "x86_64")]
@@ -1370,8 +1430,9 @@ const XSTATE_MAX: usize = 64 * 1024;
 /// x86-64 the whole XSAVE area behind `uc_mcontext.fpregs` (x87, SSE, AVX,
 /// AVX-512, every component the kernel saved: its size is read from the
 /// frame's own `FP_XSTATE_MAGIC1` and `xstate_size`, and checked against
-/// `FP_XSTATE_MAGIC2` at its end), leaving only the software bytes that
-/// describe the area; on aarch64 the general registers and every record of
+/// `FP_XSTATE_MAGIC2` at its end; of an FXSAVE-only frame, which has no
+/// closing magic, the 512-byte legacy area and nothing past it), leaving
+/// only the software bytes that describe the area; on aarch64 the general registers and every record of
 /// `__reserved` (FP/SIMD, SVE and the rest, and an `EXTRA_MAGIC` record's
 /// data). A register the interrupted code held a secret in (glibc's
 /// `memcpy` keeps the first 64 bytes of its source in `zmm16` for the
@@ -1439,11 +1500,16 @@ pub(crate) unsafe fn scrub_context(context: *mut c_void) {
         word(SW_BYTES_AT + 16),
     );
     let size = size as usize;
+    // An XSAVE area holds at least the legacy area and the XSAVE header
+    // (the kernel's own check, when it reads a frame back at sigreturn).
+    // An FXSAVE-only frame says `xstate_size` 512 and has no closing magic
+    // nor room for one: the 512 bytes may end where the frame's memory
+    // does, so nothing is read past them.
     if magic1 != FP_XSTATE_MAGIC1
-        || !(FXSAVE_LEN..=XSTATE_MAX).contains(&size)
+        || !(FXSAVE_LEN + XSAVE_HEADER_LEN..=XSTATE_MAX).contains(&size)
         || extended as usize != size + 4
     {
-        // An FXSAVE-only frame: nothing beyond the legacy area.
+        // Nothing beyond the legacy area.
         return;
     }
     // SAFETY: the kernel wrote `extended_size` bytes, the XSAVE area and
@@ -1818,4 +1884,160 @@ pub(crate) fn place_none_in_hole(addr: NonNull<u8>, len: usize) -> io::Result<()
     // flag taken as a hint); nothing else knows of it.
     let _ = unsafe { rustix::mm::munmap(got, len) };
     Err(io::Error::from_raw_os_error(libc::EEXIST))
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Runs `body` in a child process (this test binary again, running
+    /// only `test`), which must exit normally: a fault in `body` fails the
+    /// test instead of ending the whole test binary.
+    fn in_child(test: &str, body: impl FnOnce()) {
+        const VAR: &str = "LOCKEDBOX_UNIT_CHILD";
+        if std::env::var(VAR).as_deref() == Ok(test) {
+            body();
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--test-threads=1", "--nocapture"])
+            .env(VAR, test)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{test}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Two pages, the second `PROT_NONE`; the first's last `len` bytes
+    /// (64-byte aligned) are where a made-up FXSAVE/XSAVE area goes, so
+    /// that the frame's memory ends where the area does, as it does at the
+    /// top of an alternate signal stack.
+    fn area_at_the_end(len: usize) -> *mut u8 {
+        let page = page_size();
+        assert!(len <= page && len % 64 == 0);
+        let base = map_none(2 * page).unwrap();
+        // SAFETY: the first page of the mapping just made, which no one
+        // else knows of.
+        unsafe { protect(base, page, Protection::ReadWrite) }.unwrap();
+        base.as_ptr().wrapping_add(page - len)
+    }
+
+    /// A `ucontext_t` with every general register non-zero and `fpregs`
+    /// pointing at `fp`.
+    fn context(fp: *mut u8) -> Box<libc::ucontext_t> {
+        // SAFETY: an all-zero ucontext_t is valid plain data.
+        let mut uc: Box<libc::ucontext_t> = Box::new(unsafe { std::mem::zeroed() });
+        for (i, r) in uc.uc_mcontext.gregs.iter_mut().enumerate() {
+            *r = 0x1111 * (i64::try_from(i).unwrap() + 1);
+        }
+        uc.uc_mcontext.fpregs = fp.cast();
+        uc
+    }
+
+    fn put_u32(fp: *mut u8, at: usize, v: u32) {
+        // SAFETY: the callers' areas hold `at + 4` bytes.
+        unsafe { fp.wrapping_add(at).cast::<u32>().write_unaligned(v) };
+    }
+
+    fn bytes(fp: *mut u8, range: std::ops::Range<usize>) -> Vec<u8> {
+        // SAFETY: the callers' areas hold `range`.
+        unsafe { std::slice::from_raw_parts(fp.wrapping_add(range.start), range.len()) }.to_vec()
+    }
+
+    /// The software bytes the kernel writes at byte 464 of the area.
+    fn sw_bytes(fp: *mut u8, xstate_size: u32) {
+        put_u32(fp, SW_BYTES_AT, FP_XSTATE_MAGIC1);
+        put_u32(fp, SW_BYTES_AT + 4, xstate_size + 4);
+        put_u32(fp, SW_BYTES_AT + 8, 3);
+        put_u32(fp, SW_BYTES_AT + 16, xstate_size);
+    }
+
+    fn assert_gregs_scrubbed(uc: &libc::ucontext_t) {
+        for (i, &r) in uc.uc_mcontext.gregs.iter().enumerate() {
+            let kept = [libc::REG_RSP, libc::REG_RIP, libc::REG_EFL]
+                .into_iter()
+                .chain(libc::REG_CSGSFS..=libc::REG_CR2)
+                .any(|k| usize::try_from(k) == Ok(i));
+            assert_eq!(r == 0, !kept, "general register {i}: {r:#x}");
+        }
+    }
+
+    /// A frame with only the legacy FXSAVE area (a CPU without XSAVE, or a
+    /// kernel booted with `noxsave`): since Linux 5.16 the kernel still
+    /// writes `FP_XSTATE_MAGIC1` with `xstate_size` 512 and
+    /// `extended_size` 516, but neither writes `FP_XSTATE_MAGIC2` after the
+    /// 512 bytes nor leaves room for it, so the 512 bytes may end where the
+    /// frame's memory ends. The scrub zeroes the x87 and SSE registers and
+    /// reads nothing past the area.
+    #[test]
+    fn an_fxsave_only_frame_is_scrubbed_without_reading_past_it() {
+        in_child(
+            "sys::tests::an_fxsave_only_frame_is_scrubbed_without_reading_past_it",
+            || {
+                let fp = area_at_the_end(FXSAVE_LEN);
+                // SAFETY: the area's 464 register bytes.
+                unsafe { ptr::write_bytes(fp, 0xab, SW_BYTES_AT) };
+                sw_bytes(fp, 512);
+                let mut uc = context(fp);
+                // SAFETY: a context laid out as the kernel's, its area
+                // inside memory of ours.
+                unsafe { scrub_context((&raw mut *uc).cast()) };
+                assert_eq!(bytes(fp, 0..SW_BYTES_AT), vec![0; SW_BYTES_AT]);
+                assert_eq!(
+                    bytes(fp, SW_BYTES_AT..SW_BYTES_AT + 4),
+                    FP_XSTATE_MAGIC1.to_ne_bytes()
+                );
+                assert_gregs_scrubbed(&uc);
+            },
+        );
+    }
+
+    /// A full XSAVE area: every byte but the software bytes zeroed, up to
+    /// `xstate_size` and no further.
+    #[test]
+    fn an_xsave_frame_is_scrubbed_to_its_closing_magic() {
+        const SIZE: usize = 1024;
+        let mut buf = vec![0xabu8; 4096];
+        let fp = buf.as_mut_ptr().wrapping_add(buf.as_ptr().align_offset(64));
+        sw_bytes(fp, 1024);
+        put_u32(fp, SIZE, FP_XSTATE_MAGIC2);
+        let mut uc = context(fp);
+        // SAFETY: a context laid out as the kernel's, its area inside `buf`.
+        unsafe { scrub_context((&raw mut *uc).cast()) };
+        assert_eq!(bytes(fp, 0..SW_BYTES_AT), vec![0; SW_BYTES_AT]);
+        assert_eq!(bytes(fp, FXSAVE_LEN..SIZE), vec![0; SIZE - FXSAVE_LEN]);
+        assert_eq!(bytes(fp, SIZE..SIZE + 4), FP_XSTATE_MAGIC2.to_ne_bytes());
+        assert_eq!(bytes(fp, SIZE + 4..SIZE + 64), vec![0xab; 60]);
+        assert_gregs_scrubbed(&uc);
+    }
+
+    /// Software bytes the kernel did not write as a whole (no closing
+    /// magic, a size past the largest area, `extended_size` that does not
+    /// match): nothing past the legacy area is written.
+    #[test]
+    fn an_unknown_xsave_layout_is_not_written_past_the_legacy_area() {
+        for (size, extended, magic2) in [
+            (1024u32, 1028u32, 0u32),
+            (1024, 1024, FP_XSTATE_MAGIC2),
+            (128 * 1024, 128 * 1024 + 4, FP_XSTATE_MAGIC2),
+        ] {
+            let mut buf = vec![0xabu8; 4096];
+            let fp = buf.as_mut_ptr().wrapping_add(buf.as_ptr().align_offset(64));
+            sw_bytes(fp, size);
+            put_u32(fp, SW_BYTES_AT + 4, extended);
+            if (size as usize) < 4000 {
+                put_u32(fp, size as usize, magic2);
+            }
+            let mut uc = context(fp);
+            // SAFETY: a context laid out as the kernel's, its area inside
+            // `buf` (the sizes past it are never believed).
+            unsafe { scrub_context((&raw mut *uc).cast()) };
+            assert_eq!(bytes(fp, 0..SW_BYTES_AT), vec![0; SW_BYTES_AT]);
+            assert_eq!(bytes(fp, FXSAVE_LEN..1024), vec![0xab; 512], "{size}");
+        }
+    }
 }

@@ -155,16 +155,6 @@ fn prove(name: &str, death: Death, runs: usize) {
             }
         };
         let death = child.until_death(&refs, Duration::from_secs(20)).unwrap();
-        eprintln!(
-            "DEBUG frames {:?} hits {}",
-            death
-                .report
-                .frames
-                .iter()
-                .map(|f| (f.addr, f.dirty.len(), f.holds.clone()))
-                .collect::<Vec<_>>(),
-            death.report.hits.len()
-        );
         let seen: Vec<_> = death
             .report
             .frames

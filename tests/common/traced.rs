@@ -161,6 +161,17 @@ pub struct Traced {
     /// The thread that reads the child's stdout into `output`, until the
     /// end of the pipe.
     reader: Option<std::thread::JoinHandle<()>>,
+    /// A signal to hold back from one thread ([`Traced::delay`]).
+    delayed: Option<Delay>,
+}
+
+/// A signal the tracer holds back from one thread for a while before it
+/// lets the thread have it.
+#[derive(Debug, Clone, Copy)]
+struct Delay {
+    tid: i32,
+    sig: i32,
+    by: Duration,
 }
 
 impl Drop for Traced {
@@ -179,6 +190,10 @@ pub struct Death {
     pub report: Report,
     /// The signal it died of, if one.
     pub signal: Option<i32>,
+    /// Whether the death blow came while the signal [`Traced::delay`] held
+    /// back was still held: the process was ending before that thread had
+    /// even begun to handle it.
+    pub blow_before_delayed: bool,
 }
 
 /// Starts the child for `test` with `seed` (and `env`), waits for it to be
@@ -237,6 +252,7 @@ pub fn spawn(test: &str, seed: u64, env: &[(&str, String)]) -> Traced {
         workers,
         output,
         reader: Some(reader),
+        delayed: None,
     };
     traced.seize_all();
     traced
@@ -335,6 +351,14 @@ impl Traced {
             std::thread::sleep(Duration::from_millis(1));
         }
         self.tids.clear();
+    }
+
+    /// Holds `sig` back from thread `tid` for `by` the first time it
+    /// arrives (in its signal-delivery stop), as if the thread were slow to
+    /// run its handler; [`Death::blow_before_delayed`] tells whether the child
+    /// began to die meanwhile.
+    pub fn delay(&mut self, tid: i32, sig: i32, by: Duration) {
+        self.delayed = Some(Delay { tid, sig, by });
     }
 
     /// Sends `sig` to the child.
@@ -481,6 +505,9 @@ impl Traced {
         // The thread stopped with the death blow, held until the others
         // sleep (see `others_asleep`), and its signal.
         let mut held: Option<(i32, i32, Instant)> = None;
+        // The signal held back from the delayed thread, since when.
+        let mut holding: Option<Instant> = None;
+        let mut blow_before_delayed = false;
         while status.is_none() {
             if Instant::now() > deadline {
                 let tasks = self.describe_threads();
@@ -545,7 +572,16 @@ impl Traced {
                         0
                     } else {
                         let sig = libc::WSTOPSIG(st);
+                        if self
+                            .delayed
+                            .is_some_and(|d| d.tid == tid && d.sig == sig && holding.is_none())
+                        {
+                            // Resumed below, once the delay is over.
+                            holding = Some(Instant::now());
+                            continue;
+                        }
                         if held.is_none() && self.is_death_blow(sig) {
+                            blow_before_delayed |= holding.is_some();
                             // Resumed below, once the others sleep.
                             held = Some((tid, sig, Instant::now()));
                             continue;
@@ -563,6 +599,14 @@ impl Traced {
                             None
                         });
                     }
+                }
+            }
+            if let (Some(since), Some(d)) = (holding, self.delayed) {
+                if since.elapsed() >= d.by {
+                    // SAFETY: resumes a stopped tracee of ours with its signal.
+                    unsafe { libc::ptrace(libc::PTRACE_CONT, d.tid, 0, d.sig as libc::c_long) };
+                    holding = None;
+                    self.delayed = None;
                 }
             }
             if let Some((dying, sig, since)) = held {
@@ -587,6 +631,7 @@ impl Traced {
         Ok(Death {
             report,
             signal: status.flatten(),
+            blow_before_delayed,
         })
     }
 }
