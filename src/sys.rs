@@ -822,8 +822,10 @@ pub(crate) fn set_terminal(fd: BorrowedFd<'_>, modes: &TerminalModes) -> io::Res
 pub(crate) type SignalAction = libc::sigaction;
 
 /// `sigaction(sig, act, &old)`: installs `handler` for `sig` (no
-/// `SA_RESTART`, so a blocked read returns `EINTR`), or `restore`s a saved
-/// disposition; returns the one it replaced. Async-signal-safe (POSIX).
+/// `SA_RESTART`, so a blocked read returns `EINTR`; every signal blocked
+/// while it runs, so that no other handler's frame lands on top of it), or
+/// `restore`s a saved disposition; returns the one it replaced.
+/// Async-signal-safe (POSIX).
 ///
 /// # Safety
 /// `handler`, if given, must be async-signal-safe.
@@ -844,6 +846,8 @@ pub(crate) unsafe fn set_signal_action(
         (_, Some(saved)) => saved,
         (Some(h), None) => {
             new.sa_sigaction = h as libc::sighandler_t;
+            // SAFETY: `sa_mask` is a valid sigset_t to fill.
+            unsafe { libc::sigfillset(&raw mut new.sa_mask) };
             &raw const new
         }
         (None, None) => std::ptr::null(),
