@@ -5,7 +5,7 @@
 //! page is locked).
 //!
 //! Each measurement is a fresh child process (this binary run again with
-//! `LOCKEDBOX_BENCH_CHILD` set), so that each starts from an empty
+//! `LOCKEDMEM_BENCH_CHILD` set), so that each starts from an empty
 //! allocator; the two kinds alternate, in an order that rotates, and each
 //! child times only the loop that makes the boxes and reports it on stdout.
 //! The ratio is the median of the per-repetition ratios.
@@ -16,13 +16,13 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
-use lockedbox::{Isolation, LockPolicy, Options};
+use lockedmem::{Isolation, LockPolicy, Options};
 use rustix::process::{Resource, Rlimit, setrlimit};
 use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
 
 const N: usize = 1_000_000;
 const REPS: usize = 9;
-const VAR: &str = "LOCKEDBOX_BENCH_CHILD";
+const VAR: &str = "LOCKEDMEM_BENCH_CHILD";
 
 /// Drops CAP_IPC_LOCK and sets RLIMIT_MEMLOCK to 64 KiB (this process only).
 fn limit_to_64_kib() {

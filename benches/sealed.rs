@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use lockedbox::{LockedBox, SealedBox};
+use lockedmem::{LockedBox, SealedBox};
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
 /// One page between two guard pages, mlocked and PROT_NONE: the same

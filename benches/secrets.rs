@@ -35,7 +35,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use lockedbox::{LockedBox, LockedVec};
+use lockedmem::{LockedBox, LockedVec};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
@@ -250,10 +250,10 @@ fn main() {
                 }
                 READ_VEC => (m.0[READ_VEC], m.0[READ_VEC_DROP]) = time_read(&data, read_vec),
                 READ_COLD_CANDIDATE => {
-                    lockedbox::set_cache_limit(0);
-                    lockedbox::trim();
+                    lockedmem::set_cache_limit(0);
+                    lockedmem::trim();
                     (m.0[READ_COLD], m.0[READ_COLD_DROP]) = time_read(&data, read_locked);
-                    lockedbox::set_cache_limit(lockedbox::DEFAULT_CACHE_LIMIT);
+                    lockedmem::set_cache_limit(lockedmem::DEFAULT_CACHE_LIMIT);
                 }
                 EQ_LOCKED => m.0[EQ_LOCKED] = time_eq(eq_locked, &la, &lb),
                 EQ_PLAIN => m.0[EQ_PLAIN] = time_eq(eq_plain, &pa, &pb),

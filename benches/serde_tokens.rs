@@ -3,7 +3,7 @@
 //! 3.8 MB), parsed from a slice with `serde_json::from_slice`:
 //!
 //! - `locked`: into `HashMap<String, Hex<LockedBox<[u8; 32]>>>` inside
-//!   `lockedbox::serde::with_options` with `Isolation::Packed` and
+//!   `lockedmem::serde::with_options` with `Isolation::Packed` and
 //!   `LockPolicy::BestEffort`, so every token is decoded from the document
 //!   straight into a packed box (1,024 or so are locked, the rest go to the
 //!   crate's unlocked packed pages);
@@ -20,7 +20,7 @@
 //! All run in a process without CAP_IPC_LOCK under a 64 KiB
 //! RLIMIT_MEMLOCK, set before the crate touches memory. Each measurement
 //! is a fresh child process (this binary run again with
-//! `LOCKEDBOX_BENCH_CHILD` set), so each starts from an empty allocator
+//! `LOCKEDMEM_BENCH_CHILD` set), so each starts from an empty allocator
 //! and an empty limit; each repetition runs every candidate once, in an
 //! order that rotates. A child times only its load (the document is built
 //! before the clock starts, the result dropped after it stops) and reports
@@ -35,15 +35,15 @@ use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
 
-use lockedbox::serde::{Hex, with_options};
-use lockedbox::{Isolation, LockPolicy, LockedBox, Options};
+use lockedmem::serde::{Hex, with_options};
+use lockedmem::{Isolation, LockPolicy, LockedBox, Options};
 use rustix::process::{Resource, Rlimit, setrlimit};
 use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
 const TOKENS: usize = 50_000;
 const REPS: usize = 21;
-const VAR: &str = "LOCKEDBOX_BENCH_CHILD";
+const VAR: &str = "LOCKEDMEM_BENCH_CHILD";
 
 /// Drops CAP_IPC_LOCK and sets RLIMIT_MEMLOCK to 64 KiB (this process only,
 /// from its one thread).

@@ -42,7 +42,7 @@ use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, AeadCore, AeadInPlace, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
-use lockedbox::{LockedBox, LockedVec};
+use lockedmem::{LockedBox, LockedVec};
 
 /// ChaCha20-Poly1305 key length in bytes.
 pub(crate) const KEY_LEN: usize = 32;

@@ -20,7 +20,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use lockedbox::{Backing, Hardening, Host, Isolation, LockedBox, MemlockLimit, Options};
+use lockedmem::{Backing, Hardening, Host, Isolation, LockedBox, MemlockLimit, Options};
 
 fn main() -> ExitCode {
     let mut stdout = io::stdout().lock();
@@ -173,7 +173,7 @@ impl Report<'_> {
         self.line("memfd_secret", secret)?;
         self.line(
             "locked_by_crate",
-            format!("{} bytes locked by lockedbox now", host.locked_by_crate),
+            format!("{} bytes locked by lockedmem now", host.locked_by_crate),
         )?;
         self.line(
             "vm.max_map_count",
@@ -280,9 +280,9 @@ impl Report<'_> {
         self.line("future_on_fault", on_fault)
     }
 
-    /// `lockedbox::stats()`, every field by name, on one line.
+    /// `lockedmem::stats()`, every field by name, on one line.
     fn stats(&mut self) -> io::Result<()> {
-        let s = lockedbox::stats();
+        let s = lockedmem::stats();
         writeln!(
             self.out,
             "stats(): page_boxes {}, page_boxes_unlocked {}, packed_boxes {}, \
@@ -413,7 +413,7 @@ impl Report<'_> {
         self.section("after drop, and after trim", "stats, trim")?;
         drop(key);
         let cached = procfs::vma_at(end - 1);
-        let st = lockedbox::stats();
+        let st = lockedmem::stats();
         self.check(
             "dropped slot cached, still locked",
             cached.is_some_and(|v| v.perms == "rw-p" && v.has("lo")) && st.cached_slots >= 1,
@@ -432,7 +432,7 @@ impl Report<'_> {
                 Err(e) => format!("cannot read it: {e}"),
             },
         )?;
-        lockedbox::trim();
+        lockedmem::trim();
         let lck_after = procfs::vm_lck_kb();
         self.check(
             "VmLck back after trim",
@@ -513,10 +513,10 @@ impl Report<'_> {
              the crate's memory is zeroed before such a death",
         )?;
         // Refused whole, so nothing is installed in this process.
-        let kill = lockedbox::wipe_on_signals(&[libc::SIGKILL]);
+        let kill = lockedmem::wipe_on_signals(&[libc::SIGKILL]);
         self.check(
             "not covered: SIGKILL, the OOM killer's too (no handler can catch it)",
-            matches!(kill, Err(lockedbox::Error::UnsupportedSignal { .. })),
+            matches!(kill, Err(lockedmem::Error::UnsupportedSignal { .. })),
             match kill {
                 Err(e) => format!("wipe_on_signals refuses it: {e}"),
                 Ok(()) => "wipe_on_signals accepted it".to_owned(),

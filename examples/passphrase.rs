@@ -28,7 +28,7 @@ use std::io::Read;
 use allocator_api2::vec::Vec as AllocVec;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use hmac::{Hmac, Mac};
-use lockedbox::{LockedAlloc, LockedBox};
+use lockedmem::{LockedAlloc, LockedBox};
 use sha2::Sha256;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -67,10 +67,10 @@ pub(crate) fn mac(key: &Key, mut input: impl Read) -> Result<[u8; 32]> {
 }
 
 fn main() -> Result<()> {
-    let pass = lockedbox::prompt_password("Passphrase: ")?;
+    let pass = lockedmem::prompt_password("Passphrase: ")?;
     let key = derive_key(
         pass.as_bytes(),
-        b"lockedbox example salt",
+        b"lockedmem example salt",
         &[],
         Params::default(),
     )?;

@@ -19,9 +19,9 @@ impl<const N: usize> LockedBox<[u8; N]> {
     /// Decodes `hex` (upper or lower case, `2 * N` digits) into a new box.
     ///
     /// ```
-    /// let key = lockedbox::LockedBox::<[u8; 4]>::from_hex("deadBEEF")?;
+    /// let key = lockedmem::LockedBox::<[u8; 4]>::from_hex("deadBEEF")?;
     /// assert_eq!(*key, [0xde, 0xad, 0xbe, 0xef]);
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -45,9 +45,9 @@ impl<const N: usize> LockedBox<[u8; N]> {
     /// into a new box.
     ///
     /// ```
-    /// let key = lockedbox::LockedBox::<[u8; 4]>::from_base64("3q2+7w==")?;
+    /// let key = lockedmem::LockedBox::<[u8; 4]>::from_base64("3q2+7w==")?;
     /// assert_eq!(*key, [0xde, 0xad, 0xbe, 0xef]);
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -72,9 +72,9 @@ impl LockedVec<u8> {
     /// new vector.
     ///
     /// ```
-    /// let key = lockedbox::LockedVec::from_hex("00ff10")?;
+    /// let key = lockedmem::LockedVec::from_hex("00ff10")?;
     /// assert_eq!(&key[..], [0x00, 0xff, 0x10]);
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -92,9 +92,9 @@ impl LockedVec<u8> {
     /// Decodes standard, padded `base64` (RFC 4648) into a new vector.
     ///
     /// ```
-    /// let key = lockedbox::LockedVec::from_base64("aHVudGVyMg==")?;
+    /// let key = lockedmem::LockedVec::from_base64("aHVudGVyMg==")?;
     /// assert_eq!(&key[..], b"hunter2");
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors

@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn threads_past_the_record_are_counted() {
         const TEST: &str = "dying::tests::threads_past_the_record_are_counted";
-        const VAR: &str = "LOCKEDBOX_UNIT_CHILD";
+        const VAR: &str = "LOCKEDMEM_UNIT_CHILD";
         if std::env::var(VAR).as_deref() == Ok(TEST) {
             let before = unrecorded();
             // IDs no thread has (negative), one per place and three more.

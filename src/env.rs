@@ -53,10 +53,10 @@ impl LockedString {
     /// // SAFETY: no other thread reads or writes the environment meanwhile.
     /// unsafe { std::env::set_var("DOC_API_TOKEN", "t0ken") };
     /// // SAFETY: as above.
-    /// let token = unsafe { lockedbox::LockedString::from_env("DOC_API_TOKEN") }?;
+    /// let token = unsafe { lockedmem::LockedString::from_env("DOC_API_TOKEN") }?;
     /// assert_eq!(&*token, "t0ken");
     /// assert!(std::env::var_os("DOC_API_TOKEN").is_none());
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// Copies the crate cannot reach remain: a parent process (a shell, a

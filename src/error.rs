@@ -17,7 +17,7 @@ use std::io;
 /// in front. Match on the variants to tell errors apart, not on the text.
 ///
 /// ```
-/// let e = lockedbox::LockedVec::from_hex("not hex").unwrap_err();
+/// let e = lockedmem::LockedVec::from_hex("not hex").unwrap_err();
 /// assert_eq!(format!("{e:?}"), e.to_string());
 /// assert!(format!("{e:#?}").starts_with("Error::Decode: "));
 /// ```
@@ -251,7 +251,7 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "mlock of {requested} bytes refused by RLIMIT_MEMLOCK (soft limit {}, hard \
-                 limit {}; lockedbox already holds {locked_by_crate} bytes locked): {RAISE}, \
+                 limit {}; lockedmem already holds {locked_by_crate} bytes locked): {RAISE}, \
                  drop boxes you no longer need, or accept unlocked pages with \
                  LockPolicy::BestEffort",
                 Limit(*soft_limit),
@@ -311,7 +311,7 @@ impl fmt::Display for Error {
                 f,
                 "no controlling terminal to prompt on (/dev/tty: {source}): pass the secret \
                  another way, such as a pipe or a file on standard input read with \
-                 LockedString::read_line(lockedbox::raw_stdin(), max_len) (not \
+                 LockedString::read_line(lockedmem::raw_stdin(), max_len) (not \
                  std::io::stdin(), whose buffer keeps a copy)"
             ),
             Error::Terminal { call, source } => {
@@ -398,7 +398,7 @@ impl From<InitError<io::Error>> for io::Error {
     }
 }
 
-/// So that `?` works in a function returning `lockedbox::Error`.
+/// So that `?` works in a function returning `lockedmem::Error`.
 impl From<InitError<Error>> for Error {
     fn from(e: InitError<Error>) -> Error {
         match e {

@@ -14,7 +14,7 @@ use crate::policy::ForkPolicy;
 use crate::sys;
 
 /// What touching a box whose pages were excluded from this fork child says.
-pub(crate) const EXCLUDED: &str = "lockedbox: this box was made with ForkPolicy::Exclude by the \
+pub(crate) const EXCLUDED: &str = "lockedmem: this box was made with ForkPolicy::Exclude by the \
                                    parent of this fork(2) child; its pages do not exist here";
 
 /// Where a slot was made: the fork policy its pages were advised with and

@@ -159,7 +159,7 @@ pub struct Report {
 
 /// Process-wide hardening, opted into step by step and applied at once.
 ///
-/// lockedbox keeps its own pages out of core dumps, swap and fork children
+/// lockedmem keeps its own pages out of core dumps, swap and fork children
 /// without touching process-wide settings. This builder changes those
 /// settings, and only those asked for:
 ///
@@ -187,7 +187,7 @@ pub struct Report {
 ///
 /// # Example
 /// ```no_run
-/// use lockedbox::{Hardening, LockAll};
+/// use lockedmem::{Hardening, LockAll};
 ///
 /// let report = Hardening::new()
 ///     .no_core_dumps()
@@ -195,7 +195,7 @@ pub struct Report {
 ///     .lock_all(LockAll::CurrentAndFutureOnFault)
 ///     .apply()?;
 /// eprintln!("hardening: {report:?}");
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use = "a Hardening does nothing until `apply` is called"]

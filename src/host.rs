@@ -10,7 +10,7 @@ use crate::sys::{self, Advice};
 /// `doctor` example prints one) and for choosing options at start-up.
 ///
 /// ```
-/// let host = lockedbox::Host::probe();
+/// let host = lockedmem::Host::probe();
 /// if !host.wipe_on_fork {
 ///     eprintln!("this kernel cannot wipe secrets in fork children");
 /// }

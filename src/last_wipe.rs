@@ -116,12 +116,12 @@ const ROUNDS: usize = 4;
 /// the process.
 ///
 /// ```no_run
-/// let key = lockedbox::LockedBox::<[u8; 32]>::random()?;
+/// let key = lockedmem::LockedBox::<[u8; 32]>::random()?;
 /// if tampering_detected() {
-///     lockedbox::wipe_all_and_abort();
+///     lockedmem::wipe_all_and_abort();
 /// }
 /// # fn tampering_detected() -> bool { true }
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 pub fn wipe_all_and_abort() -> ! {
     sys::block_all_signals();
@@ -147,10 +147,10 @@ pub fn wipe_all_and_abort() -> ! {
 /// wipe, as [`wipe_on_signals`] does.
 ///
 /// ```no_run
-/// lockedbox::wipe_on_panic();
-/// let key = lockedbox::LockedBox::<[u8; 32]>::random()?;
+/// lockedmem::wipe_on_panic();
+/// let key = lockedmem::LockedBox::<[u8; 32]>::random()?;
 /// panic!("this ends the process with the key wiped");
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// # Panics
@@ -205,7 +205,7 @@ fn accepted(sig: Signal) -> bool {
 /// after its own, as it does any previous one.
 ///
 /// The first call keeps one file descriptor open for good (an empty
-/// `memfd:lockedbox-reserve`, closed on exec): the wipe gives it back to a
+/// `memfd:lockedmem-reserve`, closed on exec): the wipe gives it back to a
 /// process that has run out of them, so that it can still open
 /// `/proc/self/task` and `/proc/self/mem`.
 ///
@@ -219,10 +219,10 @@ fn accepted(sig: Signal) -> bool {
 /// crash; copies of secrets outside the crate's memory.
 ///
 /// ```no_run
-/// use lockedbox::Signal;
+/// use lockedmem::Signal;
 ///
-/// lockedbox::wipe_on_signals(&[Signal::TERM, Signal::INT, Signal::HUP])?;
-/// # Ok::<(), lockedbox::Error>(())
+/// lockedmem::wipe_on_signals(&[Signal::TERM, Signal::INT, Signal::HUP])?;
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// # Errors

@@ -22,7 +22,7 @@
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
-    "lockedbox supports Linux only: its guarantees rest on mlock, MADV_DONTDUMP and \
+    "lockedmem supports Linux only: its guarantees rest on mlock, MADV_DONTDUMP and \
      MADV_WIPEONFORK as Linux implements them, and nothing else is emulated"
 );
 

@@ -26,7 +26,7 @@ static BLOCKS: Mutex<Option<HashMap<usize, Store>>> = Mutex::new(None);
 ///
 /// ```
 /// use allocator_api2::vec::Vec;
-/// use lockedbox::LockedAlloc;
+/// use lockedmem::LockedAlloc;
 ///
 /// let mut scratch: Vec<u64, LockedAlloc> = Vec::new_in(LockedAlloc::new());
 /// scratch.extend_from_slice(&[1, 2, 3]);
@@ -106,7 +106,7 @@ impl LockedAlloc {
     /// fork policy that backing defaults to.
     ///
     /// ```no_run
-    /// use lockedbox::{Backing, LockedAlloc};
+    /// use lockedmem::{Backing, LockedAlloc};
     ///
     /// let secret = LockedAlloc::new().backing(Backing::SecretMem);
     /// let mut blocks = allocator_api2::vec::Vec::<u64, _>::new_in(secret);
@@ -173,7 +173,7 @@ unsafe impl Allocator for LockedAlloc {
             .and_then(|b| b.remove(&(ptr.as_ptr() as usize)));
         let Some(store) = store else {
             // Not one of ours: the caller broke `deallocate`'s contract.
-            eprintln!("lockedbox: LockedAlloc asked to free a block it did not allocate; aborting");
+            eprintln!("lockedmem: LockedAlloc asked to free a block it did not allocate; aborting");
             std::process::abort();
         };
         store.free(); // canary checked, then wiped and cached or closed

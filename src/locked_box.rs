@@ -22,13 +22,13 @@ use crate::sys;
 /// One secret in locked, guarded, dump-proof memory.
 ///
 /// ```
-/// use lockedbox::LockedBox;
+/// use lockedmem::LockedBox;
 ///
 /// let mut key = LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x42))?;
 /// assert!(key.is_locked());
 /// key[0] = 1;
 /// assert_eq!(key[..2], [1, 0x42]);
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// A page-isolated box ([`Isolation::Page`], the default) has data pages of
@@ -106,8 +106,8 @@ impl<T: Plain> LockedBox<T> {
     ///
     /// ```
     /// # fn read_key_from_somewhere(out: &mut [u8]) { out.fill(9) }
-    /// let key = lockedbox::LockedBox::<[u8; 32]>::new_with(|k| read_key_from_somewhere(k))?;
-    /// # Ok::<(), lockedbox::Error>(())
+    /// let key = lockedmem::LockedBox::<[u8; 32]>::new_with(|k| read_key_from_somewhere(k))?;
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -124,14 +124,14 @@ impl<T: Plain> LockedBox<T> {
     ///
     /// ```
     /// use std::io::Read;
-    /// # let dir = std::env::temp_dir().join(format!("lockedbox-doc-{}", std::process::id()));
+    /// # let dir = std::env::temp_dir().join(format!("lockedmem-doc-{}", std::process::id()));
     /// # std::fs::create_dir_all(&dir)?;
     /// # let path = dir.join("key.bin");
     /// # std::fs::write(&path, [7u8; 32])?;
     ///
     /// let mut file = std::fs::File::open(&path)?;
     /// // read(2) writes straight into the locked page: no copy on the stack.
-    /// let key = lockedbox::LockedBox::<[u8; 32]>::try_new_with(|k| file.read_exact(k))?;
+    /// let key = lockedmem::LockedBox::<[u8; 32]>::try_new_with(|k| file.read_exact(k))?;
     /// assert_eq!(key[31], 7);
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), std::io::Error>(())
@@ -168,9 +168,9 @@ impl<const N: usize> LockedBox<[u8; N]> {
     /// locked pages.
     ///
     /// ```
-    /// let key = lockedbox::LockedBox::<[u8; 32]>::random()?;
+    /// let key = lockedmem::LockedBox::<[u8; 32]>::random()?;
     /// assert_ne!(*key, [0; 32]);
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -195,7 +195,7 @@ impl<T: Plain + Copy, const N: usize> LockedBox<[T; N]> {
     /// type is not needed, and nothing has to be inferred from a closure.
     ///
     /// ```
-    /// use lockedbox::LockedBox;
+    /// use lockedmem::LockedBox;
     ///
     /// let x = [7u8; 32];
     /// let k = LockedBox::from_array(&x)?;
@@ -205,15 +205,15 @@ impl<T: Plain + Copy, const N: usize> LockedBox<[T; N]> {
     /// // box's type cannot reach the closure, whose body calls a method.
     /// let k: LockedBox<[u8; 32]> = LockedBox::new_with(|k: &mut [u8; 32]| k.copy_from_slice(&x))?;
     /// # assert_eq!(*k, x);
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// ```compile_fail,E0282
-    /// # use lockedbox::LockedBox;
+    /// # use lockedmem::LockedBox;
     /// # let x = [7u8; 32];
     /// // Without it: E0282, type annotations needed.
     /// let k: LockedBox<[u8; 32]> = LockedBox::new_with(|k| k.copy_from_slice(&x))?;
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// The caller's `src` is not wiped; prefer [`new_with`](LockedBox::new_with)
@@ -411,10 +411,10 @@ impl<T: Plain + Copy> LockedBox<T> {
     /// secret is one more place to find it, and making one can fail.
     ///
     /// ```
-    /// let key = lockedbox::LockedBox::<[u8; 32]>::random()?;
+    /// let key = lockedmem::LockedBox::<[u8; 32]>::random()?;
     /// let copy = key.try_clone()?;
     /// assert!(copy == key && copy.is_locked());
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -439,9 +439,9 @@ impl<T: Plain + Copy> LockedBox<[T]> {
     /// [`LockedBox::try_clone`] for a sized value says.
     ///
     /// ```
-    /// let token = lockedbox::LockedBox::<[u8]>::from_slice(b"t0ken")?;
+    /// let token = lockedmem::LockedBox::<[u8]>::from_slice(b"t0ken")?;
     /// assert!(token.try_clone()? == &b"t0ken"[..]);
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors

@@ -17,7 +17,7 @@ use crate::vec::LockedVec;
 /// [`std::fs::OpenOptions`].
 ///
 /// ```
-/// use lockedbox::{ForkPolicy, Isolation, LockPolicy, Options};
+/// use lockedmem::{ForkPolicy, Isolation, LockPolicy, Options};
 ///
 /// let token = Options::new()
 ///     .lock(LockPolicy::BestEffort)
@@ -31,7 +31,7 @@ use crate::vec::LockedVec;
 /// let key = o.random::<32>()?;
 /// let tag = PACKED.from_hex::<4>("deadbeef")?;
 /// assert_eq!((key.isolation(), tag.isolation()), (Isolation::Packed, Isolation::Packed));
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// # Why the setters take and return `Options` by value
@@ -47,7 +47,7 @@ use crate::vec::LockedVec;
 ///
 /// ```compile_fail
 /// #![deny(unused_must_use)]
-/// use lockedbox::{Isolation, Options};
+/// use lockedmem::{Isolation, Options};
 ///
 /// let mut o = Options::new();
 /// o.isolation(Isolation::Packed); // warning: unused return value; write `o = o.isolation(..)`
@@ -170,7 +170,7 @@ impl Options {
     /// [`LockedBox::try_new_with`] does.
     ///
     /// ```
-    /// use lockedbox::{Isolation, Options};
+    /// use lockedmem::{Isolation, Options};
     ///
     /// #[derive(Debug)]
     /// struct NotAKey;
@@ -222,11 +222,11 @@ impl Options {
     /// Makes a box of `N` random bytes, as [`LockedBox::random`] does.
     ///
     /// ```
-    /// use lockedbox::{Isolation, Options};
+    /// use lockedmem::{Isolation, Options};
     ///
     /// let key = Options::new().isolation(Isolation::Packed).random::<32>()?;
     /// assert_eq!(key.isolation(), Isolation::Packed);
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -239,11 +239,11 @@ impl Options {
     /// does.
     ///
     /// ```
-    /// use lockedbox::{LockPolicy, Options};
+    /// use lockedmem::{LockPolicy, Options};
     ///
     /// let key = Options::new().lock(LockPolicy::BestEffort).from_hex::<2>("00ff")?;
     /// assert_eq!(*key, [0x00, 0xff]);
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -290,11 +290,11 @@ impl Options {
     /// does.
     ///
     /// ```
-    /// use lockedbox::{LockPolicy, Options};
+    /// use lockedmem::{LockPolicy, Options};
     ///
     /// let key = Options::new().lock(LockPolicy::BestEffort).read_from(&b"k3y"[..], 64)?;
     /// assert_eq!(&key[..], b"k3y");
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -306,12 +306,12 @@ impl Options {
     /// Reads one line into a string, as [`LockedString::read_line`] does.
     ///
     /// ```
-    /// use lockedbox::{Isolation, Options};
+    /// use lockedmem::{Isolation, Options};
     ///
     /// let mut input = &b"s3cret\nrest"[..];
     /// let line = Options::new().isolation(Isolation::Packed).read_line(&mut input, 64)?;
     /// assert_eq!((&*line, input), ("s3cret", &b"rest"[..]));
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -333,12 +333,12 @@ impl Options {
     /// memory, and every growth of it, is made as these options say.
     ///
     /// ```
-    /// use lockedbox::{Isolation, Options};
+    /// use lockedmem::{Isolation, Options};
     ///
     /// let mut token = Options::new().isolation(Isolation::Packed).vec::<u8>(32)?;
     /// token.try_extend_from_slice(&[7; 32])?;
     /// assert!(token.is_locked());
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors

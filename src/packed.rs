@@ -140,7 +140,7 @@ impl PackedSlot {
     #[inline(never)]
     fn smashed(&self, before: bool) -> ! {
         eprintln!(
-            "lockedbox: the canary {} a {}-byte packed secret (slot {} of {}-byte slots in the \
+            "lockedmem: the canary {} a {}-byte packed secret (slot {} of {}-byte slots in the \
              page at {:p}) was overwritten ({}); aborting",
             if before { "before" } else { "after" },
             self.layout.size,

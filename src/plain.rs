@@ -15,7 +15,7 @@
 /// of them. Implement it for your own key structs:
 ///
 /// ```
-/// use lockedbox::{LockedBox, Plain};
+/// use lockedmem::{LockedBox, Plain};
 ///
 /// #[repr(C)]
 /// struct SigningKey {
@@ -32,7 +32,7 @@
 ///     k.counter = 1;
 /// })?;
 /// assert_eq!(key.counter, 1);
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// # Safety

@@ -74,7 +74,7 @@ pub enum Isolation {
 /// What memory a box's pages are made of.
 ///
 /// ```no_run
-/// use lockedbox::{Backing, Options};
+/// use lockedmem::{Backing, Options};
 ///
 /// // Secret memory where the kernel offers it, anonymous memory elsewhere.
 /// let key = Options::new()
@@ -83,7 +83,7 @@ pub enum Isolation {
 /// if key.backing() == Backing::Anonymous {
 ///     eprintln!("memfd_secret(2) is not available here");
 /// }
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backing {

@@ -164,8 +164,8 @@ impl Read for TtyReader<'_> {
 /// terminator; then restores the terminal as it was.
 ///
 /// ```no_run
-/// let pass = lockedbox::prompt_password("Passphrase: ")?;
-/// # Ok::<(), lockedbox::Error>(())
+/// let pass = lockedmem::prompt_password("Passphrase: ")?;
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// The terminal is restored on every path: a normal return, an error, a

@@ -152,7 +152,7 @@ impl Region {
     fn smashed(&self) -> ! {
         // The message names where, never what: no byte of the value.
         eprintln!(
-            "lockedbox: the canary in front of a {}-byte secret at {:p} was overwritten (a \
+            "lockedmem: the canary in front of a {}-byte secret at {:p} was overwritten (a \
              write before the start of the value: buffer underflow or stray pointer); aborting",
             self.size,
             self.value_ptr()
@@ -226,7 +226,7 @@ impl Region {
         let opened = unsafe { sys::protect(data, len, Protection::ReadWrite) };
         if let Err(e) = opened {
             eprintln!(
-                "lockedbox: cannot make a sealed {}-byte secret's pages writable to wipe it \
+                "lockedmem: cannot make a sealed {}-byte secret's pages writable to wipe it \
                  (mprotect: {e}); aborting rather than freeing it unwiped",
                 self.size
             );

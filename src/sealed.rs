@@ -42,7 +42,7 @@ use crate::sys::{Protection, Residency};
 /// guard drops, the pages are `PROT_NONE` again.
 ///
 /// ```
-/// use lockedbox::LockedBox;
+/// use lockedmem::LockedBox;
 ///
 /// let sealed = LockedBox::<[u8; 32]>::new_with(|k| k.fill(7))?.seal()?;
 /// {
@@ -51,7 +51,7 @@ use crate::sys::{Protection, Residency};
 /// }                                     // PROT_NONE again
 /// let unsealed = sealed.unseal();
 /// assert_eq!(unsealed[31], 7);
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// Sealing guards against reads that do not go through a guard: an
@@ -386,7 +386,7 @@ impl<T: ?Sized + Plain> fmt::Debug for RefMut<'_, T> {
 #[cold]
 #[inline(never)]
 fn protect_failed(prot: &str, e: std::io::Error) -> ! {
-    panic!("lockedbox: mprotect({prot}) of a sealed box failed: {e}");
+    panic!("lockedmem: mprotect({prot}) of a sealed box failed: {e}");
 }
 
 /// Aborts when a sealed box's pages cannot be sealed again: a secret that
@@ -394,6 +394,6 @@ fn protect_failed(prot: &str, e: std::io::Error) -> ! {
 #[cold]
 #[inline(never)]
 fn reseal_failed(e: std::io::Error) -> ! {
-    eprintln!("lockedbox: cannot seal a box again (mprotect(PROT_NONE): {e}); aborting");
+    eprintln!("lockedmem: cannot seal a box again (mprotect(PROT_NONE): {e}); aborting");
     std::process::abort();
 }

@@ -9,12 +9,12 @@ use std::fmt;
 /// from outside and end the process by default.
 ///
 /// ```no_run
-/// use lockedbox::Signal;
+/// use lockedmem::Signal;
 ///
-/// lockedbox::wipe_on_signals(&[Signal::TERM, Signal::INT, Signal::HUP])?;
+/// lockedmem::wipe_on_signals(&[Signal::TERM, Signal::INT, Signal::HUP])?;
 /// // Real-time signals count from SIGRTMIN, which the C library sets.
-/// lockedbox::wipe_on_signals(&[Signal::realtime(2)])?;
-/// # Ok::<(), lockedbox::Error>(())
+/// lockedmem::wipe_on_signals(&[Signal::realtime(2)])?;
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// Any number converts into a `Signal` (`From<i32>`), so numbers a program

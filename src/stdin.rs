@@ -20,11 +20,11 @@ use crate::sys;
 /// with `std::io::stdin()`).
 ///
 /// ```no_run
-/// use lockedbox::LockedString;
+/// use lockedmem::LockedString;
 ///
 /// // `echo "$TOKEN" | program`, or `program < token-file`:
-/// let token = LockedString::read_line(lockedbox::raw_stdin(), 1024)?;
-/// # Ok::<(), lockedbox::Error>(())
+/// let token = LockedString::read_line(lockedmem::raw_stdin(), 1024)?;
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// Do not mix it with `std::io::stdin()` while std holds buffered input:
@@ -41,7 +41,7 @@ pub struct RawStdin {
 /// use std::io::Read;
 ///
 /// let mut nothing = [0u8; 0];
-/// assert_eq!(lockedbox::raw_stdin().read(&mut nothing)?, 0);
+/// assert_eq!(lockedmem::raw_stdin().read(&mut nothing)?, 0);
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn raw_stdin() -> RawStdin {

@@ -15,13 +15,13 @@ use crate::vec::LockedVec;
 /// UTF-8 text whose every byte lives in locked, guarded, dump-proof memory.
 ///
 /// ```
-/// use lockedbox::LockedString;
+/// use lockedmem::LockedString;
 ///
 /// let mut pass = LockedString::new();
 /// pass.try_push_str("correct horse")?;
 /// pass.try_push('!')?;
 /// assert_eq!(&*pass, "correct horse!");
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// Invariant: the bytes are valid UTF-8. `Debug` shows the length only.
@@ -89,10 +89,10 @@ impl LockedString {
     /// as [`LockedVec::try_clone`] does.
     ///
     /// ```
-    /// let mut pass = lockedbox::LockedString::new();
+    /// let mut pass = lockedmem::LockedString::new();
     /// pass.try_push_str("hunter2")?;
     /// assert!(pass.try_clone()? == "hunter2");
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -132,10 +132,10 @@ impl LockedString {
     ///
     /// ```
     /// let mut input = &b"s3cret\nnext line\n"[..];
-    /// let line = lockedbox::LockedString::read_line(&mut input, 64)?;
+    /// let line = lockedmem::LockedString::read_line(&mut input, 64)?;
     /// assert_eq!(&*line, "s3cret");
     /// assert_eq!(input, b"next line\n");
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors

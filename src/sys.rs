@@ -1106,7 +1106,7 @@ pub(crate) fn residency_into(addr: NonNull<u8>, len: usize, vec: &mut [u8]) -> i
 /// A file's identity: its device and inode numbers, from fstat(2).
 pub(crate) type FileId = (u64, u64);
 
-/// `memfd_create("lockedbox-reserve", MFD_CLOEXEC)`: a descriptor on a new
+/// `memfd_create("lockedmem-reserve", MFD_CLOEXEC)`: a descriptor on a new
 /// empty file that nothing else can have opened, which the last wipe keeps
 /// so that it can hand its number back to the process when the process
 /// has run out of them; with the file's identity ([`file_id`]), by which
@@ -1118,7 +1118,7 @@ pub(crate) type FileId = (u64, u64);
 pub(crate) fn reserve_descriptor() -> io::Result<(libc::c_int, FileId)> {
     // SAFETY: a NUL-terminated name and a flag word; nothing of ours is
     // written.
-    let fd = unsafe { libc::memfd_create(c"lockedbox-reserve".as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe { libc::memfd_create(c"lockedmem-reserve".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -1898,7 +1898,7 @@ mod tests {
     /// only `test`), which must exit normally: a fault in `body` fails the
     /// test instead of ending the whole test binary.
     fn in_child(test: &str, body: impl FnOnce()) {
-        const VAR: &str = "LOCKEDBOX_UNIT_CHILD";
+        const VAR: &str = "LOCKEDMEM_UNIT_CHILD";
         if std::env::var(VAR).as_deref() == Ok(test) {
             body();
             std::process::exit(0);

@@ -38,14 +38,14 @@ const JUMP_MAX: usize = 16;
 /// dump-proof memory.
 ///
 /// ```
-/// use lockedbox::LockedVec;
+/// use lockedmem::LockedVec;
 ///
 /// let mut key = LockedVec::<u8>::new();
 /// key.try_extend_from_slice(b"correct horse")?;
 /// key.try_push(b'!')?;
 /// assert_eq!(&key[..], b"correct horse!");
 /// assert!(key.is_locked());
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 ///
 /// Its memory comes from the same boxes as [`LockedBox`]'s: page-isolated
@@ -359,10 +359,10 @@ impl<T: Plain> LockedVec<T> {
     /// elements are copied from locked memory to locked memory.
     ///
     /// ```
-    /// let key = lockedbox::LockedVec::from_hex("00ff")?;
+    /// let key = lockedmem::LockedVec::from_hex("00ff")?;
     /// let copy = key.try_clone()?;
     /// assert!(copy == key);
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -386,11 +386,11 @@ impl<T: Plain> LockedVec<T> {
     /// seals that (as `LockedBox::seal` does).
     ///
     /// ```
-    /// let mut v = lockedbox::LockedVec::<u8>::new();
+    /// let mut v = lockedmem::LockedVec::<u8>::new();
     /// v.try_extend_from_slice(b"token")?;
     /// let sealed = v.seal()?;
     /// assert_eq!(&sealed.borrow()[..], b"token");
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors
@@ -538,9 +538,9 @@ impl LockedVec<u8> {
     /// length by more than doubling would leave.
     ///
     /// ```
-    /// let key = lockedbox::LockedVec::read_from(&b"hunter2"[..], 64)?;
+    /// let key = lockedmem::LockedVec::read_from(&b"hunter2"[..], 64)?;
     /// assert_eq!(&key[..], b"hunter2");
-    /// # Ok::<(), lockedbox::Error>(())
+    /// # Ok::<(), lockedmem::Error>(())
     /// ```
     ///
     /// # Errors

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{child, page_size, procfs};
-use lockedbox::{Error, LockPolicy, LockedBox, Options};
+use lockedmem::{Error, LockPolicy, LockedBox, Options};
 
 #[test]
 fn byte_size_overflow_is_an_error() {
@@ -53,7 +53,7 @@ fn alignment_above_a_page_is_an_error() {
     #[repr(C, align(16384))]
     struct Huge([u8; 16384]);
     // SAFETY: a byte array, valid as zeros, no pointers, no interior mutability.
-    unsafe impl lockedbox::Plain for Huge {}
+    unsafe impl lockedmem::Plain for Huge {}
     let e = LockedBox::<Huge>::new_zeroed().unwrap_err();
     assert!(matches!(e, Error::Alignment { align: 16384, .. }), "{e:?}");
 }
@@ -62,7 +62,7 @@ fn alignment_above_a_page_is_an_error() {
 fn failures_leave_no_mapping_and_no_lock() {
     child::assert_success(&child::run("failures_leave_no_mapping_and_no_lock", || {
         drop(LockedBox::<u8>::new_zeroed().unwrap()); // maps the fork detector
-        lockedbox::trim();
+        lockedmem::trim();
         let maps = procfs::mapping_count();
         let lck = procfs::vm_lck_kb();
         for len in [usize::MAX, 1 << 46, 1 << 52] {
@@ -70,7 +70,7 @@ fn failures_leave_no_mapping_and_no_lock() {
         }
         assert_eq!(procfs::mapping_count(), maps);
         assert_eq!(procfs::vm_lck_kb(), lck);
-        assert_eq!(lockedbox::locked_bytes(), 0);
+        assert_eq!(lockedmem::locked_bytes(), 0);
     }));
 }
 
@@ -84,7 +84,7 @@ fn a_panicking_initialiser_drops_the_box() {
         let _ = std::panic::catch_unwind(|| panic!("warm-up"));
         std::panic::set_hook(hook);
         drop(LockedBox::<u8>::new_zeroed().unwrap()); // maps the fork detector
-        lockedbox::trim();
+        lockedmem::trim();
         let maps = procfs::mapping_count();
         let r = std::panic::catch_unwind(|| {
             LockedBox::<[u8; 32]>::new_with(|k| {
@@ -93,9 +93,9 @@ fn a_panicking_initialiser_drops_the_box() {
             })
         });
         assert!(r.is_err());
-        assert_eq!(lockedbox::stats().page_boxes, 0, "dropped while unwinding");
-        lockedbox::trim();
+        assert_eq!(lockedmem::stats().page_boxes, 0, "dropped while unwinding");
+        lockedmem::trim();
         assert_eq!(procfs::mapping_count(), maps, "and its slot given back");
-        assert_eq!(lockedbox::locked_bytes(), 0);
+        assert_eq!(lockedmem::locked_bytes(), 0);
     }));
 }

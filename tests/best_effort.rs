@@ -5,7 +5,7 @@
 mod common;
 
 use common::{child, procfs};
-use lockedbox::{Error, Isolation, LockPolicy, LockedBox, Options};
+use lockedmem::{Error, Isolation, LockPolicy, LockedBox, Options};
 
 fn best_effort(isolation: Isolation) -> Options {
     Options::new()
@@ -45,7 +45,7 @@ fn a_best_effort_box_is_not_left_unlocked_while_the_cache_holds_the_room() {
             assert_eq!(live.len(), n);
             // Every locked byte the crate holds is now in its cache.
             drop(live);
-            let st = lockedbox::stats();
+            let st = lockedmem::stats();
             assert_eq!(st.cached_slots, n, "{st:?}");
             assert_eq!(st.locked_bytes, st.cached_bytes, "{st:?}");
 
@@ -58,7 +58,7 @@ fn a_best_effort_box_is_not_left_unlocked_while_the_cache_holds_the_room() {
                  every locked byte: {:?}",
                 page.is_locked(),
                 packed.is_locked(),
-                lockedbox::stats()
+                lockedmem::stats()
             );
         },
     );
@@ -80,7 +80,7 @@ fn stats_count_the_mappings_of_a_partly_relocked_best_effort_slab() {
             // the guard pages of its slab with the best-effort one's.)
             let locked = Options::new()
                 .isolation(Isolation::Packed)
-                .fork(lockedbox::ForkPolicy::Keep);
+                .fork(lockedmem::ForkPolicy::Keep);
             // 16 locked packed pages: the whole limit.
             let mut live: Vec<_> = (0..1024)
                 .map(|_| locked.zeroed::<[u8; 32]>().unwrap())
@@ -92,13 +92,13 @@ fn stats_count_the_mappings_of_a_partly_relocked_best_effort_slab() {
                 .map(|_| opts.zeroed::<[u8; 32]>().unwrap())
                 .collect();
             assert!(boxes.iter().all(|b| !b.is_locked()));
-            assert!(lockedbox::stats().mappings >= procfs::dontdump_mapping_count());
+            assert!(lockedmem::stats().mappings >= procfs::dontdump_mapping_count());
             // The last locked page empties; `trim` closes it and locks the
             // first best-effort page in its place.
             live.truncate(1024 - 64);
-            lockedbox::trim();
+            lockedmem::trim();
             assert!(boxes[0].is_locked() && !boxes[64].is_locked());
-            let st = lockedbox::stats();
+            let st = lockedmem::stats();
             let ours = procfs::dontdump_mapping_count();
             assert!(
                 st.mappings >= ours,
@@ -113,7 +113,7 @@ fn stats_count_the_mappings_of_a_partly_relocked_best_effort_slab() {
 /// `locked_bytes()` against the kernel's `VmLck`, in bytes.
 fn assert_vm_lck(base_kb: u64, what: &str) {
     let kernel = (procfs::vm_lck_kb() - base_kb) * 1024;
-    let ours = lockedbox::locked_bytes() as u64;
+    let ours = lockedmem::locked_bytes() as u64;
     assert_eq!(kernel, ours, "VmLck against locked_bytes(), {what}");
 }
 
@@ -129,13 +129,13 @@ fn vm_lck_follows_large_slots_relocks_trims_and_thread_exits() {
         || {
             common::become_unprivileged(1024 * 1024);
             let base = procfs::vm_lck_kb();
-            assert_eq!(lockedbox::locked_bytes(), 0);
+            assert_eq!(lockedmem::locked_bytes(), 0);
             // Large slots: solo and slab, cached, evicted, trimmed.
             for len in [70_000usize, 300_000, 400_000, 300_000, 70_000] {
                 drop(LockedBox::<[u8]>::new_zeroed_slice(len).unwrap());
                 assert_vm_lck(base, &format!("after a {len}-byte box"));
             }
-            assert!(lockedbox::stats().cached_slots > 0);
+            assert!(lockedmem::stats().cached_slots > 0);
             // Fill with best-effort packed boxes over the limit.
             let opts = best_effort(Isolation::Packed);
             let mut boxes: Vec<_> = (0..20_000)
@@ -143,7 +143,7 @@ fn vm_lck_follows_large_slots_relocks_trims_and_thread_exits() {
                 .collect();
             assert_vm_lck(base, "over the limit");
             assert!(boxes.iter().any(|b| !b.is_locked()));
-            let st = lockedbox::stats();
+            let st = lockedmem::stats();
             assert!(st.packed_pages_unlocked > 0, "{st:?}");
             // A Require multi-page box: fails or not, counts agree.
             let r = LockedBox::<[u8]>::new_zeroed_slice(100_000);
@@ -153,7 +153,7 @@ fn vm_lck_follows_large_slots_relocks_trims_and_thread_exits() {
             // Free the first half: trim closes and relocks.
             boxes.drain(..10_000);
             assert_vm_lck(base, "after the drops");
-            lockedbox::trim();
+            lockedmem::trim();
             assert_vm_lck(base, "after trim");
             // Threads that make and drop boxes and exit.
             std::thread::scope(|s| {
@@ -171,13 +171,13 @@ fn vm_lck_follows_large_slots_relocks_trims_and_thread_exits() {
                 }
             });
             assert_vm_lck(base, "after threads exited");
-            lockedbox::trim();
+            lockedmem::trim();
             assert_vm_lck(base, "after trim again");
             drop(boxes);
-            lockedbox::trim();
+            lockedmem::trim();
             assert_vm_lck(base, "after all");
-            assert_eq!(lockedbox::locked_bytes(), 0);
-            let st = lockedbox::stats();
+            assert_eq!(lockedmem::locked_bytes(), 0);
+            let st = lockedmem::stats();
             assert_eq!(st.packed_pages, 0, "{st:?}");
             assert_eq!(st.packed_pages_unlocked, 0, "{st:?}");
             assert_eq!(st.mappings, 0, "{st:?}");
@@ -243,21 +243,21 @@ fn best_effort_packed_stress_with_trim_under_64_kib() {
             }
             s.spawn(|| {
                 for _ in 0..300 {
-                    lockedbox::trim();
-                    let _ = lockedbox::stats();
+                    lockedmem::trim();
+                    let _ = lockedmem::stats();
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
             });
         });
-        let st = lockedbox::stats();
+        let st = lockedmem::stats();
         assert_eq!(st.packed_boxes, 0, "{st:?}");
         assert_eq!(st.page_boxes, 0, "{st:?}");
         assert_eq!(st.page_boxes_unlocked, 0, "{st:?}");
         assert_vm_lck(base, "after the stress");
-        lockedbox::trim();
+        lockedmem::trim();
         assert_vm_lck(base, "after trim");
-        let st = lockedbox::stats();
+        let st = lockedmem::stats();
         assert_eq!(
             (st.packed_pages, st.packed_pages_unlocked, st.locked_bytes),
             (0, 0, 0),
@@ -289,8 +289,8 @@ fn a_fork_child_counts_from_zero_with_inherited_best_effort_boxes() {
                 .map(|_| best_effort(Isolation::Page).zeroed::<[u8; 5000]>().unwrap())
                 .collect();
             let seen = common::in_fork(|| {
-                let st = lockedbox::stats();
-                if lockedbox::locked_bytes() != 0 || procfs::vm_lck_kb() != 0 {
+                let st = lockedmem::stats();
+                if lockedmem::locked_bytes() != 0 || procfs::vm_lck_kb() != 0 {
                     return 20;
                 }
                 for b in &boxes {
@@ -299,13 +299,13 @@ fn a_fork_child_counts_from_zero_with_inherited_best_effort_boxes() {
                 for b in &page_be {
                     drop(common::the_childs_copy(b));
                 }
-                let st2 = lockedbox::stats();
+                let st2 = lockedmem::stats();
                 if st2.page_boxes_unlocked != 0 || st2.packed_pages_unlocked != 0 {
                     eprintln!("{st:?} {st2:?}");
                     return 21;
                 }
                 let data = vec![7u8; 100_000];
-                let v = match lockedbox::LockedVec::read_from(&data[..], 2 << 20) {
+                let v = match lockedmem::LockedVec::read_from(&data[..], 2 << 20) {
                     Ok(v) => v,
                     Err(e) => {
                         eprintln!("{e}");
@@ -315,13 +315,13 @@ fn a_fork_child_counts_from_zero_with_inherited_best_effort_boxes() {
                 if v.len() != 100_000 || v.iter().any(|&b| b != 7) {
                     return 23;
                 }
-                if procfs::vm_lck_kb() * 1024 != lockedbox::locked_bytes() as u64 {
-                    eprintln!("{} {}", procfs::vm_lck_kb(), lockedbox::locked_bytes());
+                if procfs::vm_lck_kb() * 1024 != lockedmem::locked_bytes() as u64 {
+                    eprintln!("{} {}", procfs::vm_lck_kb(), lockedmem::locked_bytes());
                     return 24;
                 }
                 drop(v);
-                lockedbox::trim();
-                if procfs::vm_lck_kb() != 0 || lockedbox::locked_bytes() != 0 {
+                lockedmem::trim();
+                if procfs::vm_lck_kb() != 0 || lockedmem::locked_bytes() != 0 {
                     return 25;
                 }
                 0
@@ -329,8 +329,8 @@ fn a_fork_child_counts_from_zero_with_inherited_best_effort_boxes() {
             assert_eq!(seen, common::Seen::Exited(0));
             drop(boxes);
             drop(page_be);
-            lockedbox::trim();
-            assert_eq!(lockedbox::locked_bytes(), 0);
+            lockedmem::trim();
+            assert_eq!(lockedmem::locked_bytes(), 0);
         },
     );
     child::assert_success(&out);
@@ -363,7 +363,7 @@ fn a_require_box_dropped_and_made_again_is_not_refused_for_best_effort_pages() {
                 again.as_ref().is_ok_and(LockedBox::is_locked),
                 "the page it gave back went to a best-effort page: {:?}, {:?}",
                 again.err(),
-                lockedbox::stats()
+                lockedmem::stats()
             );
             // The best-effort page that had taken it is unlocked again.
             let locked = boxes.iter().filter(|b| b.is_locked()).count();
@@ -372,7 +372,7 @@ fn a_require_box_dropped_and_made_again_is_not_refused_for_best_effort_pages() {
                 1024 - 64,
                 "one page fewer of best-effort boxes locked"
             );
-            assert_eq!(procfs::vm_lck_kb(), lockedbox::locked_bytes() as u64 / 1024);
+            assert_eq!(procfs::vm_lck_kb(), lockedmem::locked_bytes() as u64 / 1024);
         },
     );
     child::assert_success(&out);

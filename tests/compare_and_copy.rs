@@ -7,7 +7,7 @@
 mod common;
 
 use common::{child, memscan, procfs};
-use lockedbox::{
+use lockedmem::{
     Error, ForkPolicy, Isolation, LockPolicy, LockedBox, LockedString, LockedVec, Options,
     SealedBox,
 };
@@ -140,7 +140,7 @@ fn a_copy_lives_in_locked_memory_only() {
 fn a_refused_copy_leaves_nothing_behind() {
     let out = child::run("a_refused_copy_leaves_nothing_behind", || {
         common::become_unprivileged(64 * 1024);
-        lockedbox::set_cache_limit(0);
+        lockedmem::set_cache_limit(0);
         let key = LockedBox::<[u8; 32]>::new_with(|k| {
             k.iter_mut()
                 .enumerate()
@@ -155,14 +155,14 @@ fn a_refused_copy_leaves_nothing_behind() {
             fill.push(b);
         }
         let (maps, lck) = (procfs::mapping_count(), procfs::vm_lck_kb());
-        let locked = lockedbox::locked_bytes();
+        let locked = lockedmem::locked_bytes();
         let e = key.try_clone().unwrap_err();
         assert!(matches!(e, Error::MemlockLimit { .. }), "{e:?}");
         let e = v.try_clone().unwrap_err();
         assert!(matches!(e, Error::MemlockLimit { .. }), "{e:?}");
         assert_eq!(procfs::mapping_count(), maps, "no mapping left");
         assert_eq!(procfs::vm_lck_kb(), lck, "no page left locked");
-        assert_eq!(lockedbox::locked_bytes(), locked);
+        assert_eq!(lockedmem::locked_bytes(), locked);
         assert_eq!(memscan::count(&needle()), 2, "the box and the vector only");
         // A best-effort box that is not locked copies unlocked.
         let loose = Options::new()

@@ -14,10 +14,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::child;
-use lockedbox::{Backing, Isolation, LockedBox, Options};
+use lockedmem::{Backing, Isolation, LockedBox, Options};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
-const DIR_VAR: &str = "LOCKEDBOX_CORE_DIR";
+const DIR_VAR: &str = "LOCKEDMEM_CORE_DIR";
 
 /// Writes `bytes` to a new file with write(2) from the buffer itself.
 fn dump_raw(path: &Path, bytes: &[u8]) {
@@ -51,7 +51,7 @@ fn a_core_dump_holds_no_secret() {
     let dir: PathBuf = match std::env::var_os(DIR_VAR) {
         Some(d) => d.into(),
         None => {
-            let d = std::env::temp_dir().join(format!("lockedbox-core-{}", std::process::id()));
+            let d = std::env::temp_dir().join(format!("lockedmem-core-{}", std::process::id()));
             fs::create_dir_all(&d).unwrap();
             // SAFETY: the variable is set before any thread of ours reads the
             // environment concurrently (the child reads it at start-up only).

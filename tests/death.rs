@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::Output;
 
 use common::{child, end_of, packed, page_size, start_of};
-use lockedbox::{Isolation, LockedBox, Plain};
+use lockedmem::{Isolation, LockedBox, Plain};
 
 /// Writes one byte at `addr`, outside anything Rust considers allocated: the
 /// point of these tests is what the hardware does with it.
@@ -100,7 +100,7 @@ fn a_smashed_canary_aborts_on_drop_with_one_line() {
     let err = child::stderr(&out);
     let ours: Vec<&str> = err
         .lines()
-        .filter(|l| l.starts_with("lockedbox:"))
+        .filter(|l| l.starts_with("lockedmem:"))
         .collect();
     assert_eq!(ours.len(), 1, "{err}");
     assert!(
@@ -127,7 +127,7 @@ fn an_untouched_canary_does_not_abort() {
 #[test]
 fn reading_after_drop_faults_without_a_cache() {
     let out = child::run("reading_after_drop_faults_without_a_cache", || {
-        lockedbox::set_cache_limit(0);
+        lockedmem::set_cache_limit(0);
         let b = LockedBox::<[u8; 32]>::new_with(|k| k.fill(7)).unwrap();
         let addr = start_of(&*b);
         assert_eq!(peek(addr), 7);
@@ -145,7 +145,7 @@ fn a_cached_slot_reads_as_zeros_after_drop() {
         let b = LockedBox::<[u8; 32]>::new_with(|k| k.fill(7)).unwrap();
         let (start, end) = (start_of(&*b), end_of(&*b));
         drop(b);
-        assert_eq!(lockedbox::stats().cached_slots, 1);
+        assert_eq!(lockedmem::stats().cached_slots, 1);
         let first_data_page = end - page_size();
         assert!(
             (first_data_page..end).all(|a| peek(a) == 0),
@@ -202,8 +202,8 @@ fn expect_canary_abort(out: &Output, what: &str) {
         out.status.signal() == Some(libc::SIGABRT)
             && err
                 .lines()
-                .any(|l| l.starts_with("lockedbox:") && l.contains("canary")),
-        "expected the child to abort (SIGABRT) with the lockedbox canary message on stderr when \
+                .any(|l| l.starts_with("lockedmem:") && l.contains("canary")),
+        "expected the child to abort (SIGABRT) with the lockedmem canary message on stderr when \
          a {what} box whose canary was smashed is dropped and T's Drop panics\n{}",
         child::describe(out)
     );

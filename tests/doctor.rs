@@ -23,7 +23,7 @@ mod common;
 mod doctor;
 
 use common::child;
-use lockedbox::{Backing, Hardening, Host, Isolation, LockedBox};
+use lockedmem::{Backing, Hardening, Host, Isolation, LockedBox};
 
 /// The public items the doctor's sections name, each with a path to it that
 /// only compiles while it exists (the functions are never called).
@@ -48,19 +48,19 @@ fn public_items() -> Vec<(&'static str, fn())> {
             let _ = Backing::SecretMem;
         }),
         ("stats", || {
-            let _ = lockedbox::stats;
+            let _ = lockedmem::stats;
         }),
         ("trim", || {
-            let _ = lockedbox::trim;
+            let _ = lockedmem::trim;
         }),
         ("wipe_on_signals", || {
-            let _ = || lockedbox::wipe_on_signals(&[libc::SIGTERM]);
+            let _ = || lockedmem::wipe_on_signals(&[libc::SIGTERM]);
         }),
         ("wipe_on_panic", || {
-            let _ = lockedbox::wipe_on_panic;
+            let _ = lockedmem::wipe_on_panic;
         }),
         ("wipe_all_and_abort", || {
-            let _ = lockedbox::wipe_all_and_abort;
+            let _ = lockedmem::wipe_all_and_abort;
         }),
     ]
 }
@@ -198,7 +198,7 @@ fn the_doctor_reports_the_api_as_it_is_and_verifies_every_protection() {
             for name in debug_fields(&format!("{state:?}")) {
                 field(hardening, &name);
             }
-            let stats = format!("{:?}", lockedbox::stats());
+            let stats = format!("{:?}", lockedmem::stats());
             let stats_lines: Vec<&str> = report
                 .lines()
                 .filter(|l| l.starts_with("stats(): "))

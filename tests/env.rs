@@ -7,10 +7,10 @@ mod common;
 use std::process::Command;
 
 use common::{child, memscan};
-use lockedbox::{Error, LockedString};
+use lockedmem::{Error, LockedString};
 
-const CHILD: &str = "LOCKEDBOX_ENV_TEST_CHILD";
-const NAME: &str = "LOCKEDBOX_TEST_API_TOKEN";
+const CHILD: &str = "LOCKEDMEM_ENV_TEST_CHILD";
+const NAME: &str = "LOCKEDMEM_TEST_API_TOKEN";
 
 fn secret_char(i: usize) -> u8 {
     let x = (i as u64 ^ 0x2545_f491_4f6c_dd1d).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -68,7 +68,7 @@ fn a_secret_moves_out_of_the_environment() {
 /// (execve accepts that), the second value stayed in the environment block.
 #[test]
 fn every_entry_of_a_duplicated_variable_is_wiped() {
-    if std::env::var_os("LOCKEDBOX_ENV_DUP_CHILD").is_some() {
+    if std::env::var_os("LOCKEDMEM_ENV_DUP_CHILD").is_some() {
         // SAFETY: one test, one thread, nothing else touches the environment.
         let token = unsafe { LockedString::from_env(NAME) }.expect("set");
         assert_eq!(&*token, "first-value-0123456789");
@@ -100,7 +100,7 @@ fn every_entry_of_a_duplicated_variable_is_wiped() {
     .map(|a| std::ffi::CString::new(*a).unwrap())
     .collect();
     let envs: Vec<std::ffi::CString> = [
-        "LOCKEDBOX_ENV_DUP_CHILD=1".to_owned(),
+        "LOCKEDMEM_ENV_DUP_CHILD=1".to_owned(),
         format!("{NAME}=first-value-0123456789"),
         format!("{NAME}=second-value-9876543210"),
     ]

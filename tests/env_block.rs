@@ -19,11 +19,11 @@ mod common;
 use std::process::Command;
 
 use common::memscan;
-use lockedbox::LockedString;
+use lockedmem::LockedString;
 use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
 
-const CASE: &str = "LOCKEDBOX_ENV_BLOCK_CASE";
-const NAME: &str = "LOCKEDBOX_TEST_TOKEN";
+const CASE: &str = "LOCKEDMEM_ENV_BLOCK_CASE";
+const NAME: &str = "LOCKEDMEM_TEST_TOKEN";
 const SECOND: &str = "MIDDLE_TOKEN";
 const LEN: usize = 200;
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Seen, child, in_fork, packed, start_of, the_childs_copy};
-use lockedbox::{ForkPolicy, LockedBox, Options};
+use lockedmem::{ForkPolicy, LockedBox, Options};
 
 const SECRET: u8 = 0xA5;
 
@@ -134,7 +134,7 @@ fn a_box_made_in_the_child_after_fork_works_normally() {
 /// In a fork child: exit 0 if locked_bytes() is 0, else report it on stderr
 /// and exit 1.
 fn fork_child_verdict() -> i32 {
-    let n = lockedbox::locked_bytes();
+    let n = lockedmem::locked_bytes();
     if n == 0 {
         return 0;
     }
@@ -159,9 +159,9 @@ fn locked_bytes_is_zero_in_a_fork_child_after_trim() {
             .collect();
         drop(pages); // cached, still locked
         drop(packs); // an empty packed page, still open
-        println!("parent: locked_bytes() = {}", lockedbox::locked_bytes());
+        println!("parent: locked_bytes() = {}", lockedmem::locked_bytes());
         let seen = in_fork(|| {
-            lockedbox::trim();
+            lockedmem::trim();
             fork_child_verdict()
         });
         assert_eq!(
@@ -182,11 +182,11 @@ fn locked_bytes_is_zero_in_a_fork_child_that_dropped_its_copies_and_trimmed() {
             let packed_box = packed()
                 .zeroed::<[u8; 32]>()
                 .expect("expected a packed box");
-            println!("parent: locked_bytes() = {}", lockedbox::locked_bytes());
+            println!("parent: locked_bytes() = {}", lockedmem::locked_bytes());
             let seen = in_fork(|| {
                 drop(the_childs_copy(&page_box));
                 drop(the_childs_copy(&packed_box));
-                lockedbox::trim();
+                lockedmem::trim();
                 fork_child_verdict()
             });
             assert_eq!(

@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use allocator_api2::vec::Vec as AVec;
 use common::child;
-use lockedbox::{Backing, ForkPolicy, Isolation, LockPolicy, LockedAlloc};
+use lockedmem::{Backing, ForkPolicy, Isolation, LockPolicy, LockedAlloc};
 
 fn page() -> usize {
     common::page_size()
@@ -72,7 +72,7 @@ fn blocks() -> Vec<Block> {
         Block::new("large", excluded(Isolation::Page), 300 * 1024),
         Block::new("packed", excluded(Isolation::Packed), 100),
     ];
-    match lockedbox::Host::probe().memfd_secret {
+    match lockedmem::Host::probe().memfd_secret {
         Ok(true) => b.push(Block::new(
             "secret",
             LockedAlloc::new().backing(Backing::SecretMem),

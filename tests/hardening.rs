@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 
 use common::procfs::{self, Vma};
 use common::{child, end_of};
-use lockedbox::{Error, Hardening, LockAll, LockedBox, MemlockCall, Step};
+use lockedmem::{Error, Hardening, LockAll, LockedBox, MemlockCall, Step};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 const MIB: usize = 1 << 20;
@@ -139,7 +139,7 @@ fn is_root() -> bool {
 /// Skips (fails in CI) when this process could not lock all of its memory:
 /// no `CAP_IPC_LOCK`, and a limit below its mapped size.
 fn can_lock_everything() -> bool {
-    let host = lockedbox::Host::probe();
+    let host = lockedmem::Host::probe();
     let mapped = procfs::vm_size_kb() * 1024 + 64 * MIB as u64;
     if host.cap_ipc_lock == Some(true) || host.memlock.soft.is_none_or(|s| s >= mapped) {
         return true;
@@ -178,8 +178,8 @@ fn no_core_dumps_sets_the_soft_limit_to_zero_and_keeps_the_hard_one() {
 }
 
 /// The role a run of the test binary plays in the /proc/PID/mem test.
-const ROLE: &str = "LOCKEDBOX_HARDENING_ROLE";
-const MARKER: [u8; 16] = *b"lockedbox-marker";
+const ROLE: &str = "LOCKEDMEM_HARDENING_ROLE";
+const MARKER: [u8; 16] = *b"lockedmem-marker";
 
 /// Reader: as user 65534, opens /proc/PID/mem of the target and reads the
 /// marker. Exits 0 if it read the marker, 1 if the kernel refused the open

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{child, end_of, page_size, procfs, start_of};
-use lockedbox::{ForkPolicy, LockPolicy, LockedBox, Options};
+use lockedmem::{ForkPolicy, LockPolicy, LockedBox, Options};
 
 /// The data VMA holding `value`, and the VMAs right before and after it.
 fn vmas_around<T: ?Sized>(value: &T) -> (procfs::Vma, procfs::Vma, procfs::Vma) {
@@ -164,17 +164,17 @@ fn vm_lck_rises_and_falls_with_live_boxes() {
             // The first box of a process also maps the crate's one-page fork
             // detector, for good; make it before taking the baseline.
             drop(LockedBox::<u8>::new_zeroed().unwrap());
-            lockedbox::trim();
+            lockedmem::trim();
             let base_kb = procfs::vm_lck_kb();
             let base_maps = procfs::mapping_count();
-            let base_crate = lockedbox::locked_bytes();
+            let base_crate = lockedmem::locked_bytes();
             let boxes: Vec<_> = (0..10)
                 .map(|_| LockedBox::<[u8; 32]>::new_zeroed().unwrap())
                 .collect();
             let big = LockedBox::<[u8]>::new_zeroed_slice(3 * page_bytes).unwrap();
             assert_eq!(procfs::vm_lck_kb(), base_kb + (10 + 4) * page / 1024);
             assert_eq!(
-                lockedbox::locked_bytes() as u64,
+                lockedmem::locked_bytes() as u64,
                 base_crate as u64 + (10 + 4) * page
             );
             // Neighbouring slots of a slab share guard pages: two mappings a box
@@ -184,12 +184,12 @@ fn vm_lck_rises_and_falls_with_live_boxes() {
             drop(boxes);
             // Dropped slots wait, wiped but locked, in this thread's cache...
             assert_eq!(procfs::vm_lck_kb(), base_kb + (10 + 4) * page / 1024);
-            assert_eq!(lockedbox::stats().cached_slots, 10);
+            assert_eq!(lockedmem::stats().cached_slots, 10);
             drop(big);
             // ...until trim gives them back.
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!(procfs::vm_lck_kb(), base_kb);
-            assert_eq!(lockedbox::locked_bytes(), base_crate);
+            assert_eq!(lockedmem::locked_bytes(), base_crate);
             assert_eq!(procfs::mapping_count(), base_maps, "no mapping left behind");
         },
     ));
@@ -214,9 +214,9 @@ fn without_a_cache_vm_lck_falls_at_each_drop() {
     child::assert_success(&child::run(
         "without_a_cache_vm_lck_falls_at_each_drop",
         || {
-            lockedbox::set_cache_limit(0);
+            lockedmem::set_cache_limit(0);
             drop(LockedBox::<u8>::new_zeroed().unwrap());
-            lockedbox::trim();
+            lockedmem::trim();
             let base_kb = procfs::vm_lck_kb();
             let page_kb = page_size() as u64 / 1024;
             let mut boxes: Vec<_> = (0..5)
@@ -226,7 +226,7 @@ fn without_a_cache_vm_lck_falls_at_each_drop() {
                 boxes.pop();
                 assert_eq!(procfs::vm_lck_kb(), base_kb + n * page_kb);
             }
-            assert_eq!(lockedbox::stats().cached_slots, 0);
+            assert_eq!(lockedmem::stats().cached_slots, 0);
         },
     ));
 }

@@ -20,7 +20,7 @@ use common::traced::{
     CONTROL, LEN, Traced, assert_clean_death, can_trace, fill, in_child, leave_control, needle,
     no_core, random_seed, ready, rest_forever, secret_byte, seed, spawn, wait_for_go,
 };
-use lockedbox::{Isolation, LockedBox, LockedVec, Options};
+use lockedmem::{Isolation, LockedBox, LockedVec, Options};
 
 /// What each secret is, per thread `t`: kind `t * 16 + k`.
 const PAGE: u64 = 1;
@@ -63,7 +63,7 @@ fn hold_secrets(seed: u64) {
             #[cfg(feature = "allocator-api2")]
             let alloc = {
                 let mut v =
-                    allocator_api2::vec::Vec::with_capacity_in(LEN, lockedbox::LockedAlloc::new());
+                    allocator_api2::vec::Vec::with_capacity_in(LEN, lockedmem::LockedAlloc::new());
                 for i in 0..LEN {
                     v.push(std::hint::black_box(secret_byte(seed, k + ALLOC, i)));
                 }
@@ -119,7 +119,7 @@ fn sigterm_wipes_every_secret_then_kills_by_sigterm() {
     const NAME: &str = "sigterm_wipes_every_secret_then_kills_by_sigterm";
     if in_child(NAME) {
         let seed = seed();
-        lockedbox::wipe_on_signals(&[libc::SIGTERM]).unwrap();
+        lockedmem::wipe_on_signals(&[libc::SIGTERM]).unwrap();
         leave_control(seed);
         hold_secrets(seed);
         ready();
@@ -142,7 +142,7 @@ fn a_panic_wipes_every_secret_then_aborts() {
     if in_child(NAME) {
         let seed = seed();
         no_core();
-        lockedbox::wipe_on_panic();
+        lockedmem::wipe_on_panic();
         leave_control(seed);
         hold_secrets(seed);
         ready();
@@ -165,7 +165,7 @@ fn wipe_all_and_abort_wipes_every_secret() {
         hold_secrets(seed);
         ready();
         wait_for_go();
-        lockedbox::wipe_all_and_abort();
+        lockedmem::wipe_all_and_abort();
     }
     if !can_trace() {
         return;
@@ -179,7 +179,7 @@ type Four = (
     LockedBox<[u8; LEN]>,
     LockedBox<[u8; LEN]>,
     LockedVec<u8>,
-    lockedbox::SealedBox<[u8; LEN]>,
+    lockedmem::SealedBox<[u8; LEN]>,
 );
 
 fn make_four(seed: u64, t: u64) -> Four {
@@ -235,7 +235,7 @@ fn sigterm_at_random_moments_under_churn() {
     const NAME: &str = "sigterm_at_random_moments_under_churn";
     if in_child(NAME) {
         let seed = seed();
-        lockedbox::wipe_on_signals(&[libc::SIGTERM]).unwrap();
+        lockedmem::wipe_on_signals(&[libc::SIGTERM]).unwrap();
         leave_control(seed);
         let made = Arc::new(Barrier::new(usize::try_from(THREADS).unwrap() + 1));
         for t in 0..THREADS {

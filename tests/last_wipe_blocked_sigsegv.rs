@@ -18,7 +18,7 @@ use common::traced::{
     CONTROL, announce_thread, can_trace, fill, in_child, leave_control, needle, needle_of,
     random_seed, ready, seed, spawn, wait_for_go,
 };
-use lockedbox::LockedBox;
+use lockedmem::LockedBox;
 
 /// Bytes of the secret copied between boxes.
 const BIG: usize = 1024;
@@ -54,7 +54,7 @@ fn a_thread_blocking_sigsegv_that_touches_a_box_during_the_wipe_ends_the_process
         rx.recv().unwrap();
         ready();
         wait_for_go();
-        lockedbox::wipe_all_and_abort();
+        lockedmem::wipe_all_and_abort();
     }
     if !can_trace() {
         return;

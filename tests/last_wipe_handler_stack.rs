@@ -35,14 +35,14 @@ use common::traced::{
     CONTROL, announce_thread, assert_clean_death, can_trace, fill, in_child, leave_control, needle,
     needle_of, random_seed, ready, rest_forever, seed, spawn,
 };
-use lockedbox::{LockedBox, Signal};
+use lockedmem::{LockedBox, Signal};
 
 /// Bytes of the secret copied between boxes.
 const BIG: usize = 1024;
 /// The secret's kind.
 const SECRET: u64 = 0x61;
 /// Where the parent passes the pseudo-terminal's path.
-const PTY_VAR: &str = "LOCKEDBOX_TEST_PTY";
+const PTY_VAR: &str = "LOCKEDMEM_TEST_PTY";
 
 /// Gives the calling thread an alternate signal stack of `size` bytes with
 /// an inaccessible page right below it, as Rust's standard library makes
@@ -118,7 +118,7 @@ fn sigterm_on_a_thread_with_an_8_kib_alternate_stack_wipes_and_dies_of_it() {
     const NAME: &str = "sigterm_on_a_thread_with_an_8_kib_alternate_stack_wipes_and_dies_of_it";
     if in_child(NAME) {
         let seed = seed();
-        lockedbox::wipe_on_signals(&[Signal::TERM]).unwrap();
+        lockedmem::wipe_on_signals(&[Signal::TERM]).unwrap();
         leave_control(seed);
         copy_in_a_loop(seed, || small_alternate_stack(libc::SIGSTKSZ));
         ready();
@@ -156,7 +156,7 @@ fn sigterm_caught_first_by_prompt_password_leaves_no_frame_behind() {
     const PROMPT: &str = "Passphrase (the test types nothing): ";
     if in_child(NAME) {
         let seed = seed();
-        lockedbox::wipe_on_signals(&[Signal::TERM]).unwrap();
+        lockedmem::wipe_on_signals(&[Signal::TERM]).unwrap();
         leave_control(seed);
         // A new session with the pseudo-terminal as controlling terminal.
         // SAFETY: setsid takes no argument; the child is no group leader.
@@ -168,7 +168,7 @@ fn sigterm_caught_first_by_prompt_password_leaves_no_frame_behind() {
         // SAFETY: makes it the controlling terminal.
         unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
         std::thread::spawn(|| {
-            let _ = lockedbox::prompt_password(PROMPT);
+            let _ = lockedmem::prompt_password(PROMPT);
         });
         copy_in_a_loop(seed, || {});
         ready();

@@ -22,7 +22,7 @@ use common::traced::{
     CONTROL, announce_thread, assert_clean_death, can_trace, fill, in_child, leave_control, needle,
     needle_of, random_seed, ready, rest_forever, seed, spawn, wait_for_go,
 };
-use lockedbox::LockedBox;
+use lockedmem::LockedBox;
 
 /// Bytes of the secret copied between boxes.
 const BIG: usize = 1024;
@@ -63,7 +63,7 @@ fn child(idle: usize) -> ! {
     rx.recv().unwrap();
     ready();
     wait_for_go();
-    lockedbox::wipe_all_and_abort();
+    lockedmem::wipe_all_and_abort();
 }
 
 fn prove(name: &str, runs: usize) {

@@ -24,7 +24,7 @@ use common::traced::{
     CONTROL, LEN, assert_clean_death, can_trace, in_child, leave_control, needle, random_seed,
     ready, rest_forever, secret_byte, seed, spawn, wait_for_go,
 };
-use lockedbox::{LockedBox, Signal};
+use lockedmem::{LockedBox, Signal};
 
 /// The secret's kind.
 const SECRET: u64 = 0x91;
@@ -44,7 +44,7 @@ fn a_process_out_of_descriptors_is_still_wiped_whole() {
     const BOX: usize = 1 << 20;
     if in_child(NAME) {
         let seed = seed();
-        lockedbox::wipe_on_signals(&[Signal::TERM]).unwrap();
+        lockedmem::wipe_on_signals(&[Signal::TERM]).unwrap();
         leave_control(seed);
         // The secret waits in a pipe (kernel memory), written a byte at a
         // time, so that no copy of it is in the process.

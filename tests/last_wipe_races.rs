@@ -15,7 +15,7 @@
 //! `SIGABRT` handler that runs after the wipe; a secret-memory mapping of
 //! the child's own holding a control pattern must be found both times.
 //!
-//! `LOCKEDBOX_STRESS_RUNS` sets how many runs each scenario makes (6).
+//! `LOCKEDMEM_STRESS_RUNS` sets how many runs each scenario makes (6).
 
 mod common;
 
@@ -28,7 +28,7 @@ use common::traced::{
     CONTROL, LEN, announce_thread, assert_clean_death, can_trace, fill, in_child, leave_control,
     needle, random_seed, ready, rest_forever, secret_byte, seed, spawn, wait_for_go,
 };
-use lockedbox::{Backing, ForkPolicy, Isolation, LockedBox, LockedVec, Options};
+use lockedmem::{Backing, ForkPolicy, Isolation, LockedBox, LockedVec, Options};
 
 /// Secrets held for good by the child (kinds `HELD + n`).
 const HELD: u64 = 0x10;
@@ -95,7 +95,7 @@ fn churn_once(scenario: &str, seed: u64, t: u64, n: &mut u64) {
     match scenario {
         "trim" => {
             if t == 0 {
-                lockedbox::trim();
+                lockedmem::trim();
             } else {
                 let boxes: Vec<_> = (0..8)
                     .map(|i| {
@@ -175,7 +175,7 @@ fn churn_once(scenario: &str, seed: u64, t: u64, n: &mut u64) {
                 })
                 .collect();
             drop(boxes);
-            lockedbox::trim();
+            lockedmem::trim();
         }
         "secretmem" => {
             let boxes: Vec<_> = (0..4)
@@ -193,7 +193,7 @@ fn churn_once(scenario: &str, seed: u64, t: u64, n: &mut u64) {
                 .collect();
             drop(boxes);
             if *n % 8 == 0 {
-                lockedbox::trim();
+                lockedmem::trim();
             }
         }
         "fork_exclude" => {
@@ -230,7 +230,7 @@ fn witness_options(scenario: &str) -> Options {
 /// delay the parent chose.
 fn stress_child(scenario: &'static str) -> ! {
     let seed = seed();
-    lockedbox::wipe_on_signals(&[libc::SIGTERM, libc::SIGINT]).unwrap();
+    lockedmem::wipe_on_signals(&[libc::SIGTERM, libc::SIGINT]).unwrap();
     leave_control(seed);
     hold(seed);
     let witnesses: Vec<LockedBox<[u8; LEN]>> = (0..3)
@@ -261,7 +261,7 @@ fn stress_child(scenario: &'static str) -> ! {
         std::thread::spawn(move || {
             wait_for_go();
             std::thread::sleep(Duration::from_micros(seed % 30_000));
-            lockedbox::wipe_all_and_abort();
+            lockedmem::wipe_all_and_abort();
         });
     }
     ready();
@@ -366,7 +366,7 @@ fn stress(name: &str, scenario: &str, signals: &[i32], runs: usize) {
 }
 
 fn runs(default: usize) -> usize {
-    std::env::var("LOCKEDBOX_STRESS_RUNS")
+    std::env::var("LOCKEDMEM_STRESS_RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
@@ -691,7 +691,7 @@ fn a_read_into_a_box_does_not_land_behind_the_wipe() {
         drop(reader);
         ready();
         wait_for_go();
-        lockedbox::wipe_all_and_abort();
+        lockedmem::wipe_all_and_abort();
     }
     if !can_trace() {
         return;

@@ -10,9 +10,9 @@ mod common;
 use std::process::Command;
 
 use common::child;
-use lockedbox::{Isolation, LockPolicy, LockedBox, LockedString, Options};
+use lockedmem::{Isolation, LockPolicy, LockedBox, LockedString, Options};
 
-const CHILD_VAR: &str = "LOCKEDBOX_TEST_CHILD";
+const CHILD_VAR: &str = "LOCKEDMEM_TEST_CHILD";
 const TOKENS: usize = 3000;
 
 fn marker(n: i32) {
@@ -86,7 +86,7 @@ fn a_required_temporary_does_not_churn_best_effort_locks() {
         marker(1002);
         let locked = |kept: &[LockedBox<[u8; 32]>]| kept.iter().filter(|b| b.is_locked()).count();
         let before = locked(&kept);
-        println!("{before} of {TOKENS} locked; {:?}", lockedbox::stats());
+        println!("{before} of {TOKENS} locked; {:?}", lockedmem::stats());
         assert!(before > 0, "expected some tokens on locked pages");
         // Required locks still come first: two pages more, now.
         let big = LockedBox::<[u8; 5000]>::new_zeroed()
@@ -95,29 +95,29 @@ fn a_required_temporary_does_not_churn_best_effort_locks() {
         drop(big);
         // `trim` gives the room kept for required locks back to the
         // best-effort pages: the limit is full of tokens again.
-        lockedbox::trim();
+        lockedmem::trim();
         let after = locked(&kept);
         println!(
             "after trim: {after} of {TOKENS} locked; {:?}",
-            lockedbox::stats()
+            lockedmem::stats()
         );
         assert_eq!(
             after * 32 * 2,
             64 * 1024,
             "expected every locked page to hold tokens after trim ({:?})",
-            lockedbox::stats()
+            lockedmem::stats()
         );
         common::child::exit(0);
     }
     if Command::new("strace").arg("-V").output().is_err() {
         assert!(
-            std::env::var_os("LOCKEDBOX_REQUIRE_STRACE").is_none(),
-            "strace is required (LOCKEDBOX_REQUIRE_STRACE is set) but not installed"
+            std::env::var_os("LOCKEDMEM_REQUIRE_STRACE").is_none(),
+            "strace is required (LOCKEDMEM_REQUIRE_STRACE is set) but not installed"
         );
         common::skip("strace is not installed; install it to count system calls");
         return;
     }
-    let trace_file = std::env::temp_dir().join(format!("lockedbox-churn-{}", std::process::id()));
+    let trace_file = std::env::temp_dir().join(format!("lockedmem-churn-{}", std::process::id()));
     let out = Command::new("strace")
         .args(["-f", "-o"])
         .arg(&trace_file)

@@ -7,7 +7,7 @@ mod common;
 use allocator_api2::alloc::{Allocator, Layout};
 use allocator_api2::vec::Vec;
 use common::{child, memscan, procfs};
-use lockedbox::{ForkPolicy, Isolation, LockPolicy, LockedAlloc};
+use lockedmem::{ForkPolicy, Isolation, LockPolicy, LockedAlloc};
 
 /// Byte `i` of the secret: splitmix64 of `i`, so no 32-byte window repeats.
 fn secret_byte(i: usize) -> u8 {

@@ -13,21 +13,21 @@
 mod common;
 
 use common::{child, packed, procfs};
-use lockedbox::LockedBox;
+use lockedmem::LockedBox;
 
 #[test]
 fn a_slab_whose_slots_all_closed_takes_at_most_three_lines() {
     let out = child::run(
         "a_slab_whose_slots_all_closed_takes_at_most_three_lines",
         || {
-            lockedbox::set_cache_limit(0);
+            lockedmem::set_cache_limit(0);
             let base = procfs::dontdump_mapping_count();
             println!("dd mappings before the first box: {base}");
             let boxes: Vec<_> = (0..64)
                 .map(|_| LockedBox::<[u8; 32]>::new_zeroed().expect("expected a box"))
                 .collect();
             let open = procfs::dontdump_mappings_since(base);
-            let stats = lockedbox::stats();
+            let stats = lockedmem::stats();
             assert!(
                 open >= 64,
                 "expected at least one line per open slot (64), counted {open}"
@@ -39,7 +39,7 @@ fn a_slab_whose_slots_all_closed_takes_at_most_three_lines() {
             );
             drop(boxes);
             let closed = procfs::dontdump_mappings_since(base);
-            let stats = lockedbox::stats();
+            let stats = lockedmem::stats();
             println!(
                 "lines: {open} with 64 live boxes, {closed} after dropping them \
                  (stats().mappings {})",
@@ -57,7 +57,7 @@ fn a_slab_whose_slots_all_closed_takes_at_most_three_lines() {
                  memory takes in /proc/self/maps",
                 stats.mappings
             );
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!(
                 procfs::dontdump_mappings_since(base),
                 0,
@@ -76,7 +76,7 @@ fn a_hundred_churned_slabs_take_at_most_five_lines_each() {
     let out = child::run(
         "a_hundred_churned_slabs_take_at_most_five_lines_each",
         || {
-            lockedbox::set_cache_limit(0);
+            lockedmem::set_cache_limit(0);
             let base = procfs::dontdump_mapping_count();
             // 100 slabs of 64 slots, every slot opened, then all but one per
             // slab closed again.
@@ -90,7 +90,7 @@ fn a_hundred_churned_slabs_take_at_most_five_lines_each() {
             });
             assert_eq!(boxes.len(), 100, "expected one box kept per 64");
             let lines = procfs::dontdump_mappings_since(base);
-            let stats = lockedbox::stats();
+            let stats = lockedmem::stats();
             println!(
                 "lines with 100 live boxes after the churn: {lines} \
                  (stats().mappings {})",
@@ -144,7 +144,7 @@ fn packed_pages_opened_by_many_threads_at_once_stay_counted_in_stats_mappings() 
                 .collect();
             made.wait();
             let lines = procfs::dontdump_mappings_since(base);
-            let counted = lockedbox::stats().mappings;
+            let counted = lockedmem::stats().mappings;
             checked.wait();
             for w in workers {
                 w.join().expect("a worker");

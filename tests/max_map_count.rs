@@ -17,7 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use common::{
     become_unprivileged, bytes_delta, child, kb_delta_bytes, packed, page_size, procfs, start_of,
 };
-use lockedbox::{Isolation, LockPolicy, LockedBox, Options};
+use lockedmem::{Isolation, LockPolicy, LockedBox, Options};
 
 /// `VmLck` in kB, read without allocating and without making a mapping:
 /// usable while the process is at `vm.max_map_count`.
@@ -131,7 +131,7 @@ fn trim_at_max_map_count_keeps_locked_bytes_equal_to_vm_lck() {
         || {
             let page = page_size();
             let base_lck = procfs::vm_lck_kb();
-            let base_bytes = lockedbox::locked_bytes();
+            let base_bytes = lockedmem::locked_bytes();
             // Three packed pages' worth of 32-byte boxes (64 a page).
             let mut boxes: Vec<_> = (0..3 * 64)
                 .map(|_| {
@@ -164,7 +164,7 @@ fn trim_at_max_map_count_keeps_locked_bytes_equal_to_vm_lck() {
                 128,
                 "expected 64 boxes dropped, on the middle page"
             );
-            let open_bytes = lockedbox::locked_bytes();
+            let open_bytes = lockedmem::locked_bytes();
             assert_eq!(
                 kb_delta_bytes(procfs::vm_lck_kb(), base_lck),
                 bytes_delta(open_bytes, base_bytes),
@@ -173,8 +173,8 @@ fn trim_at_max_map_count_keeps_locked_bytes_equal_to_vm_lck() {
 
             // At the limit, closing the middle page needs a split.
             let mut filler = Filler::to_the_limit();
-            lockedbox::trim();
-            let at_limit_bytes = lockedbox::locked_bytes();
+            lockedmem::trim();
+            let at_limit_bytes = lockedmem::locked_bytes();
             let at_limit_lck = vm_lck_kb_no_alloc();
             let fillers = filler.maps.len();
             filler.release();
@@ -197,8 +197,8 @@ fn trim_at_max_map_count_keeps_locked_bytes_equal_to_vm_lck() {
             );
 
             // Away from the limit, trim closes it.
-            lockedbox::trim();
-            let bytes = lockedbox::locked_bytes();
+            lockedmem::trim();
+            let bytes = lockedmem::locked_bytes();
             let lck = procfs::vm_lck_kb();
             assert_eq!(
                 bytes,
@@ -285,7 +285,7 @@ fn an_empty_slab_that_cannot_be_unmapped_at_max_map_count_stays_counted() {
     let out = child::run(
         "an_empty_slab_that_cannot_be_unmapped_at_max_map_count_stays_counted",
         || {
-            lockedbox::set_cache_limit(0);
+            lockedmem::set_cache_limit(0);
             let base = procfs::dontdump_mapping_count();
             // Three slabs of different size classes, mapped one after the
             // other (the kernel places them side by side).
@@ -298,28 +298,28 @@ fn an_empty_slab_that_cannot_be_unmapped_at_max_map_count_stays_counted() {
             let merged = procfs::dontdump_mappings_since(base);
             println!(
                 "three empty slabs take {merged} lines; stats {:?}",
-                lockedbox::stats()
+                lockedmem::stats()
             );
             let mut filler = Filler::to_the_limit();
-            lockedbox::trim();
+            lockedmem::trim();
             // Counted once the filler is gone (reading /proc allocates);
             // nothing of the crate's changes in between.
             filler.release();
             let lines = procfs::dontdump_mappings_since(base);
-            let counted = lockedbox::stats().mappings;
+            let counted = lockedmem::stats().mappings;
             println!("at the limit after trim: {lines} lines, stats().mappings {counted}");
             assert!(
                 counted >= lines,
                 "expected stats().mappings ({counted}) never below the crate's lines of \
                  /proc/self/maps ({lines}) after trim() at vm.max_map_count"
             );
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!(
                 procfs::dontdump_mappings_since(base),
                 0,
                 "expected trim() below the limit to unmap every empty slab"
             );
-            assert_eq!(lockedbox::stats().mappings, 0, "{:?}", lockedbox::stats());
+            assert_eq!(lockedmem::stats().mappings, 0, "{:?}", lockedmem::stats());
         },
     );
     child::expect_success(

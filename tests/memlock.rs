@@ -5,7 +5,7 @@
 mod common;
 
 use common::{child, end_of, procfs};
-use lockedbox::{Error, LockPolicy, LockedBox, MemlockCall, Options};
+use lockedmem::{Error, LockPolicy, LockedBox, MemlockCall, Options};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 const LIMIT: u64 = 64 * 1024;
@@ -24,7 +24,7 @@ fn the_limit_is_respected_and_reported() {
                 .zeroed::<u8>()
                 .unwrap(),
         ); // fork detector
-        lockedbox::trim();
+        lockedmem::trim();
         let base_lck = procfs::vm_lck_kb();
         let base_maps = procfs::mapping_count();
 
@@ -98,10 +98,10 @@ fn the_limit_is_respected_and_reported() {
 
         drop(boxes);
         drop(loose);
-        lockedbox::trim();
+        lockedmem::trim();
         assert_eq!(procfs::vm_lck_kb(), base_lck, "VmLck back at its baseline");
         assert_eq!(procfs::mapping_count(), base_maps);
-        assert_eq!(lockedbox::locked_bytes(), 0);
+        assert_eq!(lockedmem::locked_bytes(), 0);
         println!("locked boxes before the refusal: {n}");
     });
     child::assert_success(&out);

@@ -6,7 +6,7 @@
 mod common;
 
 use common::procfs;
-use lockedbox::{ForkPolicy, Isolation, LockPolicy, LockedBox, Options};
+use lockedmem::{ForkPolicy, Isolation, LockPolicy, LockedBox, Options};
 
 /// The memory at `addr` is advised as `ForkPolicy::Exclude` asks, and not
 /// as the default `Wipe` would be.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{child, end_of, packed, page_size, procfs, start_of};
-use lockedbox::{ForkPolicy, Isolation, LockPolicy, LockedBox};
+use lockedmem::{ForkPolicy, Isolation, LockPolicy, LockedBox};
 
 fn poke(addr: usize, byte: u8) {
     let p = std::ptr::with_exposed_provenance_mut::<u8>(addr);
@@ -82,7 +82,7 @@ fn what_cannot_be_packed_is_page_isolated() {
     #[repr(C, align(32))]
     struct Wide([u8; 32]);
     // SAFETY: bytes only, valid as zeros, no pointers or interior mutability.
-    unsafe impl lockedbox::Plain for Wide {}
+    unsafe impl lockedmem::Plain for Wide {}
     assert_eq!(
         packed().zeroed::<Wide>().unwrap().isolation(),
         Isolation::Page
@@ -119,7 +119,7 @@ fn a_write_one_past_the_value_aborts_on_drop_naming_the_slot() {
     let err = child::stderr(&out);
     let line = err
         .lines()
-        .find(|l| l.starts_with("lockedbox:"))
+        .find(|l| l.starts_with("lockedmem:"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(
         line.contains("after a 32-byte packed secret") && line.contains("slot"),
@@ -236,7 +236,7 @@ fn pages_of_exited_threads_are_given_back_by_trim() {
             // A first thread leaves glibc's cached stack and malloc arena
             // mapped after it exits; let that happen before the baseline.
             std::thread::spawn(|| drop(vec![0u8; 1000])).join().unwrap();
-            lockedbox::trim();
+            lockedmem::trim();
             let (lck, maps) = (procfs::vm_lck_kb(), procfs::mapping_count());
             let boxes = std::thread::spawn(|| {
                 let made: Vec<_> = (0..300)
@@ -248,16 +248,16 @@ fn pages_of_exited_threads_are_given_back_by_trim() {
             })
             .join()
             .unwrap();
-            assert_eq!(lockedbox::stats().packed_boxes, 300);
+            assert_eq!(lockedmem::stats().packed_boxes, 300);
             assert_eq!(
-                lockedbox::stats().cached_slots,
+                lockedmem::stats().cached_slots,
                 0,
                 "an exiting thread gives its cache back"
             );
             drop(boxes);
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!((procfs::vm_lck_kb(), procfs::mapping_count()), (lck, maps));
-            let st = lockedbox::stats();
+            let st = lockedmem::stats();
             assert_eq!(
                 (st.page_boxes, st.packed_boxes, st.locked_bytes, st.mappings),
                 (0, 0, 0, 0)
@@ -284,11 +284,11 @@ fn best_effort_packing_without_lockable_memory_stays_packed_on_an_unlocked_page(
             assert!(vma.has("dd") && vma.has("wf"), "{:?}", vma.flags);
             assert_eq!(procfs::perms_at(vma.start - 1).as_deref(), Some("---p"));
             assert_eq!(procfs::perms_at(vma.end).as_deref(), Some("---p"));
-            let st = lockedbox::stats();
+            let st = lockedmem::stats();
             assert_eq!((st.packed_boxes, st.packed_boxes_unlocked), (1, 1));
             assert_eq!(st.packed_pages_unlocked, 1);
             let e = packed().zeroed::<[u8; 32]>().unwrap_err();
-            assert!(matches!(e, lockedbox::Error::MemlockLimit { .. }), "{e:?}");
+            assert!(matches!(e, lockedmem::Error::MemlockLimit { .. }), "{e:?}");
         },
     );
     child::assert_success(&out);

@@ -25,7 +25,7 @@ use common::{
     assert_no_cap_ipc_lock, become_unprivileged, bytes_delta, child, kb_delta_bytes, packed,
     page_size, procfs,
 };
-use lockedbox::{Error, Isolation};
+use lockedmem::{Error, Isolation};
 
 /// The `RLIMIT_MEMLOCK` of many hosts and containers.
 const LIMIT: u64 = 64 * 1024;
@@ -265,7 +265,7 @@ fn packed_pages_of_exited_threads_do_not_stay_locked_once_emptied() {
         "packed_pages_of_exited_threads_do_not_stay_locked_once_emptied",
         || {
             let base_lck = procfs::vm_lck_kb();
-            let base_bytes = lockedbox::locked_bytes();
+            let base_bytes = lockedmem::locked_bytes();
             for _ in 0..1000 {
                 let b = thread::spawn(|| packed().zeroed::<[u8; 32]>())
                     .join()
@@ -275,7 +275,7 @@ fn packed_pages_of_exited_threads_do_not_stay_locked_once_emptied() {
                 drop(b); // on the main thread, after its maker exited
             }
             let lck = procfs::vm_lck_kb();
-            let bytes = lockedbox::locked_bytes();
+            let bytes = lockedmem::locked_bytes();
             println!(
                 "VmLck {base_lck} kB -> {lck} kB, locked_bytes {base_bytes} -> {bytes} \
                  after 1,000 threads, before any trim"
@@ -304,7 +304,7 @@ fn packed_pages_of_exited_threads_do_not_stay_locked_once_emptied() {
 const SIZES: [usize; 7] = [32, 96, 224, 480, 992, 2016, 2048];
 
 /// A packed box of `len` bytes (one of `SIZES`), type-erased.
-fn make(len: usize) -> Result<Box<dyn Send>, lockedbox::Error> {
+fn make(len: usize) -> Result<Box<dyn Send>, lockedmem::Error> {
     let o = packed();
     Ok(match len {
         32 => Box::new(o.zeroed::<[u8; 32]>()?),
@@ -371,7 +371,7 @@ fn four_threads_get_every_packed_box_that_fits() {
                     .collect();
                 made.wait();
                 // Every thread holds its boxes now.
-                let st = lockedbox::stats();
+                let st = lockedmem::stats();
                 let lck = procfs::vm_lck_kb();
                 release.wait();
                 let refused: Vec<Vec<String>> =
@@ -393,8 +393,8 @@ fn four_threads_get_every_packed_box_that_fits() {
                 refused
             });
             drop(results);
-            lockedbox::trim();
-            assert_eq!(lockedbox::stats().packed_pages, 0, "round {round}: trim");
+            lockedmem::trim();
+            assert_eq!(lockedmem::stats().packed_pages, 0, "round {round}: trim");
         }
     });
     child::assert_success(&out);

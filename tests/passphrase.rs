@@ -8,7 +8,7 @@
 mod passphrase;
 
 use argon2::{AssociatedData, ParamsBuilder};
-use lockedbox::LockedBox;
+use lockedmem::LockedBox;
 
 #[test]
 fn rfc9106_argon2id_in_locked_memory() {

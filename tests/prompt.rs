@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::memscan;
-use lockedbox::{Error, prompt_password};
+use lockedmem::{Error, prompt_password};
 
 /// The passphrase typed in the normal case: made one character at a time
 /// on both sides, never held whole in ordinary memory.
@@ -21,8 +21,8 @@ fn pass_char(i: usize) -> u8 {
     b'a' + ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59) as u8 % 26
 }
 
-const CASE: &str = "LOCKEDBOX_PROMPT_CASE";
-const PTY: &str = "LOCKEDBOX_PROMPT_PTY";
+const CASE: &str = "LOCKEDMEM_PROMPT_CASE";
+const PTY: &str = "LOCKEDMEM_PROMPT_PTY";
 const TEST: &str = "prompt_on_a_pseudo_terminal";
 
 /// A new pty: the master (non-blocking) and the slave's path.

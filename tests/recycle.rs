@@ -4,7 +4,7 @@
 mod common;
 
 use common::{child, end_of, in_fork, page_size, procfs, start_of};
-use lockedbox::{ForkPolicy, LockedBox, Options};
+use lockedmem::{ForkPolicy, LockedBox, Options};
 
 #[test]
 fn a_recycled_slot_keeps_every_protection_and_starts_zeroed() {
@@ -57,7 +57,7 @@ fn a_smashed_canary_on_a_recycled_slot_aborts() {
         drop(LockedBox::<[u8; 64]>::new_zeroed().unwrap());
         let b = LockedBox::<[u8; 16]>::new_zeroed().unwrap();
         assert_eq!(
-            lockedbox::stats().cached_slots,
+            lockedmem::stats().cached_slots,
             0,
             "it took the cached slot"
         );
@@ -82,7 +82,7 @@ fn a_fork_child_never_takes_its_parents_cached_slots() {
             let a = LockedBox::<[u8; 32]>::new_zeroed().unwrap();
             let cached_end = end_of(&*a);
             drop(a);
-            assert_eq!(lockedbox::stats().cached_slots, 1);
+            assert_eq!(lockedmem::stats().cached_slots, 1);
             let seen = in_fork(|| {
                 // The parent's cached slot is not locked here (locks are not
                 // inherited); a box made here must get pages of its own.
@@ -90,7 +90,7 @@ fn a_fork_child_never_takes_its_parents_cached_slots() {
                 let end = end_of(&*b);
                 let locked_here = procfs::vma_at(end - 1).is_some_and(|v| v.has("lo"));
                 let fresh = end != cached_end;
-                let counted = lockedbox::stats().cached_slots == 0;
+                let counted = lockedmem::stats().cached_slots == 0;
                 drop(b);
                 match (locked_here && b_is_locked_check(), fresh, counted) {
                     (true, true, true) => 0,
@@ -125,14 +125,14 @@ fn a_large_slot_is_kept_wiped_and_given_back_by_trim() {
         let locked_kb = procfs::vm_lck_kb() - lck_before;
         assert!(locked_kb * 1024 >= LEN as u64, "{locked_kb} KiB locked");
         drop(a);
-        assert!(lockedbox::stats().cached_bytes >= LEN);
+        assert!(lockedmem::stats().cached_bytes >= LEN);
         assert_eq!(procfs::vm_lck_kb() - lck_before, locked_kb, "still locked");
         common::assert_locked_dontdump_guarded(end);
         let b = LockedBox::<[u8]>::new_zeroed_slice(LEN).unwrap();
         assert_eq!(end_of(&*b), end, "the same mapping came back");
         assert!(b.iter().all(|&x| x == 0), "wiped");
         drop(b);
-        lockedbox::trim();
+        lockedmem::trim();
         assert_eq!(procfs::perms_at(end - 1), None, "unmapped by trim");
         assert_eq!(procfs::vm_lck_kb(), lck_before, "unlocked by trim");
     });
@@ -142,8 +142,8 @@ fn a_large_slot_is_kept_wiped_and_given_back_by_trim() {
 #[test]
 fn with_caching_off_a_large_slot_is_unmapped_at_once() {
     let out = child::run("with_caching_off_a_large_slot_is_unmapped_at_once", || {
-        lockedbox::set_cache_limit(0);
-        assert_eq!(lockedbox::large_cache_limit(), 0);
+        lockedmem::set_cache_limit(0);
+        assert_eq!(lockedmem::large_cache_limit(), 0);
         let a = LockedBox::<[u8]>::new_zeroed_slice(600_000).unwrap();
         let end = end_of(&*a);
         drop(a);
@@ -163,11 +163,11 @@ fn a_cached_large_slot_yields_to_a_box_that_needs_the_lock() {
             let a = LockedBox::<[u8]>::new_zeroed_slice(600_000).unwrap();
             assert!(a.is_locked());
             drop(a);
-            assert!(lockedbox::stats().cached_bytes >= 600_000, "kept");
+            assert!(lockedmem::stats().cached_bytes >= 600_000, "kept");
             let b = Options::new().zeroed_slice::<u8>(700_000).unwrap();
             assert!(b.is_locked());
             assert!(procfs::vm_lck_kb() <= 1024);
-            assert!(lockedbox::stats().cached_bytes < 600_000, "given back");
+            assert!(lockedmem::stats().cached_bytes < 600_000, "given back");
         },
     );
     child::assert_success(&out);
@@ -192,7 +192,7 @@ fn caching_resumes_once_memlock_pressure_has_passed() {
         for _ in 0..5_000 {
             drop(LockedBox::<[u8; 32]>::new_zeroed().expect("a box"));
         }
-        let st = lockedbox::stats();
+        let st = lockedmem::stats();
         assert!(
             st.cached_slots > 0,
             "expected dropped slots cached again after the pressure passed, with 10 of 16 \

@@ -28,7 +28,7 @@ use common::traced::{
     CONTROL, announce_thread, assert_clean_death, can_trace, fill, in_child, leave_control, needle,
     needle_of, random_seed, ready, rest_forever, secret_byte, seed, spawn, wait_for_go,
 };
-use lockedbox::LockedBox;
+use lockedmem::LockedBox;
 
 /// Bytes of the secret copied between boxes.
 const BIG: usize = 1024;
@@ -68,7 +68,7 @@ enum Death {
 fn copying_child(death: Death) -> ! {
     let seed = seed();
     if let Death::SigtermOnCopier = death {
-        lockedbox::wipe_on_signals(&[libc::SIGTERM]).unwrap();
+        lockedmem::wipe_on_signals(&[libc::SIGTERM]).unwrap();
     }
     leave_control(seed);
     // The foreign frame: a thread copying the control pattern between two
@@ -125,7 +125,7 @@ fn copying_child(death: Death) -> ! {
     match death {
         Death::Abort => {
             wait_for_go();
-            lockedbox::wipe_all_and_abort();
+            lockedmem::wipe_all_and_abort();
         }
         Death::SigtermOnCopier => rest_forever(),
     }
@@ -226,7 +226,7 @@ fn the_wiping_thread_leaves_no_fragment_in_its_own_registers() {
         // in the wipe touches are loaded with the secret on purpose, as
         // other code (a cipher) may leave them.
         load_registers(&from[..]);
-        lockedbox::wipe_all_and_abort();
+        lockedmem::wipe_all_and_abort();
     }
     if !can_trace() {
         return;

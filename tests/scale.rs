@@ -10,7 +10,7 @@
 mod common;
 
 use common::{child, packed, procfs};
-use lockedbox::{Error, Isolation, LockedBox};
+use lockedmem::{Error, Isolation, LockedBox};
 
 #[test]
 fn a_thousand_packed_secrets_fit_in_64_kib_of_locked_memory() {
@@ -67,9 +67,9 @@ fn a_thousand_packed_secrets_fit_in_64_kib_of_locked_memory() {
                 ),
                 "{e:?}"
             );
-            assert_eq!(lockedbox::stats().packed_boxes, 1024);
+            assert_eq!(lockedmem::stats().packed_boxes, 1024);
             drop((boxes, rest, packed_one, page_one));
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!(procfs::vm_lck_kb(), base_kb);
             println!("1,024 packed 32-byte secrets in 64 KiB of locked memory");
         },
@@ -87,12 +87,12 @@ fn the_cache_gives_way_to_new_locks_under_the_limit() {
             .map(|_| LockedBox::<[u8; 32]>::new_zeroed().unwrap())
             .collect();
         drop(boxes);
-        assert_eq!(lockedbox::stats().cached_slots, 16);
+        assert_eq!(lockedmem::stats().cached_slots, 16);
         let b = packed()
             .zeroed::<[u8; 32]>()
             .expect("the cache gave its locked pages back");
         assert!(b.is_locked());
-        assert_eq!(lockedbox::stats().cached_slots, 0);
+        assert_eq!(lockedmem::stats().cached_slots, 0);
     });
     child::assert_success(&out);
 }
@@ -112,7 +112,7 @@ fn thirty_thousand_page_isolated_boxes_fit_under_the_default_map_count() {
                 "this test assumes the default vm.max_map_count or more"
             );
             drop(LockedBox::<u8>::new_zeroed().unwrap()); // fork detector
-            lockedbox::trim();
+            lockedmem::trim();
             let boxes: Vec<_> = (0..30_000)
                 .map(|i| {
                     LockedBox::<[u8; 32]>::new_zeroed().unwrap_or_else(|e| panic!("box {i}: {e}"))
@@ -125,7 +125,7 @@ fn thirty_thousand_page_isolated_boxes_fit_under_the_default_map_count() {
             );
             assert!(live as f64 / 30_000.0 <= 2.02, "{live} mappings");
             assert!(
-                lockedbox::stats().mappings >= live,
+                lockedmem::stats().mappings >= live,
                 "stats() bounds the mappings"
             );
             assert!(procfs::mapping_count() < 65_530);
@@ -136,9 +136,9 @@ fn thirty_thousand_page_isolated_boxes_fit_under_the_default_map_count() {
                 assert_eq!(procfs::perms_at(end - 1).as_deref(), Some("rw-p"));
                 assert_eq!(procfs::perms_at(end - 4097).as_deref(), Some("---p"));
             }
-            assert_eq!(lockedbox::stats().page_boxes, 30_000);
+            assert_eq!(lockedmem::stats().page_boxes, 30_000);
             drop(boxes);
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!(procfs::dontdump_mapping_count(), 0, "every slab unmapped");
         },
     );
@@ -167,15 +167,15 @@ fn a_million_packed_secrets_in_one_process() {
         println!("1,000,000 packed secrets: {pages} locked pages, {maps} mappings");
         assert!(maps < 1_000, "{maps} mappings");
         assert!(
-            lockedbox::stats().mappings >= maps,
+            lockedmem::stats().mappings >= maps,
             "stats() bounds the mappings"
         );
         for (i, b) in boxes.iter().enumerate().step_by(9_973) {
             assert_eq!(b[..4], (i as u32).to_ne_bytes());
         }
-        assert_eq!(lockedbox::stats().packed_boxes, 1_000_000);
+        assert_eq!(lockedmem::stats().packed_boxes, 1_000_000);
         drop(boxes);
-        lockedbox::trim();
+        lockedmem::trim();
         assert_eq!(procfs::vm_lck_kb(), base_kb);
         assert_eq!(procfs::dontdump_mapping_count(), 0, "every slab unmapped");
     });
@@ -193,7 +193,7 @@ fn a_million_best_effort_packed_secrets_under_64_kib() {
         common::become_unprivileged(64 * 1024);
         let base_kb = procfs::vm_lck_kb();
         let base_maps = procfs::mapping_count();
-        let opts = packed().lock(lockedbox::LockPolicy::BestEffort);
+        let opts = packed().lock(lockedmem::LockPolicy::BestEffort);
         let mut boxes = Vec::with_capacity(1_000_000);
         for i in 0..1_000_000u32 {
             let mut b = opts
@@ -210,7 +210,7 @@ fn a_million_best_effort_packed_secrets_under_64_kib() {
         let maps = procfs::mapping_count() - base_maps;
         println!("1,000,000 best-effort packed secrets under 64 KiB: {maps} new mappings");
         assert!(maps <= 300, "{maps} mappings");
-        let st = lockedbox::stats();
+        let st = lockedmem::stats();
         assert_eq!(st.packed_boxes, 1_000_000);
         assert_eq!(st.packed_boxes_unlocked, 1_000_000 - 1024);
         assert_eq!(st.page_boxes, 0, "none fell back to a page of its own");
@@ -221,7 +221,7 @@ fn a_million_best_effort_packed_secrets_under_64_kib() {
         // first 16 unlocked pages in their place.
         let rest = boxes.split_off(1024);
         drop(boxes);
-        lockedbox::trim();
+        lockedmem::trim();
         assert_eq!(
             procfs::vm_lck_kb() - base_kb,
             64,
@@ -233,9 +233,9 @@ fn a_million_best_effort_packed_secrets_under_64_kib() {
             rest[..1024].iter().all(LockedBox::is_locked),
             "first come first served"
         );
-        assert_eq!(lockedbox::stats().packed_boxes_unlocked, rest.len() - 1024);
+        assert_eq!(lockedmem::stats().packed_boxes_unlocked, rest.len() - 1024);
         drop(rest);
-        lockedbox::trim();
+        lockedmem::trim();
         assert_eq!(procfs::vm_lck_kb(), base_kb);
         assert_eq!(procfs::dontdump_mapping_count(), 0, "every slab unmapped");
     });
@@ -249,12 +249,12 @@ fn a_million_best_effort_packed_secrets_under_64_kib() {
 fn a_dropped_box_lets_an_unlocked_packed_page_lock() {
     let out = child::run("a_dropped_box_lets_an_unlocked_packed_page_lock", || {
         common::become_unprivileged(64 * 1024);
-        lockedbox::set_cache_limit(0);
+        lockedmem::set_cache_limit(0);
         let mut pages: Vec<_> = std::iter::from_fn(|| LockedBox::<[u8; 32]>::new_zeroed().ok())
             .take(100)
             .collect();
         assert!(pages.len() < 100, "the limit was reached");
-        let opts = packed().lock(lockedbox::LockPolicy::BestEffort);
+        let opts = packed().lock(lockedmem::LockPolicy::BestEffort);
         let b = opts.zeroed::<[u8; 32]>().unwrap();
         assert!(!b.is_locked());
         let vma = procfs::vma_at(b.as_ptr() as usize).unwrap();
@@ -263,7 +263,7 @@ fn a_dropped_box_lets_an_unlocked_packed_page_lock() {
         assert!(b.is_locked(), "locked once room was given back");
         let vma = procfs::vma_at(b.as_ptr() as usize).unwrap();
         assert!(vma.has("lo"), "{:?}", vma.flags);
-        assert_eq!(lockedbox::stats().packed_boxes_unlocked, 0);
+        assert_eq!(lockedmem::stats().packed_boxes_unlocked, 0);
     });
     child::assert_success(&out);
 }

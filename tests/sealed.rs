@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
 use common::{child, end_of, procfs, seccomp, start_of};
-use lockedbox::{ForkPolicy, LockedBox, Options, SealedBox};
+use lockedmem::{ForkPolicy, LockedBox, Options, SealedBox};
 
 /// Permissions of the data pages of the box whose value ends at `end`.
 fn perms(end: usize) -> String {
@@ -119,15 +119,15 @@ fn dropping_a_sealed_box_wipes_and_unmaps_without_faulting() {
     child::assert_success(&child::run(
         "dropping_a_sealed_box_wipes_and_unmaps_without_faulting",
         || {
-            lockedbox::set_cache_limit(0);
+            lockedmem::set_cache_limit(0);
             drop(LockedBox::<u8>::new_zeroed().unwrap()); // fork detector
-            lockedbox::trim();
+            lockedmem::trim();
             let (maps, lck) = (procfs::mapping_count(), procfs::vm_lck_kb());
             let (sealed, end) = sealed_secret();
             assert_eq!(perms(end), "---p");
             drop(sealed);
             assert_eq!(perms(end), "---p", "closed: guard space again");
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!(procfs::perms_at(end - 1), None, "unmapped");
             assert_eq!((procfs::mapping_count(), procfs::vm_lck_kb()), (maps, lck));
             // And with a read guard forgotten: pages left readable, still fine.
@@ -139,7 +139,7 @@ fn dropping_a_sealed_box_wipes_and_unmaps_without_faulting() {
                 "a forgotten guard leaves the pages readable"
             );
             drop(sealed);
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!((procfs::mapping_count(), procfs::vm_lck_kb()), (maps, lck));
         },
     ));
@@ -181,7 +181,7 @@ fn unseal_catches_a_smashed_canary() {
     let err = child::stderr(&out);
     assert!(
         err.lines()
-            .any(|l| l.starts_with("lockedbox:") && l.contains("canary")),
+            .any(|l| l.starts_with("lockedmem:") && l.contains("canary")),
         "{err}"
     );
     assert!(!child::stdout(&out).contains("unseal returned"));
@@ -224,7 +224,7 @@ fn a_first_borrow_does_make_the_call() {
     assert!(!out.status.success());
     let err = child::stderr(&out);
     assert!(
-        err.contains("lockedbox: mprotect(PROT_READ) of a sealed box failed"),
+        err.contains("lockedmem: mprotect(PROT_READ) of a sealed box failed"),
         "{err}"
     );
     assert!(err.contains("Cannot allocate memory"), "{err}");

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::secretmem::{available, secret, secret_fds, secret_maps, secret_packed};
 use common::{child, procfs, start_of};
-use lockedbox::{Backing, Error, ForkPolicy, Isolation, LockedBox, Options};
+use lockedmem::{Backing, Error, ForkPolicy, Isolation, LockedBox, Options};
 
 /// The VMA at `addr` is a mapping of a secret memory file, locked (`lo`)
 /// and never dumped (`dd`).
@@ -28,7 +28,7 @@ fn assert_secret_vma(addr: usize) {
     assert!(vma.has("lo") && vma.has("dd"), "{:?}", vma.flags);
 }
 
-const HOLDER: &str = "LOCKEDBOX_SECRETMEM_HOLDER";
+const HOLDER: &str = "LOCKEDMEM_SECRETMEM_HOLDER";
 
 /// The three ways a root process reads another's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +239,7 @@ fn a_thousand_packed_secret_memory_secrets_fit_in_64_kib() {
             assert!(boxes.len() >= 1000, "{} boxes", boxes.len());
             assert!(boxes.iter().all(|b| b.backing() == Backing::SecretMem));
             assert_eq!(procfs::vm_lck_kb() - base_kb, 64, "the limit, charged");
-            assert_eq!(lockedbox::locked_bytes(), 64 * 1024);
+            assert_eq!(lockedmem::locked_bytes(), 64 * 1024);
             for (i, b) in boxes.iter().enumerate() {
                 assert!(b.iter().all(|&x| x == i.to_le_bytes()[0]));
             }
@@ -247,15 +247,15 @@ fn a_thousand_packed_secret_memory_secrets_fit_in_64_kib() {
             // locked either here, so BestEffort makes it unlocked.
             let b = Options::new()
                 .backing(Backing::PreferSecretMem)
-                .lock(lockedbox::LockPolicy::BestEffort)
+                .lock(lockedmem::LockPolicy::BestEffort)
                 .zeroed::<[u8; 32]>()
                 .unwrap();
             assert_eq!(b.backing(), Backing::Anonymous);
             assert!(!b.is_locked());
             drop((boxes, b));
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!(procfs::vm_lck_kb(), base_kb, "nothing left charged");
-            assert_eq!(lockedbox::locked_bytes(), 0);
+            assert_eq!(lockedmem::locked_bytes(), 0);
             let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
             let left: Vec<&str> = maps.lines().filter(|l| l.contains(" /secretmem")).collect();
             assert!(left.is_empty(), "every secret file unmapped: {left:#?}");
@@ -293,7 +293,7 @@ fn refused_by_seccomp(test: &str, errno: i32) {
             assert!(vma.path.is_empty(), "anonymous: {vma:?}");
             assert!(vma.has("dc"), "the fork policy is Exclude: {:?}", vma.flags);
         }
-        assert!(!matches!(lockedbox::Host::probe().memfd_secret, Ok(true)));
+        assert!(!matches!(lockedmem::Host::probe().memfd_secret, Ok(true)));
     });
     child::assert_success(&out);
 }
@@ -346,7 +346,7 @@ fn sealing_vectors_and_the_allocator_work_on_secret_memory() {
     // The allocator.
     #[cfg(feature = "allocator-api2")]
     {
-        let alloc = lockedbox::LockedAlloc::new().backing(Backing::SecretMem);
+        let alloc = lockedmem::LockedAlloc::new().backing(Backing::SecretMem);
         let mut blocks = allocator_api2::vec::Vec::<u64, _>::new_in(alloc);
         blocks.resize(10_000, 9);
         assert_secret_vma(blocks.as_ptr() as usize);
@@ -400,12 +400,12 @@ fn a_fork_child_drops_inherited_secret_boxes_and_makes_its_own() {
                 if mine.iter().any(|&x| x != 9) || mine_packed.iter().any(|&x| x != 9) {
                     return 22;
                 }
-                if lockedbox::locked_bytes() != procfs::vm_lck_bytes() {
+                if lockedmem::locked_bytes() != procfs::vm_lck_bytes() {
                     return 23;
                 }
                 drop((mine, mine_packed, mine_solo));
-                lockedbox::trim();
-                if secret_fds() != 0 || lockedbox::locked_bytes() != 0 {
+                lockedmem::trim();
+                if secret_fds() != 0 || lockedmem::locked_bytes() != 0 {
                     return 24;
                 }
                 10
@@ -476,7 +476,7 @@ fn a_fork_racing_a_new_secret_file_does_not_inherit_its_descriptor() {
             if !available() {
                 return;
             }
-            lockedbox::set_cache_limit(0);
+            lockedmem::set_cache_limit(0);
             // Each box is a new secret file (a mapping of its own,
             // unmapped and closed again when it is dropped).
             let (fds, maps) = fork_while(3000, || {
@@ -500,7 +500,7 @@ fn a_fork_racing_a_secret_run_being_mapped_does_not_inherit_it() {
             if !available() {
                 return;
             }
-            lockedbox::set_cache_limit(0);
+            lockedmem::set_cache_limit(0);
             // One slab (and file) stays; each box maps a run of it anew.
             let _keep = secret().zeroed::<[u8; 32]>().unwrap();
             let (fds, maps) = fork_while(3000, || {

@@ -10,14 +10,14 @@ mod common;
 
 use common::secretmem::{available, prefer, secret, secret_fds, secret_maps, secret_packed};
 use common::{child, procfs, start_of};
-use lockedbox::{Backing, Error, Isolation, LockPolicy, LockedBox, Options};
+use lockedmem::{Backing, Error, Isolation, LockPolicy, LockedBox, Options};
 
 /// The crate's count of locked bytes is the kernel's, less what was locked
 /// before the first box (`base`).
 #[track_caller]
 fn assert_counts_agree(base: usize, what: &str) {
     assert_eq!(
-        lockedbox::locked_bytes(),
+        lockedmem::locked_bytes(),
         procfs::vm_lck_bytes() - base,
         "{what}: locked_bytes() against VmLck"
     );
@@ -42,9 +42,9 @@ fn secret_files_are_closed_once_nothing_is_live_and_trimmed() {
             v.try_extend_from_slice(&[1; 20_000]).unwrap();
             assert!(secret_fds() >= 3, "{} secret files", secret_fds());
             drop((page, packed, solo, v));
-            lockedbox::trim();
+            lockedmem::trim();
             assert_eq!(secret_maps(), 0, "every secret file unmapped");
-            assert_eq!(lockedbox::locked_bytes(), 0);
+            assert_eq!(lockedmem::locked_bytes(), 0);
             assert_eq!(
                 secret_fds(),
                 0,
@@ -63,7 +63,7 @@ fn solo_secret_boxes_made_and_dropped_leave_no_descriptor_open() {
             if !available() {
                 return;
             }
-            lockedbox::set_cache_limit(0);
+            lockedmem::set_cache_limit(0);
             // Each box above 256 KiB is a mapping and a secret file of its own,
             // unmapped when it is dropped (no cache).
             for _ in 0..64 {
@@ -103,8 +103,8 @@ fn a_dropped_secret_is_gone_from_the_file_when_its_slot_is_reused() {
             if !available() {
                 return;
             }
-            for cache in [0, lockedbox::DEFAULT_CACHE_LIMIT] {
-                lockedbox::set_cache_limit(cache);
+            for cache in [0, lockedmem::DEFAULT_CACHE_LIMIT] {
+                lockedmem::set_cache_limit(cache);
                 for sealed in [false, true] {
                     let (a, b, zero) = next_box_is_zero::<4000>(&secret(), sealed);
                     assert_eq!(a, b, "cache {cache}: the same slot again");
@@ -127,7 +127,7 @@ fn a_dropped_secret_is_gone_from_the_file_when_its_slot_is_reused() {
                     let b = secret_packed().zeroed_slice::<u8>(len).unwrap();
                     assert!(b.iter().all(|&x| x == 0), "cache {cache}: {len} bytes");
                 }
-                lockedbox::trim();
+                lockedmem::trim();
             }
         },
     );
@@ -140,7 +140,7 @@ fn locked_bytes_is_vm_lck_through_every_secret_path() {
         if !available() {
             return;
         }
-        let base = procfs::vm_lck_bytes() - lockedbox::locked_bytes();
+        let base = procfs::vm_lck_bytes() - lockedmem::locked_bytes();
         let page = secret().zeroed::<[u8; 32]>().unwrap();
         assert_counts_agree(base, "page");
         let packed = secret_packed().zeroed::<[u8; 32]>().unwrap();
@@ -167,9 +167,9 @@ fn locked_bytes_is_vm_lck_through_every_secret_path() {
         .join()
         .unwrap();
         assert_counts_agree(base, "a thread exited");
-        lockedbox::trim();
+        lockedmem::trim();
         assert_counts_agree(base, "trimmed");
-        assert_eq!(lockedbox::locked_bytes(), 0);
+        assert_eq!(lockedmem::locked_bytes(), 0);
         assert_eq!(secret_maps(), 0);
     });
     child::assert_success(&out);
@@ -218,7 +218,7 @@ fn sixteen_secret_pages_fit_in_64_kib_shared_with_anonymous_boxes_and_all_come_b
             drop(b);
             // Half back: anonymous and secret boxes share the room.
             boxes.truncate(8);
-            lockedbox::trim();
+            lockedmem::trim();
             assert_counts_agree(base, "half");
             let mut anon = Vec::new();
             for _ in 0..4 {
@@ -239,8 +239,8 @@ fn sixteen_secret_pages_fit_in_64_kib_shared_with_anonymous_boxes_and_all_come_b
             let b = prefer().zeroed::<[u8; 32]>();
             assert!(matches!(b, Err(Error::MemlockLimit { .. })), "{b:?}");
             drop((boxes, anon));
-            lockedbox::trim();
-            assert_eq!(lockedbox::locked_bytes(), 0);
+            lockedmem::trim();
+            assert_eq!(lockedmem::locked_bytes(), 0);
             assert_eq!(procfs::vm_lck_bytes(), base);
             assert_eq!(secret_maps(), 0);
         },
@@ -256,7 +256,7 @@ fn threads_making_and_dropping_secret_boxes_leave_nothing_behind() {
             if !available() {
                 return;
             }
-            let base = procfs::vm_lck_bytes() - lockedbox::locked_bytes();
+            let base = procfs::vm_lck_bytes() - lockedmem::locked_bytes();
             let threads: Vec<_> = (0..8u8)
                 .map(|t| {
                     std::thread::spawn(move || {
@@ -283,9 +283,9 @@ fn threads_making_and_dropping_secret_boxes_leave_nothing_behind() {
                 t.join().unwrap();
             }
             assert_counts_agree(base, "threads gone");
-            lockedbox::trim();
+            lockedmem::trim();
             assert_counts_agree(base, "trimmed");
-            assert_eq!(lockedbox::locked_bytes(), 0);
+            assert_eq!(lockedmem::locked_bytes(), 0);
             assert_eq!(secret_maps(), 0);
             assert_eq!(secret_fds(), 0);
         },
@@ -301,7 +301,7 @@ fn out_of_descriptors_secret_memory_is_an_error_naming_the_call_and_prefer_uses_
             if !available() {
                 return;
             }
-            let base = procfs::vm_lck_bytes() - lockedbox::locked_bytes();
+            let base = procfs::vm_lck_bytes() - lockedmem::locked_bytes();
             let nofile = |cur: u64| {
                 let lim = libc::rlimit {
                     rlim_cur: cur,
@@ -344,8 +344,8 @@ fn out_of_descriptors_secret_memory_is_an_error_naming_the_call_and_prefer_uses_
             assert!(b2.is_locked());
             drop(b2);
             drop((boxes, b));
-            lockedbox::trim();
-            assert_eq!(lockedbox::locked_bytes(), 0);
+            lockedmem::trim();
+            assert_eq!(lockedmem::locked_bytes(), 0);
             assert_eq!(secret_fds(), 0);
         },
     );

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::process::Command;
 
 use common::{child, memscan, procfs, start_of};
-use lockedbox::serde::{Base64, Hex, with_options};
-use lockedbox::{Backing, Isolation, LockPolicy, LockedBox, LockedString, LockedVec, Options};
+use lockedmem::serde::{Base64, Hex, with_options};
+use lockedmem::{Backing, Isolation, LockPolicy, LockedBox, LockedString, LockedVec, Options};
 use serde::de::DeserializeSeed;
 use zeroize::Zeroize;
 
@@ -210,23 +210,23 @@ struct Raw {
 
 #[derive(serde::Deserialize)]
 struct Encoded {
-    #[serde(with = "lockedbox::serde::hex")]
+    #[serde(with = "lockedmem::serde::hex")]
     hex_box: LockedBox<[u8; 4]>,
-    #[serde(with = "lockedbox::serde::hex")]
+    #[serde(with = "lockedmem::serde::hex")]
     hex_vec: LockedVec<u8>,
-    #[serde(with = "lockedbox::serde::base64")]
+    #[serde(with = "lockedmem::serde::base64")]
     b64_box: LockedBox<[u8; 5]>,
-    #[serde(with = "lockedbox::serde::base64")]
+    #[serde(with = "lockedmem::serde::base64")]
     b64_vec: LockedVec<u8>,
-    #[serde(with = "lockedbox::serde::base64")]
+    #[serde(with = "lockedmem::serde::base64")]
     b64_str: LockedString,
-    #[serde(deserialize_with = "lockedbox::serde::hex::deserialize")]
+    #[serde(deserialize_with = "lockedmem::serde::hex::deserialize")]
     hex_str: LockedString,
-    #[serde(default, with = "lockedbox::serde::hex")]
+    #[serde(default, with = "lockedmem::serde::hex")]
     missing: Option<LockedBox<[u8; 2]>>,
-    #[serde(with = "lockedbox::serde::hex")]
+    #[serde(with = "lockedmem::serde::hex")]
     null: Option<LockedBox<[u8; 2]>>,
-    #[serde(with = "lockedbox::serde::base64")]
+    #[serde(with = "lockedmem::serde::base64")]
     some: Option<LockedVec<u8>>,
 }
 
@@ -293,9 +293,9 @@ fn options_reach_every_path() {
     #[derive(serde::Deserialize)]
     struct Mixed {
         plain: LockedBox<[u8; 2]>,
-        #[serde(with = "lockedbox::serde::hex")]
+        #[serde(with = "lockedmem::serde::hex")]
         hex: LockedBox<[u8; 2]>,
-        #[serde(with = "lockedbox::serde::base64")]
+        #[serde(with = "lockedmem::serde::base64")]
         b64: Option<LockedBox<[u8; 2]>>,
         map: HashMap<String, Hex<LockedBox<[u8; 2]>>>,
         list: Vec<Base64<LockedBox<[u8; 2]>>>,
@@ -343,7 +343,7 @@ fn options_reach_every_path() {
     assert_eq!(b.isolation(), Isolation::Page);
 
     // The vector and the string take them too (seen through the backing).
-    if lockedbox::Host::probe().memfd_secret.ok() != Some(true) {
+    if lockedmem::Host::probe().memfd_secret.ok() != Some(true) {
         return common::skip("memfd_secret(2) unavailable: the backing part is not checked");
     }
     let (v, s, h): (LockedVec<u8>, LockedString, Base64<LockedString>) =
@@ -491,7 +491,7 @@ fn each_path_leaves_one_copy() {
         // Encoded: field helpers, wrappers, a seed, options.
         #[derive(serde::Deserialize)]
         struct Fields {
-            #[serde(with = "lockedbox::serde::hex")]
+            #[serde(with = "lockedmem::serde::hex")]
             hex_box: LockedBox<[u8; 32]>,
         }
         scan_path(
@@ -567,7 +567,7 @@ fn each_path_leaves_one_copy() {
         #[serde(tag = "kind")]
         enum Tagged {
             Key {
-                #[serde(with = "lockedbox::serde::base64")]
+                #[serde(with = "lockedmem::serde::base64")]
                 key: LockedVec<u8>,
             },
         }
@@ -610,7 +610,7 @@ fn each_path_leaves_one_copy() {
 
         // Secret memory: the box is out of the scan's reach (0 copies
         // seen), and nothing else holds the bytes.
-        if lockedbox::Host::probe().memfd_secret.ok() == Some(true) {
+        if lockedmem::Host::probe().memfd_secret.ok() == Some(true) {
             scan_path(
                 Case {
                     in_box: 0,
@@ -703,7 +703,7 @@ fn best_effort_past_the_limit_leaves_one_copy() {
         );
         #[derive(serde::Deserialize)]
         struct Field {
-            #[serde(with = "lockedbox::serde::base64")]
+            #[serde(with = "lockedmem::serde::base64")]
             t: LockedBox<[u8; 32]>,
         }
         scan_path(
@@ -767,19 +767,19 @@ fn fifty_thousand_tokens_load_without_lock_churn() {
     }
     if Command::new("strace").arg("-V").output().is_err() {
         assert!(
-            std::env::var_os("LOCKEDBOX_REQUIRE_STRACE").is_none(),
-            "strace is required (LOCKEDBOX_REQUIRE_STRACE is set) but not installed"
+            std::env::var_os("LOCKEDMEM_REQUIRE_STRACE").is_none(),
+            "strace is required (LOCKEDMEM_REQUIRE_STRACE is set) but not installed"
         );
         return common::skip("strace is not installed; install it to count system calls");
     }
-    let trace_file = std::env::temp_dir().join(format!("lockedbox-serde-{}", std::process::id()));
+    let trace_file = std::env::temp_dir().join(format!("lockedmem-serde-{}", std::process::id()));
     let out = Command::new("strace")
         .args(["-f", "-o"])
         .arg(&trace_file)
         .args(["-e", "trace=mlock,munlock"])
         .arg(std::env::current_exe().unwrap())
         .args([NAME, "--exact", "--test-threads=1", "--nocapture"])
-        .env("LOCKEDBOX_TEST_CHILD", NAME)
+        .env("LOCKEDMEM_TEST_CHILD", NAME)
         .output()
         .expect("run strace");
     child::assert_success(&out);

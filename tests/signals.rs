@@ -6,7 +6,7 @@
 mod common;
 
 use common::child;
-use lockedbox::{Error, Signal};
+use lockedmem::{Error, Signal};
 
 /// The signals this process catches, from the kernel's `SigCgt` mask.
 fn caught() -> u64 {
@@ -33,16 +33,16 @@ fn named_signals_are_caught_afterwards() {
         // A refused signal (past SIGRTMAX) installs nothing, not even the
         // valid ones before it.
         let past = u8::try_from(libc::SIGRTMAX() - libc::SIGRTMIN() + 1).unwrap();
-        let e = lockedbox::wipe_on_signals(&[Signal::TERM, Signal::realtime(past)]).unwrap_err();
+        let e = lockedmem::wipe_on_signals(&[Signal::TERM, Signal::realtime(past)]).unwrap_err();
         assert!(matches!(e, Error::UnsupportedSignal { .. }), "{e:?}");
         assert_eq!(caught(), before);
-        lockedbox::wipe_on_signals(&wanted).unwrap();
+        lockedmem::wipe_on_signals(&wanted).unwrap();
         let after = caught();
         for &s in &wanted {
             assert_ne!(after & bit(s), 0, "{s:?} not caught");
         }
         // Numbers still work.
-        lockedbox::wipe_on_signals(&[libc::SIGUSR1]).unwrap();
+        lockedmem::wipe_on_signals(&[libc::SIGUSR1]).unwrap();
         assert_ne!(caught() & bit(Signal::USR1), 0);
     });
     child::assert_success(&out);

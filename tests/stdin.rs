@@ -11,9 +11,9 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 use common::memscan;
-use lockedbox::LockedString;
+use lockedmem::LockedString;
 
-const CHILD: &str = "LOCKEDBOX_STDIN_TEST_CHILD";
+const CHILD: &str = "LOCKEDMEM_STDIN_TEST_CHILD";
 const LEN: usize = 48;
 const REST: &[u8] = b"the rest of the pipe\n";
 
@@ -60,14 +60,14 @@ fn raw_stdin_leaves_one_copy_and_the_rest_of_the_pipe() {
     if !is_child(NAME) {
         return run_with_piped_secret(NAME);
     }
-    let line = LockedString::read_line(lockedbox::raw_stdin(), 1024).unwrap();
+    let line = LockedString::read_line(lockedmem::raw_stdin(), 1024).unwrap();
     assert_eq!(line.len(), LEN);
     assert!(line.is_locked());
     assert_eq!(memscan::count(&needle()), 1, "only in the string");
     drop(line);
     assert_eq!(memscan::count(&needle()), 0, "none after the drop");
     let mut rest = Vec::new();
-    lockedbox::raw_stdin().read_to_end(&mut rest).unwrap();
+    lockedmem::raw_stdin().read_to_end(&mut rest).unwrap();
     assert_eq!(rest, REST, "the rest of the pipe, unread until now");
     std::process::exit(0);
 }
@@ -93,7 +93,7 @@ fn std_stdin_leaves_a_copy_behind() {
         "std's buffer still holds the secret"
     );
     let mut rest = Vec::new();
-    lockedbox::raw_stdin().read_to_end(&mut rest).unwrap();
+    lockedmem::raw_stdin().read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "std read the rest of the pipe ahead");
     std::process::exit(0);
 }

@@ -9,9 +9,9 @@ mod common;
 use std::process::Command;
 
 use common::child;
-use lockedbox::{Isolation, LockedBox, Options};
+use lockedmem::{Isolation, LockedBox, Options};
 
-const CHILD_VAR: &str = "LOCKEDBOX_TEST_CHILD";
+const CHILD_VAR: &str = "LOCKEDMEM_TEST_CHILD";
 
 fn marker(n: i32) {
     // SAFETY: closing an invalid descriptor only returns EBADF.
@@ -63,13 +63,13 @@ fn calls_between(trace: &str, from: i32, to: i32) -> Vec<String> {
 #[test]
 fn each_path_makes_the_expected_calls() {
     if std::env::var(CHILD_VAR).as_deref() == Ok("syscalls") {
-        lockedbox::set_cache_limit(0);
+        lockedmem::set_cache_limit(0);
         cycle_page(); // maps a slab (kept while empty) and the fork detector
         cycle_packed(); // opens a packed page
         marker(1001);
         cycle_page();
         marker(1002);
-        lockedbox::set_cache_limit(lockedbox::DEFAULT_CACHE_LIMIT);
+        lockedmem::set_cache_limit(lockedmem::DEFAULT_CACHE_LIMIT);
         cycle_page(); // now the slot stays in the cache
         marker(1003);
         for _ in 0..100 {
@@ -97,13 +97,13 @@ fn each_path_makes_the_expected_calls() {
     }
     if Command::new("strace").arg("-V").output().is_err() {
         assert!(
-            std::env::var_os("LOCKEDBOX_REQUIRE_STRACE").is_none(),
-            "strace is required (LOCKEDBOX_REQUIRE_STRACE is set) but not installed"
+            std::env::var_os("LOCKEDMEM_REQUIRE_STRACE").is_none(),
+            "strace is required (LOCKEDMEM_REQUIRE_STRACE is set) but not installed"
         );
         common::skip("strace is not installed; install it to count system calls");
         return;
     }
-    let trace_file = std::env::temp_dir().join(format!("lockedbox-strace-{}", std::process::id()));
+    let trace_file = std::env::temp_dir().join(format!("lockedmem-strace-{}", std::process::id()));
     let out = Command::new("strace")
         .args(["-f", "-o"])
         .arg(&trace_file)

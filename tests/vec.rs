@@ -10,7 +10,7 @@ use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use common::{child, memscan, procfs};
-use lockedbox::{Error, LockedString, LockedVec};
+use lockedmem::{Error, LockedString, LockedVec};
 
 /// The secret's bytes: a xorshift stream, so the tests never hold the
 /// secret in ordinary memory (each byte is made when it is written).
@@ -278,7 +278,7 @@ fn decoding_hex_and_base64_leaves_one_copy() {
     let out = child::run("decoding_hex_and_base64_leaves_one_copy", || {
         let (s1, s2, s3) = (0x111, 0x222, 0x333);
         let hex = hex_of(s1, 64);
-        let boxed = lockedbox::LockedBox::<[u8; 64]>::from_hex(&hex).unwrap();
+        let boxed = lockedmem::LockedBox::<[u8; 64]>::from_hex(&hex).unwrap();
         let vec = LockedVec::from_hex(&hex_of(s2, 1000)).unwrap();
         let b64 = LockedVec::from_base64(&base64_of(s3, 1000)).unwrap();
         assert_eq!(vec.len(), 1000);
@@ -296,7 +296,7 @@ fn decoding_hex_and_base64_leaves_one_copy() {
         // A bad digit anywhere: an error, and nothing of it left behind.
         let mut bad = hex_of(s1, 64);
         bad.replace_range(100..101, "g");
-        assert!(lockedbox::LockedBox::<[u8; 64]>::from_hex(&bad).is_err());
+        assert!(lockedmem::LockedBox::<[u8; 64]>::from_hex(&bad).is_err());
         assert_eq!(memscan::count(&needle(s1, 0)), 0, "wiped after the error");
     });
     expect_ok(&out);
@@ -304,7 +304,7 @@ fn decoding_hex_and_base64_leaves_one_copy() {
 
 #[test]
 fn options_decide_every_growth_and_seal_moves_to_a_sealed_box() {
-    use lockedbox::{ForkPolicy, Isolation, Options};
+    use lockedmem::{ForkPolicy, Isolation, Options};
     let mut v = Options::new()
         .isolation(Isolation::Packed)
         .fork(ForkPolicy::Exclude)
@@ -336,7 +336,7 @@ fn options_decide_every_growth_and_seal_moves_to_a_sealed_box() {
 
 #[test]
 fn try_new_with_takes_the_callers_error_type_and_wipes_on_error() {
-    use lockedbox::{InitError, LockedBox, Options};
+    use lockedmem::{InitError, LockedBox, Options};
     #[derive(Debug, PartialEq)]
     struct BadKeyFile(u32);
     let out = child::run(
@@ -362,7 +362,7 @@ fn try_new_with_takes_the_callers_error_type_and_wipes_on_error() {
                 })
                 .unwrap();
             assert_eq!(*ok, [3; 8]);
-            // `?` into io::Error and lockedbox::Error.
+            // `?` into io::Error and lockedmem::Error.
             fn io() -> std::io::Result<LockedBox<[u8; 4]>> {
                 let mut src: &[u8] = b"abcd";
                 let key = LockedBox::<[u8; 4]>::try_new_with(|k| {
@@ -404,7 +404,7 @@ fn truncate_wipes_even_when_drop_panics() {
     #[repr(C)]
     struct Noisy([u8; 16]);
     // SAFETY: bytes only; zeros are a valid value.
-    unsafe impl lockedbox::Plain for Noisy {}
+    unsafe impl lockedmem::Plain for Noisy {}
     impl Drop for Noisy {
         fn drop(&mut self) {
             if self.0[0] == 0xee {

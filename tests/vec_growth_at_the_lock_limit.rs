@@ -6,7 +6,7 @@
 mod common;
 
 use common::{child, procfs};
-use lockedbox::{Error, LockedVec};
+use lockedmem::{Error, LockedVec};
 
 /// Pushes bytes until the vector is refused for the limit; its length then.
 fn grow_until_refused() -> usize {

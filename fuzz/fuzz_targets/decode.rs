@@ -19,7 +19,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use lockedbox::{Error, LockedBox, LockedVec};
+use lockedmem::{Error, LockedBox, LockedVec};
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const HEXL: &[u8; 16] = b"0123456789abcdef";

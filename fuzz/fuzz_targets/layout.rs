@@ -1,4 +1,4 @@
-//! Fuzzes `Layout::new` through `lockedbox::fuzzing::layout`, which panics if
+//! Fuzzes `Layout::new` through `lockedmem::fuzzing::layout`, which panics if
 //! a layout breaks an invariant or a refusal was not justified.
 //!
 //! The raw bytes are turned into `(size, align, page)` with a bias towards the
@@ -16,7 +16,7 @@ const CANARY_LEN: usize = 16;
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
     if let Ok((size, align, page)) = input(&mut u) {
-        lockedbox::fuzzing::layout(size, align, page);
+        lockedmem::fuzzing::layout(size, align, page);
     }
 });
 

@@ -19,7 +19,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use lockedbox::{ForkPolicy, Isolation, LockPolicy, LockedBox, Options, Plain, SealedBox};
+use lockedmem::{ForkPolicy, Isolation, LockPolicy, LockedBox, Options, Plain, SealedBox};
 
 /// Operations per run; the rest of a longer input is ignored.
 const MAX_OPS: usize = 64;
@@ -168,7 +168,7 @@ enum Op {
         packed: bool,
         how: How,
     },
-    /// `lockedbox::trim()`: gives back cached slots and empty packed pages;
+    /// `lockedmem::trim()`: gives back cached slots and empty packed pages;
     /// live boxes must not notice.
     Trim,
     Write {
@@ -241,7 +241,7 @@ enum Op {
 }
 
 /// A live box, its model, and what it was made with.
-struct Slot<T: ?Sized + lockedbox::Plain, M> {
+struct Slot<T: ?Sized + lockedmem::Plain, M> {
     b: LockedBox<T>,
     model: M,
     lock: LockPolicy,
@@ -263,7 +263,7 @@ struct State {
     slices: Vec<SliceSlot>,
     sized: Vec<SizedSlot>,
     sealed: Vec<SealedSlot>,
-    /// `lockedbox::locked_bytes()` before the run, after a trim.
+    /// `lockedmem::locked_bytes()` before the run, after a trim.
     baseline: usize,
 }
 
@@ -283,8 +283,8 @@ impl State {
             sized: Vec::new(),
             sealed: Vec::new(),
             baseline: {
-                lockedbox::trim();
-                lockedbox::locked_bytes()
+                lockedmem::trim();
+                lockedmem::locked_bytes()
             },
         }
     }
@@ -464,7 +464,7 @@ impl State {
                 drop(s.b);
             }
             Op::Trim => {
-                lockedbox::trim();
+                lockedmem::trim();
                 for i in 0..self.slices.len() {
                     self.check_slice(i);
                 }
@@ -599,15 +599,15 @@ impl State {
             + self.sized.iter().filter(|s| page(&s.isolation)).count()
             + self.sealed.len();
         let packed_boxes = self.slices.len() + self.sized.len() + self.sealed.len() - page_boxes;
-        let st = lockedbox::stats();
+        let st = lockedmem::stats();
         assert_eq!(
             (st.page_boxes, st.packed_boxes),
             (page_boxes, packed_boxes),
             "stats() does not count the live boxes: {st:?}"
         );
-        assert_eq!(st.locked_bytes, lockedbox::locked_bytes());
+        assert_eq!(st.locked_bytes, lockedmem::locked_bytes());
         assert!(
-            st.cached_bytes <= lockedbox::cache_limit(),
+            st.cached_bytes <= lockedmem::cache_limit(),
             "cache over its limit: {st:?}"
         );
         assert!(st.locked_bytes >= st.cached_bytes);
@@ -636,15 +636,15 @@ impl State {
         for s in self.sized.drain(..) {
             drop(s.b);
         }
-        let st = lockedbox::stats();
+        let st = lockedmem::stats();
         assert_eq!((st.page_boxes, st.packed_boxes), (0, 0), "{st:?}");
-        lockedbox::trim();
+        lockedmem::trim();
         assert_eq!(
-            lockedbox::locked_bytes(),
+            lockedmem::locked_bytes(),
             self.baseline,
             "locked bytes leaked"
         );
-        let st = lockedbox::stats();
+        let st = lockedmem::stats();
         assert_eq!(
             (st.cached_slots, st.mappings),
             (0, 0),
@@ -662,7 +662,7 @@ fn check_lock_sealed(b: &SealedBox<[u8]>, lock: LockPolicy) {
     }
 }
 
-fn check_lock<T: ?Sized + lockedbox::Plain>(b: &LockedBox<T>, lock: LockPolicy) {
+fn check_lock<T: ?Sized + lockedmem::Plain>(b: &LockedBox<T>, lock: LockPolicy) {
     if lock == LockPolicy::Require {
         assert!(b.is_locked(), "a LockPolicy::Require box is not locked");
     }

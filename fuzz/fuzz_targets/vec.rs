@@ -22,7 +22,7 @@ use std::io::Write;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use lockedbox::{Error, LockedString, LockedVec};
+use lockedmem::{Error, LockedString, LockedVec};
 use zeroize::Zeroize;
 
 /// Operations per run; the rest of a longer input is ignored.

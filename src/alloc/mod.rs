@@ -184,11 +184,11 @@ pub(crate) fn largest_ready(max_data_len: usize, kind: Kind) -> Option<usize> {
 /// not inherited, and boxes the child inherited are not counted there.
 ///
 /// ```
-/// let before = lockedbox::locked_bytes();
-/// let key = lockedbox::LockedBox::<[u8; 32]>::new_zeroed()?;
-/// assert!(lockedbox::locked_bytes() >= before + 4096);
+/// let before = lockedmem::locked_bytes();
+/// let key = lockedmem::LockedBox::<[u8; 32]>::new_zeroed()?;
+/// assert!(lockedmem::locked_bytes() >= before + 4096);
 /// drop(key);
-/// # Ok::<(), lockedbox::Error>(())
+/// # Ok::<(), lockedmem::Error>(())
 /// ```
 pub fn locked_bytes() -> usize {
     pool().locked.get()

@@ -445,7 +445,7 @@ impl Mapping {
                     Some(entry) => this.entry = entry,
                     None => {
                         eprintln!(
-                            "lockedbox: no room to keep a mapping in the registry of the last \
+                            "lockedmem: no room to keep a mapping in the registry of the last \
                              wipe; aborting rather than leaving memory it would miss"
                         );
                         std::process::abort();

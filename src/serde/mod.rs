@@ -14,7 +14,7 @@
 //! # The three types, as they are
 //!
 //! ```
-//! use lockedbox::{LockedBox, LockedString, LockedVec};
+//! use lockedmem::{LockedBox, LockedString, LockedVec};
 //!
 //! #[derive(serde::Deserialize)]
 //! struct Config {
@@ -78,14 +78,14 @@
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use lockedbox::{LockedBox, LockedVec};
-//! use lockedbox::serde::Hex;
+//! use lockedmem::{LockedBox, LockedVec};
+//! use lockedmem::serde::Hex;
 //!
 //! #[derive(serde::Deserialize)]
 //! struct Service {
-//!     #[serde(with = "lockedbox::serde::hex")]
+//!     #[serde(with = "lockedmem::serde::hex")]
 //!     signing_key: LockedBox<[u8; 4]>,
-//!     #[serde(with = "lockedbox::serde::base64")]
+//!     #[serde(with = "lockedmem::serde::base64")]
 //!     api_secret: LockedVec<u8>,
 //!     tokens: HashMap<String, Hex<LockedBox<[u8; 2]>>>,
 //! }
@@ -112,8 +112,8 @@
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use lockedbox::{Isolation, LockPolicy, LockedBox, Options};
-//! use lockedbox::serde::{Hex, with_options};
+//! use lockedmem::{Isolation, LockPolicy, LockedBox, Options};
+//! use lockedmem::serde::{Hex, with_options};
 //!
 //! let doc = br#"{"alice": "00112233", "bob": "44556677"}"#;
 //! let tokens: HashMap<String, Hex<LockedBox<[u8; 4]>>> = with_options(
@@ -205,9 +205,9 @@ impl How {
 /// options come back when `f` returns or unwinds.
 ///
 /// ```
-/// use lockedbox::{Isolation, LockPolicy, LockedString, Options};
+/// use lockedmem::{Isolation, LockPolicy, LockedString, Options};
 ///
-/// let pass: LockedString = lockedbox::serde::with_options(
+/// let pass: LockedString = lockedmem::serde::with_options(
 ///     &Options::new().isolation(Isolation::Packed).lock(LockPolicy::BestEffort),
 ///     || serde_json::from_str(r#""hunter2""#),
 /// )?;
@@ -310,7 +310,7 @@ impl<'de, T: Destination> Visitor<'de> for VisitOption<T> {
 /// integers, copied once into locked memory made with the options of the
 /// enclosing [`with_options`] (the defaults outside one). For hex or base64
 /// text, other options, and what a format keeps of the input, see
-/// [`lockedbox::serde`](crate::serde).
+/// [`lockedmem::serde`](crate::serde).
 impl<'de, const N: usize> Deserialize<'de> for LockedBox<[u8; N]> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::deserialize_how(d, How::scoped(Encoding::Raw))
@@ -321,7 +321,7 @@ impl<'de, const N: usize> Deserialize<'de> for LockedBox<[u8; N]> {
 /// into locked memory made with the options of the enclosing
 /// [`with_options`] (the defaults outside one). For hex or base64 text,
 /// other options, and what a format keeps of the input, see
-/// [`lockedbox::serde`](crate::serde).
+/// [`lockedmem::serde`](crate::serde).
 impl<'de> Deserialize<'de> for LockedVec<u8> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::deserialize_how(d, How::scoped(Encoding::Raw))
@@ -331,7 +331,7 @@ impl<'de> Deserialize<'de> for LockedVec<u8> {
 /// From a string (or UTF-8 bytes), copied once into locked memory made with
 /// the options of the enclosing [`with_options`] (the defaults outside
 /// one). For base64 or hex text, other options, and what a format keeps of
-/// the input, see [`lockedbox::serde`](crate::serde).
+/// the input, see [`lockedmem::serde`](crate::serde).
 impl<'de> Deserialize<'de> for LockedString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::deserialize_how(d, How::scoped(Encoding::Raw))
@@ -339,7 +339,7 @@ impl<'de> Deserialize<'de> for LockedString {
 }
 
 /// A field helper for secrets written as hex (upper or lower case):
-/// `#[serde(with = "lockedbox::serde::hex")]`.
+/// `#[serde(with = "lockedmem::serde::hex")]`.
 ///
 /// For a [`LockedBox<[u8; N]>`](crate::LockedBox) (exactly `2 * N` digits),
 /// a [`LockedVec<u8>`](crate::LockedVec), a
@@ -349,13 +349,13 @@ impl<'de> Deserialize<'de> for LockedString {
 /// [`with_options`].
 ///
 /// ```
-/// use lockedbox::LockedBox;
+/// use lockedmem::LockedBox;
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Peer {
-///     #[serde(with = "lockedbox::serde::hex")]
+///     #[serde(with = "lockedmem::serde::hex")]
 ///     psk: LockedBox<[u8; 4]>,
-///     #[serde(default, with = "lockedbox::serde::hex")]
+///     #[serde(default, with = "lockedmem::serde::hex")]
 ///     old_psk: Option<LockedBox<[u8; 4]>>,
 /// }
 ///
@@ -372,8 +372,8 @@ pub mod hex {
     /// Deserializes a `T` from hex text.
     ///
     /// ```
-    /// let key: lockedbox::LockedVec<u8> =
-    ///     lockedbox::serde::hex::deserialize(&mut serde_json::Deserializer::from_str(r#""00ff""#))?;
+    /// let key: lockedmem::LockedVec<u8> =
+    ///     lockedmem::serde::hex::deserialize(&mut serde_json::Deserializer::from_str(r#""00ff""#))?;
     /// assert_eq!(&key[..], [0x00, 0xff]);
     /// # Ok::<(), serde_json::Error>(())
     /// ```
@@ -388,15 +388,15 @@ pub mod hex {
 }
 
 /// A field helper for secrets written as standard, padded base64 (RFC
-/// 4648): `#[serde(with = "lockedbox::serde::base64")]`. The same types
+/// 4648): `#[serde(with = "lockedmem::serde::base64")]`. The same types
 /// and options as [`hex`].
 ///
 /// ```
-/// use lockedbox::LockedString;
+/// use lockedmem::LockedString;
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Secret {
-///     #[serde(with = "lockedbox::serde::base64")]
+///     #[serde(with = "lockedmem::serde::base64")]
 ///     password: LockedString,
 /// }
 ///
@@ -412,8 +412,8 @@ pub mod base64 {
     /// Deserializes a `T` from base64 text.
     ///
     /// ```
-    /// let key: lockedbox::LockedBox<[u8; 2]> =
-    ///     lockedbox::serde::base64::deserialize(&mut serde_json::Deserializer::from_str(r#""AP8=""#))?;
+    /// let key: lockedmem::LockedBox<[u8; 2]> =
+    ///     lockedmem::serde::base64::deserialize(&mut serde_json::Deserializer::from_str(r#""AP8=""#))?;
     /// assert_eq!(*key, [0x00, 0xff]);
     /// # Ok::<(), serde_json::Error>(())
     /// ```
@@ -432,8 +432,8 @@ pub mod base64 {
 ///
 /// ```
 /// use std::collections::HashMap;
-/// use lockedbox::LockedBox;
-/// use lockedbox::serde::Hex;
+/// use lockedmem::LockedBox;
+/// use lockedmem::serde::Hex;
 ///
 /// let keys: HashMap<String, Hex<LockedBox<[u8; 2]>>> =
 ///     serde_json::from_str(r#"{"a": "0001", "b": "beef"}"#)?;
@@ -448,8 +448,8 @@ pub struct Hex<T>(pub T);
 /// from hex.
 ///
 /// ```
-/// use lockedbox::LockedVec;
-/// use lockedbox::serde::Base64;
+/// use lockedmem::LockedVec;
+/// use lockedmem::serde::Base64;
 ///
 /// let keys: Vec<Base64<LockedVec<u8>>> = serde_json::from_str(r#"["aGk=", "AAEC"]"#)?;
 /// assert_eq!(&keys[0][..], b"hi");
@@ -505,7 +505,7 @@ wrapper!(Base64, Encoding::Base64);
 ///
 /// ```
 /// use serde::de::DeserializeSeed;
-/// use lockedbox::{Backing, LockedBox, Options};
+/// use lockedmem::{Backing, LockedBox, Options};
 ///
 /// let mut de = serde_json::Deserializer::from_str(r#""00010203""#);
 /// let key = Options::new()
@@ -576,11 +576,11 @@ impl<'de, T: Destination> DeserializeSeed<'de> for Seed<T> {
 
 impl Options {
     /// A [`DeserializeSeed`] for one `T` made with these options (feature
-    /// `serde`); see [`Seed`] and [`lockedbox::serde`](crate::serde).
+    /// `serde`); see [`Seed`] and [`lockedmem::serde`](crate::serde).
     ///
     /// ```
     /// use serde::de::DeserializeSeed;
-    /// use lockedbox::{Isolation, LockedString, Options};
+    /// use lockedmem::{Isolation, LockedString, Options};
     ///
     /// let mut de = serde_json::Deserializer::from_str(r#""hunter2""#);
     /// let pass = Options::new()

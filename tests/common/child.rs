@@ -13,10 +13,10 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 
-const VAR: &str = "LOCKEDBOX_TEST_CHILD";
+const VAR: &str = "LOCKEDMEM_TEST_CHILD";
 
 /// The line a child prints on stdout before it runs the body.
-const STARTED: &str = "lockedbox-test-child: the body starts";
+const STARTED: &str = "lockedmem-test-child: the body starts";
 
 /// libtest's first line on stdout when the filter selected exactly one test.
 const RAN_ONE: &str = "running 1 test\n";

@@ -14,8 +14,8 @@ pub use process::{
 };
 
 /// Options for a packed box (`Isolation::Packed`), the rest as default.
-pub fn packed() -> lockedbox::Options {
-    lockedbox::Options::new().isolation(lockedbox::Isolation::Packed)
+pub fn packed() -> lockedmem::Options {
+    lockedmem::Options::new().isolation(lockedmem::Isolation::Packed)
 }
 
 /// Growth of a count of bytes (such as `locked_bytes()`) since `base`;

@@ -3,7 +3,7 @@
 //! and the secret files this process holds open and mapped.
 #![allow(dead_code, unreachable_pub)]
 
-use lockedbox::{Backing, Isolation, Options};
+use lockedmem::{Backing, Isolation, Options};
 
 /// Options for a page-isolated box of secret memory.
 pub fn secret() -> Options {
@@ -23,7 +23,7 @@ pub fn prefer() -> Options {
 /// Whether this kernel lets the process make secret memory at all; if not,
 /// the test says so and returns (and fails in CI: `super::skip`).
 pub fn available() -> bool {
-    match lockedbox::Host::probe().memfd_secret {
+    match lockedmem::Host::probe().memfd_secret {
         Ok(true) => true,
         other => {
             super::skip(&format!("memfd_secret(2) unavailable here: {other:?}"));

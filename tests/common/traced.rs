@@ -22,9 +22,9 @@ use super::skip;
 
 /// Names the test a child process runs (the child protocol of
 /// `common::child` too).
-pub const CHILD_VAR: &str = "LOCKEDBOX_TEST_CHILD";
+pub const CHILD_VAR: &str = "LOCKEDMEM_TEST_CHILD";
 /// The seed of the child's secrets.
-pub const SEED_VAR: &str = "LOCKEDBOX_LAST_WIPE_SEED";
+pub const SEED_VAR: &str = "LOCKEDMEM_LAST_WIPE_SEED";
 /// The line a child prints once its secrets are made.
 pub const READY: &str = "LAST-WIPE-READY";
 
@@ -415,7 +415,7 @@ impl Traced {
     }
 
     /// Detaches from every thread and prints their stacks with gdb (when
-    /// `LOCKEDBOX_TEST_GDB` is set, after a timeout).
+    /// `LOCKEDMEM_TEST_GDB` is set, after a timeout).
     fn dump_stacks(&mut self) {
         for &tid in &self.tids {
             // SAFETY: stops a tracee of ours.
@@ -512,7 +512,7 @@ impl Traced {
             if Instant::now() > deadline {
                 let tasks = self.describe_threads();
                 eprintln!("TIMEOUT: tids {:?} tasks {tasks:#?}", self.tids);
-                if std::env::var_os("LOCKEDBOX_TEST_GDB").is_some() {
+                if std::env::var_os("LOCKEDMEM_TEST_GDB").is_some() {
                     self.dump_stacks();
                 }
                 self.kill_and_reap();

@@ -1,4 +1,4 @@
-//! lockedbox against the systems it is compared with, in one interleaved run.
+//! lockedmem against the systems it is compared with, in one interleaved run.
 //!
 //! ```sh
 //! apt-get install libsodium-dev     # once
@@ -20,7 +20,7 @@ use std::ptr::{self, NonNull};
 use std::sync::Barrier;
 use std::time::Instant;
 
-use lockedbox::{Backing, Isolation, LockedBox, Options};
+use lockedmem::{Backing, Isolation, LockedBox, Options};
 use rustix::mm::{Advice, MapFlags, MprotectFlags, ProtFlags};
 use zeroize::Zeroize;
 
@@ -46,12 +46,12 @@ struct Candidate {
 fn nothing() {}
 
 fn cache_off() {
-    lockedbox::set_cache_limit(0);
-    lockedbox::trim();
+    lockedmem::set_cache_limit(0);
+    lockedmem::trim();
 }
 
 fn cache_on() {
-    lockedbox::set_cache_limit(lockedbox::DEFAULT_CACHE_LIMIT);
+    lockedmem::set_cache_limit(lockedmem::DEFAULT_CACHE_LIMIT);
 }
 
 fn touch(p: *mut u8, len: usize) {
@@ -126,13 +126,13 @@ fn secrets_32() {
     drop(b);
 }
 
-fn lockedbox_page<const N: usize>() {
+fn lockedmem_page<const N: usize>() {
     let mut b = LockedBox::<[u8; N]>::new_zeroed().expect("LockedBox");
     touch(b.as_mut_ptr(), N);
     drop(b);
 }
 
-fn lockedbox_packed_32() {
+fn lockedmem_packed_32() {
     let mut b = Options::new()
         .isolation(Isolation::Packed)
         .zeroed::<[u8; 32]>()
@@ -147,13 +147,13 @@ fn secret_opts() -> Options {
     Options::new().backing(Backing::SecretMem)
 }
 
-fn lockedbox_secret_page_32() {
+fn lockedmem_secret_page_32() {
     let mut b = secret_opts().zeroed::<[u8; 32]>().expect("SecretMem box");
     touch(b.as_mut_ptr(), 32);
     drop(b);
 }
 
-fn lockedbox_secret_packed_32() {
+fn lockedmem_secret_packed_32() {
     let mut b = secret_opts()
         .isolation(Isolation::Packed)
         .zeroed::<[u8; 32]>()
@@ -301,20 +301,20 @@ fn main() {
             before: nothing,
         },
         Candidate {
-            name: "lockedbox page, cache warm",
-            op: lockedbox_page::<32>,
+            name: "lockedmem page, cache warm",
+            op: lockedmem_page::<32>,
             n: 40_000,
             before: cache_on,
         },
         Candidate {
-            name: "lockedbox packed",
-            op: lockedbox_packed_32,
+            name: "lockedmem packed",
+            op: lockedmem_packed_32,
             n: 100_000,
             before: cache_on,
         },
         Candidate {
-            name: "lockedbox page, cold (no cache)",
-            op: lockedbox_page::<32>,
+            name: "lockedmem page, cold (no cache)",
+            op: lockedmem_page::<32>,
             n: 400,
             before: cache_off,
         },
@@ -325,14 +325,14 @@ fn main() {
             before: nothing,
         },
         Candidate {
-            name: "lockedbox 4 KiB, cache warm",
-            op: lockedbox_page::<4096>,
+            name: "lockedmem 4 KiB, cache warm",
+            op: lockedmem_page::<4096>,
             n: 20_000,
             before: cache_on,
         },
         Candidate {
-            name: "lockedbox 4 KiB, cold",
-            op: lockedbox_page::<4096>,
+            name: "lockedmem 4 KiB, cold",
+            op: lockedmem_page::<4096>,
             n: 400,
             before: cache_off,
         },
@@ -343,32 +343,32 @@ fn main() {
             before: nothing,
         },
         Candidate {
-            name: "lockedbox 64 KiB, cache warm",
-            op: lockedbox_page::<65536>,
+            name: "lockedmem 64 KiB, cache warm",
+            op: lockedmem_page::<65536>,
             n: 2_000,
             before: cache_on,
         },
         Candidate {
-            name: "lockedbox 64 KiB, cold",
-            op: lockedbox_page::<65536>,
+            name: "lockedmem 64 KiB, cold",
+            op: lockedmem_page::<65536>,
             n: 200,
             before: cache_off,
         },
         Candidate {
-            name: "lockedbox SecretMem page, cache warm",
-            op: lockedbox_secret_page_32,
+            name: "lockedmem SecretMem page, cache warm",
+            op: lockedmem_secret_page_32,
             n: 40_000,
             before: cache_on,
         },
         Candidate {
-            name: "lockedbox SecretMem packed",
-            op: lockedbox_secret_packed_32,
+            name: "lockedmem SecretMem packed",
+            op: lockedmem_secret_packed_32,
             n: 100_000,
             before: cache_on,
         },
         Candidate {
-            name: "lockedbox SecretMem page, cold (no cache)",
-            op: lockedbox_secret_page_32,
+            name: "lockedmem SecretMem page, cold (no cache)",
+            op: lockedmem_secret_page_32,
             n: 400,
             before: cache_off,
         },
@@ -417,22 +417,22 @@ fn main() {
     let mut scaling: Vec<Scaling> = vec![
         ("Box + zeroize", box_zeroize as fn(), 400_000, Vec::new()),
         (
-            "lockedbox page, cache warm",
-            lockedbox_page::<32>,
+            "lockedmem page, cache warm",
+            lockedmem_page::<32>,
             60_000,
             Vec::new(),
         ),
-        ("lockedbox packed", lockedbox_packed_32, 200_000, Vec::new()),
+        ("lockedmem packed", lockedmem_packed_32, 200_000, Vec::new()),
         ("libsodium sodium_malloc/free", sodium_32, 1_000, Vec::new()),
         (
-            "lockedbox SecretMem page, cache warm",
-            lockedbox_secret_page_32,
+            "lockedmem SecretMem page, cache warm",
+            lockedmem_secret_page_32,
             60_000,
             Vec::new(),
         ),
         (
-            "lockedbox SecretMem packed",
-            lockedbox_secret_packed_32,
+            "lockedmem SecretMem packed",
+            lockedmem_secret_packed_32,
             200_000,
             Vec::new(),
         ),
