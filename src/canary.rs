@@ -8,7 +8,7 @@ use zeroize::Zeroize;
 
 use crate::fork::Origin;
 use crate::layout::CANARY_LEN;
-use crate::sys;
+use crate::os;
 
 /// The canary every slot of this process carries: random per process,
 /// drawn once. Its first byte is zero, so that a string copy running into it
@@ -19,12 +19,12 @@ pub(crate) fn process_canary() -> &'static [u8; CANARY_LEN] {
     static CANARY: OnceLock<[u8; CANARY_LEN]> = OnceLock::new();
     CANARY.get_or_init(|| {
         let mut c = [0u8; CANARY_LEN];
-        if sys::random(&mut c).is_err() {
+        if os::random(&mut c).is_err() {
             // No getrandom (Linux < 3.17): fall back on what varies per
             // process. Weaker, but a canary that is not secret still catches
             // accidental overwrites.
             let seed = (&raw const CANARY as usize as u64)
-                ^ u64::from(sys::process_id()).rotate_left(32)
+                ^ u64::from(os::process_id()).rotate_left(32)
                 ^ std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| u64::from(d.subsec_nanos()));
@@ -68,8 +68,8 @@ pub(crate) unsafe fn wipe(addr: NonNull<u8>, len: usize) {
 /// Writes `len` zero bytes at `at` with volatile writes the optimiser cannot
 /// remove, one byte at a time: for ranges [`wipe`] cannot take (unaligned,
 /// or holding padding bytes, which a `&mut [u8]` could not cover). The
-/// same loop the last wipe and the signal handlers use (`sys::zero_bytes`).
-pub(crate) use crate::sys::zero_bytes as wipe_bytes;
+/// same loop the last wipe and the signal handlers use (`os::zero_bytes`).
+pub(crate) use crate::os::zero_bytes as wipe_bytes;
 
 #[cfg(test)]
 mod tests {

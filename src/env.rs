@@ -11,8 +11,8 @@ use std::ffi::CStr;
 
 use crate::canary::wipe_bytes;
 use crate::error::Error;
+use crate::os;
 use crate::string::LockedString;
-use crate::sys;
 
 impl LockedString {
     /// Moves the environment variable `name` into a new locked string: its
@@ -103,7 +103,7 @@ impl LockedString {
         // entries in it are removed whole (below); the others (set after
         // start-up, on the heap) and, without that record, all of them
         // have their values wiped in place.
-        let block = sys::env_block().ok();
+        let block = os::env_block().ok();
         let in_block = |v: &&CStr| block.is_some_and(|(s, e)| (s..e).contains(&v.as_ptr().addr()));
         for value in values.iter().filter(|v| !in_block(v)) {
             let at = value.as_ptr().cast_mut().cast::<u8>();
@@ -140,12 +140,12 @@ enum Block {
 }
 
 /// Removes every `name=` entry from the process's initial environment
-/// block `start..end` ([`sys::env_block`]), the bytes `/proc/PID/environ`
+/// block `start..end` ([`os::env_block`]), the bytes `/proc/PID/environ`
 /// shows: the entries after each are moved down over it (and the `environ`
 /// pointers to them moved with them), the bytes freed at the end are
 /// zeroed, so that every byte the entries had is overwritten, and the block
 /// is shrunk to what remains where the kernel allows
-/// ([`sys::shrink_env_block`]).
+/// ([`os::shrink_env_block`]).
 ///
 /// # Safety
 /// Nobody reads or writes the environment while this runs, no reference
@@ -194,7 +194,7 @@ unsafe fn remove_from_block(start: usize, end: usize, name: &[u8]) -> Block {
     unsafe { wipe_bytes(base.wrapping_add(to), len - to) };
     // SAFETY: the caller's contract.
     unsafe { move_pointers(start, end, &entries) };
-    if sys::shrink_env_block(start + to).is_ok() {
+    if os::shrink_env_block(start + to).is_ok() {
         Block::Shrunk
     } else {
         Block::ZeroTail

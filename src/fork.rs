@@ -10,8 +10,8 @@
 
 use std::sync::atomic::Ordering;
 
+use crate::os;
 use crate::policy::ForkPolicy;
-use crate::sys;
 
 /// What touching a box whose pages were excluded from this fork child says.
 pub(crate) const EXCLUDED: &str = "lockedmem: this box was made with ForkPolicy::Exclude by the \
@@ -61,8 +61,8 @@ impl Origin {
 /// different (with overwhelming probability) in any child made by fork(2).
 #[inline]
 pub(crate) fn generation() -> u64 {
-    let Some(word) = sys::fork_wiped_word() else {
-        return u64::from(sys::process_id());
+    let Some(word) = os::fork_wiped_word() else {
+        return u64::from(os::process_id());
     };
     let current = word.load(Ordering::Acquire);
     if current != 0 {
@@ -79,10 +79,10 @@ pub(crate) fn generation() -> u64 {
 /// random source fail.
 fn fresh_generation() -> u64 {
     let mut bytes = [0u8; 8];
-    let random = sys::random(&mut bytes).map(|()| u64::from_ne_bytes(bytes));
+    let random = os::random(&mut bytes).map(|()| u64::from_ne_bytes(bytes));
     match random {
         Ok(v) if v != 0 => v,
-        _ => u64::from(sys::process_id()) | 1 << 63,
+        _ => u64::from(os::process_id()) | 1 << 63,
     }
 }
 

@@ -10,7 +10,7 @@ use std::io;
 
 use crate::error::{Error, MemlockCall};
 use crate::limits;
-use crate::sys;
+use crate::os;
 
 /// How [`Hardening::lock_all`] locks the process's memory: the flags given
 /// to mlockall(2).
@@ -266,11 +266,11 @@ impl Hardening {
     /// [`Error::Hardening`] if `/proc/self/status` or `/proc/self/smaps`
     /// cannot be read (no /proc mounted) or `prctl(PR_GET_DUMPABLE)` fails.
     pub fn current() -> Result<ProcessState, Error> {
-        let (core_soft_limit, core_hard_limit) = sys::core_limit();
-        let dumpable = sys::dumpable().map_err(failed("prctl(PR_GET_DUMPABLE)"))?;
-        let sizes = sys::memory_sizes().map_err(failed("read /proc/self/status"))?;
-        let view = sys::lock_view().map_err(failed("read /proc/self/smaps"))?;
-        let future = sys::future_lock().ok();
+        let (core_soft_limit, core_hard_limit) = os::core_limit();
+        let dumpable = os::dumpable().map_err(failed("prctl(PR_GET_DUMPABLE)"))?;
+        let sizes = os::memory_sizes().map_err(failed("read /proc/self/status"))?;
+        let view = os::lock_view().map_err(failed("read /proc/self/smaps"))?;
+        let future = os::future_lock().ok();
         Ok(ProcessState {
             core_soft_limit,
             core_hard_limit,
@@ -315,7 +315,7 @@ impl Hardening {
             (None, _) => Step::NotAsked,
             (Some(_), None) => Step::AlreadyInForce,
             (Some(_), Some(mode)) => {
-                sys::lock_all(mode.future(), mode.on_fault()).map_err(lock_failed)?;
+                os::lock_all(mode.future(), mode.on_fault()).map_err(lock_failed)?;
                 Step::Applied
             }
         };
@@ -326,8 +326,8 @@ impl Hardening {
             Step::AlreadyInForce
         } else {
             // The hard limit as it is now, left alone.
-            let (_, hard) = sys::core_limit();
-            sys::set_core_limit(Some(0), hard).map_err(failed("setrlimit(RLIMIT_CORE)"))?;
+            let (_, hard) = os::core_limit();
+            os::set_core_limit(Some(0), hard).map_err(failed("setrlimit(RLIMIT_CORE)"))?;
             Step::Applied
         };
 
@@ -336,7 +336,7 @@ impl Hardening {
         } else if !before.dumpable {
             Step::AlreadyInForce
         } else {
-            sys::set_not_dumpable().map_err(failed("prctl(PR_SET_DUMPABLE, 0)"))?;
+            os::set_not_dumpable().map_err(failed("prctl(PR_SET_DUMPABLE, 0)"))?;
             Step::Applied
         };
 
@@ -355,14 +355,14 @@ impl Hardening {
 /// mapped size in pages (`total_vm`) to be at most the soft limit in whole
 /// pages (and a soft limit above 0 at all).
 fn check_lock_allowed(state: &ProcessState) -> Result<(), Error> {
-    if sys::has_cap_ipc_lock().unwrap_or(false) {
+    if os::has_cap_ipc_lock().unwrap_or(false) {
         return Ok(());
     }
     let limit = limits::memlock_limit();
     let Some(soft) = limit.soft else {
         return Ok(());
     };
-    let page = sys::page_size() as u64;
+    let page = os::page_size() as u64;
     if soft > 0 && state.mapped / page <= soft / page {
         return Ok(());
     }
@@ -380,7 +380,7 @@ fn check_lock_allowed(state: &ProcessState) -> Result<(), Error> {
 fn lock_failed(e: io::Error) -> Error {
     if limits::is_limit_error(&e) {
         let limit = limits::memlock_limit();
-        let mapped = sys::memory_sizes().map_or(0, |s| s.mapped);
+        let mapped = os::memory_sizes().map_or(0, |s| s.mapped);
         Error::MemlockLimit {
             call: MemlockCall::LockAll,
             requested: usize::try_from(mapped).unwrap_or(usize::MAX),
@@ -417,7 +417,7 @@ mod tests {
         assert!(state.mapped > 0 && state.resident > 0);
         assert!(state.locked <= state.mapped);
         assert!(state.future_locked.is_some());
-        assert_eq!(state.core_soft_limit, sys::core_limit().0);
+        assert_eq!(state.core_soft_limit, os::core_limit().0);
         let debug = format!("{state:?}");
         for field in ["core_soft_limit", "dumpable", "unlocked", "future_locked"] {
             assert!(debug.contains(field), "{field} missing from {debug}");

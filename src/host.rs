@@ -4,7 +4,7 @@
 use std::io;
 
 use crate::limits::{self, MemlockLimit};
-use crate::sys::{self, Advice};
+use crate::os::{self, Advice};
 
 /// A report of what this host and process offer, for diagnostics (the
 /// `doctor` example prints one) and for choosing options at start-up.
@@ -48,17 +48,17 @@ impl Host {
     /// Probes the host. Makes and removes one scratch page to try each
     /// `madvise` advice, and opens and closes one memfd_secret descriptor.
     pub fn probe() -> Host {
-        let page_size = sys::page_size();
+        let page_size = os::page_size();
         Host {
             page_size,
             memlock: limits::memlock_limit(),
-            cap_ipc_lock: sys::has_cap_ipc_lock().ok(),
+            cap_ipc_lock: os::has_cap_ipc_lock().ok(),
             dont_dump: advice_works(Advice::DontDump),
             wipe_on_fork: advice_works(Advice::WipeOnFork),
             dont_fork: advice_works(Advice::DontFork),
-            memfd_secret: sys::secretmem_available().map_err(|e| e.kind()),
-            core_limit: sys::core_limit().0,
-            dumpable: sys::dumpable().ok(),
+            memfd_secret: os::secretmem_available().map_err(|e| e.kind()),
+            core_limit: os::core_limit().0,
+            dumpable: os::dumpable().ok(),
             locked_by_crate: crate::alloc::locked_bytes(),
         }
     }
@@ -66,5 +66,5 @@ impl Host {
 
 /// Whether the kernel accepts `advice`.
 fn advice_works(advice: Advice) -> bool {
-    sys::probe_advice(advice).is_ok()
+    os::probe_advice(advice).is_ok()
 }

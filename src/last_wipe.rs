@@ -12,8 +12,8 @@
 //! of `/proc/self/mem` (a process out of descriptors gets back the one
 //! `wipe_on_signals` and `wipe_on_panic` keep in reserve, checked with
 //! fstat(2) and closed first) (zeros written by the kernel into memory that stays
-//! `PROT_NONE`, see `sys::zero_forced`), process_vm_readv(2) (zeros copied
-//! in by the kernel, see `sys::zero_checked`), clock_gettime(2) and
+//! `PROT_NONE`, see `os::zero_forced`), process_vm_readv(2) (zeros copied
+//! in by the kernel, see `os::zero_checked`), clock_gettime(2) and
 //! nanosleep(2).
 //!
 //! 1. It marks the process as dying (`crate::dying`): from then on a thread
@@ -25,7 +25,7 @@
 //!    `SIGSEGV` to every other thread of the process (tgkill(2), the list
 //!    read from /proc/self/task, again until no new thread shows up): each
 //!    stops at once in that handler, which zeroes the registers the kernel
-//!    saved in its signal frame (`sys::scrub_context`: a thread stopped in
+//!    saved in its signal frame (`os::scrub_context`: a thread stopped in
 //!    the middle of copying a secret holds pieces of it in vector
 //!    registers, which the frame would otherwise keep), clears its own
 //!    vector registers and sleeps with every signal blocked. A thread that
@@ -77,8 +77,8 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use crate::alloc::registry::{self, Range};
 use crate::dying;
 use crate::error::Error;
+use crate::os::{self, HandlerStack, Protection};
 use crate::signal::Signal;
-use crate::sys::{self, HandlerStack, Protection};
 
 /// Pages asked about per mincore(2) call (the buffer is on the stack).
 const MINCORE_PAGES: usize = 512;
@@ -124,9 +124,9 @@ const ROUNDS: usize = 4;
 /// # Ok::<(), lockedmem::Error>(())
 /// ```
 pub fn wipe_all_and_abort() -> ! {
-    sys::block_all_signals();
+    os::block_all_signals();
     last_wipe();
-    sys::clear_vector_registers();
+    os::clear_vector_registers();
     std::process::abort()
 }
 
@@ -240,7 +240,7 @@ pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Erro
     for sig in signals.map(Signal::as_raw) {
         // SAFETY: `on_signal` is async-signal-safe (see its docs), and runs
         // on the interrupted thread's own stack, where the wipe fits.
-        unsafe { sys::set_exclusive_handler(sig, on_signal, HandlerStack::Interrupted) }
+        unsafe { os::set_exclusive_handler(sig, on_signal, HandlerStack::Interrupted) }
             .map_err(|e| Error::os("sigaction", 0, e))?;
     }
     Ok(())
@@ -262,15 +262,15 @@ pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Erro
 extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
     // SAFETY: the context the kernel passed to this handler, which never
     // returns: it ends the process below, or stops for good in the wipe.
-    unsafe { sys::scrub_context(context) };
-    sys::clear_vector_registers();
+    unsafe { os::scrub_context(context) };
+    os::clear_vector_registers();
     last_wipe();
-    sys::clear_vector_registers();
-    sys::set_default_action(sig);
-    sys::raise_signal(sig);
+    os::clear_vector_registers();
+    os::set_default_action(sig);
+    os::raise_signal(sig);
     // Every other signal stays blocked (the handler's mask); `sig`, pending
     // now, ends the process as this returns.
-    sys::unblock_signal(sig);
+    os::unblock_signal(sig);
     // Not reached: every accepted signal's default action ends the process.
     std::process::abort();
 }
@@ -283,23 +283,23 @@ extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, context: 
 /// mask), so no later frame is ever written on it. A fault of the wiping
 /// thread itself is fatal, as it would have been without the wipe.
 extern "C" fn on_fault(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
-    if sys::is_last_wiper() {
+    if os::is_last_wiper() {
         // Returning retries the access, which faults again and now kills.
-        sys::set_default_action(sig);
+        os::set_default_action(sig);
         return;
     }
     dying::entered_fault_handler();
     // SAFETY: the context the kernel passed to this handler, which never
     // returns.
-    unsafe { sys::scrub_context(context) };
-    sys::clear_vector_registers();
-    let _ = dying::record_stopped(sys::thread_id());
+    unsafe { os::scrub_context(context) };
+    os::clear_vector_registers();
+    let _ = dying::record_stopped(os::thread_id());
     dying::left_fault_handler();
-    sys::sleep_forever();
+    os::sleep_forever();
 }
 
 /// The descriptor kept for the wipe (-1: none; -2: being made), and the
-/// identity of its file (`sys::reserve_descriptor`), stored before the
+/// identity of its file (`os::reserve_descriptor`), stored before the
 /// descriptor is.
 static RESERVE: AtomicI32 = AtomicI32::new(-1);
 static RESERVE_DEV: AtomicU64 = AtomicU64::new(0);
@@ -317,7 +317,7 @@ fn keep_reserve() {
         // Kept already, or being kept by another thread.
         return;
     }
-    let Ok((fd, (dev, ino))) = sys::reserve_descriptor() else {
+    let Ok((fd, (dev, ino))) = os::reserve_descriptor() else {
         RESERVE.store(-1, Ordering::SeqCst);
         return;
     };
@@ -335,7 +335,7 @@ fn with_reserve<T>(mut open: impl FnMut() -> Option<T>) -> Option<T> {
     if let Some(done) = open() {
         return Some(done);
     }
-    if !matches!(sys::errno(), libc::EMFILE | libc::ENFILE) {
+    if !matches!(os::errno(), libc::EMFILE | libc::ENFILE) {
         return None;
     }
     let fd = RESERVE.swap(-1, Ordering::SeqCst);
@@ -343,10 +343,10 @@ fn with_reserve<T>(mut open: impl FnMut() -> Option<T>) -> Option<T> {
         RESERVE_DEV.load(Ordering::SeqCst),
         RESERVE_INO.load(Ordering::SeqCst),
     );
-    if fd < 0 || sys::file_id(fd).ok() != Some(ours) {
+    if fd < 0 || os::file_id(fd).ok() != Some(ours) {
         return None;
     }
-    sys::close_raw(fd);
+    os::close_raw(fd);
     open()
 }
 
@@ -362,8 +362,8 @@ const STOP_WAIT_NS: u64 = 1_000_000_000;
 fn signal_unstopped() -> Option<usize> {
     with_reserve(|| {
         let mut sent = 0;
-        let listed = sys::each_other_thread(|tid| {
-            if !dying::is_stopped(tid) && sys::signal_thread(tid, libc::SIGSEGV).is_ok() {
+        let listed = os::each_other_thread(|tid| {
+            if !dying::is_stopped(tid) && os::signal_thread(tid, libc::SIGSEGV).is_ok() {
                 sent += 1;
             }
         });
@@ -378,26 +378,26 @@ fn signal_unstopped() -> Option<usize> {
 /// anew each round; those that stopped past the record's end
 /// ([`dying::unrecorded`]) are counted, as they are listed but not found.
 fn stop_all_and_wait() {
-    let deadline = sys::monotonic_ns().saturating_add(STOP_WAIT_NS);
+    let deadline = os::monotonic_ns().saturating_add(STOP_WAIT_NS);
     loop {
         let others_stopped = signal_unstopped().is_none_or(|left| left <= dying::unrecorded());
-        if (others_stopped && !dying::scrubbing()) || sys::monotonic_ns() > deadline {
+        if (others_stopped && !dying::scrubbing()) || os::monotonic_ns() > deadline {
             return;
         }
-        sys::nap(100_000);
+        os::nap(100_000);
     }
 }
 
 /// The wipe itself (module docs); returns on the wiping thread only.
 fn last_wipe() {
-    if !sys::begin_last_wipe() {
-        sys::stop_for_good();
+    if !os::begin_last_wipe() {
+        os::stop_for_good();
     }
     for sig in [libc::SIGSEGV, libc::SIGBUS] {
         // SAFETY: `on_fault` is async-signal-safe (atomics, sigaction,
         // gettid, pause, writes to its own signal frame) and small enough
         // for an alternate signal stack.
-        let _ = unsafe { sys::set_exclusive_handler(sig, on_fault, HandlerStack::Alternate) };
+        let _ = unsafe { os::set_exclusive_handler(sig, on_fault, HandlerStack::Alternate) };
     }
     // Every other thread is told now; those started meanwhile, at the end.
     let _ = signal_unstopped();
@@ -407,13 +407,13 @@ fn last_wipe() {
     // and a thread that did not touch it since the claim (off the CPU, or
     // inside a read(2) into it, which gets `EFAULT` rather than a fault)
     // could write there after the zeros.
-    let mem = with_reserve(sys::open_own_memory);
+    let mem = with_reserve(os::open_own_memory);
     registry::claim_all(|r| {
         if let (true, Some(addr)) = (here(&r), NonNull::new(r.addr as *mut u8)) {
             // SAFETY: a registered mapping of the crate's, claimed, so never
             // unmapped meanwhile; the process is dying, and any thread that
             // touches it from now on stops.
-            let _ = unsafe { sys::protect(addr, r.len, Protection::None) };
+            let _ = unsafe { os::protect(addr, r.len, Protection::None) };
         }
     });
     registry::each_claimed(|r| {
@@ -425,11 +425,11 @@ fn last_wipe() {
                 }
             }
             // SAFETY: as above.
-            let _ = unsafe { sys::protect(addr, r.len, Protection::None) };
+            let _ = unsafe { os::protect(addr, r.len, Protection::None) };
         }
     });
     if let Some(fd) = mem {
-        sys::close_raw(fd);
+        os::close_raw(fd);
     }
     // Threads started while the wipe ran are told too; then every thread
     // has its frame scrubbed before the process dies.
@@ -445,7 +445,7 @@ fn last_wipe() {
 /// The mapping is a claimed entry of the registry, and the process is
 /// dying (the wipe has begun): no value in it is used again.
 unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize, mem: Option<libc::c_int>) -> bool {
-    let page = sys::page_size();
+    let page = os::page_size();
     let pages = len / page;
     let mut resident = [0u8; MINCORE_PAGES];
     let mut clean = true;
@@ -454,12 +454,12 @@ unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize, mem: Option<libc::c_int>) 
         let n = (pages - first).min(MINCORE_PAGES);
         let at = addr.as_ptr().wrapping_add(first * page);
         let at = NonNull::new(at).unwrap_or(addr);
-        if sys::residency_into(at, n * page, &mut resident[..n]).is_err() {
+        if os::residency_into(at, n * page, &mut resident[..n]).is_err() {
             // Part of the range is not mapped (it cannot be, short of a
             // bug): ask page by page.
             for (i, r) in resident[..n].iter_mut().enumerate() {
                 let p = NonNull::new(at.as_ptr().wrapping_add(i * page)).unwrap_or(at);
-                if sys::residency_into(p, page, std::slice::from_mut(r)).is_err() {
+                if os::residency_into(p, page, std::slice::from_mut(r)).is_err() {
                     *r = 0;
                 }
             }
@@ -477,8 +477,7 @@ unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize, mem: Option<libc::c_int>) 
             let run = NonNull::new(at.as_ptr().wrapping_add(start * page)).unwrap_or(at);
             let run_len = (i - start) * page;
             // SAFETY: the run is inside the mapping (the caller's contract).
-            let forced =
-                mem.is_some_and(|fd| unsafe { sys::zero_forced(fd, run, run_len) }.is_ok());
+            let forced = mem.is_some_and(|fd| unsafe { os::zero_forced(fd, run, run_len) }.is_ok());
             // SAFETY: as above.
             clean &= forced || unsafe { wipe_run(addr, len, run, run_len) };
         }
@@ -494,17 +493,17 @@ unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize, mem: Option<libc::c_int>) 
 /// As [`wipe_mapping`]'s; `run` lies inside `addr..addr + len`.
 unsafe fn wipe_run(addr: NonNull<u8>, len: usize, run: NonNull<u8>, run_len: usize) -> bool {
     // SAFETY: the caller's contract: the crate's dying memory.
-    let opened = unsafe { sys::protect(run, run_len, Protection::ReadWrite) };
+    let opened = unsafe { os::protect(run, run_len, Protection::ReadWrite) };
     if opened.is_err() {
         // Splitting the mapping may fail at vm.max_map_count: make all of
         // it read-write (no split), closed again by the caller.
         // SAFETY: as above.
-        let _ = unsafe { sys::protect(addr, len, Protection::ReadWrite) };
+        let _ = unsafe { os::protect(addr, len, Protection::ReadWrite) };
     }
     // SAFETY: as above.
-    let zeroed = unsafe { sys::zero_checked(run, run_len) }.is_ok();
+    let zeroed = unsafe { os::zero_checked(run, run_len) }.is_ok();
     // SAFETY: as above.
-    let _ = unsafe { sys::protect(run, run_len, Protection::None) };
+    let _ = unsafe { os::protect(run, run_len, Protection::None) };
     zeroed
 }
 

@@ -11,7 +11,7 @@ use std::io;
 use std::sync::OnceLock;
 
 use crate::error::{Error, MemlockCall};
-use crate::sys;
+use crate::os;
 
 /// The process's `RLIMIT_MEMLOCK`, in bytes; `None` means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct MemlockLimit {
 ///
 /// A process with `CAP_IPC_LOCK` (root, usually) is not held to it.
 pub fn memlock_limit() -> MemlockLimit {
-    let (soft, hard) = sys::memlock_limit();
+    let (soft, hard) = os::memlock_limit();
     MemlockLimit { soft, hard }
 }
 
@@ -35,7 +35,7 @@ pub fn memlock_limit() -> MemlockLimit {
 /// killer. The one check behind [`Error::TooLarge`] for size.
 pub(crate) fn fits_in_ram(len: usize) -> bool {
     static RAM: OnceLock<u64> = OnceLock::new();
-    let ram = *RAM.get_or_init(sys::physical_memory);
+    let ram = *RAM.get_or_init(os::physical_memory);
     u64::try_from(len).is_ok_and(|len| len <= ram)
 }
 

@@ -14,10 +14,10 @@ use std::ptr::{self, NonNull};
 
 use crate::error::{Error, InitError};
 use crate::fork::EXCLUDED;
+use crate::os;
 use crate::plain::Plain;
 use crate::policy::{Isolation, LockPolicy};
 use crate::store::{Request, Residency, Store};
-use crate::sys;
 
 /// One secret in locked, guarded, dump-proof memory.
 ///
@@ -183,7 +183,7 @@ impl<const N: usize> LockedBox<[u8; N]> {
     /// [`random`](Self::random), the box made as `req` says.
     pub(crate) fn random_with(req: Request) -> Result<Self, Error> {
         Self::try_init(req, |k| {
-            sys::random(k).map_err(|e| Error::os("getrandom", N, e))
+            os::random(k).map_err(|e| Error::os("getrandom", N, e))
         })
         .map_err(Error::from)
     }

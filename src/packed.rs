@@ -18,8 +18,9 @@ use crate::canary::{expected_canary, process_canary, wipe};
 use crate::error::Error;
 use crate::fork::Origin;
 use crate::layout::{CANARY_LEN, PackedLayout};
+use crate::os;
 use crate::policy::LockPolicy;
-use crate::sys::{self, Residency};
+use crate::residency::Residency;
 
 /// A packed box's slot.
 pub(crate) struct PackedSlot {
@@ -50,7 +51,7 @@ impl PackedSlot {
     #[inline]
     pub(crate) fn new(layout: PackedLayout, lock: LockPolicy, kind: Kind) -> Result<Self, Error> {
         let PackedClaim { page, index } = alloc::claim_packed(layout.class(), lock, kind)?;
-        debug_assert_eq!(page.slots(), sys::page_size() / layout.slot_size);
+        debug_assert_eq!(page.slots(), os::page_size() / layout.slot_size);
         // SAFETY: `index < slots`, so the slot lies inside the page, which
         // is open while we hold the slot's bit.
         let slot = unsafe { page.addr().add(index * layout.slot_size) };
@@ -110,7 +111,8 @@ impl PackedSlot {
     }
 
     pub(crate) fn residency(&self) -> io::Result<Residency> {
-        sys::residency(self.page.addr(), sys::page_size())
+        let (resident, total) = os::residency(self.page.addr(), os::page_size())?;
+        Ok(Residency { resident, total })
     }
 
     /// Aborts, with one line on stderr, unless both canaries and the zero

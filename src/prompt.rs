@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use rustix::termios::LocalModes;
 
 use crate::error::Error;
+use crate::os::{self, SignalAction, TerminalModes};
 use crate::string::LockedString;
-use crate::sys::{self, SignalAction, TerminalModes};
 
 /// The longest passphrase accepted, in bytes.
 pub const MAX_PASSWORD_LEN: usize = 4096;
@@ -83,7 +83,7 @@ static OLD_ACTIONS: HandlerData<[SignalAction; 4]> =
 /// Async-signal-safe: one ioctl, sigaction, raise, atomics.
 extern "C" fn on_signal(sig: libc::c_int) {
     // The code this interrupted may be about to read errno.
-    let errno = sys::errno();
+    let errno = os::errno();
     SIGNALLED.store(sig, Ordering::Relaxed);
     let fd = TTY_FD.load(Ordering::Relaxed);
     if fd >= 0 {
@@ -93,17 +93,17 @@ extern "C" fn on_signal(sig: libc::c_int) {
         // SAFETY: SAVED_MODES was written before this handler was
         // installed, and is not written while it is.
         let modes = unsafe { SAVED_MODES.get() };
-        let _ = sys::set_terminal(tty, modes);
+        let _ = os::set_terminal(tty, modes);
     }
     if let Some(i) = SIGNALS.iter().position(|&s| s == sig) {
         // SAFETY: OLD_ACTIONS was written before this handler was
         // installed; restoring a saved disposition installs no new handler.
         let old = unsafe { &OLD_ACTIONS.get()[i] };
         // SAFETY: as above.
-        let _ = unsafe { sys::set_signal_action(sig, None, Some(old)) };
+        let _ = unsafe { os::set_signal_action(sig, None, Some(old)) };
     }
-    sys::raise_signal(sig);
-    sys::set_errno(errno);
+    os::raise_signal(sig);
+    os::set_errno(errno);
 }
 
 /// Puts the terminal and the signal dispositions back; on every path out
@@ -116,14 +116,14 @@ struct Restore<'a> {
 
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
-        let _ = sys::set_terminal(self.tty, &self.modes);
+        let _ = os::set_terminal(self.tty, &self.modes);
         if self.handlers {
             // SAFETY: written before the handlers were installed, and no
             // handler writes it.
             let old = unsafe { OLD_ACTIONS.get() };
             for (&sig, old) in SIGNALS.iter().zip(old) {
                 // SAFETY: restoring a saved disposition.
-                let _ = unsafe { sys::set_signal_action(sig, None, Some(old)) };
+                let _ = unsafe { os::set_signal_action(sig, None, Some(old)) };
             }
         }
         TTY_FD.store(-1, Ordering::Relaxed);
@@ -146,7 +146,7 @@ impl Read for TtyReader<'_> {
             if SIGNALLED.load(Ordering::Relaxed) != 0 {
                 return Err(io::Error::other("the prompt was interrupted by a signal"));
             }
-            if sys::readable_within(self.0.as_fd(), POLL_MS)? {
+            if os::readable_within(self.0.as_fd(), POLL_MS)? {
                 break;
             }
         }
@@ -199,7 +199,7 @@ pub fn prompt_password(prompt: &str) -> Result<LockedString, Error> {
         .open("/dev/tty")
         .map_err(|e| terminal_error("open /dev/tty", e))?;
     let fd = tty.as_fd();
-    let modes = sys::terminal_modes(fd).map_err(|e| terminal_error("tcgetattr /dev/tty", e))?;
+    let modes = os::terminal_modes(fd).map_err(|e| terminal_error("tcgetattr /dev/tty", e))?;
     SIGNALLED.store(0, Ordering::Relaxed);
     // SAFETY: no handler of ours is installed (we hold PROMPT, and the last
     // prompt uninstalled its own before releasing it).
@@ -216,7 +216,7 @@ pub fn prompt_password(prompt: &str) -> Result<LockedString, Error> {
     let mut quiet = modes;
     quiet.local_modes &=
         !(LocalModes::ECHO | LocalModes::ECHOE | LocalModes::ECHOK | LocalModes::ECHONL);
-    sys::set_terminal(fd, &quiet).map_err(|source| Error::Io { source })?;
+    os::set_terminal(fd, &quiet).map_err(|source| Error::Io { source })?;
     (&tty)
         .write_all(prompt.as_bytes())
         .map_err(|source| Error::Io { source })?;
@@ -248,17 +248,17 @@ fn install_handlers() -> Result<(), Error> {
     let mut old: [SignalAction; 4] = unsafe { std::mem::zeroed() };
     for (i, &sig) in SIGNALS.iter().enumerate() {
         // SAFETY: reads the current disposition only (no handler given).
-        old[i] = unsafe { sys::set_signal_action(sig, None, None) }
+        old[i] = unsafe { os::set_signal_action(sig, None, None) }
             .map_err(|e| Error::os("sigaction", 0, e))?;
     }
     // SAFETY: no handler of ours is installed yet, so nothing reads it.
     unsafe { OLD_ACTIONS.set(old) };
     for (i, &sig) in SIGNALS.iter().enumerate() {
         // SAFETY: `on_signal` is async-signal-safe (see its docs).
-        if let Err(e) = unsafe { sys::set_signal_action(sig, Some(on_signal), None) } {
+        if let Err(e) = unsafe { os::set_signal_action(sig, Some(on_signal), None) } {
             for (&s, o) in SIGNALS[..i].iter().zip(&old) {
                 // SAFETY: restoring a saved disposition.
-                let _ = unsafe { sys::set_signal_action(s, None, Some(o)) };
+                let _ = unsafe { os::set_signal_action(s, None, Some(o)) };
             }
             return Err(Error::os("sigaction", 0, e));
         }

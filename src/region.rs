@@ -30,8 +30,9 @@ use crate::canary::{expected_canary, process_canary, wipe};
 use crate::error::Error;
 use crate::fork::EXCLUDED;
 use crate::layout::{CANARY_LEN, Layout};
+use crate::os::{self, Advice, Protection};
 use crate::policy::LockPolicy;
-use crate::sys::{self, Advice, Protection, Residency};
+use crate::residency::Residency;
 
 /// A page-isolated box's data pages and where its value sits in them; see
 /// the module docs for its invariants.
@@ -120,7 +121,8 @@ impl Region {
 
     /// Residency of the data pages, from mincore(2).
     pub(crate) fn residency(&self) -> io::Result<Residency> {
-        sys::residency(self.slot.data, self.slot.data_len)
+        let (resident, total) = os::residency(self.slot.data, self.slot.data_len)?;
+        Ok(Residency { resident, total })
     }
 
     /// Whether the canary is what it was set to. In a fork child of a
@@ -175,7 +177,7 @@ impl Region {
         }
         // SAFETY: (R1) present, so the data pages are our own slot's;
         // MADV_RANDOM changes neither contents nor protection.
-        unsafe { sys::advise(self.slot.data, self.slot.data_len, Advice::Random) }
+        unsafe { os::advise(self.slot.data, self.slot.data_len, Advice::Random) }
     }
 
     /// Changes the data pages' protection and records it.
@@ -196,7 +198,7 @@ impl Region {
         }
         // SAFETY: (R1) present, so the data pages are our own slot's; the
         // caller guarantees that no reference is alive that `prot` forbids.
-        unsafe { sys::protect(self.slot.data, self.slot.data_len, prot) }?;
+        unsafe { os::protect(self.slot.data, self.slot.data_len, prot) }?;
         self.prot.store(prot_code(prot), Ordering::Release);
         Ok(())
     }
@@ -223,7 +225,7 @@ impl Region {
         let (data, len) = (self.slot.data, self.slot.data_len);
         // SAFETY: (R1) present, so the data pages are our own slot's;
         // widening access to read-write invalidates no reference.
-        let opened = unsafe { sys::protect(data, len, Protection::ReadWrite) };
+        let opened = unsafe { os::protect(data, len, Protection::ReadWrite) };
         if let Err(e) = opened {
             eprintln!(
                 "lockedmem: cannot make a sealed {}-byte secret's pages writable to wipe it \
@@ -247,13 +249,13 @@ impl Region {
     /// alive.
     #[inline]
     unsafe fn wipe_contents(&self, slot: &PageSlot) {
-        let page = sys::page_size();
+        let page = os::page_size();
         // From the canary, rounded down to a word, to the end of the data.
         let start = (self.value_offset - CANARY_LEN) & !7;
         let touched = if slot.locked || slot.data_len == page {
             None
         } else {
-            sys::populated(slot.data, slot.data_len / page).ok()
+            os::populated(slot.data, slot.data_len / page).ok()
         };
         let wipe_run = |from: usize, to: usize| {
             if from < to {

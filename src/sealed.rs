@@ -26,11 +26,12 @@ use std::ptr::NonNull;
 use crate::error::Error;
 use crate::fork::{self, EXCLUDED};
 use crate::locked_box::LockedBox;
+use crate::os::Protection;
 use crate::plain::Plain;
 use crate::region::Region;
+use crate::residency::Residency;
 use crate::seal_state::SealState;
 use crate::store::Store;
-use crate::sys::{Protection, Residency};
 
 /// A box whose data pages are `PROT_NONE` while no borrow is out: a stray
 /// read anywhere in the process faults instead of finding the secret.

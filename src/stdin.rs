@@ -4,7 +4,7 @@
 
 use std::io;
 
-use crate::sys;
+use crate::os;
 
 /// Standard input (descriptor 0), read with one read(2) per call straight
 /// into the caller's buffer: nothing is read ahead and nothing is kept.
@@ -52,6 +52,6 @@ impl io::Read for RawStdin {
     /// One read(2) of at most `buf.len()` bytes from descriptor 0; `Ok(0)`
     /// at the end of the input (or for an empty `buf`).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        sys::read_stdin(buf)
+        os::read_stdin(buf)
     }
 }

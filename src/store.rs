@@ -13,13 +13,13 @@ use crate::error::Error;
 use crate::fork::EXCLUDED;
 use crate::layout::{CANARY_LEN, Layout, LayoutError, PackedLayout};
 use crate::limits;
+use crate::os;
 use crate::packed::PackedSlot;
 use crate::policy::{Backing, ForkPolicy, Isolation, LockPolicy};
 use crate::region::Region;
-use crate::sys;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub(crate) use crate::sys::Residency;
+pub(crate) use crate::residency::Residency;
 
 /// Remembers a refusal of memfd_secret(2) as unsupported (see
 /// `SECRETMEM_REFUSED`).
@@ -71,7 +71,7 @@ impl Request {
         if self.packed_layout(size).is_some() || self.elem_size == 0 {
             return self.len;
         }
-        match Layout::new(size, self.align, sys::page_size()) {
+        match Layout::new(size, self.align, os::page_size()) {
             // Whole elements fit between the canary and the end of the
             // data pages, and the value stays aligned (`elem_size` is a
             // multiple of the alignment). Where the pages have room for it,
@@ -103,19 +103,19 @@ impl Request {
         if self.packed_layout(size).is_some() || size == 0 {
             return 0;
         }
-        Layout::new(size, self.align, sys::page_size()).map_or(usize::MAX, |l| l.data_len)
+        Layout::new(size, self.align, os::page_size()).map_or(usize::MAX, |l| l.data_len)
     }
 
     /// The most elements page-isolated memory of at most `bytes` bytes of
     /// data pages holds (see [`room`](Request::room)); 0 if none fit.
     pub(crate) fn capacity_within(&self, bytes: usize) -> usize {
-        let pages = bytes / sys::page_size();
+        let pages = bytes / os::page_size();
         if self.elem_size == 0 || pages == 0 {
             return 0;
         }
         // That many elements and the canary fill the pages exactly; `room`
         // keeps to the same pages.
-        let fits = (pages * sys::page_size() - CANARY_LEN) / self.elem_size;
+        let fits = (pages * os::page_size() - CANARY_LEN) / self.elem_size;
         Request { len: fits, ..*self }.room()
     }
 
@@ -136,7 +136,7 @@ impl Request {
             return None;
         }
         let size = self.len.checked_mul(self.elem_size)?;
-        let max = Layout::new(size, self.align, sys::page_size())
+        let max = Layout::new(size, self.align, os::page_size())
             .ok()?
             .data_len;
         let kind = match self.kinds() {
@@ -155,7 +155,7 @@ impl Request {
         if self.isolation != Isolation::Packed {
             return None;
         }
-        PackedLayout::new(size, self.align, sys::page_size())
+        PackedLayout::new(size, self.align, os::page_size())
     }
 
     /// `len` elements of `T`, with this request's policies.
@@ -272,7 +272,7 @@ impl Store {
             len: req.len,
             elem_size: req.elem_size,
         };
-        let page_size = sys::page_size();
+        let page_size = os::page_size();
         if let Some(layout) = req.packed_layout(size) {
             return PackedSlot::new(layout, req.lock, kind)
                 .map(Store::Packed)
@@ -414,7 +414,7 @@ impl Store {
             Store::Packed(slot) => slot,
         };
         let size = slot.layout.size;
-        let region = Layout::new(size, align, sys::page_size())
+        let region = Layout::new(size, align, os::page_size())
             .map_err(|_| Error::TooLarge {
                 len: 1,
                 elem_size: size,

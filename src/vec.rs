@@ -19,11 +19,11 @@ use std::ptr;
 use crate::canary::wipe_bytes;
 use crate::error::Error;
 use crate::locked_box::LockedBox;
+use crate::os;
 use crate::plain::Plain;
 use crate::policy::LockPolicy;
 use crate::sealed::SealedBox;
 use crate::store::Request;
-use crate::sys;
 
 /// Capacity in bytes a vector starts with when it first needs memory (unless
 /// asked for more): small secrets fit without a second allocation.
@@ -516,7 +516,7 @@ impl LockedVec<u8> {
     pub(crate) fn random_with(req: Request, len: usize) -> Result<Self, Error> {
         let mut v = Self::with_request(req);
         v.try_reserve(len)?;
-        sys::random(&mut v.spare()[..len]).map_err(|e| Error::os("getrandom", len, e))?;
+        os::random(&mut v.spare()[..len]).map_err(|e| Error::os("getrandom", len, e))?;
         v.set_len_within(len);
         Ok(v)
     }

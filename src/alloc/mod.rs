@@ -67,9 +67,9 @@ use std::sync::{Arc, Mutex};
 use crate::error::Error;
 use crate::fork::{self, Origin};
 use crate::layout::{MAX_SLAB_PAGES, PACKED_CLASSES, PACKED_MIN_SLOT, SlabGeometry};
+use crate::os;
 use crate::policy::{FORKS, ForkPolicy, LockPolicy};
 use crate::sync::{AtomicU64, lock_std as lock};
-use crate::sys;
 
 pub(crate) use packed_slab::PageMeta;
 use packed_slab::{PackedClass, SlowClaim};
@@ -388,7 +388,7 @@ fn install_pool(current: *mut Pool, generation: u64) -> &'static Pool {
 
 impl Pool {
     fn new(generation: u64) -> Self {
-        let page_size = sys::page_size();
+        let page_size = os::page_size();
         debug_assert!(Kind::ALL.iter().enumerate().all(|(i, k)| k.index() == i));
         let classes = Kind::ALL
             .iter()
@@ -624,7 +624,7 @@ pub(crate) fn acquire_page_slot(
     lock_policy: LockPolicy,
     kind: Kind,
 ) -> Result<PageSlot, Error> {
-    let page = sys::page_size();
+    let page = os::page_size();
     let Some(geo) = SlabGeometry::new(data_pages, page) else {
         return with_local(|local, pool| {
             let cached = lock(&pool.large).take(|s| s.fits(data_pages * page, kind));
@@ -1021,7 +1021,7 @@ fn claim_packed_slow(
 /// process lock is not seen (a refused mlock tells).
 fn room_under_limit(pool: &Pool) -> Option<usize> {
     let soft = crate::limits::memlock_limit().soft?;
-    if sys::has_cap_ipc_lock().unwrap_or(false) {
+    if os::has_cap_ipc_lock().unwrap_or(false) {
         return None;
     }
     let held = pool.locked.get() + pool.locked.kept();
@@ -1070,7 +1070,7 @@ fn locked_memory_is_scarce(pool: &Pool) -> bool {
     let room = usize::try_from(soft)
         .unwrap_or(usize::MAX)
         .saturating_sub(pool.locked.get());
-    room < SHARE_BELOW_PAGES * pool.page_size && !sys::has_cap_ipc_lock().unwrap_or(false)
+    room < SHARE_BELOW_PAGES * pool.page_size && !os::has_cap_ipc_lock().unwrap_or(false)
 }
 
 /// Frees slot `index` of `page`, whose bytes the caller has wiped; the slot

@@ -917,7 +917,7 @@ mod tests {
 
     #[test]
     fn the_held_list_holds_exactly_the_held_pages() {
-        let page_size = crate::sys::page_size();
+        let page_size = crate::os::page_size();
         let mut c = PackedClass::new(0, ForkPolicy::Keep, false, page_size, 64);
         let a = c.reserve().expect("a slab");
         c.opened(a, 1);

@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn reserve_release_and_unmap() {
-        let page = crate::sys::page_size();
+        let page = crate::os::page_size();
         let geo = SlabGeometry::new(1, page).unwrap();
         let mut class = PageClass::default();
         let ids: Vec<_> = (0..geo.slots + 1)

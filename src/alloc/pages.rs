@@ -28,8 +28,8 @@ use crate::sync::{AtomicUsize, Ordering, fence};
 use crate::alloc::registry::{self, Range, Slot};
 use crate::error::Error;
 use crate::limits;
+use crate::os::{self, Advice, Protection};
 use crate::policy::{ForkPolicy, LockPolicy};
-use crate::sys::{self, Advice, Protection};
 
 /// One mapping this crate made, owned: unmapped when dropped.
 #[derive(Debug)]
@@ -64,8 +64,8 @@ impl SecretFile {
         // child would keep a descriptor its handler does not know of, and
         // with it every secret the parent later writes to the file.
         let gate = ForkGate::enter();
-        let fd = sys::memfd_secret().map_err(secretmem_error)?;
-        sys::set_file_len(fd.as_fd(), len).map_err(|e| Error::os("ftruncate", len, e))?;
+        let fd = os::memfd_secret().map_err(secretmem_error)?;
+        os::set_file_len(fd.as_fd(), len).map_err(|e| Error::os("ftruncate", len, e))?;
         let fd = Arc::new(SecretFd::listed(fd));
         drop(gate);
         Ok(SecretFile {
@@ -247,7 +247,7 @@ static GATE: std::sync::LazyLock<Gate> = std::sync::LazyLock::new(Gate::new);
 /// and the first mapping advised `MADV_DONTFORK`.
 fn watch_forks() {
     static AT_FORK: std::sync::Once = std::sync::Once::new();
-    AT_FORK.call_once(|| sys::on_fork(fork_prepare, fork_parent, fork_child));
+    AT_FORK.call_once(|| os::on_fork(fork_prepare, fork_parent, fork_child));
 }
 
 impl ForkGate {
@@ -301,7 +301,7 @@ extern "C" fn fork_child() {
 fn hold_excluded_ranges_in_child() {
     registry::each_registered(|r| {
         if let (true, Some(addr)) = (r.excluded_from_forks(), NonNull::new(r.addr as *mut u8)) {
-            let _ = sys::place_none_in_hole(addr, r.len);
+            let _ = os::place_none_in_hole(addr, r.len);
         }
     });
 }
@@ -314,7 +314,7 @@ fn close_secret_fds_in_child() {
     while let Some(e) = unsafe { entry.as_ref() } {
         let fd = e.fd.swap(-1, Ordering::AcqRel);
         if fd >= 0 {
-            sys::close_raw(fd);
+            os::close_raw(fd);
         }
         entry = e.next;
     }
@@ -346,7 +346,7 @@ impl Mapping {
         if fork == ForkPolicy::Exclude {
             watch_forks(); // a fork child gets placeholders there
         }
-        let addr = sys::map_none(len).map_err(|e| Error::os("mmap", len, e))?;
+        let addr = os::map_none(len).map_err(|e| Error::os("mmap", len, e))?;
         let at = addr.as_ptr() as usize;
         let range = match fork {
             ForkPolicy::Exclude => Range::this_process_only(at, len),
@@ -354,7 +354,7 @@ impl Mapping {
         };
         let Some(entry) = registry::register(range) else {
             // SAFETY: the mapping was just made; nothing else knows of it.
-            let _ = unsafe { sys::unmap(addr, len) };
+            let _ = unsafe { os::unmap(addr, len) };
             return Err(Error::os(
                 "mmap",
                 len,
@@ -412,7 +412,7 @@ impl Mapping {
     /// must stay as the wipe found it, so the calling thread stops here.
     fn deregister(&self) {
         if registry::deregister(self.entry, self.addr.as_ptr() as usize).is_err() {
-            sys::stop_for_good();
+            os::stop_for_good();
         }
     }
 
@@ -430,7 +430,7 @@ impl Mapping {
         // SAFETY: the mapping is ours and, by the owner's contract above,
         // unreferenced; on success `this` is forgotten, so it is not
         // unmapped twice.
-        match unsafe { sys::unmap(this.addr, this.len) } {
+        match unsafe { os::unmap(this.addr, this.len) } {
             Ok(()) => {
                 // Forgetting `this` must not forget its secret file: the
                 // last mapping of it is gone, and dropping the last handle
@@ -466,7 +466,7 @@ impl Drop for Mapping {
         self.deregister();
         // SAFETY: the mapping is ours and holds no live value; nothing
         // refers into it.
-        let _ = unsafe { sys::unmap(self.addr, self.len) };
+        let _ = unsafe { os::unmap(self.addr, self.len) };
     }
 }
 
@@ -484,7 +484,7 @@ unsafe fn advise_fresh(addr: NonNull<u8>, len: usize, fork: ForkPolicy) -> Resul
     };
     for advice in std::iter::once(Advice::DontDump).chain(fork_advice) {
         // SAFETY: forwarded from the caller's contract.
-        unsafe { sys::advise(addr, len, advice) }.map_err(|e| {
+        unsafe { os::advise(addr, len, advice) }.map_err(|e| {
             if e.raw_os_error() == Some(libc::EINVAL) {
                 Error::Unsupported {
                     call: advice.name(),
@@ -695,7 +695,7 @@ pub(crate) unsafe fn open(
         return unsafe { open_secret(data, len, fork, count, reclaim, file) };
     }
     // SAFETY: forwarded: the caller holds the closed run exclusively.
-    unsafe { sys::protect(data, len, Protection::ReadWrite) }.map_err(|e| OpenError {
+    unsafe { os::protect(data, len, Protection::ReadWrite) }.map_err(|e| OpenError {
         error: Error::os("mprotect", len, e),
         closed: true,
     })?;
@@ -708,7 +708,7 @@ pub(crate) unsafe fn open(
         return Ok(false);
     }
     // SAFETY: as above; the pages are readable now.
-    let mut locked = unsafe { sys::lock(data, len) };
+    let mut locked = unsafe { os::lock(data, len) };
     if matches!(&locked, Err(e) if limits::is_limit_error(e)) {
         count.refused();
     }
@@ -716,7 +716,7 @@ pub(crate) unsafe fn open(
         match &locked {
             Err(e) if limits::is_limit_error(e) && free_room(reclaim, lock, len, count) > 0 => {
                 // SAFETY: as above.
-                locked = unsafe { sys::lock(data, len) };
+                locked = unsafe { os::lock(data, len) };
             }
             _ => break,
         }
@@ -733,7 +733,7 @@ pub(crate) unsafe fn open(
         // Keep it read-write and unlocked; a failed mlock may have locked a
         // part, so unlock all of it.
         // SAFETY: as above.
-        return match unsafe { sys::unlock(data, len) } {
+        return match unsafe { os::unlock(data, len) } {
             Ok(()) => Ok(false),
             Err(e) => Err(OpenError {
                 error: Error::os("munlock", len, e),
@@ -770,7 +770,7 @@ unsafe fn open_secret(
     let map = || {
         let _gate = ForkGate::enter();
         // SAFETY: forwarded: the caller holds the closed run exclusively.
-        unsafe { sys::map_file_fixed(data, len, file.fd.as_fd(), offset) }?;
+        unsafe { os::map_file_fixed(data, len, file.fd.as_fd(), offset) }?;
         count.add(len);
         // SAFETY: the run now holds our secret pages (wiped) and no value.
         Ok(match unsafe { advise_fresh(data, len, fork) } {
@@ -818,7 +818,7 @@ unsafe fn open_secret(
 /// that stays open meanwhile (the caller holds its class's mutex).
 pub(crate) unsafe fn relock(data: NonNull<u8>, len: usize, count: &LockedBytes) -> bool {
     // SAFETY: forwarded: open, so mapped read-write.
-    match unsafe { sys::lock(data, len) } {
+    match unsafe { os::lock(data, len) } {
         Ok(()) => {
             count.add(len);
             true
@@ -830,7 +830,7 @@ pub(crate) unsafe fn relock(data: NonNull<u8>, len: usize, count: &LockedBytes) 
             // A failed mlock may have locked a part: unlock it all (an
             // error here leaves at most that part locked and uncounted).
             // SAFETY: as above.
-            let _ = unsafe { sys::unlock(data, len) };
+            let _ = unsafe { os::unlock(data, len) };
             false
         }
     }
@@ -844,7 +844,7 @@ pub(crate) unsafe fn relock(data: NonNull<u8>, len: usize, count: &LockedBytes) 
 /// stays open meanwhile (the caller holds its class's mutex).
 pub(crate) unsafe fn unlock_open(data: NonNull<u8>, len: usize, count: &LockedBytes) -> bool {
     // SAFETY: forwarded: open, so mapped.
-    let ok = unsafe { sys::unlock(data, len) }.is_ok();
+    let ok = unsafe { os::unlock(data, len) }.is_ok();
     if ok {
         count.sub(len);
     }
@@ -882,7 +882,7 @@ pub(crate) unsafe fn close(
     count: &LockedBytes,
 ) -> Closed {
     // SAFETY: forwarded from the caller's contract.
-    if unsafe { sys::replace_none(data, len) }.is_err() {
+    if unsafe { os::replace_none(data, len) }.is_err() {
         return Closed::No;
     }
     if locked {

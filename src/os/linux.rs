@@ -241,24 +241,8 @@ pub(crate) unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     Ok(done?)
 }
 
-/// How many data pages of a box are in RAM, from mincore(2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Residency {
-    /// Data pages present in RAM.
-    pub resident: usize,
-    /// All data pages of the box.
-    pub total: usize,
-}
-
-impl Residency {
-    /// Whether every data page is in RAM.
-    pub fn all_resident(&self) -> bool {
-        self.resident == self.total
-    }
-}
-
 /// `mincore(addr, len, vec)`: how many pages of the range are resident in
-/// RAM.
+/// RAM, and how many pages it has: `(resident, total)`.
 ///
 /// Only asks; reads or writes no byte of the range, so it is safe for any
 /// address. Fails with `ENOMEM` if part of the range is not mapped.
@@ -266,7 +250,7 @@ impl Residency {
 /// # References
 /// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html)
 #[doc(alias = "mincore")]
-pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<Residency> {
+pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<(usize, usize)> {
     let pages = len.div_ceil(page_size());
     let mut vec = vec![0u8; pages];
     // SAFETY: `vec` holds one byte per page of the range, as mincore(2)
@@ -276,10 +260,7 @@ pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<Residency> 
         return Err(io::Error::last_os_error());
     }
     // Only the least significant bit is defined.
-    Ok(Residency {
-        resident: vec.iter().filter(|&&b| b & 1 == 1).count(),
-        total: pages,
-    })
+    Ok((vec.iter().filter(|&&b| b & 1 == 1).count(), pages))
 }
 
 /// Which pages of `addr..addr + pages * page_size()` hold data, in RAM or in
