@@ -1,0 +1,623 @@
+//! What every Unix offers: mmap(2), mprotect(2), mlock(2), mincore(2),
+//! rlimits, termios, signals, pthread_atfork(3). The platform modules
+//! (`linux`, ...) add what only they have and re-export these.
+//!
+//! One thin function per system call, each returning `io::Result` and naming
+//! the man page it wraps, through `rustix` where it wraps the call and
+//! `libc` where it does not.
+//!
+//! Functions that take an address range are `unsafe`: changing the
+//! protection, lock state, advice or existence of memory is only sound when
+//! the caller owns that memory and knows which Rust references point into it.
+//! The shared contract of those functions is:
+//!
+//! - `addr` is page-aligned and `addr..addr + len` lies wholly inside one
+//!   mapping that this crate created with [`map_none`] and has not unmapped;
+//! - no code outside the caller relies on the range's current protection,
+//!   contents or existence (the caller owns it exclusively, or, for
+//!   [`protect`], coordinates every user of it).
+//!
+//! Each function adds what it needs beyond that under its own `# Safety`.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+
+use super::{Protection, clear_vector_registers, thread_id};
+use crate::dying;
+
+/// The system page size. rustix's `page_size()` (with `use-libc-auxv`)
+/// asks libc's `sysconf` on every call, a quarter of a cached box's cost;
+/// the answer never changes, so it is kept in an atomic after the first.
+#[doc(alias = "sysconf")]
+#[doc(alias = "_SC_PAGESIZE")]
+#[inline]
+pub(crate) fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE.load(Ordering::Relaxed) {
+        0 => {
+            let page = rustix::param::page_size();
+            PAGE.store(page, Ordering::Relaxed);
+            page
+        }
+        page => page,
+    }
+}
+
+/// `mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)`:
+/// reserves `len` bytes of address space that every access faults on.
+///
+/// A PROT_NONE private mapping is not charged against overcommit, so
+/// reserving guard pages costs address space only.
+///
+/// # References
+/// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+#[doc(alias = "mmap")]
+pub(crate) fn map_none(len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: with a null hint and no MAP_FIXED the kernel picks an address
+    // range that no existing mapping uses, so no existing memory is affected.
+    let addr = unsafe {
+        rustix::mm::mmap_anonymous(
+            ptr::null_mut(),
+            len,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )
+    }?;
+    NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+}
+
+/// `mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)`:
+/// replaces `addr..addr + len` with fresh, never-touched `PROT_NONE` memory
+/// in one step. Whatever was there goes: its contents, its lock (the kernel
+/// counts it off `VmLck`), its advice and the kernel's record of the pages
+/// once touched (the `anon_vma`), so the fresh range can merge with
+/// neighbours that were never touched either.
+///
+/// Fails with `ENOMEM` when replacing part of a larger mapping needs a split
+/// and the process is at `vm.max_map_count`; the range is then left as it
+/// was (Linux 6.x undoes a failed replacement).
+///
+/// # Safety
+/// The module's shared contract, and: no pointer or reference into the
+/// range is used to reach its old contents afterwards.
+///
+/// # References
+/// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+#[doc(alias = "MAP_FIXED")]
+pub(crate) unsafe fn replace_none(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    stop_if_dying();
+    // SAFETY: forwarded from the caller's contract: the range is the
+    // caller's own, and nothing uses what it held.
+    let got = unsafe {
+        rustix::mm::mmap_anonymous(
+            addr.as_ptr().cast::<c_void>(),
+            len,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED,
+        )
+    };
+    stop_if_dying();
+    let got = got?;
+    debug_assert_eq!(got.cast::<u8>(), addr.as_ptr());
+    Ok(())
+}
+
+/// `mprotect(addr, len, prot)`: changes the protection of a range.
+///
+/// # Safety
+/// The module's shared contract, and: while the range is not readable (or not
+/// writable), no code may read (or write) it through any pointer or
+/// reference; a Rust reference into the range must not exist while it is
+/// `PROT_NONE`.
+///
+/// # References
+/// - [mprotect(2)](https://man7.org/linux/man-pages/man2/mprotect.2.html)
+#[doc(alias = "mprotect")]
+#[inline]
+pub(crate) unsafe fn protect(addr: NonNull<u8>, len: usize, prot: Protection) -> io::Result<()> {
+    let flags = match prot {
+        Protection::None => MprotectFlags::empty(),
+        Protection::Read => MprotectFlags::READ,
+        Protection::ReadWrite => MprotectFlags::READ | MprotectFlags::WRITE,
+    };
+    stop_if_dying();
+    // SAFETY: forwarded from the caller's contract.
+    let done = unsafe { rustix::mm::mprotect(addr.as_ptr().cast::<c_void>(), len, flags) };
+    stop_if_dying();
+    Ok(done?)
+}
+
+/// `mlock(addr, len)`: faults the range in and keeps it in RAM.
+///
+/// Fails with `ENOMEM` (or `EPERM` when the limit is zero) if the process
+/// lacks `CAP_IPC_LOCK` and the lock would take it over `RLIMIT_MEMLOCK`;
+/// with `EAGAIN` if some page could not be locked.
+///
+/// # Safety
+/// The module's shared contract; the range must be readable (locking faults
+/// every page in).
+///
+/// # References
+/// - [mlock(2)](https://man7.org/linux/man-pages/man2/mlock.2.html)
+#[doc(alias = "mlock")]
+pub(crate) unsafe fn lock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded from the caller's contract.
+    Ok(unsafe { rustix::mm::mlock(addr.as_ptr().cast::<c_void>(), len) }?)
+}
+
+/// `munlock(addr, len)`: lets the kernel page the range out again.
+///
+/// # Safety
+/// The module's shared contract.
+///
+/// # References
+/// - [munlock(2)](https://man7.org/linux/man-pages/man2/munlock.2.html)
+#[doc(alias = "munlock")]
+pub(crate) unsafe fn unlock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded from the caller's contract.
+    Ok(unsafe { rustix::mm::munlock(addr.as_ptr().cast::<c_void>(), len) }?)
+}
+
+/// `munmap(addr, len)`: removes the mapping; any lock on it goes with it.
+///
+/// # Safety
+/// The module's shared contract, and: no pointer or reference into the range
+/// is used afterwards.
+///
+/// # References
+/// - [munmap(2)](https://man7.org/linux/man-pages/man2/munmap.2.html)
+#[doc(alias = "munmap")]
+pub(crate) unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    stop_if_dying();
+    // SAFETY: forwarded from the caller's contract.
+    let done = unsafe { rustix::mm::munmap(addr.as_ptr().cast::<c_void>(), len) };
+    stop_if_dying();
+    Ok(done?)
+}
+
+/// `mincore(addr, len, vec)`: how many pages of the range are resident in
+/// RAM, and how many pages it has: `(resident, total)`.
+///
+/// Only asks; reads or writes no byte of the range, so it is safe for any
+/// address. Fails with `ENOMEM` if part of the range is not mapped.
+///
+/// # References
+/// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html)
+#[doc(alias = "mincore")]
+pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<(usize, usize)> {
+    let pages = len.div_ceil(page_size());
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `vec` holds one byte per page of the range, as mincore(2)
+    // requires, and stays borrowed for the call; mincore touches nothing else.
+    let rc = unsafe { libc::mincore(addr.as_ptr().cast::<c_void>(), len, vec.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Only the least significant bit is defined.
+    Ok((vec.iter().filter(|&&b| b & 1 == 1).count(), pages))
+}
+
+/// `getrlimit(RLIMIT_MEMLOCK)`: `(soft, hard)` in bytes, `None` for unlimited.
+///
+/// # References
+/// - [getrlimit(2)](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+#[doc(alias = "getrlimit")]
+pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Memlock);
+    (lim.current, lim.maximum)
+}
+
+/// `getrlimit(RLIMIT_CORE)`: `(soft, hard)` in bytes, `None` for unlimited.
+///
+/// # References
+/// - [getrlimit(2)](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+pub(crate) fn core_limit() -> (Option<u64>, Option<u64>) {
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Core);
+    (lim.current, lim.maximum)
+}
+
+/// `setrlimit(RLIMIT_CORE, {soft, hard})`: sets the core-file size limit
+/// (bytes, `None` for unlimited). Lowering the soft limit needs no privilege;
+/// raising the hard one needs `CAP_SYS_RESOURCE`.
+///
+/// # References
+/// - [setrlimit(2)](https://man7.org/linux/man-pages/man2/setrlimit.2.html)
+#[doc(alias = "setrlimit")]
+#[doc(alias = "RLIMIT_CORE")]
+pub(crate) fn set_core_limit(soft: Option<u64>, hard: Option<u64>) -> io::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let new = Rlimit {
+        current: soft,
+        maximum: hard,
+    };
+    Ok(setrlimit(Resource::Core, new)?)
+}
+
+/// `getpid()`: this process's ID.
+///
+/// # References
+/// - [getpid(2)](https://man7.org/linux/man-pages/man2/getpid.2.html)
+#[doc(alias = "getpid")]
+pub(crate) fn process_id() -> u32 {
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
+}
+
+/// Registers handlers to run in the forking thread around every later
+/// fork(2): `prepare` before it, `parent` and `child` after it in each
+/// process (pthread_atfork(3)). Failure (`ENOMEM`) is ignored: the
+/// handlers are a hardening, not a correctness need.
+///
+/// # References
+/// - [pthread_atfork(3)](https://man7.org/linux/man-pages/man3/pthread_atfork.3.html)
+pub(crate) fn on_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: registers handlers that the caller wrote to be safe where
+    // they run (the child's: atomics and close(2) only); no memory of ours
+    // is passed.
+    let _ = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
+/// close(2) of a raw descriptor number that the caller knows to be open
+/// and its own; for a fork child closing what it inherited.
+///
+/// # References
+/// - [close(2)](https://man7.org/linux/man-pages/man2/close.2.html)
+pub(crate) fn close_raw(fd: libc::c_int) {
+    // SAFETY: close takes an integer; the caller owns the descriptor.
+    let _ = unsafe { libc::close(fd) };
+}
+
+/// A terminal's settings, as tcgetattr(3) returns them.
+pub(crate) type TerminalModes = rustix::termios::Termios;
+
+/// `tcgetattr(fd)`: the settings of the terminal open at `fd`; `ENOTTY` if
+/// it is no terminal.
+///
+/// # References
+/// - [tcgetattr(3)](https://man7.org/linux/man-pages/man3/tcgetattr.3.html)
+#[doc(alias = "tcgetattr")]
+pub(crate) fn terminal_modes(fd: BorrowedFd<'_>) -> io::Result<TerminalModes> {
+    Ok(rustix::termios::tcgetattr(fd)?)
+}
+
+/// `tcsetattr(fd, TCSAFLUSH, modes)`: applies `modes` once pending output is
+/// written, discarding unread input. One ioctl(2), async-signal-safe.
+///
+/// # References
+/// - [tcsetattr(3)](https://man7.org/linux/man-pages/man3/tcsetattr.3.html)
+#[doc(alias = "tcsetattr")]
+pub(crate) fn set_terminal(fd: BorrowedFd<'_>, modes: &TerminalModes) -> io::Result<()> {
+    Ok(rustix::termios::tcsetattr(
+        fd,
+        rustix::termios::OptionalActions::Flush,
+        modes,
+    )?)
+}
+
+/// A signal disposition, as sigaction(2) takes and returns it.
+pub(crate) type SignalAction = libc::sigaction;
+
+/// `sigaction(sig, act, &old)`: installs `handler` for `sig` (no
+/// `SA_RESTART`, so a blocked read returns `EINTR`; every signal blocked
+/// while it runs, so that no other handler's frame lands on top of it), or
+/// `restore`s a saved disposition; returns the one it replaced.
+/// Async-signal-safe (POSIX).
+///
+/// # Safety
+/// `handler`, if given, must be async-signal-safe.
+///
+/// # References
+/// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+#[doc(alias = "sigaction")]
+pub(crate) unsafe fn set_signal_action(
+    sig: libc::c_int,
+    handler: Option<extern "C" fn(libc::c_int)>,
+    restore: Option<&SignalAction>,
+) -> io::Result<SignalAction> {
+    // SAFETY: an all-zero sigaction is valid: default handler, empty mask,
+    // no flags.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    let act: *const libc::sigaction = match (handler, restore) {
+        (_, Some(saved)) => saved,
+        (Some(h), None) => {
+            new.sa_sigaction = h as libc::sighandler_t;
+            // SAFETY: `sa_mask` is a valid sigset_t to fill.
+            unsafe { libc::sigfillset(&raw mut new.sa_mask) };
+            &raw const new
+        }
+        (None, None) => std::ptr::null(),
+    };
+    // SAFETY: `act` is null or a valid sigaction; `old` has room for one;
+    // the handler's safety is the caller's contract.
+    if unsafe { libc::sigaction(sig, act, old.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sigaction succeeded and filled `old` (zeroed before anyway).
+    Ok(unsafe { old.assume_init() })
+}
+
+/// `raise(sig)`: sends `sig` to the calling thread. Async-signal-safe.
+///
+/// # References
+/// - [raise(3)](https://man7.org/linux/man-pages/man3/raise.3.html)
+#[doc(alias = "raise")]
+pub(crate) fn raise_signal(sig: libc::c_int) {
+    // SAFETY: raise takes a signal number and touches no memory of ours.
+    unsafe { libc::raise(sig) };
+}
+
+/// `poll(fd, POLLIN, timeout_ms)`: whether `fd` has input (or hit end of
+/// file or an error) within `timeout_ms` milliseconds; `EINTR` comes back
+/// as `Ok(false)`.
+///
+/// # References
+/// - [poll(2)](https://man7.org/linux/man-pages/man2/poll.2.html)
+#[doc(alias = "poll")]
+pub(crate) fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, borrowed for the call.
+    match unsafe { libc::poll(&raw mut p, 1, timeout_ms) } {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// The calling thread's `errno`, for a signal handler to save and restore
+/// around the calls it makes. Async-signal-safe.
+pub(crate) fn errno() -> libc::c_int {
+    // SAFETY: __errno_location takes nothing and returns the calling
+    // thread's errno slot.
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: the slot is valid and aligned for the thread's life.
+    unsafe { *slot }
+}
+
+/// Sets the calling thread's `errno` (see [`errno`]).
+pub(crate) fn set_errno(value: libc::c_int) {
+    // SAFETY: as in `errno`.
+    let slot = unsafe { libc::__errno_location() };
+    // SAFETY: as in `errno`; only this thread uses its errno.
+    unsafe { *slot = value };
+}
+
+/// Makes the calling thread the one that runs the last wipe; `false` if
+/// another thread already is (it will end the process). Async-signal-safe.
+pub(crate) fn begin_last_wipe() -> bool {
+    dying::begin(thread_id())
+}
+
+/// Whether the calling thread runs the last wipe.
+pub(crate) fn is_last_wiper() -> bool {
+    dying::is_wiper(thread_id())
+}
+
+/// Stops the calling thread for good if the last wipe has started on
+/// another thread. The calls below that change the protection or the
+/// existence of memory make this check before and after the change: a
+/// thread whose call raced with the start of the wipe never returns to use
+/// what it made accessible, and the wipe never finds a range changed under
+/// it by a call that began after it started.
+#[inline]
+pub(super) fn stop_if_dying() {
+    if dying::must_stop(thread_id()) {
+        stop_for_good();
+    }
+}
+
+/// Stops the calling thread until the process ends, holding nothing the
+/// last wipe must still reach: its vector registers are cleared
+/// ([`clear_vector_registers`]), every signal is blocked (so that no
+/// handler ever saves its registers into a signal frame again), it records
+/// itself stopped (`dying::record_stopped`), and it waits in pause(2).
+/// Async-signal-safe.
+pub(crate) fn stop_for_good() -> ! {
+    clear_vector_registers();
+    block_all_signals();
+    let _ = dying::record_stopped(thread_id());
+    sleep_forever()
+}
+
+/// Blocks the calling thread until the process ends: `pause(2)` in a loop.
+/// Async-signal-safe.
+///
+/// # References
+/// - [pause(2)](https://man7.org/linux/man-pages/man2/pause.2.html)
+#[doc(alias = "pause")]
+pub(crate) fn sleep_forever() -> ! {
+    loop {
+        // SAFETY: pause takes nothing and touches no memory of ours.
+        unsafe { libc::pause() };
+    }
+}
+
+/// A signal handler that is given the interrupted context (`SA_SIGINFO`):
+/// the signal, its `siginfo_t` and the `ucontext_t` the kernel saved.
+pub(crate) type ContextHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void);
+
+/// Which stack a handler installed by [`set_exclusive_handler`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandlerStack {
+    /// The stack of the thread the signal interrupted, below its stack
+    /// pointer (no `SA_ONSTACK`): room for a handler that does real work.
+    Interrupted,
+    /// The thread's alternate signal stack where it has one (`SA_ONSTACK`;
+    /// Rust's standard library gives every thread it starts one of
+    /// `max(SIGSTKSZ, AT_MINSIGSTKSZ)` bytes, 8 KiB on x86-64 without AMX,
+    /// most of which the kernel's frame takes): a small handler still runs
+    /// on a thread that overflowed its own stack.
+    Alternate,
+}
+
+/// `sigaction(sig, {handler, mask: all signals, flags: SA_SIGINFO, and
+/// SA_ONSTACK for [`HandlerStack::Alternate`]})`: installs a handler that
+/// runs with every other signal blocked, so that no handler interrupts it
+/// on its thread, that is given the interrupted context (to scrub it, see
+/// [`scrub_context`]), on the stack `stack` names. Async-signal-safe.
+///
+/// # Safety
+/// `handler` must be async-signal-safe, and fit on `stack`.
+///
+/// # References
+/// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+/// - [sigaltstack(2)](https://man7.org/linux/man-pages/man2/sigaltstack.2.html)
+#[doc(alias = "sigaction")]
+pub(crate) unsafe fn set_exclusive_handler(
+    sig: libc::c_int,
+    handler: ContextHandler,
+    stack: HandlerStack,
+) -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is valid: default handler, empty mask,
+    // no flags.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = handler as libc::sighandler_t;
+    act.sa_flags = match stack {
+        HandlerStack::Interrupted => libc::SA_SIGINFO,
+        HandlerStack::Alternate => libc::SA_SIGINFO | libc::SA_ONSTACK,
+    };
+    // SAFETY: `sa_mask` is a valid sigset_t to fill.
+    unsafe { libc::sigfillset(&raw mut act.sa_mask) };
+    // SAFETY: a valid sigaction; no old one asked for. The handler's
+    // safety is the caller's contract.
+    if unsafe { libc::sigaction(sig, &raw const act, ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `signal(sig, SIG_DFL)` through sigaction(2): the signal's default
+/// action again. Async-signal-safe.
+///
+/// # References
+/// - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+pub(crate) fn set_default_action(sig: libc::c_int) {
+    // SAFETY: an all-zero sigaction is SIG_DFL with an empty mask and no
+    // flags; no old one asked for; no memory of ours is handed over.
+    let act: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigaction(sig, &raw const act, ptr::null_mut()) };
+}
+
+/// `pthread_sigmask(how, {sig} or all signals)`. Async-signal-safe.
+fn set_signal_mask(how: libc::c_int, sig: Option<libc::c_int>) {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let set_ptr = set.as_mut_ptr();
+    match sig {
+        // SAFETY: `set` is a sigset_t to initialise.
+        Some(_) => unsafe { libc::sigemptyset(set_ptr) },
+        // SAFETY: as above.
+        None => unsafe { libc::sigfillset(set_ptr) },
+    };
+    if let Some(sig) = sig {
+        // SAFETY: `set` was initialised above.
+        unsafe { libc::sigaddset(set.as_mut_ptr(), sig) };
+    }
+    // SAFETY: `set` is initialised; no old mask asked for.
+    unsafe { libc::pthread_sigmask(how, set.as_ptr(), ptr::null_mut()) };
+}
+
+/// Blocks every signal on the calling thread (`pthread_sigmask(SIG_BLOCK,
+/// all)`); `SIGKILL` and `SIGSTOP` cannot be blocked.
+///
+/// # References
+/// - [pthread_sigmask(3)](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html)
+#[doc(alias = "pthread_sigmask")]
+pub(crate) fn block_all_signals() {
+    set_signal_mask(libc::SIG_BLOCK, None);
+}
+
+/// Unblocks `sig` on the calling thread; a pending `sig` is delivered
+/// before this returns. Async-signal-safe.
+///
+/// # References
+/// - [pthread_sigmask(3)](https://man7.org/linux/man-pages/man3/pthread_sigmask.3.html)
+pub(crate) fn unblock_signal(sig: libc::c_int) {
+    set_signal_mask(libc::SIG_UNBLOCK, Some(sig));
+}
+
+/// `mincore(addr, len, vec)` into the caller's buffer, one byte per page
+/// (bit 0: resident). Allocates nothing and never panics, so it is
+/// async-signal-safe. Fails with `ENOMEM` if part of the range is not
+/// mapped, and with `EINVAL` (no call made) if `vec` has fewer bytes than
+/// the range has pages.
+///
+/// # References
+/// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html)
+#[doc(alias = "mincore")]
+pub(crate) fn residency_into(addr: NonNull<u8>, len: usize, vec: &mut [u8]) -> io::Result<()> {
+    if vec.len() < len.div_ceil(page_size()) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: `vec` has room for one byte per page of the range and stays
+    // borrowed for the call; mincore writes nothing else.
+    let rc = unsafe { libc::mincore(addr.as_ptr().cast::<c_void>(), len, vec.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `read(STDIN_FILENO, buf, buf.len())`: at most `buf.len()` bytes of
+/// standard input, straight into `buf`; nothing is read ahead or kept.
+/// `EINTR` comes back as an error of kind `Interrupted`.
+///
+/// # References
+/// - [read(2)](https://man7.org/linux/man-pages/man2/read.2.html)
+#[doc(alias = "read")]
+pub(crate) fn read_stdin(buf: &mut [u8]) -> io::Result<usize> {
+    rustix::io::read(rustix::stdio::stdin(), buf).map_err(io::Error::from)
+}
+
+/// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds. Async-signal-safe.
+///
+/// # References
+/// - [clock_gettime(2)](https://man7.org/linux/man-pages/man2/clock_gettime.2.html)
+#[doc(alias = "clock_gettime")]
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec into `ts`, which is ours.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// `nanosleep` for `ns` nanoseconds (less than a second), or until a
+/// signal. Async-signal-safe.
+///
+/// # References
+/// - [nanosleep(2)](https://man7.org/linux/man-pages/man2/nanosleep.2.html)
+#[doc(alias = "nanosleep")]
+pub(crate) fn nap(ns: u32) {
+    let ts = libc::timespec {
+        tv_sec: 0,
+        // Below 10^9, so it fits every `c_long`.
+        tv_nsec: ns.min(999_999_999) as libc::c_long,
+    };
+    // SAFETY: reads one timespec of ours; no remainder asked for.
+    unsafe { libc::nanosleep(&raw const ts, ptr::null_mut()) };
+}
