@@ -130,6 +130,13 @@ fn prompt_on_a_pseudo_terminal() {
             common::child::exit(0);
         }
         take_the_pty(&std::env::var(PTY).unwrap());
+        // The cases expect each signal's default course unless they set
+        // another: the test binary may have been started with some ignored
+        // (a background job of a shell, nohup), which its children inherit.
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            // SAFETY: setting a standard disposition before any prompt runs.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
         if case == "ignored" {
             // The program ignores SIGINT and prompts from a worker thread:
             // the handler runs on the main thread, the prompt must still end.
