@@ -4,6 +4,8 @@
 use std::fmt;
 use std::io;
 
+use crate::os::Trouble;
+
 /// Why a box could not be made, or a secret could not be read into one.
 ///
 /// No variant carries a byte of any secret, and no message echoes input. A failed constructor leaves
@@ -177,23 +179,23 @@ impl fmt::Display for Limit {
     }
 }
 
-/// What to do when the terminal could not be used, by the kernel's answer.
+/// What to do when the terminal could not be used, by the system's answer.
 fn terminal_advice(source: &io::Error) -> &'static str {
-    match source.raw_os_error() {
-        Some(libc::EMFILE) => {
+    match crate::os::trouble(source, false) {
+        Trouble::NoDescriptors => {
             "the process has no free file descriptor (RLIMIT_NOFILE): close descriptors it no \
              longer needs, or raise the limit (`ulimit -n`, LimitNOFILE= for a systemd unit)"
         }
-        Some(libc::ENFILE) => {
+        Trouble::SystemFiles => {
             "the system's table of open files is full: close files elsewhere, or raise \
              fs.file-max"
         }
-        Some(libc::EACCES | libc::EPERM) => {
+        Trouble::Denied => {
             "the process may not use /dev/tty (its permissions, a sandbox or a security \
              module): allow it, or pass the secret on standard input through raw_stdin()"
         }
-        Some(libc::ENOMEM) => "the kernel is out of memory: try again later",
-        Some(libc::EINTR) => "a signal interrupted the call: try again",
+        Trouble::NoMemory => "the kernel is out of memory: try again later",
+        Trouble::Interrupted => "a signal interrupted the call: try again",
         _ => {
             "the terminal exists but cannot be used: pass the secret on standard input \
               through raw_stdin()"
@@ -495,27 +497,27 @@ mod tests {
             },
             Error::Unsupported {
                 call: "madvise(MADV_WIPEONFORK)",
-                source: io::Error::from_raw_os_error(libc::EINVAL),
+                source: io::Error::from(io::ErrorKind::Unsupported),
             },
-            Error::os("mmap", 8192, io::Error::from_raw_os_error(libc::ENOMEM)),
+            Error::os("mmap", 8192, crate::os::error_for(Trouble::NoMemory)),
             failing_reader.unwrap_err(),
             read_line(SECRET.as_bytes(), 4).unwrap_err(),
             read_line(&line, 64).unwrap_err(),
             crate::LockedVec::from_hex(SECRET).unwrap_err(),
             crate::LockedVec::from_base64(SECRET).unwrap_err(),
             Error::NoTerminal {
-                source: io::Error::from_raw_os_error(libc::ENXIO),
+                source: crate::os::error_for(Trouble::NoTerminal),
             },
             Error::Terminal {
                 call: "open /dev/tty",
-                source: io::Error::from_raw_os_error(libc::EMFILE),
+                source: crate::os::error_for(Trouble::NoDescriptors),
             },
             Error::EnvVarNotSet {
                 name: "API_TOKEN".into(),
             },
             Error::Hardening {
                 call: "prctl(PR_SET_DUMPABLE, 0)",
-                source: io::Error::from_raw_os_error(libc::EPERM),
+                source: crate::os::error_for(Trouble::Denied),
             },
             Error::UnsupportedSignal { signal: 9 },
         ]

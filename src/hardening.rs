@@ -436,15 +436,15 @@ mod tests {
 
     #[test]
     fn the_error_names_the_call() {
-        let e = failed("prctl(PR_SET_DUMPABLE, 0)")(io::Error::from_raw_os_error(libc::EPERM));
+        let e = failed("prctl(PR_SET_DUMPABLE, 0)")(os::error_for(os::Trouble::Denied));
         let msg = e.to_string();
         assert!(msg.contains("prctl(PR_SET_DUMPABLE, 0) failed"), "{msg}");
         assert!(matches!(
-            lock_failed(io::Error::from_raw_os_error(libc::ENOMEM)),
+            lock_failed(os::error_for(os::Trouble::LockLimit)),
             Error::MemlockLimit { .. }
         ));
         assert!(matches!(
-            lock_failed(io::Error::from_raw_os_error(libc::EINVAL)),
+            lock_failed(os::error_for(os::Trouble::Other)),
             Error::Os {
                 call: "mlockall",
                 ..

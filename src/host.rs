@@ -4,7 +4,7 @@
 use std::io;
 
 use crate::limits::{self, MemlockLimit};
-use crate::os::{self, Advice};
+use crate::os::{self, ForkView};
 
 /// A report of what this host and process offer, for diagnostics (the
 /// `doctor` example prints one) and for choosing options at start-up.
@@ -53,18 +53,13 @@ impl Host {
             page_size,
             memlock: limits::memlock_limit(),
             cap_ipc_lock: os::has_cap_ipc_lock().ok(),
-            dont_dump: advice_works(Advice::DontDump),
-            wipe_on_fork: advice_works(Advice::WipeOnFork),
-            dont_fork: advice_works(Advice::DontFork),
+            dont_dump: os::can_exclude_from_dumps(),
+            wipe_on_fork: os::can_set_fork_view(ForkView::Zeros),
+            dont_fork: os::can_set_fork_view(ForkView::Absent),
             memfd_secret: os::secretmem_available().map_err(|e| e.kind()),
             core_limit: os::core_limit().0,
             dumpable: os::dumpable().ok(),
             locked_by_crate: crate::alloc::locked_bytes(),
         }
     }
-}
-
-/// Whether the kernel accepts `advice`.
-fn advice_works(advice: Advice) -> bool {
-    os::probe_advice(advice).is_ok()
 }

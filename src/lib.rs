@@ -88,7 +88,7 @@ pub use locked_alloc::LockedAlloc;
 pub use locked_box::LockedBox;
 pub use options::Options;
 pub use plain::Plain;
-pub use policy::{Backing, ForkPolicy, Isolation, LockPolicy};
+pub use policy::{Backing, DumpPolicy, ForkPolicy, Isolation, LockPolicy};
 pub use prompt::{MAX_PASSWORD_LEN, prompt_password};
 pub use residency::Residency;
 pub use sealed::{Ref, RefMut, SealedBox};

@@ -39,27 +39,47 @@ pub(crate) fn fits_in_ram(len: usize) -> bool {
     u64::try_from(len).is_ok_and(|len| len <= ram)
 }
 
-/// Whether an `mlock` error is the kernel enforcing `RLIMIT_MEMLOCK`:
-/// `ENOMEM` when the lock would exceed a nonzero limit, `EPERM` when the limit
-/// is zero and the caller lacks `CAP_IPC_LOCK` (mlock(2), ERRORS).
+/// The error for a call the system refused on `len` bytes: `Unsupported`
+/// where the mechanism is missing, `Os` otherwise (a refusal by the lock
+/// limit is the caller's to report, with its count of locked bytes, by
+/// [`lock_error`]).
+pub(crate) fn refused(r: os::Refused, len: usize) -> Error {
+    match r.why {
+        os::Why::Unsupported => Error::Unsupported {
+            call: r.call,
+            source: r.source,
+        },
+        _ => Error::os(r.call, len, r.source),
+    }
+}
+
+/// Whether an error from a lock (mlock(2), or the platform's) is the
+/// system enforcing the lock limit (`RLIMIT_MEMLOCK`, or the working-set
+/// quota).
 pub(crate) fn is_limit_error(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EPERM))
+    os::trouble(e, true) == os::Trouble::LockLimit
 }
 
 /// The error for an `mlock` of `requested` bytes that failed with `e`, while
 /// the crate held `locked_by_crate` bytes locked.
 pub(crate) fn lock_error(requested: usize, locked_by_crate: usize, e: io::Error) -> Error {
     if is_limit_error(&e) {
-        let limit = memlock_limit();
-        Error::MemlockLimit {
-            call: MemlockCall::Secret,
-            requested,
-            soft_limit: limit.soft,
-            hard_limit: limit.hard,
-            locked_by_crate,
-        }
+        limit_error(requested, locked_by_crate)
     } else {
         Error::os("mlock", requested, e)
+    }
+}
+
+/// [`Error::MemlockLimit`] for a lock of `requested` bytes the limit
+/// refused, while the crate held `locked_by_crate` bytes locked.
+pub(crate) fn limit_error(requested: usize, locked_by_crate: usize) -> Error {
+    let limit = memlock_limit();
+    Error::MemlockLimit {
+        call: MemlockCall::Secret,
+        requested,
+        soft_limit: limit.soft,
+        hard_limit: limit.hard,
+        locked_by_crate,
     }
 }
 
@@ -74,11 +94,10 @@ mod tests {
     }
 
     #[test]
-    fn limit_errors_are_enomem_and_eperm() {
-        assert!(is_limit_error(&io::Error::from_raw_os_error(libc::ENOMEM)));
-        assert!(is_limit_error(&io::Error::from_raw_os_error(libc::EPERM)));
-        assert!(!is_limit_error(&io::Error::from_raw_os_error(libc::EAGAIN)));
-        let e = lock_error(4096, 8192, io::Error::from_raw_os_error(libc::ENOMEM));
+    fn limit_errors_are_the_platforms_lock_limit() {
+        assert!(is_limit_error(&os::error_for(os::Trouble::LockLimit)));
+        assert!(!is_limit_error(&os::error_for(os::Trouble::Other)));
+        let e = lock_error(4096, 8192, os::error_for(os::Trouble::LockLimit));
         assert!(matches!(
             e,
             Error::MemlockLimit {

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use allocator_api2::alloc::{AllocError, Allocator, Layout};
 
-use crate::policy::{Backing, ForkPolicy, Isolation, LockPolicy};
+use crate::policy::{Backing, DumpPolicy, ForkPolicy, Isolation, LockPolicy};
 use crate::store::{Request, Store};
 
 /// The live blocks, by address: each block's store, freed (checked, wiped,
@@ -144,6 +144,7 @@ unsafe impl Allocator for LockedAlloc {
             fork_chosen: self.fork_chosen,
             isolation: self.isolation,
             backing: self.backing,
+            dumps: DumpPolicy::BestEffort,
         })
         .map_err(|_| AllocError)?;
         let ptr = store.value_ptr();

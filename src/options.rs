@@ -8,7 +8,7 @@ use std::mem;
 use crate::error::{Error, InitError};
 use crate::locked_box::LockedBox;
 use crate::plain::Plain;
-use crate::policy::{Backing, ForkPolicy, Isolation, LockPolicy};
+use crate::policy::{Backing, DumpPolicy, ForkPolicy, Isolation, LockPolicy};
 use crate::store::Request;
 use crate::string::LockedString;
 use crate::vec::LockedVec;
@@ -65,6 +65,7 @@ pub struct Options {
     fork: Option<ForkPolicy>,
     isolation: Isolation,
     backing: Backing,
+    dumps: DumpPolicy,
 }
 
 /// What a setter's `#[must_use]` tells a caller who used it in place.
@@ -83,14 +84,16 @@ impl Default for Options {
 
 impl Options {
     /// The defaults: [`LockPolicy::Require`], [`ForkPolicy::Wipe`] (or
-    /// `Exclude` for secret memory), [`Isolation::Page`],
-    /// [`Backing::Anonymous`].
+    /// `Exclude` for secret memory, and where the platform cannot give a
+    /// fork child zeros), [`Isolation::Page`], [`Backing::Anonymous`],
+    /// [`DumpPolicy::BestEffort`].
     pub const fn new() -> Self {
         Options {
             lock: LockPolicy::Require,
             fork: None,
             isolation: Isolation::Page,
             backing: Backing::Anonymous,
+            dumps: DumpPolicy::BestEffort,
         }
     }
 
@@ -109,6 +112,16 @@ impl Options {
     pub const fn fork(self, policy: ForkPolicy) -> Self {
         Options {
             fork: Some(policy),
+            ..self
+        }
+    }
+
+    /// These options with `policy` for whether the pages must be left out
+    /// of core dumps; see [`DumpPolicy`].
+    #[must_use = setter_must_use!()]
+    pub const fn dumps(self, policy: DumpPolicy) -> Self {
+        Options {
+            dumps: policy,
             ..self
         }
     }
@@ -136,6 +149,7 @@ impl Options {
             fork_chosen: self.fork.is_some(),
             isolation: self.isolation,
             backing: self.backing,
+            dumps: self.dumps,
         }
     }
 

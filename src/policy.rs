@@ -32,6 +32,11 @@ pub enum LockPolicy {
 }
 
 /// What a child made by fork(2) gets of the box's pages.
+///
+/// Options that name no fork policy get `Wipe` where the platform can give
+/// a child zeros (Linux, FreeBSD, OpenBSD; Windows has no fork at all), and
+/// `Exclude` where it cannot (macOS), and for secret memory. Windows has no
+/// fork(2): every policy is accepted there and none does anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ForkPolicy {
     /// `MADV_WIPEONFORK`: the child sees zeros where the secret was. Its copy
@@ -47,6 +52,27 @@ pub enum ForkPolicy {
     /// Neither: the child gets a copy-on-write copy of the secret, as with
     /// ordinary memory. Its copy is not locked (locks are not inherited).
     Keep,
+}
+
+/// Whether the box's pages must be left out of core dumps.
+///
+/// Linux (`MADV_DONTDUMP`), FreeBSD (`MADV_NOCORE`), OpenBSD
+/// (`MAP_CONCEAL`) and Windows (`WerRegisterExcludedMemoryBlock`, for
+/// Windows Error Reporting's dumps) have a mechanism; macOS has none: there
+/// a process writes no core unless `RLIMIT_CORE` allows it, and
+/// [`Hardening::no_core_dumps`](crate::Hardening::no_core_dumps) makes sure
+/// it does not. [`Host::dump_exclusion`](crate::Host::dump_exclusion) says
+/// which holds at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DumpPolicy {
+    /// Leave the pages out of core dumps where the platform can (everywhere
+    /// but macOS), and make the box all the same where it cannot.
+    #[default]
+    BestEffort,
+    /// Leave the pages out of core dumps, or fail with
+    /// [`Error::Unsupported`](crate::Error::Unsupported) naming the missing
+    /// mechanism.
+    Exclude,
 }
 
 /// How a box is kept apart from other memory.

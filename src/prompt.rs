@@ -233,10 +233,8 @@ pub fn prompt_password(prompt: &str) -> Result<LockedString, Error> {
 /// `/dev/tty` device here; `ENOTTY`: what was opened is no terminal), else
 /// [`Error::Terminal`] (out of descriptors, not allowed, ...).
 fn terminal_error(call: &'static str, e: io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(libc::ENXIO | libc::ENOENT | libc::ENODEV | libc::ENOTTY) => {
-            Error::NoTerminal { source: e }
-        }
+    match os::trouble(&e, false) {
+        os::Trouble::NoTerminal => Error::NoTerminal { source: e },
         _ => Error::Terminal { call, source: e },
     }
 }

@@ -30,7 +30,7 @@ use crate::canary::{expected_canary, process_canary, wipe};
 use crate::error::Error;
 use crate::fork::EXCLUDED;
 use crate::layout::{CANARY_LEN, Layout};
-use crate::os::{self, Advice, Protection};
+use crate::os::{self, Protection};
 use crate::policy::LockPolicy;
 use crate::residency::Residency;
 
@@ -177,7 +177,7 @@ impl Region {
         }
         // SAFETY: (R1) present, so the data pages are our own slot's;
         // MADV_RANDOM changes neither contents nor protection.
-        unsafe { os::advise(self.slot.data, self.slot.data_len, Advice::Random) }
+        unsafe { os::keep_apart(self.slot.data, self.slot.data_len) }
     }
 
     /// Changes the data pages' protection and records it.

@@ -15,7 +15,7 @@ use crate::layout::{CANARY_LEN, Layout, LayoutError, PackedLayout};
 use crate::limits;
 use crate::os;
 use crate::packed::PackedSlot;
-use crate::policy::{Backing, ForkPolicy, Isolation, LockPolicy};
+use crate::policy::{Backing, DumpPolicy, ForkPolicy, Isolation, LockPolicy};
 use crate::region::Region;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -58,6 +58,7 @@ pub(crate) struct Request {
     pub(crate) fork_chosen: bool,
     pub(crate) isolation: Isolation,
     pub(crate) backing: Backing,
+    pub(crate) dumps: DumpPolicy,
 }
 
 impl Request {
@@ -179,6 +180,7 @@ impl Request {
             fork_chosen: false,
             isolation: Isolation::default(),
             backing: Backing::default(),
+            dumps: DumpPolicy::default(),
         }
     }
 
@@ -187,8 +189,10 @@ impl Request {
     fn fork_policy(&self) -> ForkPolicy {
         match self.backing {
             _ if self.fork_chosen => self.fork,
-            Backing::Anonymous => self.fork,
-            Backing::SecretMem | Backing::PreferSecretMem => ForkPolicy::Exclude,
+            Backing::Anonymous if os::FORK_ZEROS => ForkPolicy::Wipe,
+            Backing::Anonymous | Backing::SecretMem | Backing::PreferSecretMem => {
+                ForkPolicy::Exclude
+            }
         }
     }
 
@@ -241,6 +245,12 @@ impl Store {
         let Some(size) = req.len.checked_mul(req.elem_size) else {
             return Err(too_large);
         };
+        if req.dumps == DumpPolicy::Exclude && !os::DUMPS_EXCLUDABLE {
+            return Err(Error::Unsupported {
+                call: os::DUMP_EXCLUSION,
+                source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+            });
+        }
         let (secret, anonymous) = req.kinds()?;
         if let Some(kind) = secret {
             let made = Self::of_kind(req, size, kind);
@@ -249,15 +259,13 @@ impl Store {
             // no secret file can be had (out of descriptors, `EMFILE`:
             // anonymous memory needs none).
             let stand_in = anonymous.is_some()
-                && matches!(
-                    made,
-                    Err(Error::Unsupported { .. }
-                        | Error::MemlockLimit { .. }
-                        | Error::Os {
-                            call: "memfd_secret",
-                            ..
-                        })
-                );
+                && match &made {
+                    Err(Error::Unsupported { .. } | Error::MemlockLimit { .. }) => true,
+                    Err(Error::Os { source, .. }) => {
+                        os::trouble(source, false) == os::Trouble::NoDescriptors
+                    }
+                    _ => false,
+                };
             if !stand_in {
                 return made;
             }

@@ -18,7 +18,6 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicPtr};
@@ -28,7 +27,7 @@ use crate::sync::{AtomicUsize, Ordering, fence};
 use crate::alloc::registry::{self, Range, Slot};
 use crate::error::Error;
 use crate::limits;
-use crate::os::{self, Advice, Protection};
+use crate::os::{self, Protection};
 use crate::policy::{ForkPolicy, LockPolicy};
 
 /// One mapping this crate made, owned: unmapped when dropped.
@@ -64,8 +63,8 @@ impl SecretFile {
         // child would keep a descriptor its handler does not know of, and
         // with it every secret the parent later writes to the file.
         let gate = ForkGate::enter();
-        let fd = os::memfd_secret().map_err(secretmem_error)?;
-        os::set_file_len(fd.as_fd(), len).map_err(|e| Error::os("ftruncate", len, e))?;
+        let fd = os::SecretFile::new().map_err(secretmem_error)?;
+        fd.set_len(len).map_err(|e| Error::os("ftruncate", len, e))?;
         let fd = Arc::new(SecretFd::listed(fd));
         drop(gate);
         Ok(SecretFile {
@@ -82,7 +81,7 @@ impl SecretFile {
 #[derive(Debug)]
 struct SecretFd {
     /// Taken only by `Drop`.
-    fd: std::mem::ManuallyDrop<OwnedFd>,
+    fd: std::mem::ManuallyDrop<os::SecretFile>,
     entry: &'static Listed,
 }
 
@@ -103,9 +102,9 @@ static LISTED: AtomicPtr<Listed> = AtomicPtr::new(std::ptr::null_mut());
 
 impl SecretFd {
     /// Lists `fd`; the caller holds the [`ForkGate`].
-    fn listed(fd: OwnedFd) -> Self {
+    fn listed(fd: os::SecretFile) -> Self {
         let fd = std::mem::ManuallyDrop::new(fd);
-        let raw = fd.as_raw_fd();
+        let raw = fd.raw();
         let mut entry = LISTED.load(Ordering::Acquire).cast_const();
         // SAFETY: every entry is leaked, so `&*entry` lives forever.
         while let Some(e) = unsafe { entry.as_ref() } {
@@ -133,11 +132,6 @@ impl SecretFd {
     }
 }
 
-impl AsFd for SecretFd {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
 
 impl Drop for SecretFd {
     /// Unlists the descriptor and closes it, with no fork(2) in between: a
@@ -320,17 +314,10 @@ fn close_secret_fds_in_child() {
     }
 }
 
-/// The error for a memfd_secret(2) the kernel refused: `Unsupported` where
-/// the call is missing or filtered (`ENOSYS`, seccomp's `EPERM`) or secret
-/// memory is disabled (`EINVAL`, booted without it), `Os` otherwise.
-pub(crate) fn secretmem_error(e: io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::EOPNOTSUPP) => Error::Unsupported {
-            call: "memfd_secret",
-            source: e,
-        },
-        _ => Error::os("memfd_secret", 0, e),
-    }
+/// The error for secret memory the system refused to make: `Unsupported`
+/// where the platform or kernel lacks it, `Os` otherwise.
+pub(crate) fn secretmem_error(r: os::Refused) -> Error {
+    limits::refused(r, 0)
 }
 
 // SAFETY: a `Mapping` is an address range it owns; nothing in it is tied to
@@ -358,7 +345,7 @@ impl Mapping {
             return Err(Error::os(
                 "mmap",
                 len,
-                io::Error::from_raw_os_error(libc::ENOMEM),
+                io::Error::from(io::ErrorKind::OutOfMemory),
             ));
         };
         let map = Mapping {
@@ -470,32 +457,31 @@ impl Drop for Mapping {
     }
 }
 
-/// Advises a fresh or freshly replaced range `MADV_DONTDUMP` and `fork`'s
-/// advice, turning `EINVAL` into [`Error::Unsupported`].
+/// Makes a fresh or freshly replaced range what every piece of the crate's
+/// memory is: out of core dumps where the platform can do it, and seen by
+/// a fork(2) child as `fork` says. A refusal for want of the mechanism is
+/// [`Error::Unsupported`] naming the call.
 ///
 /// # Safety
 /// `addr..addr + len` is a range of this crate's mappings that holds no
 /// value and that nothing else uses.
 unsafe fn advise_fresh(addr: NonNull<u8>, len: usize, fork: ForkPolicy) -> Result<(), Error> {
-    let fork_advice = match fork {
-        ForkPolicy::Wipe => Some(Advice::WipeOnFork),
-        ForkPolicy::Exclude => Some(Advice::DontFork),
-        ForkPolicy::Keep => None,
-    };
-    for advice in std::iter::once(Advice::DontDump).chain(fork_advice) {
+    if os::DUMPS_EXCLUDABLE {
         // SAFETY: forwarded from the caller's contract.
-        unsafe { os::advise(addr, len, advice) }.map_err(|e| {
-            if e.raw_os_error() == Some(libc::EINVAL) {
-                Error::Unsupported {
-                    call: advice.name(),
-                    source: e,
-                }
-            } else {
-                Error::os(advice.name(), len, e)
-            }
-        })?;
+        unsafe { os::exclude_from_dumps(addr, len) }.map_err(|r| limits::refused(r, len))?;
     }
-    Ok(())
+    // SAFETY: as above; with `Absent`, nothing a child runs uses the range
+    // (a fork child finds the memory absent: `fork::Origin::present`).
+    unsafe { os::set_fork_view(addr, len, fork_view(fork)) }.map_err(|r| limits::refused(r, len))
+}
+
+/// What a fork(2) child gets of memory under `fork`.
+fn fork_view(fork: ForkPolicy) -> os::ForkView {
+    match fork {
+        ForkPolicy::Wipe => os::ForkView::Zeros,
+        ForkPolicy::Exclude => os::ForkView::Absent,
+        ForkPolicy::Keep => os::ForkView::Copy,
+    }
 }
 
 /// Bytes a process generation of the crate holds mlocked, and whether it is
@@ -770,7 +756,7 @@ unsafe fn open_secret(
     let map = || {
         let _gate = ForkGate::enter();
         // SAFETY: forwarded: the caller holds the closed run exclusively.
-        unsafe { os::map_file_fixed(data, len, file.fd.as_fd(), offset) }?;
+        unsafe { file.fd.fd.map_fixed(data, len, offset) }?;
         count.add(len);
         // SAFETY: the run now holds our secret pages (wiped) and no value.
         Ok(match unsafe { advise_fresh(data, len, fork) } {
@@ -783,8 +769,8 @@ unsafe fn open_secret(
         })
     };
     let mut mapped = map();
-    type Mapped = io::Result<Result<(), OpenError>>;
-    let at_limit = |r: &Mapped| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EAGAIN));
+    type Mapped = Result<Result<(), OpenError>, os::Refused>;
+    let at_limit = |r: &Mapped| matches!(r, Err(e) if e.why == os::Why::Limit);
     if at_limit(&mapped) {
         count.refused();
     }
@@ -797,10 +783,8 @@ unsafe fn open_secret(
     }
     let error = match mapped {
         Ok(advised) => return advised.map(|()| true),
-        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-            limits::lock_error(len, count.get(), io::Error::from_raw_os_error(libc::ENOMEM))
-        }
-        Err(e) => Error::os("mmap(memfd_secret)", len, e),
+        Err(r) if r.why == os::Why::Limit => limits::limit_error(len, count.get()),
+        Err(r) => limits::refused(r, len),
     };
     // A failed mmap with MAP_FIXED may have unmapped the run: put the
     // reservation back.

@@ -9,20 +9,33 @@
 
 use std::ffi::c_void;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
 use rustix::mm::{MapFlags, ProtFlags};
 
+/// The portable test mode (`--cfg lockedmem_portable`, for tests and CI,
+/// not a feature): the Linux build uses only what macOS and the BSDs offer,
+/// so that the code they run is exercised somewhere real. Off: memory left
+/// out of core dumps (`MADV_DONTDUMP`), zeros in fork children
+/// (`MADV_WIPEONFORK`), secret memory (memfd_secret), and what the crate
+/// reads of /proc to do its work (which pages hold data, zeroing through
+/// `/proc/self/mem`, the list of threads) or asks only Linux for
+/// (process_vm_readv, `MAP_FIXED_NOREPLACE`, memfd_create). `MADV_DONTFORK`
+/// stands in for `INHERIT_NONE`. What the process reports of itself
+/// (/proc/self/status, smaps, prctl, capget) stays: it feeds `Hardening`
+/// and `Host`, not the protections.
+const PORTABLE: bool = cfg!(lockedmem_portable);
+
 use super::unix::{close_raw, map_none, page_size, process_id, protect, stop_if_dying, unmap};
-use super::{Protection, zero_bytes};
+use super::{ForkView, Protection, Refused, Why, zero_bytes};
 
 /// One `madvise(2)` advice. Each is its own call: advice values are not flags
 /// and must never be OR-ed together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Advice {
+enum Advice {
     /// `MADV_DONTDUMP` (Linux 3.4): leave the range out of core dumps.
     DontDump,
     /// `MADV_WIPEONFORK` (Linux 4.14): a child made by fork(2) sees zeros.
@@ -37,7 +50,7 @@ pub(crate) enum Advice {
 
 impl Advice {
     /// The C name, for error messages.
-    pub(crate) fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Advice::DontDump => "madvise(MADV_DONTDUMP)",
             Advice::WipeOnFork => "madvise(MADV_WIPEONFORK)",
@@ -56,7 +69,7 @@ impl Advice {
 /// # References
 /// - [madvise(2)](https://man7.org/linux/man-pages/man2/madvise.2.html)
 #[doc(alias = "madvise")]
-pub(crate) unsafe fn advise(addr: NonNull<u8>, len: usize, advice: Advice) -> io::Result<()> {
+unsafe fn advise(addr: NonNull<u8>, len: usize, advice: Advice) -> io::Result<()> {
     use rustix::mm::Advice as A;
     let advice = match advice {
         Advice::DontDump => A::LinuxDontDump,
@@ -78,6 +91,9 @@ pub(crate) unsafe fn advise(addr: NonNull<u8>, len: usize, advice: Advice) -> io
 /// - [proc_pid_pagemap(5)](https://man7.org/linux/man-pages/man5/proc_pid_pagemap.5.html)
 #[doc(alias = "pagemap")]
 pub(crate) fn populated(addr: NonNull<u8>, pages: usize) -> io::Result<Vec<bool>> {
+    if PORTABLE {
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    }
     use std::os::unix::fs::FileExt;
     const PRESENT: u64 = 1 << 63;
     const SWAPPED: u64 = 1 << 62;
@@ -373,6 +389,9 @@ pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
 /// - [memfd_secret(2)](https://man7.org/linux/man-pages/man2/memfd_secret.2.html)
 #[doc(alias = "memfd_secret")]
 pub(crate) fn secretmem_available() -> io::Result<bool> {
+    if PORTABLE {
+        return Ok(false);
+    }
     // SAFETY: memfd_secret takes one integer flags argument and returns a new
     // descriptor or -1; it touches no memory of ours.
     let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, 0 as libc::c_uint) };
@@ -390,77 +409,216 @@ pub(crate) fn secretmem_available() -> io::Result<bool> {
     Ok(true)
 }
 
-/// A new memfd_secret(2) descriptor (close-on-exec): a file whose pages are
-/// removed from the kernel's direct map while they exist.
-///
-/// # References
-/// - [memfd_secret(2)](https://man7.org/linux/man-pages/man2/memfd_secret.2.html)
-pub(crate) fn memfd_secret() -> io::Result<OwnedFd> {
-    // SAFETY: memfd_secret takes one integer flags argument and returns a new
-    // descriptor or -1; it touches no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_uint) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+/// A memfd_secret(2) file (close-on-exec): its pages are removed from the
+/// kernel's direct map while they exist, and charged to `RLIMIT_MEMLOCK`
+/// when they are mapped.
+#[derive(Debug)]
+pub(crate) struct SecretFile(OwnedFd);
+
+impl SecretFile {
+    /// A new, empty secret file. `Unsupported` where the call is missing
+    /// (`ENOSYS`), filtered (seccomp's `EPERM`), or secret memory disabled
+    /// (`EINVAL`, `EOPNOTSUPP`: a kernel booted without it); out of
+    /// descriptors (`EMFILE`, `ENFILE`) is [`Why::Descriptors`].
+    ///
+    /// # References
+    /// - [memfd_secret(2)](https://man7.org/linux/man-pages/man2/memfd_secret.2.html)
+    #[doc(alias = "memfd_secret")]
+    pub(crate) fn new() -> Result<SecretFile, Refused> {
+        if PORTABLE {
+            return Err(Refused::missing("memfd_secret"));
+        }
+        // SAFETY: memfd_secret takes one integer flags argument and returns
+        // a new descriptor or -1; it touches no memory of ours.
+        let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_uint) };
+        if fd < 0 {
+            let source = io::Error::last_os_error();
+            let why = match source.raw_os_error() {
+                Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::EOPNOTSUPP) => {
+                    Why::Unsupported
+                }
+                Some(libc::EMFILE | libc::ENFILE) => Why::Descriptors,
+                _ => Why::Other,
+            };
+            return Err(Refused {
+                call: "memfd_secret",
+                why,
+                source,
+            });
+        }
+        let fd = libc::c_int::try_from(fd).map_err(|_| Refused {
+            call: "memfd_secret",
+            why: Why::Other,
+            source: io::Error::from(io::ErrorKind::InvalidData),
+        })?;
+        // SAFETY: a descriptor the kernel just returned; nothing else owns it.
+        Ok(SecretFile(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
-    let fd = libc::c_int::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    // SAFETY: a descriptor the kernel just returned; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+
+    /// The descriptor's number, for a fork child to close (`close_raw`).
+    pub(crate) fn raw(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
+
+    /// Sets the file's length (ftruncate(2)).
+    ///
+    /// # References
+    /// - [ftruncate(2)](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
+    #[doc(alias = "ftruncate")]
+    pub(crate) fn set_len(&self, len: usize) -> io::Result<()> {
+        let len =
+            libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: ftruncate on a descriptor we own; no memory passed.
+        if unsafe { libc::ftruncate(self.0.as_raw_fd(), len) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Maps `len` bytes of the file, from `offset`, read-write and shared,
+    /// in place of `addr..addr + len` (mmap(2) with `MAP_FIXED`). The
+    /// kernel charges the pages to `RLIMIT_MEMLOCK` here: over it, `EAGAIN`,
+    /// which is [`Why::Limit`].
+    ///
+    /// # Safety
+    /// The shared contract (module docs): the range is the caller's own and
+    /// nothing relies on what it held, which is replaced.
+    ///
+    /// # References
+    /// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+    #[doc(alias = "mmap")]
+    pub(crate) unsafe fn map_fixed(
+        &self,
+        addr: NonNull<u8>,
+        len: usize,
+        offset: usize,
+    ) -> Result<(), Refused> {
+        let refused = |source: io::Error| Refused {
+            call: "mmap(memfd_secret)",
+            why: if source.raw_os_error() == Some(libc::EAGAIN) {
+                Why::Limit
+            } else {
+                Why::Other
+            },
+            source,
+        };
+        let offset = u64::try_from(offset)
+            .map_err(|_| refused(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        stop_if_dying();
+        // SAFETY: forwarded from the caller's contract: the range is the
+        // caller's own, and nothing uses what it held.
+        let got = unsafe {
+            rustix::mm::mmap(
+                addr.as_ptr().cast::<c_void>(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::FIXED,
+                &self.0,
+                offset,
+            )
+        };
+        stop_if_dying();
+        let got = got.map_err(|e| refused(e.into()))?;
+        debug_assert_eq!(got.cast::<u8>(), addr.as_ptr());
+        Ok(())
+    }
 }
 
-/// Sets the length of the file behind `fd` (ftruncate(2)).
-///
-/// # References
-/// - [ftruncate(2)](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
-#[doc(alias = "ftruncate")]
-pub(crate) fn set_file_len(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
-    let len =
-        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: ftruncate on a descriptor we borrow; no memory passed.
-    if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+/// Whether this platform can leave memory out of core dumps at all.
+pub(crate) const DUMPS_EXCLUDABLE: bool = !PORTABLE;
 
-/// Maps `len` bytes of the file behind `fd`, from `offset`, read-write and
-/// shared, in place of `addr..addr + len` (mmap(2) with `MAP_FIXED`).
+/// The mechanism that leaves memory out of core dumps, by name.
+pub(crate) const DUMP_EXCLUSION: &str = "madvise(MADV_DONTDUMP)";
+
+/// Whether this platform can give a fork(2) child zeros in place of a range
+/// (what `ForkPolicy::Wipe` asks for, and the default fork policy).
+pub(crate) const FORK_ZEROS: bool = !PORTABLE;
+
+/// `madvise(addr, len, MADV_DONTDUMP)`: leaves the range out of core
+/// dumps. `Unsupported` where the kernel refuses the advice (`EINVAL`,
+/// before Linux 3.4).
 ///
 /// # Safety
-/// The shared contract (module docs): the range is the caller's own and
-/// nothing relies on what it held, which is replaced.
+/// The module's shared contract.
+pub(crate) unsafe fn exclude_from_dumps(addr: NonNull<u8>, len: usize) -> Result<(), Refused> {
+    if PORTABLE {
+        return Err(Refused::missing(DUMP_EXCLUSION));
+    }
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { advise_or_refuse(addr, len, Advice::DontDump) }
+}
+
+/// What a fork(2) child gets of the range: `MADV_WIPEONFORK` (Linux 4.14)
+/// for [`ForkView::Zeros`], `MADV_DONTFORK` for [`ForkView::Absent`],
+/// nothing to do for [`ForkView::Copy`] on a range never advised.
 ///
-/// # References
-/// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
-#[doc(alias = "mmap")]
-pub(crate) unsafe fn map_file_fixed(
+/// # Safety
+/// The module's shared contract; with [`ForkView::Absent`], nothing a child
+/// runs may use the range.
+pub(crate) unsafe fn set_fork_view(
     addr: NonNull<u8>,
     len: usize,
-    fd: BorrowedFd<'_>,
-    offset: usize,
-) -> io::Result<()> {
-    let offset = u64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    stop_if_dying();
-    // SAFETY: forwarded from the caller's contract: the range is the
-    // caller's own, and nothing uses what it held.
-    let got = unsafe {
-        rustix::mm::mmap(
-            addr.as_ptr().cast::<c_void>(),
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED | MapFlags::FIXED,
-            fd,
-            offset,
-        )
+    view: ForkView,
+) -> Result<(), Refused> {
+    let advice = match view {
+        ForkView::Zeros if PORTABLE => return Err(Refused::missing("madvise(MADV_WIPEONFORK)")),
+        ForkView::Zeros => Advice::WipeOnFork,
+        ForkView::Absent => Advice::DontFork,
+        ForkView::Copy => return Ok(()),
     };
-    stop_if_dying();
-    let got = got?;
-    debug_assert_eq!(got.cast::<u8>(), addr.as_ptr());
-    Ok(())
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { advise_or_refuse(addr, len, advice) }
+}
+
+/// `madvise(addr, len, MADV_RANDOM)`: no effect on anonymous memory but a
+/// flag on the mapping (`rr` in smaps) that keeps a range from merging with
+/// its neighbours, so that a sealed box's `PROT_NONE` data pages stay a
+/// mapping of their own.
+///
+/// # Safety
+/// The module's shared contract.
+pub(crate) unsafe fn keep_apart(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { advise(addr, len, Advice::Random) }
+}
+
+/// [`advise`], its refusal classified: `EINVAL` is the kernel not knowing
+/// the advice.
+///
+/// # Safety
+/// As [`advise`]'s.
+unsafe fn advise_or_refuse(addr: NonNull<u8>, len: usize, advice: Advice) -> Result<(), Refused> {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { advise(addr, len, advice) }.map_err(|source| Refused {
+        call: advice.name(),
+        why: if source.raw_os_error() == Some(libc::EINVAL) {
+            Why::Unsupported
+        } else {
+            Why::Other
+        },
+        source,
+    })
+}
+
+/// Whether this kernel leaves memory out of core dumps (tried on a scratch
+/// page).
+pub(crate) fn can_exclude_from_dumps() -> bool {
+    DUMPS_EXCLUDABLE && probe_advice(Advice::DontDump).is_ok()
+}
+
+/// Whether this kernel gives a fork child `view` of a range (tried on a
+/// scratch page).
+pub(crate) fn can_set_fork_view(view: ForkView) -> bool {
+    match view {
+        ForkView::Zeros => FORK_ZEROS && probe_advice(Advice::WipeOnFork).is_ok(),
+        ForkView::Absent => probe_advice(Advice::DontFork).is_ok(),
+        ForkView::Copy => true,
+    }
 }
 
 /// Whether the kernel accepts `advice` on a private anonymous read-write
 /// page: maps a scratch page, advises it, unmaps it.
-pub(crate) fn probe_advice(advice: Advice) -> io::Result<()> {
+fn probe_advice(advice: Advice) -> io::Result<()> {
     let page = page_size();
     let addr = map_none(page)?;
     // SAFETY: `addr..addr + page` is the mapping made just above, which
@@ -485,6 +643,9 @@ pub(crate) fn probe_advice(advice: Advice) -> io::Result<()> {
 pub(crate) fn fork_wiped_word() -> Option<&'static AtomicU64> {
     static WORD: OnceLock<Option<&'static AtomicU64>> = OnceLock::new();
     *WORD.get_or_init(|| {
+        if PORTABLE {
+            return None;
+        }
         let page = page_size();
         let addr = map_none(page).ok()?;
         // SAFETY: `addr..addr + page` is the mapping made just above, which
@@ -527,9 +688,14 @@ pub(crate) type FileId = (u64, u64);
 /// - [memfd_create(2)](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
 #[doc(alias = "memfd_create")]
 pub(crate) fn reserve_descriptor() -> io::Result<(libc::c_int, FileId)> {
-    // SAFETY: a NUL-terminated name and a flag word; nothing of ours is
-    // written.
-    let fd = unsafe { libc::memfd_create(c"lockedmem-reserve".as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = if PORTABLE {
+        // SAFETY: a NUL-terminated path and flags; nothing of ours written.
+        unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
+    } else {
+        // SAFETY: a NUL-terminated name and a flag word; nothing of ours is
+        // written.
+        unsafe { libc::memfd_create(c"lockedmem-reserve".as_ptr(), libc::MFD_CLOEXEC) }
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -562,6 +728,9 @@ pub(crate) fn file_id(fd: libc::c_int) -> io::Result<FileId> {
 /// # References
 /// - [proc_pid_mem(5)](https://man7.org/linux/man-pages/man5/proc_pid_mem.5.html)
 pub(crate) fn open_own_memory() -> Option<libc::c_int> {
+    if PORTABLE {
+        return None;
+    }
     // SAFETY: a NUL-terminated path; open touches no other memory of ours.
     let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     (fd >= 0).then_some(fd)
@@ -631,6 +800,11 @@ static ZEROS: [u8; 4096] = [0; 4096];
 #[doc(alias = "process_vm_readv")]
 pub(crate) unsafe fn zero_checked(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     const SOURCES: usize = 64;
+    if PORTABLE {
+        // SAFETY: forwarded; the range is the caller's.
+        unsafe { zero_bytes(addr.as_ptr(), len) };
+        return Ok(());
+    }
     let pid = libc::pid_t::try_from(process_id()).unwrap_or(0);
     let mut done = 0;
     while done < len {
@@ -979,6 +1153,9 @@ pub(crate) unsafe fn scrub_context(_context: *mut c_void) {}
 /// - [getdents64(2)](https://man7.org/linux/man-pages/man2/getdents64.2.html)
 #[doc(alias = "getdents64")]
 pub(crate) fn each_other_thread(mut f: impl FnMut(i32)) -> bool {
+    if PORTABLE {
+        return false;
+    }
     // SAFETY: a NUL-terminated path; open touches no other memory of ours.
     let fd = unsafe {
         libc::open(
@@ -1076,15 +1253,21 @@ pub(crate) fn signal_thread(tid: i32, sig: libc::c_int) -> io::Result<()> {
 /// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
 #[doc(alias = "MAP_FIXED_NOREPLACE")]
 pub(crate) fn place_none_in_hole(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    let exact = if PORTABLE {
+        MapFlags::empty()
+    } else {
+        MapFlags::FIXED_NOREPLACE
+    };
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping: the
     // call fails if any part of the range is in use, so no memory anyone
-    // holds is affected.
+    // holds is affected; without it (portable mode) the address is a hint,
+    // which replaces nothing either.
     let got = unsafe {
         rustix::mm::mmap_anonymous(
             addr.as_ptr().cast::<c_void>(),
             len,
             ProtFlags::empty(),
-            MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED_NOREPLACE,
+            MapFlags::PRIVATE | MapFlags::NORESERVE | exact,
         )
     }?;
     if got.cast::<u8>() == addr.as_ptr() {

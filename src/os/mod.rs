@@ -12,6 +12,8 @@
 //! and gets either the platform's own mechanism or a refusal it can turn
 //! into `Error::Unsupported`.
 
+use std::io;
+
 mod cpu;
 #[cfg(target_os = "linux")]
 mod linux;
@@ -33,4 +35,74 @@ pub(crate) enum Protection {
     Read,
     /// `PROT_READ | PROT_WRITE`.
     ReadWrite,
+}
+
+/// What a fork(2) child gets of a range of the crate's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ForkView {
+    /// The range, zero-filled (Linux `MADV_WIPEONFORK`, the BSDs'
+    /// `INHERIT_ZERO`).
+    Zeros,
+    /// Nothing: the child has no mapping there (Linux `MADV_DONTFORK`,
+    /// `INHERIT_NONE`, macOS `VM_INHERIT_NONE`).
+    Absent,
+    /// A copy-on-write copy, as for any private memory.
+    Copy,
+}
+
+/// Why the system refused a call, as far as the layers above need to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// The platform (or this kernel, or a filter) lacks the mechanism.
+    Unsupported,
+    /// A resource limit the process is held to (`RLIMIT_MEMLOCK`, the
+    /// working-set quota) refused it.
+    Limit,
+    /// The process is out of file descriptors.
+    Descriptors,
+    /// Anything else.
+    Other,
+}
+
+/// A call the system refused: which, why, and the system's own answer.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    /// The call, as the platform names it (`madvise(MADV_DONTDUMP)`).
+    pub(crate) call: &'static str,
+    pub(crate) why: Why,
+    pub(crate) source: io::Error,
+}
+
+impl Refused {
+    /// A mechanism this platform does not have at all.
+    pub(crate) fn missing(call: &'static str) -> Refused {
+        Refused {
+            call,
+            why: Why::Unsupported,
+            source: io::Error::from(io::ErrorKind::Unsupported),
+        }
+    }
+}
+
+/// What an error the system returned means, as far as the layers above
+/// need to know it (their advice depends on it); see [`trouble`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trouble {
+    /// The process has no free file descriptor.
+    NoDescriptors,
+    /// The system's table of open files is full.
+    SystemFiles,
+    /// Not allowed (permissions, a sandbox, a security module).
+    Denied,
+    /// The system is out of memory.
+    NoMemory,
+    /// A signal interrupted the call.
+    Interrupted,
+    /// There is no terminal to talk to (none controls the process, or what
+    /// was opened is no terminal).
+    NoTerminal,
+    /// A resource limit on locked memory refused a lock.
+    LockLimit,
+    /// Anything else.
+    Other,
 }

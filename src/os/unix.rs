@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
-use super::{Protection, clear_vector_registers, thread_id};
+use super::{Protection, Trouble, clear_vector_registers, thread_id};
 use crate::dying;
 
 /// The system page size. rustix's `page_size()` (with `use-libc-auxv`)
@@ -620,4 +620,40 @@ pub(crate) fn nap(ns: u32) {
     };
     // SAFETY: reads one timespec of ours; no remainder asked for.
     unsafe { libc::nanosleep(&raw const ts, ptr::null_mut()) };
+}
+
+/// What `e`, from a call of this module's, means for the caller: the errno
+/// values the man pages give, sorted by what the crate advises. `ENOMEM`
+/// and `EPERM` from mlock(2) are the lock limit (`RLIMIT_MEMLOCK`, or a zero
+/// one without `CAP_IPC_LOCK`): `lock` asks for [`Trouble::LockLimit`]
+/// through `locking`.
+///
+/// # References
+/// - [errno(3)](https://man7.org/linux/man-pages/man3/errno.3.html),
+///   [mlock(2)](https://man7.org/linux/man-pages/man2/mlock.2.html) ERRORS
+pub(crate) fn trouble(e: &io::Error, locking: bool) -> Trouble {
+    match e.raw_os_error() {
+        Some(libc::ENOMEM | libc::EPERM) if locking => Trouble::LockLimit,
+        Some(libc::EMFILE) => Trouble::NoDescriptors,
+        Some(libc::ENFILE) => Trouble::SystemFiles,
+        Some(libc::EACCES | libc::EPERM) => Trouble::Denied,
+        Some(libc::ENOMEM) => Trouble::NoMemory,
+        Some(libc::EINTR) => Trouble::Interrupted,
+        Some(libc::ENXIO | libc::ENOENT | libc::ENODEV | libc::ENOTTY) => Trouble::NoTerminal,
+        _ => Trouble::Other,
+    }
+}
+
+/// An error of the kind `trouble` sorts as `t` (for tests of the advice).
+#[cfg(test)]
+pub(crate) fn error_for(t: Trouble) -> io::Error {
+    io::Error::from_raw_os_error(match t {
+        Trouble::NoDescriptors => libc::EMFILE,
+        Trouble::SystemFiles => libc::ENFILE,
+        Trouble::Denied => libc::EACCES,
+        Trouble::NoMemory | Trouble::LockLimit => libc::ENOMEM,
+        Trouble::Interrupted => libc::EINTR,
+        Trouble::NoTerminal => libc::ENXIO,
+        Trouble::Other => libc::EIO,
+    })
 }
