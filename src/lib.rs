@@ -5,6 +5,7 @@
 //! - [`LockedBox`], made by its constructors or by [`Options`];
 //! - [`LockedVec`] and [`LockedString`], secrets of any length, and
 //!   [`raw_stdin`], standard input without a buffer to leave them in;
+//! - [`guide`], the guides: one page per topic, no items;
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
 //! - with the `serde` feature, `Deserialize` for the byte and string
@@ -33,6 +34,7 @@ mod dying;
 mod env;
 mod error;
 mod fork;
+pub mod guide;
 mod hardening;
 mod host;
 mod last_wipe;
