@@ -1,3 +1,7 @@
+// The README links its guides to docs.rs, for crates.io; in rustdoc, these
+// definitions come first and so win, pointing the same links at the
+// `guide` modules of the docs being built.
+#![doc = include_str!("../docs/readme-links.md")]
 #![doc = include_str!("../README.md")]
 //!
 //! # Crate layout
