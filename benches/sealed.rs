@@ -12,7 +12,7 @@
 //! - `nested borrow`: the same while another `Ref` is out (no system call);
 //! - `unsealed read`: reading 32 bytes of a plain `LockedBox` (the ceiling).
 //!
-//! `cargo bench --bench sealed`; the last table is the one the README quotes.
+//! `cargo bench --bench sealed`; the last table is the one benches/README.md quotes.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -1,3 +1,7 @@
+// The README links its guides to docs.rs, for crates.io; in rustdoc, these
+// definitions come first and so win, pointing the same links at the
+// `guide` modules of the docs being built.
+#![doc = include_str!("../docs/readme-links.md")]
 #![doc = include_str!("../README.md")]
 //!
 //! # Crate layout
@@ -5,6 +9,7 @@
 //! - [`LockedBox`], made by its constructors or by [`Options`];
 //! - [`LockedVec`] and [`LockedString`], secrets of any length, and
 //!   [`raw_stdin`], standard input without a buffer to leave them in;
+//! - [`guide`], the guides: one page per topic, no items;
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
 //! - with the `serde` feature, `Deserialize` for the byte and string
@@ -33,6 +38,7 @@ mod dying;
 mod env;
 mod error;
 mod fork;
+pub mod guide;
 mod hardening;
 mod host;
 mod last_wipe;

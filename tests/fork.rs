@@ -7,6 +7,8 @@
 mod common;
 
 use common::{Seen, child, in_fork, packed, start_of, the_childs_copy};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use lockedmem::{ForkPolicy, LockedBox, Options};
 
 const SECRET: u8 = 0xA5;
@@ -89,6 +91,46 @@ fn exclude_child_drops_its_copy_without_touching_the_range() {
             assert_eq!(seen, Seen::Exited(0));
         },
     ));
+}
+
+/// The pages of an `Exclude` box do not exist in the child: reading the
+/// box, a vector or a string made so there panics (naming the policy)
+/// instead of touching whatever is mapped at that address now.
+#[test]
+fn exclude_child_panics_on_access() {
+    child::assert_success(&child::run("exclude_child_panics_on_access", || {
+        let exclude = Options::new().fork(ForkPolicy::Exclude);
+        let b = secret_box(ForkPolicy::Exclude);
+        let mut v = exclude.vec::<u8>(64).unwrap();
+        v.try_extend_from_slice(&[SECRET; 64]).unwrap();
+        let mut s = exclude.string(64).unwrap();
+        s.try_push_str("an excluded secret").unwrap();
+        let seen = in_fork(|| {
+            let names_the_policy = |r: std::thread::Result<u8>| {
+                r.err()
+                    .and_then(|p| p.downcast::<String>().ok())
+                    .is_some_and(|m| m.contains("ForkPolicy::Exclude"))
+            };
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
+            let boxed = catch_unwind(AssertUnwindSafe(|| b[0]));
+            let vec = catch_unwind(AssertUnwindSafe(|| v[0]));
+            let string = catch_unwind(AssertUnwindSafe(|| s.as_bytes()[0]));
+            std::panic::set_hook(hook);
+            match (
+                names_the_policy(boxed),
+                names_the_policy(vec),
+                names_the_policy(string),
+            ) {
+                (true, true, true) => 0,
+                (false, _, _) => 1,
+                (_, false, _) => 2,
+                _ => 3,
+            }
+        });
+        assert_eq!(seen, Seen::Exited(0), "1: box, 2: vector, 3: string");
+        assert!(b.iter().all(|&x| x == SECRET), "the parent still has it");
+    }));
 }
 
 #[test]
