@@ -112,6 +112,7 @@ impl Report<'_> {
     /// `Host::probe()`, a line per field.
     fn host(&mut self, host: &Host) -> io::Result<()> {
         self.section("host", "Host::probe")?;
+        self.line("platform", host.platform)?;
         self.line("kernel", read_trimmed("/proc/sys/kernel/osrelease"))?;
         self.line("page_size", format!("{} bytes", host.page_size))?;
         let MemlockLimit { soft, hard } = host.memlock;
@@ -119,13 +120,13 @@ impl Report<'_> {
             "memlock",
             format!("RLIMIT_MEMLOCK soft {}, hard {}", bytes(soft), bytes(hard)),
         )?;
-        let cap = match host.cap_ipc_lock {
+        let cap = match host.lock_exempt {
             Some(true) => "yes: CAP_IPC_LOCK, the kernel ignores RLIMIT_MEMLOCK for this process",
             Some(false) => "no: no CAP_IPC_LOCK, RLIMIT_MEMLOCK applies",
             None => "unknown (capget failed)",
         };
-        self.line("cap_ipc_lock", cap)?;
-        if host.cap_ipc_lock != Some(true) {
+        self.line("lock_exempt", cap)?;
+        if host.lock_exempt != Some(true) {
             if let Some(soft) = soft {
                 let pages = soft / host.page_size as u64;
                 self.line(
@@ -139,27 +140,27 @@ impl Report<'_> {
             }
         }
         self.line(
-            "dont_dump",
+            "dump_exclusion",
             format!(
                 "{}: MADV_DONTDUMP, boxes stay out of core dumps",
-                yes_no(host.dont_dump)
+                yes_no(host.dump_exclusion)
             ),
         )?;
         self.line(
-            "wipe_on_fork",
+            "fork_zeros",
             format!(
                 "{}: MADV_WIPEONFORK, a fork child sees zeros (ForkPolicy::Wipe)",
-                yes_no(host.wipe_on_fork)
+                yes_no(host.fork_zeros)
             ),
         )?;
         self.line(
-            "dont_fork",
+            "fork_exclusion",
             format!(
                 "{}: MADV_DONTFORK, a fork child has no such pages (ForkPolicy::Exclude)",
-                yes_no(host.dont_fork)
+                yes_no(host.fork_exclusion)
             ),
         )?;
-        let secret = match &host.memfd_secret {
+        let secret = match &host.secret_memory {
             Ok(true) => "yes: memfd_secret(2); Backing::SecretMem and PreferSecretMem boxes use it"
                 .to_owned(),
             Ok(false) => "no: a kernel without memfd_secret(2); Backing::SecretMem is \
@@ -170,7 +171,7 @@ impl Report<'_> {
                  Backing::SecretMem is Error::Unsupported, PreferSecretMem uses anonymous memory"
             ),
         };
-        self.line("memfd_secret", secret)?;
+        self.line("secret_memory", secret)?;
         self.line(
             "locked_by_crate",
             format!("{} bytes locked by lockedmem now", host.locked_by_crate),
@@ -192,14 +193,14 @@ impl Report<'_> {
             other => format!("RLIMIT_CORE {}", bytes(other)),
         };
         self.line("core_limit", core)?;
-        let dumpable = host.dumpable.map_or("unknown", |d| {
+        let dumpable = host.inspectable.map_or("unknown", |d| {
             if d {
                 "yes: PR_GET_DUMPABLE, cores and same-user ptrace allowed"
             } else {
                 "no: PR_GET_DUMPABLE 0, no core, no same-user ptrace"
             }
         });
-        self.line("dumpable", dumpable)?;
+        self.line("inspectable", dumpable)?;
         let pattern = read_trimmed("/proc/sys/kernel/core_pattern");
         let whither = if pattern.starts_with('|') {
             "cores are piped to that helper"
@@ -341,7 +342,7 @@ impl Report<'_> {
         )?;
         self.check(
             "zeros in fork children (wf)",
-            data.has("wf") || !host.wipe_on_fork,
+            data.has("wf") || !host.fork_zeros,
             "MADV_WIPEONFORK",
         )?;
         self.check(
@@ -452,13 +453,13 @@ impl Report<'_> {
     /// `control` succeeds.
     fn secretmem(&mut self, host: &Host, control: usize) -> io::Result<()> {
         self.section("a secret-memory box", "Backing::SecretMem")?;
-        if !matches!(host.memfd_secret, Ok(true)) {
+        if !matches!(host.secret_memory, Ok(true)) {
             return self.line(
                 "not available",
                 format!(
                     "memfd_secret(2): {:?}; Backing::SecretMem is Error::Unsupported, \
                      PreferSecretMem gives anonymous memory",
-                    host.memfd_secret
+                    host.secret_memory
                 ),
             );
         }

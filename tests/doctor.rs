@@ -223,9 +223,9 @@ fn the_doctor_reports_the_api_as_it_is_and_verifies_every_protection() {
                 field(host_section, "page_size").starts_with(&format!("{} bytes", host.page_size))
             );
             for (name, on) in [
-                ("dont_dump", host.dont_dump),
-                ("wipe_on_fork", host.wipe_on_fork),
-                ("dont_fork", host.dont_fork),
+                ("dump_exclusion", host.dump_exclusion),
+                ("fork_zeros", host.fork_zeros),
+                ("fork_exclusion", host.fork_exclusion),
             ] {
                 let text = field(host_section, name);
                 assert!(
@@ -233,15 +233,15 @@ fn the_doctor_reports_the_api_as_it_is_and_verifies_every_protection() {
                     "{name} is {on} but the doctor says {text:?}"
                 );
             }
-            let cap = field(host_section, "cap_ipc_lock");
+            let cap = field(host_section, "lock_exempt");
             assert_eq!(
                 cap.starts_with("yes:"),
-                host.cap_ipc_lock == Some(true),
+                host.lock_exempt == Some(true),
                 "{cap}"
             );
-            let secret = field(host_section, "memfd_secret");
+            let secret = field(host_section, "secret_memory");
             let secret_box = section(&all, "a secret-memory box");
-            if host.memfd_secret == Ok(true) {
+            if host.secret_memory == Ok(true) {
                 assert!(
                     secret.starts_with("yes:") && secret.contains("Backing::SecretMem"),
                     "{secret}"

@@ -72,7 +72,7 @@ fn blocks() -> Vec<Block> {
         Block::new("large", excluded(Isolation::Page), 300 * 1024),
         Block::new("packed", excluded(Isolation::Packed), 100),
     ];
-    match lockedmem::Host::probe().memfd_secret {
+    match lockedmem::Host::probe().secret_memory {
         Ok(true) => b.push(Block::new(
             "secret",
             LockedAlloc::new().backing(Backing::SecretMem),

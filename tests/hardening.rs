@@ -141,7 +141,7 @@ fn is_root() -> bool {
 fn can_lock_everything() -> bool {
     let host = lockedmem::Host::probe();
     let mapped = procfs::vm_size_kb() * 1024 + 64 * MIB as u64;
-    if host.cap_ipc_lock == Some(true) || host.memlock.soft.is_none_or(|s| s >= mapped) {
+    if host.lock_exempt == Some(true) || host.memlock.soft.is_none_or(|s| s >= mapped) {
         return true;
     }
     common::skip("lock_all needs CAP_IPC_LOCK or an RLIMIT_MEMLOCK above the process's size");

@@ -293,7 +293,7 @@ fn refused_by_seccomp(test: &str, errno: i32) {
             assert!(vma.path.is_empty(), "anonymous: {vma:?}");
             assert!(vma.has("dc"), "the fork policy is Exclude: {:?}", vma.flags);
         }
-        assert!(!matches!(lockedmem::Host::probe().memfd_secret, Ok(true)));
+        assert!(!matches!(lockedmem::Host::probe().secret_memory, Ok(true)));
     });
     child::assert_success(&out);
 }

@@ -343,7 +343,7 @@ fn options_reach_every_path() {
     assert_eq!(b.isolation(), Isolation::Page);
 
     // The vector and the string take them too (seen through the backing).
-    if lockedmem::Host::probe().memfd_secret.ok() != Some(true) {
+    if lockedmem::Host::probe().secret_memory.ok() != Some(true) {
         return common::skip("memfd_secret(2) unavailable: the backing part is not checked");
     }
     let (v, s, h): (LockedVec<u8>, LockedString, Base64<LockedString>) =
@@ -610,7 +610,7 @@ fn each_path_leaves_one_copy() {
 
         // Secret memory: the box is out of the scan's reach (0 copies
         // seen), and nothing else holds the bytes.
-        if lockedmem::Host::probe().memfd_secret.ok() == Some(true) {
+        if lockedmem::Host::probe().secret_memory.ok() == Some(true) {
             scan_path(
                 Case {
                     in_box: 0,

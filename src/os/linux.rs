@@ -29,6 +29,13 @@ use rustix::mm::{MapFlags, ProtFlags};
 /// and `Host`, not the protections.
 const PORTABLE: bool = cfg!(lockedmem_portable);
 
+/// What `Host::platform` says.
+pub(crate) const PLATFORM: &str = if PORTABLE {
+    "linux (portable test mode)"
+} else {
+    "linux"
+};
+
 use super::unix::{close_raw, map_none, page_size, process_id, protect, stop_if_dying, unmap};
 use super::{ForkView, Protection, Refused, Why, zero_bytes};
 

@@ -14,7 +14,7 @@ pub fn become_unprivileged(limit: u64) {
     caps.permitted.remove(CapabilitySet::IPC_LOCK);
     caps.inheritable.remove(CapabilitySet::IPC_LOCK);
     set_capabilities(None, caps).expect("capset");
-    assert_eq!(lockedmem::Host::probe().cap_ipc_lock, Some(false));
+    assert_eq!(lockedmem::Host::probe().lock_exempt, Some(false));
     setrlimit(
         Resource::Memlock,
         Rlimit {

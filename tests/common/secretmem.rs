@@ -23,7 +23,7 @@ pub fn prefer() -> Options {
 /// Whether this kernel lets the process make secret memory at all; if not,
 /// the test says so and returns (and fails in CI: `super::skip`).
 pub fn available() -> bool {
-    match lockedmem::Host::probe().memfd_secret {
+    match lockedmem::Host::probe().secret_memory {
         Ok(true) => true,
         other => {
             super::skip(&format!("memfd_secret(2) unavailable here: {other:?}"));
