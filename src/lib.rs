@@ -25,12 +25,6 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(not(target_os = "linux"))]
-compile_error!(
-    "lockedmem supports Linux only: its guarantees rest on mlock, MADV_DONTDUMP and \
-     MADV_WIPEONFORK as Linux implements them, and nothing else is emulated"
-);
-
 mod alloc;
 mod canary;
 mod decode;

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::os;
+
 /// A signal number, with a constant for each signal that
 /// [`wipe_on_signals`](crate::wipe_on_signals) takes: those that arrive
 /// from outside and end the process by default.
@@ -60,16 +62,19 @@ impl Signal {
     /// `SIGXFSZ`: the file size limit (`RLIMIT_FSIZE`) was exceeded.
     #[doc(alias = "SIGXFSZ")]
     pub const XFSZ: Signal = Signal(libc::SIGXFSZ);
-    /// `SIGPWR`: a power failure was announced.
+    /// `SIGPWR`: a power failure was announced. Where the system has no
+    /// `SIGPWR` (macOS, the BSDs) this is 0, which is no signal:
+    /// `wipe_on_signals` refuses it.
     #[doc(alias = "SIGPWR")]
-    pub const PWR: Signal = Signal(libc::SIGPWR);
+    pub const PWR: Signal = Signal(os::SIGPWR);
 
     /// The real-time signal `SIGRTMIN + n`. `SIGRTMIN` is the C library's
     /// (it keeps the first few for itself), so this is known only at run
-    /// time; `wipe_on_signals` refuses `n` past `SIGRTMAX`.
+    /// time; `wipe_on_signals` refuses `n` past `SIGRTMAX`, and every `n`
+    /// where the system has no real-time signals (macOS, OpenBSD).
     #[doc(alias = "SIGRTMIN")]
     pub fn realtime(n: u8) -> Signal {
-        Signal(libc::SIGRTMIN().saturating_add(i32::from(n)))
+        Signal(os::sigrtmin().saturating_add(i32::from(n)))
     }
 
     /// The signal numbered `number`, taken or not.
@@ -96,7 +101,7 @@ impl Signal {
             Signal::PROF => "SIGPROF",
             Signal::XCPU => "SIGXCPU",
             Signal::XFSZ => "SIGXFSZ",
-            Signal::PWR => "SIGPWR",
+            Signal::PWR if os::SIGPWR > 0 => "SIGPWR",
             _ => return None,
         })
     }
@@ -117,10 +122,10 @@ impl From<Signal> for i32 {
 /// The C name (`SIGTERM`, `SIGRTMIN+2`), else the number.
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rt = self.0 - libc::SIGRTMIN();
+        let rt = self.0 - os::sigrtmin();
         match self.name() {
             Some(name) => f.write_str(name),
-            None if rt >= 0 && self.0 <= libc::SIGRTMAX() => write!(f, "SIGRTMIN+{rt}"),
+            None if rt >= 0 && self.0 <= os::sigrtmax() => write!(f, "SIGRTMIN+{rt}"),
             None => write!(f, "signal {}", self.0),
         }
     }
@@ -136,8 +141,13 @@ mod tests {
         assert_eq!(Signal::from(libc::SIGINT), Signal::INT);
         assert_eq!(i32::from(Signal::HUP), libc::SIGHUP);
         assert_eq!(format!("{:?}", Signal::TERM), "SIGTERM");
-        assert_eq!(format!("{:?}", Signal::realtime(0)), "SIGRTMIN+0");
-        assert_eq!(Signal::realtime(3).as_raw(), libc::SIGRTMIN() + 3);
+        if os::sigrtmin() <= os::sigrtmax() {
+            assert_eq!(format!("{:?}", Signal::realtime(0)), "SIGRTMIN+0");
+        } else {
+            // No real-time signals (macOS, OpenBSD): a number, not a name.
+            assert!(format!("{:?}", Signal::realtime(0)).starts_with("signal "));
+        }
+        assert_eq!(Signal::realtime(3).as_raw(), os::sigrtmin() + 3);
         assert_eq!(format!("{:?}", Signal::from_raw(9)), "signal 9");
         assert!(format!("{:?}", Signal::realtime(200)).starts_with("signal "));
     }

@@ -5,6 +5,13 @@
 //!   rlimits, termios, signals);
 //! - `linux`: what only Linux offers (`madvise` advice, memfd_secret, /proc,
 //!   prctl, capget, tgkill, the signal frame's layout);
+//! - `bsd`: what macOS, FreeBSD and OpenBSD share beyond `unix`
+//!   (minherit(2) for what a fork child sees, getentropy(2), sysctl(3)),
+//!   and their answer to what only Linux has: a refusal;
+//! - `macos`, `freebsd`, `openbsd`: what differs between those three
+//!   (core dumps, deny inspection, mlockall, thread IDs, signal frames);
+//!   each module's docs list, protection by protection, the mechanism it
+//!   uses or that it has none;
 //! - `cpu`: what depends on the processor only (clearing vector registers).
 //!
 //! Code above this module names no platform: it asks for a capability
@@ -14,17 +21,53 @@
 
 use std::io;
 
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "openbsd"
+)))]
+compile_error!(
+    "lockedmem supports Linux, macOS, FreeBSD and OpenBSD: each protection rests on a \
+     mechanism of the platform's own (src/os/), and nothing is emulated"
+);
+
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
+mod bsd;
 mod cpu;
+#[cfg(target_os = "freebsd")]
+mod freebsd;
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "openbsd")]
+mod openbsd;
 #[cfg(unix)]
 mod unix;
 
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
+pub(crate) use bsd::*;
 pub(crate) use cpu::*;
+#[cfg(target_os = "freebsd")]
+pub(crate) use freebsd::*;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+#[cfg(target_os = "macos")]
+pub(crate) use macos::*;
+#[cfg(target_os = "openbsd")]
+pub(crate) use openbsd::*;
 #[cfg(unix)]
 pub(crate) use unix::*;
+
+/// The platform module of a BSD-family system, for `bsd` to read its
+/// constants from.
+#[cfg(target_os = "freebsd")]
+use freebsd as this_bsd;
+#[cfg(target_os = "macos")]
+use macos as this_bsd;
+#[cfg(target_os = "openbsd")]
+use openbsd as this_bsd;
 
 /// Page protection, as passed to [`protect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +102,10 @@ pub(crate) enum Why {
     /// working-set quota) refused it.
     Limit,
     /// The process is out of file descriptors.
+    #[cfg_attr(
+        not(target_os = "linux"),
+        expect(dead_code, reason = "only Linux's secret memory takes a descriptor")
+    )]
     Descriptors,
     /// Anything else.
     Other,
@@ -105,4 +152,40 @@ pub(crate) enum Trouble {
     LockLimit,
     /// Anything else.
     Other,
+}
+
+/// Sizes of this process's memory, in bytes (Linux: `/proc/self/status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemorySizes {
+    /// `VmSize`: every mapping, the kernel's `total_vm`.
+    pub(crate) mapped: u64,
+    /// `VmRSS`: pages in RAM.
+    pub(crate) resident: u64,
+    /// `VmLck`: the kernel's `locked_vm`, the size of every locked mapping
+    /// (whole mappings, resident or not).
+    pub(crate) locked: u64,
+}
+
+/// What the system says about locked mappings, in bytes (Linux:
+/// `/proc/self/smaps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LockView {
+    /// The size of the mappings that mlockall(2) would lock but that are not
+    /// locked (no `lo` in VmFlags). Left out: the mappings the kernel never
+    /// locks (VmFlags `io`, `pf`, `de`, `mm`, `ht`: `[vvar]`, `[vdso]`,
+    /// device and hugetlb mappings) and `[vsyscall]`.
+    pub(crate) unlocked: u64,
+    /// The sum of `Locked:`, the locked pages that are in RAM.
+    pub(crate) locked_resident: u64,
+}
+
+/// How the kernel locks a new mapping of this process: the `MCL_FUTURE` and
+/// `MCL_ONFAULT` of the last mlockall(2), if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FutureLock {
+    /// New mappings are locked (VmFlags `lo`).
+    pub(crate) locked: bool,
+    /// They are locked page by page as they are touched (VmFlags `lf`);
+    /// `None` when that could not be seen.
+    pub(crate) on_fault: Option<bool>,
 }
