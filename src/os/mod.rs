@@ -19,12 +19,16 @@ mod cpu;
 mod linux;
 #[cfg(unix)]
 mod unix;
+#[cfg(unix)]
+mod unix_tty;
 
 pub(crate) use cpu::*;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 #[cfg(unix)]
 pub(crate) use unix::*;
+#[cfg(unix)]
+pub(crate) use unix_tty::Tty;
 
 /// Page protection, as passed to [`protect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
