@@ -20,6 +20,8 @@ mod linux;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
+mod unix_env;
+#[cfg(unix)]
 mod unix_tty;
 
 pub(crate) use cpu::*;
@@ -27,6 +29,8 @@ pub(crate) use cpu::*;
 pub(crate) use linux::*;
 #[cfg(unix)]
 pub(crate) use unix::*;
+#[cfg(unix)]
+pub(crate) use unix_env::take_env;
 #[cfg(unix)]
 pub(crate) use unix_tty::Tty;
 
