@@ -23,6 +23,8 @@ mod unix;
 mod unix_env;
 #[cfg(unix)]
 mod unix_tty;
+#[cfg(unix)]
+mod unix_wipe;
 
 pub(crate) use cpu::*;
 #[cfg(target_os = "linux")]
@@ -33,6 +35,11 @@ pub(crate) use unix::*;
 pub(crate) use unix_env::take_env;
 #[cfg(unix)]
 pub(crate) use unix_tty::Tty;
+#[cfg(unix)]
+pub(crate) use unix_wipe::{
+    catch_faults, keep_reserve, on_fatal_signal, own_memory_for_wipe, signal_unstopped,
+    stop_all_and_wait,
+};
 
 /// Page protection, as passed to [`protect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
