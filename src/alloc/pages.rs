@@ -64,7 +64,8 @@ impl SecretFile {
         // with it every secret the parent later writes to the file.
         let gate = ForkGate::enter();
         let fd = os::SecretFile::new().map_err(secretmem_error)?;
-        fd.set_len(len).map_err(|e| Error::os("ftruncate", len, e))?;
+        fd.set_len(len)
+            .map_err(|e| Error::os("ftruncate", len, e))?;
         let fd = Arc::new(SecretFd::listed(fd));
         drop(gate);
         Ok(SecretFile {
@@ -131,7 +132,6 @@ impl SecretFd {
         SecretFd { fd, entry: fresh }
     }
 }
-
 
 impl Drop for SecretFd {
     /// Unlists the descriptor and closes it, with no fork(2) in between: a

@@ -228,19 +228,6 @@ pub(crate) fn thread_id() -> i32 {
     unsafe { libc::pthread_getthreadid_np() }
 }
 
-/// `SIGPWR`: FreeBSD has none; 0, which is no signal.
-pub(crate) const SIGPWR: libc::c_int = 0;
-
-/// `SIGRTMIN`, 65 (`<sys/signal.h>`).
-pub(crate) fn sigrtmin() -> libc::c_int {
-    65
-}
-
-/// `SIGRTMAX`, 126 (`<sys/signal.h>`).
-pub(crate) fn sigrtmax() -> libc::c_int {
-    126
-}
-
 /// `_MC_HASFPXSTATE` in `mc_flags`: the frame holds the extended (XSAVE)
 /// state beyond the FXSAVE area, at `mc_xfpustate` (`<x86/ucontext.h>`).
 #[cfg(target_arch = "x86_64")]

@@ -147,20 +147,6 @@ pub(crate) fn thread_id() -> i32 {
     i32::from_ne_bytes(port.to_ne_bytes())
 }
 
-/// `SIGPWR`: macOS has none; 0, which is no signal.
-pub(crate) const SIGPWR: libc::c_int = 0;
-
-/// macOS has no real-time signals: the range `sigrtmin()..=sigrtmax()` is
-/// empty, starting past the last signal (`NSIG` is 32).
-pub(crate) fn sigrtmin() -> libc::c_int {
-    32
-}
-
-/// See [`sigrtmin`].
-pub(crate) fn sigrtmax() -> libc::c_int {
-    31
-}
-
 /// The largest machine context believed: the AVX-512 one on x86-64 is
 /// about 2.6 KiB; a larger `uc_mcsize` is not the kernel's.
 const MCONTEXT_MAX: usize = 16 * 1024;

@@ -173,20 +173,6 @@ pub(crate) fn thread_id() -> i32 {
     unsafe { libc::getthrid() }
 }
 
-/// `SIGPWR`: OpenBSD has none; 0, which is no signal.
-pub(crate) const SIGPWR: libc::c_int = 0;
-
-/// OpenBSD has no real-time signals: the range `sigrtmin()..=sigrtmax()` is
-/// empty, starting past the last signal (`NSIG` is 33).
-pub(crate) fn sigrtmin() -> libc::c_int {
-    33
-}
-
-/// See [`sigrtmin`].
-pub(crate) fn sigrtmax() -> libc::c_int {
-    32
-}
-
 /// Zeroes the registers the kernel saved in a signal frame: on x86-64 the
 /// general registers but the stack and instruction pointers and the flags
 /// (`sc_rdi` to `sc_rax`), and the 512-byte FXSAVE area `sc_fpstate` points
