@@ -1,6 +1,9 @@
 //! The large-slot cache and best-effort packed pages at the lock limit,
 //! seen from outside: each test in a child process of its own, against the
 //! kernel's view (VmLck, smaps, maps) where it can.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

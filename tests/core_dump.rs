@@ -7,6 +7,9 @@
 //! themselves, so no user-space copy is made, then aborts. The parent finds
 //! the control in the core file (so the search works and the core is real)
 //! and no secret anywhere in it.
+// Linux only: reads a core file as Linux writes it; makes memfd_secret(2)
+// memory.
+#![cfg(target_os = "linux")]
 
 mod common;
 

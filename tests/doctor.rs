@@ -13,6 +13,9 @@
 //! never a stale binary, and needs no `cargo run`. It runs in a child
 //! process, as the doctor does: it counts VmLck and mappings, which other
 //! tests' boxes would move.
+// Linux only: runs the doctor, which reads /proc; reads /proc (common::procfs:
+// smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -10,7 +10,8 @@
 //! test runs in a child process of its own (`child::run`), whose fork
 //! child only makes system calls and touches memory before it dies or
 //! `_exit`s (but for the test that drops the blocks there).
-
+// Linux only: reads the fork child's /proc/PID/maps.
+#![cfg(target_os = "linux")]
 #![cfg(feature = "allocator-api2")]
 
 mod common;

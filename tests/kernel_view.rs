@@ -1,5 +1,7 @@
 //! Every box's layout and page state, read back from the kernel's own view in
 //! /proc/self/smaps, /proc/self/maps and /proc/self/status.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -8,6 +8,9 @@
 //! wipe was doing (a process nobody traces is killed on the spot; this
 //! test's tracer delays that death, so it shows the signal, not how much
 //! was wiped). SECURITY.md says so.
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -24,6 +24,10 @@
 //! Each test runs a child (this test binary again), traced to the point of
 //! death (`common::traced`): nothing of the secret may be left, whole or in
 //! 16-byte fragments, and every signal frame must be scrubbed.
+// Linux only: opens a pseudo-terminal with Linux calls; scans its own memory
+// through /proc/self/mem (common::memscan); traces a child with Linux
+// ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -11,6 +11,9 @@
 //! Three hundred threads are more than the 256 the wipe once kept a list
 //! of (it waited for those only); 1,100 are more than the 1,024 it can
 //! record as stopped.
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -14,6 +14,9 @@
 //! (`common::traced`) nothing of what was read may be left. Without the
 //! reserve, the wipe could do neither, and the data read after the zeros
 //! was found there.
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 

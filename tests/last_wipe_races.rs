@@ -16,6 +16,10 @@
 //! the child's own holding a control pattern must be found both times.
 //!
 //! `LOCKEDMEM_STRESS_RUNS` sets how many runs each scenario makes (6).
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced); makes memfd_secret(2)
+// memory.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -4,6 +4,8 @@
 //! the text) into packed `BestEffort` boxes under a 64 KiB limit, without
 //! `CAP_IPC_LOCK`, cost a bounded number of mlock(2) and munlock(2) calls,
 //! whatever their number. Counted from outside by strace(1).
+// Linux only: drops CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! Feature `allocator-api2`: a foreign collection's blocks are locked,
 //! guarded, dump-proof memory, wiped on every free (so on every growth).
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// reads /proc (common::procfs: smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 #![cfg(feature = "allocator-api2")]
 
 mod common;

@@ -9,6 +9,8 @@
 //! `MADV_DONTDUMP` (VmFlags `dd`, not the kernel's own `pf`).
 //!
 //! Each test counts mappings, so each runs in a child process of its own.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -9,6 +9,9 @@
 //!
 //! Each test fills the process's mappings to the limit, so each runs in a
 //! child process of its own.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

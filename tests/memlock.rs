@@ -1,6 +1,9 @@
 //! RLIMIT_MEMLOCK, tested where it applies: in a child process that has
 //! dropped CAP_IPC_LOCK (with which the kernel ignores the limit) and lowered
 //! the limit to 64 KiB, as on many hosts and containers.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! say, seen from outside the crate (the kernel's VmFlags in
 //! /proc/self/smaps: `dc` for `MADV_DONTFORK`, `wf` for `MADV_WIPEONFORK`);
 //! the builder works on a temporary, a binding and in a `const`.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! Packed boxes: small secrets sharing locked, guarded pages, each slot
 //! fenced by canaries that are checked on drop. Every property is read back
 //! from the kernel (smaps, maps) or from a child process's death.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

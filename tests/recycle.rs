@@ -1,5 +1,8 @@
 //! Recycled slots: a box that takes a slot from the cache gets every
 //! protection a fresh one has, and a fork child never takes its parent's.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

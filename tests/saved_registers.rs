@@ -17,6 +17,9 @@
 //! `wipe_all_and_abort()` or by a `SIGTERM` aimed at the copying thread
 //! itself, and the scan (`common::traced`) must find no 16-byte fragment of
 //! the secret anywhere and every other signal frame scrubbed.
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,6 +1,9 @@
 //! Scale: many live boxes within RLIMIT_MEMLOCK and vm.max_map_count.
 //! Each test runs in a child process, so that its mappings and locks are
 //! counted alone.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 #![allow(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,

@@ -1,5 +1,8 @@
 //! `SealedBox`: the pages' protection in every state, read back from
 //! /proc/self/maps; faults in children; concurrent borrows; system calls.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status);
+// installs a seccomp filter.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -8,6 +8,10 @@
 //! `PreferSecretMem` anonymous memory; sealing, `LockedVec` and
 //! `LockedAlloc` work on them; `Debug` shows no byte of them.
 //! (What they cost and give back: tests/secretmem_resources.rs.)
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability; makes memfd_secret(2) memory; installs a
+// seccomp filter.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -5,6 +5,9 @@
 //! kernel's `VmLck` through every path, the lock limit is shared with
 //! anonymous boxes and all of it comes back, threads leave nothing behind,
 //! and running out of descriptors is a clean error.
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability; makes memfd_secret(2) memory.
+#![cfg(target_os = "linux")]
 
 mod common;
 

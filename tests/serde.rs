@@ -7,6 +7,10 @@
 //! document it came from, and not at all once both are gone; error messages
 //! never quote the input; and strace counts the `mlock` calls of 50,000 hex
 //! tokens loaded into packed, best-effort boxes under a 64 KiB limit.
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 #![cfg(feature = "serde")]
 
 mod common;

@@ -4,6 +4,8 @@
 //! still unread; with `std::io::stdin()`, whose buffer the crate cannot
 //! wipe, the same scan finds a copy left after the drop (so the scan can
 //! see what it looks for).
+// Linux only: scans its own memory through /proc/self/mem (common::memscan).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! The child brackets each phase with `close(-N)` calls (harmless EBADF
 //! markers that strace shows); the parent counts the memory-management calls
 //! the child's thread made between them.
+// Linux only: counts system calls with strace(1).
+#![cfg(target_os = "linux")]
 
 mod common;
 

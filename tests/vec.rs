@@ -3,6 +3,9 @@
 //! a child process so the test harness's buffers stay out of it) finds it
 //! only in the live container's locked pages, once, and nowhere once the
 //! container is gone or an error wiped it.
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// reads /proc (common::procfs: smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 
 mod common;
 

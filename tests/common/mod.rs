@@ -2,16 +2,24 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod child;
+// What reads Linux's /proc, ptrace(2) and seccomp, drops Linux
+// capabilities or makes memfd_secret(2) memory: Linux only, as are the
+// tests that use it (each says so with `#![cfg(target_os = "linux")]`).
+#[cfg(target_os = "linux")]
 pub mod memscan;
 pub mod process;
+#[cfg(target_os = "linux")]
 pub mod procfs;
+#[cfg(target_os = "linux")]
 pub mod seccomp;
+#[cfg(target_os = "linux")]
 pub mod secretmem;
+#[cfg(target_os = "linux")]
 pub mod traced;
 
-pub use process::{
-    Seen, assert_no_cap_ipc_lock, become_unprivileged, classify, in_fork, the_childs_copy,
-};
+pub use process::{Seen, classify, in_fork, the_childs_copy};
+#[cfg(target_os = "linux")]
+pub use process::{assert_no_cap_ipc_lock, become_unprivileged};
 
 /// Options for a packed box (`Isolation::Packed`), the rest as default.
 pub fn packed() -> lockedmem::Options {
@@ -63,6 +71,7 @@ pub fn page_size() -> usize {
 /// The value ending at `end` (one past its last byte) sits in pages that are
 /// locked, left out of core dumps and wiped in fork children (VmFlags `lo`,
 /// `dd`, `wf`), with a `PROT_NONE` page right after it.
+#[cfg(target_os = "linux")]
 pub fn assert_locked_dontdump_guarded(end: usize) {
     let vma = procfs::vma_at(end - 1).expect("the value is mapped");
     for flag in ["lo", "dd", "wf"] {
