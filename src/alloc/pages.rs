@@ -719,7 +719,7 @@ pub(crate) unsafe fn open(
         // Keep it read-write and unlocked; a failed mlock may have locked a
         // part, so unlock all of it.
         // SAFETY: as above.
-        return match unsafe { os::unlock(data, len) } {
+        return match unsafe { os::undo_failed_lock(data, len) } {
             Ok(()) => Ok(false),
             Err(e) => Err(OpenError {
                 error: Error::os("munlock", len, e),
@@ -814,7 +814,7 @@ pub(crate) unsafe fn relock(data: NonNull<u8>, len: usize, count: &LockedBytes) 
             // A failed mlock may have locked a part: unlock it all (an
             // error here leaves at most that part locked and uncounted).
             // SAFETY: as above.
-            let _ = unsafe { os::unlock(data, len) };
+            let _ = unsafe { os::undo_failed_lock(data, len) };
             false
         }
     }

@@ -13,6 +13,8 @@
 //!   either, mlock(2) fails with `ENOMEM`; with
 //!   `security.bsd.unprivileged_mlock` 0, unprivileged processes get
 //!   `EPERM`. No privilege exempts a process from the limits.
+//!   A refused mlock(2) leaves every page as it was, so nothing is undone
+//!   after it (`unix::undo_failed_lock`).
 //! - **Core dumps**: `madvise(MADV_NOCORE)` ([`exclude_from_dumps`]).
 //! - **Fork**: minherit(2), `INHERIT_ZERO` for `ForkPolicy::Wipe` (the
 //!   child gets fresh zero pages; FreeBSD 12.0) and `INHERIT_NONE` for

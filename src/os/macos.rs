@@ -12,8 +12,9 @@
 //!   `RLIMIT_MEMLOCK` (unlimited by default) and the kernel's per-task and
 //!   system-wide wired limits (`vm.per_task_user_wire_limit`,
 //!   `vm.global_user_wire_limit`); a lock over either fails with `EAGAIN`.
-//!   No privilege exempts a process. mlock(2) nests on macOS: a range locked
-//!   twice needs two munlock(2) calls.
+//!   No privilege exempts a process. mlock(2) nests (the crate locks a
+//!   range once), and a refused one leaves every page as it was, so
+//!   nothing is undone after it (`unix::undo_failed_lock`).
 //! - **Core dumps**: no mechanism leaves a range out of a core file
 //!   ([`DUMPS_EXCLUDABLE`] is false): `DumpPolicy::Exclude` is refused
 //!   (`Unsupported`), `BestEffort` does nothing. macOS writes no core unless

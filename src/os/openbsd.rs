@@ -9,6 +9,8 @@
 //!   `RLIMIT_MEMLOCK` and the system's wired-page limit (`uvmexp.wiredmax`);
 //!   over either, mlock(2) fails with `EAGAIN`. No privilege exempts a
 //!   process.
+//!   A refused mlock(2) leaves every page as it was, so nothing is undone
+//!   after it (`unix::undo_failed_lock`).
 //! - **Core dumps**: `MAP_CONCEAL` (OpenBSD 6.6), given to every mapping the
 //!   crate makes and to every replacement of one (`unix::map_none`,
 //!   `unix::replace_none`): the memory is out of core dumps from the moment
@@ -19,9 +21,10 @@
 //! - **Secret memory**: none (memfd_secret is Linux's).
 //! - **Residency**: mincore(2).
 //! - **Deny inspection**: none the process can ask for ([`set_not_dumpable`]
-//!   is `Unsupported`): OpenBSD lets only a process's ancestors trace it
-//!   unless `kern.global_ptrace` is set, and `Hardening::no_core_dumps`
-//!   stops cores.
+//!   and [`dumpable`] are `Unsupported`). With `kern.global_ptrace` at 0,
+//!   its default, OpenBSD lets a process trace only its own descendants
+//!   (root excepted); `RLIMIT_CORE` (`Hardening::no_core_dumps`) stops
+//!   cores.
 //! - **Lock everything**: mlockall(2) ([`lock_all`]), `MCL_CURRENT` and
 //!   `MCL_FUTURE`; no `MCL_ONFAULT`, so `LockAll::CurrentAndFutureOnFault`
 //!   is `Unsupported`.

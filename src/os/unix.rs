@@ -53,9 +53,10 @@ pub(crate) fn page_size() -> usize {
 /// `MAP_ANONYMOUS` (and `MAP_FIXED` where it replaces):
 ///
 /// - `MAP_PRIVATE`;
-/// - `MAP_NORESERVE` where the system has it (Linux, macOS): no swap is
-///   reserved for the range (FreeBSD has no such flag and charges swap only
-///   once a range is made writable; OpenBSD defines it as 0);
+/// - on Linux, `MAP_NORESERVE`: no swap is reserved for the range. Not
+///   passed elsewhere: FreeBSD has no such flag (it charges swap when a
+///   range is made writable), OpenBSD defines it as 0, and macOS's mmap(2)
+///   does not document it;
 /// - on OpenBSD, `MAP_CONCEAL`: the mapping is left out of core dumps from
 ///   the moment it exists, which is how OpenBSD excludes memory from dumps
 ///   (there is no madvise(2) advice for it), so every mapping the crate
@@ -65,9 +66,9 @@ pub(crate) fn page_size() -> usize {
 /// - [mmap(2) (OpenBSD)](https://man.openbsd.org/mmap.2): `MAP_CONCEAL`,
 ///   "Exclude the mapping from core dumps" (OpenBSD 6.6)
 fn anonymous_flags() -> MapFlags {
-    #[cfg(not(any(target_os = "freebsd", target_os = "openbsd")))]
+    #[cfg(target_os = "linux")]
     let flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
-    #[cfg(target_os = "freebsd")]
+    #[cfg(any(target_os = "macos", target_os = "freebsd"))]
     let flags = MapFlags::PRIVATE;
     #[cfg(target_os = "openbsd")]
     let flags = MapFlags::PRIVATE | MAP_CONCEAL;
@@ -192,6 +193,33 @@ pub(crate) unsafe fn lock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
 pub(crate) unsafe fn unlock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     // SAFETY: forwarded from the caller's contract.
     Ok(unsafe { rustix::mm::munlock(addr.as_ptr().cast::<c_void>(), len) }?)
+}
+
+/// Undoes what a refused [`lock`] of the range may have left locked.
+/// Linux's mlock(2) marks the range locked before it faults the pages in,
+/// so a failure there can leave part of it locked: the range is munlocked.
+/// FreeBSD, macOS and OpenBSD leave the lock state of every page unchanged
+/// when mlock(2) fails, and their munlock(2) refuses a range that is not
+/// locked (`ENOMEM`): there is nothing to undo.
+///
+/// # Safety
+/// The module's shared contract.
+///
+/// # References
+/// - [mlock(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlock&sektion=2),
+///   [mlock(2) (OpenBSD)](https://man.openbsd.org/mlock.2): RETURN VALUES,
+///   munlock's ERRORS
+pub(crate) unsafe fn undo_failed_lock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { unlock(addr, len) }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (addr, len);
+        Ok(())
+    }
 }
 
 /// `munmap(addr, len)`: removes the mapping; any lock on it goes with it.
