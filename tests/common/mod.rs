@@ -8,6 +8,7 @@ pub mod procfs;
 pub mod promises;
 pub mod seccomp;
 pub mod secretmem;
+pub mod strace;
 pub mod traced;
 
 pub use process::{
