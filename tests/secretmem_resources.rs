@@ -4,7 +4,9 @@
 //! from the file before its slot is used again, `locked_bytes()` is the
 //! kernel's `VmLck` through every path, the lock limit is shared with
 //! anonymous boxes and all of it comes back, threads leave nothing behind,
-//! and running out of descriptors is a clean error.
+//! and running out of descriptors is a clean error. In the portable test
+//! mode, which has no secret memory, each test asserts that mode's
+//! behaviour instead (`common::secretmem::available`).
 
 mod common;
 

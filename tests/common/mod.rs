@@ -5,6 +5,7 @@ pub mod child;
 pub mod memscan;
 pub mod process;
 pub mod procfs;
+pub mod promises;
 pub mod seccomp;
 pub mod secretmem;
 pub mod strace;
@@ -12,6 +13,10 @@ pub mod traced;
 
 pub use process::{
     Seen, assert_no_cap_ipc_lock, become_unprivileged, classify, in_fork, the_childs_copy,
+};
+pub use promises::{
+    assert_advised, assert_default_advice, assert_wipe_unsupported, crate_mapping_count,
+    crate_mappings_since, default_fork, other_fork, promises,
 };
 
 /// Options for a packed box (`Isolation::Packed`), the rest as default.
@@ -62,13 +67,15 @@ pub fn page_size() -> usize {
 }
 
 /// The value ending at `end` (one past its last byte) sits in pages that are
-/// locked, left out of core dumps and wiped in fork children (VmFlags `lo`,
-/// `dd`, `wf`), with a `PROT_NONE` page right after it.
-pub fn assert_locked_dontdump_guarded(end: usize) {
+/// locked (VmFlags `lo`) and advised as the platform promises for the
+/// default options (`promises::assert_default_advice`: `dd` where dumps can
+/// be excluded, `wf` or `dc` for the default fork policy), with a
+/// `PROT_NONE` page right after it.
+#[track_caller]
+pub fn assert_locked_advised_guarded(end: usize) {
     let vma = procfs::vma_at(end - 1).expect("the value is mapped");
-    for flag in ["lo", "dd", "wf"] {
-        assert!(vma.has(flag), "{flag} missing from {:?}", vma.flags);
-    }
+    assert!(vma.has("lo"), "lo missing from {:?}", vma.flags);
+    assert_default_advice(&vma);
     assert_eq!(
         procfs::perms_at(end).as_deref(),
         Some("---p"),
