@@ -70,14 +70,11 @@
 //! cannot stay blocked), before the wipe is done.
 #![allow(unsafe_code)]
 
-use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use crate::alloc::registry::{self, Range};
-use crate::dying;
 use crate::error::Error;
-use crate::os::{self, HandlerStack, Protection};
+use crate::os::{self, Protection};
 use crate::signal::Signal;
 
 /// Pages asked about per mincore(2) call (the buffer is on the stack).
@@ -156,7 +153,7 @@ pub fn wipe_all_and_abort() -> ! {
 /// # Panics
 /// If called while the thread is panicking (as `std::panic::set_hook`).
 pub fn wipe_on_panic() {
-    keep_reserve();
+    os::keep_reserve();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
@@ -183,7 +180,8 @@ const SIGNALS: [Signal; 12] = [
 
 /// Whether [`wipe_on_signals`] takes `sig`.
 fn accepted(sig: Signal) -> bool {
-    SIGNALS.contains(&sig) || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig.as_raw())
+    (SIGNALS.contains(&sig) && os::signal_exists(sig.as_raw()))
+        || os::realtime_signals().contains(&sig.as_raw())
 }
 
 /// Makes each of `signals` do the last wipe before it ends the process:
@@ -236,156 +234,11 @@ pub fn wipe_on_signals<S: Copy + Into<Signal>>(signals: &[S]) -> Result<(), Erro
             signal: signal.as_raw(),
         });
     }
-    keep_reserve();
+    os::keep_reserve();
     for sig in signals.map(Signal::as_raw) {
-        // SAFETY: `on_signal` is async-signal-safe (see its docs), and runs
-        // on the interrupted thread's own stack, where the wipe fits.
-        unsafe { os::set_exclusive_handler(sig, on_signal, HandlerStack::Interrupted) }
-            .map_err(|e| Error::os("sigaction", 0, e))?;
+        os::on_fatal_signal(sig, last_wipe).map_err(|e| Error::os("sigaction", 0, e))?;
     }
     Ok(())
-}
-
-/// The handler [`wipe_on_signals`] installs: the registers the kernel
-/// saved in this handler's frame are scrubbed first (the signal may have
-/// interrupted this very thread in the middle of copying a secret), then
-/// the wipe, then the signal's default action. Async-signal-safe: atomics,
-/// the syscalls named in the module docs, stack memory.
-///
-/// It runs on the interrupted thread's own stack, not on its alternate
-/// signal stack: the kernel's frame and the wipe do not fit in the 8 KiB
-/// one Rust's standard library gives a thread on x86-64 without AMX (it
-/// died there of `SIGSEGV` before wiping anything). And there its frame is
-/// written where the frame of a handler that ran just before it lies (the
-/// one of [`prompt_password`](crate::prompt_password), which puts this
-/// handler back and raises the signal again), which it then scrubs.
-extern "C" fn on_signal(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
-    // SAFETY: the context the kernel passed to this handler, which never
-    // returns: it ends the process below, or stops for good in the wipe.
-    unsafe { os::scrub_context(context) };
-    os::clear_vector_registers();
-    last_wipe();
-    os::clear_vector_registers();
-    os::set_default_action(sig);
-    os::raise_signal(sig);
-    // Every other signal stays blocked (the handler's mask); `sig`, pending
-    // now, ends the process as this returns.
-    os::unblock_signal(sig);
-    // Not reached: every accepted signal's default action ends the process.
-    std::process::abort();
-}
-
-/// The handler for `SIGSEGV` and `SIGBUS` while the wipe runs, on a
-/// thread that faults on memory the wipe made inaccessible or that the wipe
-/// told to stop (`SIGSEGV` by tgkill(2)): it scrubs the registers the
-/// kernel saved in its frame (and its own vector registers), records itself
-/// stopped and stops for good, with every signal blocked (the handler's
-/// mask), so no later frame is ever written on it. A fault of the wiping
-/// thread itself is fatal, as it would have been without the wipe.
-extern "C" fn on_fault(sig: libc::c_int, _info: *mut libc::siginfo_t, context: *mut c_void) {
-    if os::is_last_wiper() {
-        // Returning retries the access, which faults again and now kills.
-        os::set_default_action(sig);
-        return;
-    }
-    dying::entered_fault_handler();
-    // SAFETY: the context the kernel passed to this handler, which never
-    // returns.
-    unsafe { os::scrub_context(context) };
-    os::clear_vector_registers();
-    let _ = dying::record_stopped(os::thread_id());
-    dying::left_fault_handler();
-    os::sleep_forever();
-}
-
-/// The descriptor kept for the wipe (-1: none; -2: being made), and the
-/// identity of its file (`os::reserve_descriptor`), stored before the
-/// descriptor is.
-static RESERVE: AtomicI32 = AtomicI32::new(-1);
-static RESERVE_DEV: AtomicU64 = AtomicU64::new(0);
-static RESERVE_INO: AtomicU64 = AtomicU64::new(0);
-
-/// Keeps one descriptor in reserve for the wipe, once per process (a fork
-/// child shares it; exec(2) closes it): a process that runs out of them
-/// (`EMFILE`) gets this one back when the wipe needs to open
-/// `/proc/self/task` or `/proc/self/mem` ([`with_reserve`]).
-fn keep_reserve() {
-    if RESERVE
-        .compare_exchange(-1, -2, Ordering::SeqCst, Ordering::SeqCst)
-        .is_err()
-    {
-        // Kept already, or being kept by another thread.
-        return;
-    }
-    let Ok((fd, (dev, ino))) = os::reserve_descriptor() else {
-        RESERVE.store(-1, Ordering::SeqCst);
-        return;
-    };
-    RESERVE_DEV.store(dev, Ordering::SeqCst);
-    RESERVE_INO.store(ino, Ordering::SeqCst);
-    RESERVE.store(fd, Ordering::SeqCst);
-}
-
-/// Runs `open`, a step of the wipe that opens a descriptor and says
-/// whether it could; if it could not because the process is out of them
-/// (`EMFILE`, or `ENFILE` for the whole system), closes the reserve (if the
-/// number is still the crate's file: the program may have closed it and
-/// opened another under it) and runs `open` again. Async-signal-safe.
-fn with_reserve<T>(mut open: impl FnMut() -> Option<T>) -> Option<T> {
-    if let Some(done) = open() {
-        return Some(done);
-    }
-    if !matches!(os::errno(), libc::EMFILE | libc::ENFILE) {
-        return None;
-    }
-    let fd = RESERVE.swap(-1, Ordering::SeqCst);
-    let ours = (
-        RESERVE_DEV.load(Ordering::SeqCst),
-        RESERVE_INO.load(Ordering::SeqCst),
-    );
-    if fd < 0 || os::file_id(fd).ok() != Some(ours) {
-        return None;
-    }
-    os::close_raw(fd);
-    open()
-}
-
-/// How long the wipe waits, at most, for the other threads to stop and
-/// scrub their frames: one that has `SIGSEGV` blocked, or that sleeps in
-/// the kernel uninterruptibly, is not waited for longer.
-const STOP_WAIT_NS: u64 = 1_000_000_000;
-
-/// Sends `SIGSEGV` to every other thread of the process that has not
-/// recorded itself stopped (again, to one told before: a signal already
-/// pending is not queued twice). The number of threads it was sent to,
-/// or `None` if the threads could not be listed.
-fn signal_unstopped() -> Option<usize> {
-    with_reserve(|| {
-        let mut sent = 0;
-        let listed = os::each_other_thread(|tid| {
-            if !dying::is_stopped(tid) && os::signal_thread(tid, libc::SIGSEGV).is_ok() {
-                sent += 1;
-            }
-        });
-        listed.then_some(sent)
-    })
-}
-
-/// Tells every other thread to stop, and waits (at most [`STOP_WAIT_NS`])
-/// until each, however many there are and whenever it started, has
-/// stopped (and scrubbed its frame) or exited, and no thread is inside the
-/// fault handler with its frame not yet scrubbed. The threads are listed
-/// anew each round; those that stopped past the record's end
-/// ([`dying::unrecorded`]) are counted, as they are listed but not found.
-fn stop_all_and_wait() {
-    let deadline = os::monotonic_ns().saturating_add(STOP_WAIT_NS);
-    loop {
-        let others_stopped = signal_unstopped().is_none_or(|left| left <= dying::unrecorded());
-        if (others_stopped && !dying::scrubbing()) || os::monotonic_ns() > deadline {
-            return;
-        }
-        os::nap(100_000);
-    }
 }
 
 /// The wipe itself (module docs); returns on the wiping thread only.
@@ -393,21 +246,16 @@ fn last_wipe() {
     if !os::begin_last_wipe() {
         os::stop_for_good();
     }
-    for sig in [libc::SIGSEGV, libc::SIGBUS] {
-        // SAFETY: `on_fault` is async-signal-safe (atomics, sigaction,
-        // gettid, pause, writes to its own signal frame) and small enough
-        // for an alternate signal stack.
-        let _ = unsafe { os::set_exclusive_handler(sig, on_fault, HandlerStack::Alternate) };
-    }
+    os::catch_faults();
     // Every other thread is told now; those started meanwhile, at the end.
-    let _ = signal_unstopped();
+    let _ = os::signal_unstopped();
     let here = |r: &Range| r.is_here();
     // Zeroing through the kernel keeps every mapping `PROT_NONE` while it
     // is zeroed; without it, a run is opened read-write for its zeroing,
     // and a thread that did not touch it since the claim (off the CPU, or
     // inside a read(2) into it, which gets `EFAULT` rather than a fault)
     // could write there after the zeros.
-    let mem = with_reserve(os::open_own_memory);
+    let mem = os::own_memory_for_wipe();
     registry::claim_all(|r| {
         if let (true, Some(addr)) = (here(&r), NonNull::new(r.addr as *mut u8)) {
             // SAFETY: a registered mapping of the crate's, claimed, so never
@@ -433,7 +281,7 @@ fn last_wipe() {
     }
     // Threads started while the wipe ran are told too; then every thread
     // has its frame scrubbed before the process dies.
-    stop_all_and_wait();
+    os::stop_all_and_wait();
 }
 
 /// Zeroes the resident pages of the mapping `addr..addr + len`, run by run:
@@ -444,7 +292,7 @@ fn last_wipe() {
 /// # Safety
 /// The mapping is a claimed entry of the registry, and the process is
 /// dying (the wipe has begun): no value in it is used again.
-unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize, mem: Option<libc::c_int>) -> bool {
+unsafe fn wipe_mapping(addr: NonNull<u8>, len: usize, mem: Option<os::OwnMemory>) -> bool {
     let page = os::page_size();
     let pages = len / page;
     let mut resident = [0u8; MINCORE_PAGES];
@@ -513,47 +361,32 @@ mod tests {
 
     #[test]
     fn signals_taken_and_refused() {
-        for sig in SIGNALS {
+        for sig in SIGNALS
+            .into_iter()
+            .filter(|s| os::signal_exists(s.as_raw()))
+        {
             assert!(accepted(sig), "{sig:?}");
         }
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGRTMIN()] {
+        for sig in [os::sig::TERM, os::sig::INT, os::sig::HUP] {
             assert!(accepted(sig.into()), "{sig}");
         }
-        for n in [
-            0,
-            1,
-            u8::try_from(libc::SIGRTMAX() - libc::SIGRTMIN()).unwrap(),
-        ] {
-            assert!(accepted(Signal::realtime(n)), "SIGRTMIN+{n}");
+        let realtime = os::realtime_signals();
+        if !realtime.is_empty() {
+            let last = u8::try_from(realtime.end() - realtime.start()).unwrap();
+            for n in [0, 1, last] {
+                assert!(accepted(Signal::realtime(n)), "SIGRTMIN+{n}");
+            }
+            let past = last + 1;
+            assert!(!accepted(Signal::realtime(past)));
+            assert!(matches!(
+                wipe_on_signals(&[Signal::realtime(past)]),
+                Err(Error::UnsupportedSignal { signal }) if signal == realtime.end() + 1
+            ));
         }
-        let past = u8::try_from(libc::SIGRTMAX() - libc::SIGRTMIN() + 1).unwrap();
-        assert!(!accepted(Signal::realtime(past)));
-        assert!(matches!(
-            wipe_on_signals(&[Signal::realtime(past)]),
-            Err(Error::UnsupportedSignal { signal }) if signal == libc::SIGRTMAX() + 1
-        ));
-        for sig in [
-            0,
-            -1,
-            libc::SIGKILL,
-            libc::SIGSTOP,
-            libc::SIGSEGV,
-            libc::SIGBUS,
-            libc::SIGFPE,
-            libc::SIGILL,
-            libc::SIGTRAP,
-            libc::SIGSYS,
-            libc::SIGABRT,
-            libc::SIGCHLD,
-            libc::SIGCONT,
-            libc::SIGTSTP,
-            libc::SIGWINCH,
-            libc::SIGPIPE,
-            65,
-        ] {
+        for sig in os::sig::REFUSED.into_iter().chain([1000]) {
             assert!(!accepted(sig.into()), "{sig}");
             assert!(matches!(
-                wipe_on_signals(&[libc::SIGUSR2, sig]),
+                wipe_on_signals(&[os::sig::USR2, sig]),
                 Err(Error::UnsupportedSignal { signal }) if signal == sig
             ));
         }

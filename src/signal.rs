@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::os;
+
 /// A signal number, with a constant for each signal that
 /// [`wipe_on_signals`](crate::wipe_on_signals) takes: those that arrive
 /// from outside and end the process by default.
@@ -28,48 +30,49 @@ pub struct Signal(i32);
 impl Signal {
     /// `SIGHUP`: the terminal hung up, or the service manager asks.
     #[doc(alias = "SIGHUP")]
-    pub const HUP: Signal = Signal(libc::SIGHUP);
+    pub const HUP: Signal = Signal(os::sig::HUP);
     /// `SIGINT`: Ctrl-C.
     #[doc(alias = "SIGINT")]
-    pub const INT: Signal = Signal(libc::SIGINT);
+    pub const INT: Signal = Signal(os::sig::INT);
     /// `SIGQUIT`: Ctrl-\\ (its default action dumps core, which the wipe
     /// leaves empty of secrets).
     #[doc(alias = "SIGQUIT")]
-    pub const QUIT: Signal = Signal(libc::SIGQUIT);
+    pub const QUIT: Signal = Signal(os::sig::QUIT);
     /// `SIGTERM`: `kill`, systemd's stop, a container's stop.
     #[doc(alias = "SIGTERM")]
-    pub const TERM: Signal = Signal(libc::SIGTERM);
+    pub const TERM: Signal = Signal(os::sig::TERM);
     /// `SIGUSR1`.
     #[doc(alias = "SIGUSR1")]
-    pub const USR1: Signal = Signal(libc::SIGUSR1);
+    pub const USR1: Signal = Signal(os::sig::USR1);
     /// `SIGUSR2`.
     #[doc(alias = "SIGUSR2")]
-    pub const USR2: Signal = Signal(libc::SIGUSR2);
+    pub const USR2: Signal = Signal(os::sig::USR2);
     /// `SIGALRM`: a timer set with alarm(2) or setitimer(2).
     #[doc(alias = "SIGALRM")]
-    pub const ALRM: Signal = Signal(libc::SIGALRM);
+    pub const ALRM: Signal = Signal(os::sig::ALRM);
     /// `SIGVTALRM`: a virtual-time timer.
     #[doc(alias = "SIGVTALRM")]
-    pub const VTALRM: Signal = Signal(libc::SIGVTALRM);
+    pub const VTALRM: Signal = Signal(os::sig::VTALRM);
     /// `SIGPROF`: a profiling timer.
     #[doc(alias = "SIGPROF")]
-    pub const PROF: Signal = Signal(libc::SIGPROF);
+    pub const PROF: Signal = Signal(os::sig::PROF);
     /// `SIGXCPU`: the CPU time limit (`RLIMIT_CPU`) was reached.
     #[doc(alias = "SIGXCPU")]
-    pub const XCPU: Signal = Signal(libc::SIGXCPU);
+    pub const XCPU: Signal = Signal(os::sig::XCPU);
     /// `SIGXFSZ`: the file size limit (`RLIMIT_FSIZE`) was exceeded.
     #[doc(alias = "SIGXFSZ")]
-    pub const XFSZ: Signal = Signal(libc::SIGXFSZ);
+    pub const XFSZ: Signal = Signal(os::sig::XFSZ);
     /// `SIGPWR`: a power failure was announced.
     #[doc(alias = "SIGPWR")]
-    pub const PWR: Signal = Signal(libc::SIGPWR);
+    pub const PWR: Signal = Signal(os::sig::PWR);
 
     /// The real-time signal `SIGRTMIN + n`. `SIGRTMIN` is the C library's
     /// (it keeps the first few for itself), so this is known only at run
     /// time; `wipe_on_signals` refuses `n` past `SIGRTMAX`.
     #[doc(alias = "SIGRTMIN")]
     pub fn realtime(n: u8) -> Signal {
-        Signal(libc::SIGRTMIN().saturating_add(i32::from(n)))
+        let first = *os::realtime_signals().start();
+        Signal(first.saturating_add(i32::from(n)))
     }
 
     /// The signal numbered `number`, taken or not.
@@ -117,10 +120,11 @@ impl From<Signal> for i32 {
 /// The C name (`SIGTERM`, `SIGRTMIN+2`), else the number.
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rt = self.0 - libc::SIGRTMIN();
+        let realtime = os::realtime_signals();
+        let rt = self.0 - realtime.start();
         match self.name() {
             Some(name) => f.write_str(name),
-            None if rt >= 0 && self.0 <= libc::SIGRTMAX() => write!(f, "SIGRTMIN+{rt}"),
+            None if realtime.contains(&self.0) => write!(f, "SIGRTMIN+{rt}"),
             None => write!(f, "signal {}", self.0),
         }
     }
@@ -132,13 +136,16 @@ mod tests {
 
     #[test]
     fn names_and_numbers() {
-        assert_eq!(Signal::TERM.as_raw(), libc::SIGTERM);
-        assert_eq!(Signal::from(libc::SIGINT), Signal::INT);
-        assert_eq!(i32::from(Signal::HUP), libc::SIGHUP);
+        assert_eq!(Signal::TERM.as_raw(), os::sig::TERM);
+        assert_eq!(Signal::from(os::sig::INT), Signal::INT);
+        assert_eq!(i32::from(Signal::HUP), os::sig::HUP);
         assert_eq!(format!("{:?}", Signal::TERM), "SIGTERM");
-        assert_eq!(format!("{:?}", Signal::realtime(0)), "SIGRTMIN+0");
-        assert_eq!(Signal::realtime(3).as_raw(), libc::SIGRTMIN() + 3);
         assert_eq!(format!("{:?}", Signal::from_raw(9)), "signal 9");
         assert!(format!("{:?}", Signal::realtime(200)).starts_with("signal "));
+        let realtime = os::realtime_signals();
+        if !realtime.is_empty() {
+            assert_eq!(format!("{:?}", Signal::realtime(0)), "SIGRTMIN+0");
+            assert_eq!(Signal::realtime(3).as_raw(), realtime.start() + 3);
+        }
     }
 }

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use common::memscan::{FRAGMENT, Masked};
 use common::traced::{
     CONTROL, LEN, announce_thread, assert_clean_death, can_trace, fill, in_child, leave_control,
-    needle, random_seed, ready, rest_forever, secret_byte, seed, spawn, wait_for_go,
+    needle, random_seed, ready, rest_forever, secret_byte, secret_in_a_pipe, seed, spawn,
+    wait_for_go,
 };
 use lockedmem::{Backing, ForkPolicy, Isolation, LockedBox, LockedVec, Options};
 
@@ -662,16 +663,8 @@ fn a_read_into_a_box_does_not_land_behind_the_wipe() {
     if in_child(NAME) {
         let seed = seed();
         leave_control(seed);
-        // The secret waits in a pipe (kernel memory), written a byte at a
-        // time, so that no copy of it is in the process.
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        for i in 0..60_000 {
-            let b = [secret_byte(seed, CHURN, i % LEN)];
-            // SAFETY: writes one byte from `b` to our pipe.
-            assert_eq!(unsafe { libc::write(fds[1], b.as_ptr().cast(), 1) }, 1);
-        }
+        // The secret waits in a pipe (kernel memory).
+        let pipe = secret_in_a_pipe(seed, CHURN, 60_000);
         let before = segv_handler();
         let mut boxed = LockedBox::<[u8]>::new_zeroed_slice(BOX).unwrap();
         // Every page resident, so that the wipe zeroes all of it.
@@ -685,7 +678,7 @@ fn a_read_into_a_box_does_not_land_behind_the_wipe() {
             loop {
                 // SAFETY: reads into the box (the kernel checks the
                 // protection: `EFAULT` while it is not writable).
-                unsafe { libc::read(fds[0], at as *mut libc::c_void, LEN) };
+                unsafe { libc::read(pipe, at as *mut libc::c_void, LEN) };
             }
         });
         drop(reader);

@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 
 use common::{child, memscan, procfs, start_of};
 use lockedmem::serde::{Base64, Hex, with_options};
@@ -765,27 +764,11 @@ fn fifty_thousand_tokens_load_without_lock_churn() {
         });
         unreachable!("child::run exits in the child");
     }
-    if Command::new("strace").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("LOCKEDMEM_REQUIRE_STRACE").is_none(),
-            "strace is required (LOCKEDMEM_REQUIRE_STRACE is set) but not installed"
-        );
-        return common::skip("strace is not installed; install it to count system calls");
-    }
-    let trace_file = std::env::temp_dir().join(format!("lockedmem-serde-{}", std::process::id()));
-    let out = Command::new("strace")
-        .args(["-f", "-o"])
-        .arg(&trace_file)
-        .args(["-e", "trace=mlock,munlock"])
-        .arg(std::env::current_exe().unwrap())
-        .args([NAME, "--exact", "--test-threads=1", "--nocapture"])
-        .env("LOCKEDMEM_TEST_CHILD", NAME)
-        .output()
-        .expect("run strace");
+    let Some((out, trace)) = common::strace::trace_child(NAME, NAME, "mlock,munlock") else {
+        return;
+    };
     child::assert_success(&out);
     assert!(child::stdout(&out).contains("locked "), "the child ran");
-    let trace = std::fs::read_to_string(&trace_file).unwrap();
-    let _ = std::fs::remove_file(&trace_file);
 
     // `PID mlock(ADDR, LEN) = RESULT`, or split in two lines around another
     // thread's call: `mlock(... <unfinished ...>`, `<... mlock resumed>) = RESULT`.

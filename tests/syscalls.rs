@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::child;
 use lockedmem::{Isolation, LockedBox, Options};
 
@@ -95,34 +93,14 @@ fn each_path_makes_the_expected_calls() {
         drop(outer);
         std::process::exit(0);
     }
-    if Command::new("strace").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("LOCKEDMEM_REQUIRE_STRACE").is_none(),
-            "strace is required (LOCKEDMEM_REQUIRE_STRACE is set) but not installed"
-        );
-        common::skip("strace is not installed; install it to count system calls");
+    let Some((out, trace)) = common::strace::trace_child(
+        "each_path_makes_the_expected_calls",
+        "syscalls",
+        "mmap,munmap,mprotect,madvise,mlock,munlock,mremap,close",
+    ) else {
         return;
-    }
-    let trace_file = std::env::temp_dir().join(format!("lockedmem-strace-{}", std::process::id()));
-    let out = Command::new("strace")
-        .args(["-f", "-o"])
-        .arg(&trace_file)
-        .args([
-            "-e",
-            "trace=mmap,munmap,mprotect,madvise,mlock,munlock,mremap,close",
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "each_path_makes_the_expected_calls",
-            "--exact",
-            "--test-threads=1",
-        ])
-        .env(CHILD_VAR, "syscalls")
-        .output()
-        .expect("run strace");
+    };
     child::assert_success(&out);
-    let trace = std::fs::read_to_string(&trace_file).unwrap();
-    let _ = std::fs::remove_file(&trace_file);
 
     // Cold (cache off, slab already mapped): open the slot (mprotect,
     // mlock), then give it back: replace it with fresh PROT_NONE memory

@@ -17,16 +17,14 @@ use std::sync::atomic::AtomicU64;
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// The portable test mode (`--cfg lockedmem_portable`, for tests and CI,
-/// not a feature): the Linux build uses only what macOS and the BSDs offer,
-/// so that the code they run is exercised somewhere real. Off: memory left
-/// out of core dumps (`MADV_DONTDUMP`), zeros in fork children
-/// (`MADV_WIPEONFORK`), secret memory (memfd_secret), and what the crate
-/// reads of /proc to do its work (which pages hold data, zeroing through
-/// `/proc/self/mem`, the list of threads) or asks only Linux for
-/// (process_vm_readv, `MAP_FIXED_NOREPLACE`, memfd_create). `MADV_DONTFORK`
-/// stands in for `INHERIT_NONE`. What the process reports of itself
-/// (/proc/self/status, smaps, prctl, capget) stays: it feeds `Hardening`
-/// and `Host`, not the protections.
+/// not a feature): the Linux build gives up what macOS and the BSDs lack
+/// or do differently, so that the code paths they take above this layer
+/// are exercised somewhere real: no memory left out of core dumps
+/// (`MADV_DONTDUMP`; macOS has no way), no zeros in fork children
+/// (`MADV_WIPEONFORK`; macOS has none, so the default fork policy is
+/// `Exclude` as there), no secret memory (memfd_secret), no fork
+/// generation in a wiped page (it falls back to the process ID);
+/// `MADV_DONTFORK` stands in for `INHERIT_NONE`.
 const PORTABLE: bool = cfg!(lockedmem_portable);
 
 /// What `Host::platform` says.
@@ -98,9 +96,6 @@ unsafe fn advise(addr: NonNull<u8>, len: usize, advice: Advice) -> io::Result<()
 /// - [proc_pid_pagemap(5)](https://man7.org/linux/man-pages/man5/proc_pid_pagemap.5.html)
 #[doc(alias = "pagemap")]
 pub(crate) fn populated(addr: NonNull<u8>, pages: usize) -> io::Result<Vec<bool>> {
-    if PORTABLE {
-        return Err(io::Error::from(io::ErrorKind::Unsupported));
-    }
     use std::os::unix::fs::FileExt;
     const PRESENT: u64 = 1 << 63;
     const SWAPPED: u64 = 1 << 62;
@@ -695,14 +690,9 @@ pub(crate) type FileId = (u64, u64);
 /// - [memfd_create(2)](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
 #[doc(alias = "memfd_create")]
 pub(crate) fn reserve_descriptor() -> io::Result<(libc::c_int, FileId)> {
-    let fd = if PORTABLE {
-        // SAFETY: a NUL-terminated path and flags; nothing of ours written.
-        unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
-    } else {
-        // SAFETY: a NUL-terminated name and a flag word; nothing of ours is
-        // written.
-        unsafe { libc::memfd_create(c"lockedmem-reserve".as_ptr(), libc::MFD_CLOEXEC) }
-    };
+    // SAFETY: a NUL-terminated name and a flag word; nothing of ours is
+    // written.
+    let fd = unsafe { libc::memfd_create(c"lockedmem-reserve".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -735,9 +725,6 @@ pub(crate) fn file_id(fd: libc::c_int) -> io::Result<FileId> {
 /// # References
 /// - [proc_pid_mem(5)](https://man7.org/linux/man-pages/man5/proc_pid_mem.5.html)
 pub(crate) fn open_own_memory() -> Option<libc::c_int> {
-    if PORTABLE {
-        return None;
-    }
     // SAFETY: a NUL-terminated path; open touches no other memory of ours.
     let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     (fd >= 0).then_some(fd)
@@ -807,11 +794,6 @@ static ZEROS: [u8; 4096] = [0; 4096];
 #[doc(alias = "process_vm_readv")]
 pub(crate) unsafe fn zero_checked(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     const SOURCES: usize = 64;
-    if PORTABLE {
-        // SAFETY: forwarded; the range is the caller's.
-        unsafe { zero_bytes(addr.as_ptr(), len) };
-        return Ok(());
-    }
     let pid = libc::pid_t::try_from(process_id()).unwrap_or(0);
     let mut done = 0;
     while done < len {
@@ -1160,9 +1142,6 @@ pub(crate) unsafe fn scrub_context(_context: *mut c_void) {}
 /// - [getdents64(2)](https://man7.org/linux/man-pages/man2/getdents64.2.html)
 #[doc(alias = "getdents64")]
 pub(crate) fn each_other_thread(mut f: impl FnMut(i32)) -> bool {
-    if PORTABLE {
-        return false;
-    }
     // SAFETY: a NUL-terminated path; open touches no other memory of ours.
     let fd = unsafe {
         libc::open(
@@ -1260,21 +1239,15 @@ pub(crate) fn signal_thread(tid: i32, sig: libc::c_int) -> io::Result<()> {
 /// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
 #[doc(alias = "MAP_FIXED_NOREPLACE")]
 pub(crate) fn place_none_in_hole(addr: NonNull<u8>, len: usize) -> io::Result<()> {
-    let exact = if PORTABLE {
-        MapFlags::empty()
-    } else {
-        MapFlags::FIXED_NOREPLACE
-    };
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping: the
     // call fails if any part of the range is in use, so no memory anyone
-    // holds is affected; without it (portable mode) the address is a hint,
-    // which replaces nothing either.
+    // holds is affected.
     let got = unsafe {
         rustix::mm::mmap_anonymous(
             addr.as_ptr().cast::<c_void>(),
             len,
             ProtFlags::empty(),
-            MapFlags::PRIVATE | MapFlags::NORESERVE | exact,
+            MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED_NOREPLACE,
         )
     }?;
     if got.cast::<u8>() == addr.as_ptr() {

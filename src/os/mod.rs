@@ -2,15 +2,38 @@
 //! platform family behind one small internal interface, chosen here.
 //!
 //! - `unix`: what every Unix offers (mmap, mprotect, mlock, mincore,
-//!   rlimits, termios, signals);
+//!   rlimits, termios, signals), and on top of it `unix_tty` (the prompt's
+//!   terminal), `unix_env` (taking a variable out of the environment) and
+//!   `unix_wipe` (the last wipe's signal handlers and thread stopping);
 //! - `linux`: what only Linux offers (`madvise` advice, memfd_secret, /proc,
 //!   prctl, capget, tgkill, the signal frame's layout);
-//! - `cpu`: what depends on the processor only (clearing vector registers).
+//! - `cpu`: what depends on the processor only (clearing vector registers,
+//!   zeroing through a raw pointer).
 //!
-//! Code above this module names no platform: it asks for a capability
-//! (lock, exclude from dumps, what a fork child sees, secret memory, ...)
-//! and gets either the platform's own mechanism or a refusal it can turn
-//! into `Error::Unsupported`.
+//! Code above this module names no platform: it asks for a capability and
+//! gets the platform's own mechanism or a refusal ([`Refused`], whose
+//! [`Why::Unsupported`] becomes `Error::Unsupported` naming the call). The
+//! capabilities:
+//!
+//! - memory: reserve inaccessible (`map_none`), replace with fresh
+//!   inaccessible memory (`replace_none`), `protect`, `unmap`, `lock` and
+//!   `unlock` (refusals by the lock limit sorted by [`trouble`]),
+//!   residency;
+//! - keeping memory out of core dumps (`exclude_from_dumps`,
+//!   `DUMPS_EXCLUDABLE`), what a fork child gets (`set_fork_view`,
+//!   `FORK_ZEROS`), secret memory (`SecretFile`);
+//! - the lock quota (`memlock_limit`) and whether the process is exempt
+//!   from it (`has_cap_ipc_lock`); physical memory;
+//! - denying inspection (`set_not_dumpable`), core limits, locking every
+//!   page (`lock_all`), introspection (Linux's /proc: `memory_sizes`,
+//!   `lock_view`, `future_lock`);
+//! - zeroing memory behind its protection (`zero_forced`, `zero_checked`);
+//! - the fatal-signal hook of the last wipe (`on_fatal_signal`,
+//!   `catch_faults`, `stop_all_and_wait`) and its register scrubbing;
+//! - terminal echo (`Tty`), unbuffered standard input (`read_stdin`), the
+//!   environment (`take_env`);
+//! - what an error means (`trouble`), so that nothing above matches an
+//!   errno.
 
 use std::io;
 
@@ -19,12 +42,27 @@ mod cpu;
 mod linux;
 #[cfg(unix)]
 mod unix;
+#[cfg(unix)]
+mod unix_env;
+#[cfg(unix)]
+mod unix_tty;
+#[cfg(unix)]
+mod unix_wipe;
 
 pub(crate) use cpu::*;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 #[cfg(unix)]
 pub(crate) use unix::*;
+#[cfg(unix)]
+pub(crate) use unix_env::take_env;
+#[cfg(unix)]
+pub(crate) use unix_tty::Tty;
+#[cfg(unix)]
+pub(crate) use unix_wipe::{
+    catch_faults, keep_reserve, on_fatal_signal, own_memory_for_wipe, signal_unstopped,
+    stop_all_and_wait,
+};
 
 /// Page protection, as passed to [`protect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

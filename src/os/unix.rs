@@ -657,3 +657,68 @@ pub(crate) fn error_for(t: Trouble) -> io::Error {
         Trouble::Other => libc::EIO,
     })
 }
+
+/// The process's own memory as a file (`/proc/self/mem`), for zeroing
+/// memory that stays inaccessible; a descriptor.
+pub(crate) type OwnMemory = libc::c_int;
+
+/// The numbers of the signals `wipe_on_signals` takes, as this platform
+/// numbers them; a signal the platform lacks is `0` (no signal).
+pub(crate) mod sig {
+    pub(crate) const HUP: i32 = libc::SIGHUP;
+    pub(crate) const INT: i32 = libc::SIGINT;
+    pub(crate) const QUIT: i32 = libc::SIGQUIT;
+    pub(crate) const TERM: i32 = libc::SIGTERM;
+    pub(crate) const USR1: i32 = libc::SIGUSR1;
+    pub(crate) const USR2: i32 = libc::SIGUSR2;
+    pub(crate) const ALRM: i32 = libc::SIGALRM;
+    pub(crate) const VTALRM: i32 = libc::SIGVTALRM;
+    pub(crate) const PROF: i32 = libc::SIGPROF;
+    pub(crate) const XCPU: i32 = libc::SIGXCPU;
+    pub(crate) const XFSZ: i32 = libc::SIGXFSZ;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) const PWR: i32 = libc::SIGPWR;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) const PWR: i32 = 0;
+
+    /// Signals `wipe_on_signals` must refuse: faults, those that stop or
+    /// continue the process or are ignored by default, and no signal.
+    #[cfg(test)]
+    pub(crate) const REFUSED: [i32; 16] = [
+        0,
+        -1,
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+        libc::SIGABRT,
+        libc::SIGCHLD,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+        libc::SIGWINCH,
+        libc::SIGPIPE,
+    ];
+}
+
+/// Whether this platform has a signal numbered `number` (a constant of
+/// [`sig`] that is not `0`).
+pub(crate) fn signal_exists(number: i32) -> bool {
+    number > 0
+}
+
+/// The real-time signals, `SIGRTMIN..=SIGRTMAX` as the C library sets them
+/// (it keeps the first few for itself); empty where there are none.
+pub(crate) fn realtime_signals() -> std::ops::RangeInclusive<i32> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        libc::SIGRTMIN()..=libc::SIGRTMAX()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        1..=0
+    }
+}

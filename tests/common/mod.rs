@@ -7,6 +7,7 @@ pub mod process;
 pub mod procfs;
 pub mod seccomp;
 pub mod secretmem;
+pub mod strace;
 pub mod traced;
 
 pub use process::{
