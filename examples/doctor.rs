@@ -141,17 +141,21 @@ impl Report<'_> {
         }
         self.line(
             "dump_exclusion",
-            format!(
-                "{}: MADV_DONTDUMP, boxes stay out of core dumps",
-                yes_no(host.dump_exclusion)
-            ),
+            if host.dump_exclusion {
+                "yes: MADV_DONTDUMP, boxes stay out of core dumps"
+            } else {
+                "NO: boxes cannot be left out of a core file here; Hardening::no_core_dumps \
+                 (RLIMIT_CORE 0) is the defence"
+            },
         )?;
         self.line(
             "fork_zeros",
-            format!(
-                "{}: MADV_WIPEONFORK, a fork child sees zeros (ForkPolicy::Wipe)",
-                yes_no(host.fork_zeros)
-            ),
+            if host.fork_zeros {
+                "yes: MADV_WIPEONFORK, a fork child sees zeros (ForkPolicy::Wipe, the default)"
+            } else {
+                "NO: a fork child cannot be given zeros: ForkPolicy::Wipe is \
+                 Error::Unsupported, the default is ForkPolicy::Exclude"
+            },
         )?;
         self.line(
             "fork_exclusion",
@@ -335,16 +339,34 @@ impl Report<'_> {
             data.locked_kb * 1024 == data.len() as u64,
             format!("{} kB", data.locked_kb),
         )?;
-        self.check(
-            "left out of core dumps (dd)",
-            data.has("dd"),
-            "MADV_DONTDUMP",
-        )?;
-        self.check(
-            "zeros in fork children (wf)",
-            data.has("wf") || !host.fork_zeros,
-            "MADV_WIPEONFORK",
-        )?;
+        if host.dump_exclusion {
+            self.check(
+                "left out of core dumps (dd)",
+                data.has("dd"),
+                "MADV_DONTDUMP",
+            )?;
+        } else {
+            // Nothing to verify but that no exclusion is claimed: a core
+            // file would hold the box; the defence is to write none.
+            self.check(
+                "not left out of core dumps (no dd): this platform cannot",
+                !data.has("dd"),
+                "Hardening::no_core_dumps (RLIMIT_CORE 0) keeps a crash from writing the secret",
+            )?;
+        }
+        if host.fork_zeros {
+            self.check(
+                "zeros in fork children (wf)",
+                data.has("wf") && !data.has("dc"),
+                "MADV_WIPEONFORK, the default ForkPolicy::Wipe",
+            )?;
+        } else {
+            self.check(
+                "absent from fork children (dc)",
+                data.has("dc") && !data.has("wf"),
+                "MADV_DONTFORK, the default ForkPolicy::Exclude where a child cannot get zeros",
+            )?;
+        }
         self.check(
             "guard page before",
             before.perms == "---p" && before.end == data.start && !before.has("lo"),
@@ -390,9 +412,14 @@ impl Report<'_> {
                 let vma = procfs::vma_at(small.as_ptr() as usize);
                 let flags = vma.as_ref().map_or_else(String::new, |v| v.flags.join(" "));
                 self.check(
-                    "packed page locked, left out of dumps",
-                    vma.as_ref()
-                        .is_some_and(|v| v.perms == "rw-p" && v.has("lo") && v.has("dd")),
+                    if host.dump_exclusion {
+                        "packed page locked, left out of dumps"
+                    } else {
+                        "packed page locked (not left out of dumps: this platform cannot)"
+                    },
+                    vma.as_ref().is_some_and(|v| {
+                        v.perms == "rw-p" && v.has("lo") && v.has("dd") == host.dump_exclusion
+                    }),
                     flags,
                 )?;
                 let guarded = vma.as_ref().is_some_and(|v| {

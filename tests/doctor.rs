@@ -236,6 +236,18 @@ fn the_doctor_reports_the_api_as_it_is_and_verifies_every_protection() {
                     "{name} is {on} but the doctor says {text:?}"
                 );
             }
+            if !host.dump_exclusion {
+                // Where boxes cannot be kept out of a core file, the doctor
+                // names the defence, and checks that no box claims it.
+                assert!(
+                    field(host_section, "dump_exclusion").contains("Hardening::no_core_dumps"),
+                    "{host_section:#?}"
+                );
+                assert!(
+                    report.contains("[ ok ] not left out of core dumps (no dd)"),
+                    "{report}"
+                );
+            }
             let cap = field(host_section, "lock_exempt");
             assert_eq!(
                 cap.starts_with("yes:"),

@@ -43,7 +43,7 @@ fn protection_follows_the_guards() {
         m[0] = 1;
     }
     assert_eq!(perms(end), "---p");
-    common::assert_locked_dontdump_guarded(end);
+    common::assert_locked_advised_guarded(end);
     assert!(sealed.is_locked());
     assert!(sealed.residency().unwrap().all_resident());
 
