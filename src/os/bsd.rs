@@ -18,9 +18,9 @@ use std::sync::atomic::AtomicU64;
 
 use rustix::mm::{MapFlags, ProtFlags};
 
-use super::this_bsd::{INHERIT_NONE, INHERIT_ZERO};
+use super::cpu::zero_bytes;
+use super::types::{ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Why};
 use super::unix::{map_none, page_size, protect, unmap};
-use super::{ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Why, zero_bytes};
 
 /// A value of minherit(2)'s `inherit` argument, with the name errors give
 /// it; `value` is `None` where the platform has no such inheritance.
@@ -29,6 +29,48 @@ pub(super) struct Inherit {
     pub(super) value: Option<libc::c_int>,
     pub(super) call: &'static str,
 }
+
+/// The zero inheritance of minherit(2): none on macOS.
+#[cfg(target_os = "macos")]
+const INHERIT_ZERO: Inherit = Inherit {
+    value: None,
+    call: "minherit(INHERIT_ZERO)",
+};
+
+/// `VM_INHERIT_NONE`: a fork(2) child has no mapping in the range.
+#[cfg(target_os = "macos")]
+const INHERIT_NONE: Inherit = Inherit {
+    value: Some(libc::VM_INHERIT_NONE),
+    call: "minherit(VM_INHERIT_NONE)",
+};
+
+/// `INHERIT_ZERO` (FreeBSD 12.0): a fork(2) child gets fresh zero pages.
+#[cfg(target_os = "freebsd")]
+const INHERIT_ZERO: Inherit = Inherit {
+    value: Some(libc::INHERIT_ZERO),
+    call: "minherit(INHERIT_ZERO)",
+};
+
+/// `INHERIT_NONE`: a fork(2) child has no mapping in the range.
+#[cfg(target_os = "freebsd")]
+const INHERIT_NONE: Inherit = Inherit {
+    value: Some(libc::INHERIT_NONE),
+    call: "minherit(INHERIT_NONE)",
+};
+
+/// `MAP_INHERIT_ZERO` (OpenBSD 5.6): a fork(2) child gets fresh zero pages.
+#[cfg(target_os = "openbsd")]
+const INHERIT_ZERO: Inherit = Inherit {
+    value: Some(libc::MAP_INHERIT_ZERO),
+    call: "minherit(MAP_INHERIT_ZERO)",
+};
+
+/// `MAP_INHERIT_NONE`: a fork(2) child has no mapping in the range.
+#[cfg(target_os = "openbsd")]
+const INHERIT_NONE: Inherit = Inherit {
+    value: Some(libc::MAP_INHERIT_NONE),
+    call: "minherit(MAP_INHERIT_NONE)",
+};
 
 /// Whether a fork(2) child can be given zeros in place of a range.
 pub(crate) const FORK_ZEROS: bool = INHERIT_ZERO.value.is_some();

@@ -45,9 +45,9 @@ use std::ffi::c_void;
 use std::io;
 use std::ptr::NonNull;
 
-use super::bsd::{Inherit, sysctl_unsigned};
+use super::bsd::sysctl_unsigned;
+use super::types::{Protection, Refused, Why};
 use super::unix::{map_none, page_size, protect, rlimit_memlock, unmap};
-use super::{Protection, Refused, Why};
 
 /// What `Host::platform` says.
 pub(crate) const PLATFORM: &str = "freebsd";
@@ -57,18 +57,6 @@ pub(crate) const DUMPS_EXCLUDABLE: bool = true;
 
 /// The mechanism that leaves memory out of core dumps, by name.
 pub(crate) const DUMP_EXCLUSION: &str = "madvise(MADV_NOCORE)";
-
-/// `INHERIT_ZERO` (FreeBSD 12.0): a fork(2) child gets fresh zero pages.
-pub(super) const INHERIT_ZERO: Inherit = Inherit {
-    value: Some(libc::INHERIT_ZERO),
-    call: "minherit(INHERIT_ZERO)",
-};
-
-/// `INHERIT_NONE`: a fork(2) child has no mapping in the range.
-pub(super) const INHERIT_NONE: Inherit = Inherit {
-    value: Some(libc::INHERIT_NONE),
-    call: "minherit(INHERIT_NONE)",
-};
 
 /// `madvise(addr, len, behav)`.
 ///
@@ -218,18 +206,6 @@ pub(crate) fn physical_memory() -> u64 {
     sysctl_unsigned(c"hw.physmem").unwrap_or(u64::MAX)
 }
 
-/// `pthread_getthreadid_np()`: the calling thread's kernel ID (as
-/// thr_self(2) gives it), unique among live threads and never 0. Reads the
-/// thread's own record; async-signal-safe.
-///
-/// # References
-/// - [pthread_getthreadid_np(3)](https://man.freebsd.org/cgi/man.cgi?query=pthread_getthreadid_np&sektion=3)
-#[doc(alias = "pthread_getthreadid_np")]
-pub(crate) fn thread_id() -> i32 {
-    // SAFETY: takes nothing and returns the calling thread's ID.
-    unsafe { libc::pthread_getthreadid_np() }
-}
-
 /// `_MC_HASFPXSTATE` in `mc_flags`: the frame holds the extended (XSAVE)
 /// state beyond the FXSAVE area, at `mc_xfpustate` (`<x86/ucontext.h>`).
 #[cfg(target_arch = "x86_64")]
@@ -278,9 +254,9 @@ pub(crate) unsafe fn scrub_context(context: *mut c_void) {
     let mc = unsafe { &raw mut (*uc).uc_mcontext };
     let base = mc.cast::<u8>();
     // SAFETY: the general registers, inside the context.
-    unsafe { super::zero_bytes(base.wrapping_add(REGISTERS), REGISTERS_END - REGISTERS) };
+    unsafe { super::cpu::zero_bytes(base.wrapping_add(REGISTERS), REGISTERS_END - REGISTERS) };
     // SAFETY: `mc_fpstate`, 512 bytes inside the context.
-    unsafe { super::zero_bytes(base.wrapping_add(FPSTATE), FPSTATE_LEN) };
+    unsafe { super::cpu::zero_bytes(base.wrapping_add(FPSTATE), FPSTATE_LEN) };
     // SAFETY: as above; read only through this reference, which is not
     // used once the extended state (outside the context) is written.
     let mc = unsafe { &*mc };
@@ -290,7 +266,7 @@ pub(crate) unsafe fn scrub_context(context: *mut c_void) {
         if at != 0 && len <= XFPUSTATE_MAX {
             // SAFETY: the extended state sendsig copied onto this thread's
             // signal stack, `mc_xfpustate_len` bytes at `mc_xfpustate`.
-            unsafe { super::zero_bytes(std::ptr::with_exposed_provenance_mut(at), len) };
+            unsafe { super::cpu::zero_bytes(std::ptr::with_exposed_provenance_mut(at), len) };
         }
     }
 }

@@ -34,8 +34,10 @@ pub(crate) const PLATFORM: &str = if PORTABLE {
     "linux"
 };
 
+use super::cpu::zero_bytes;
+use super::thread::thread_id;
+use super::types::{ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Why};
 use super::unix::{close_raw, map_none, page_size, process_id, protect, stop_if_dying, unmap};
-use super::{ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Why, zero_bytes};
 
 /// One `madvise(2)` advice. Each is its own call: advice values are not flags
 /// and must never be OR-ed together.
@@ -631,15 +633,6 @@ pub(crate) fn fork_wiped_word() -> Option<&'static AtomicU64> {
         // `AtomicU64`. All access goes through this shared atomic reference.
         Some(unsafe { addr.cast::<AtomicU64>().as_ref() })
     })
-}
-
-/// `gettid()`: the calling thread's ID. Async-signal-safe.
-///
-/// # References
-/// - [gettid(2)](https://man7.org/linux/man-pages/man2/gettid.2.html)
-#[doc(alias = "gettid")]
-pub(crate) fn thread_id() -> i32 {
-    rustix::thread::gettid().as_raw_nonzero().get()
 }
 
 /// A file's identity: its device and inode numbers, from fstat(2).

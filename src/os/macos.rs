@@ -50,8 +50,8 @@ use std::ffi::c_void;
 use std::io;
 use std::ptr::NonNull;
 
-use super::Refused;
-use super::bsd::{Inherit, sysctl_unsigned};
+use super::bsd::sysctl_unsigned;
+use super::types::Refused;
 
 /// What `Host::platform` says.
 pub(crate) const PLATFORM: &str = "macos";
@@ -62,18 +62,6 @@ pub(crate) const DUMPS_EXCLUDABLE: bool = false;
 /// The mechanism that leaves memory out of core dumps, by name: macOS has
 /// none, so this names what is missing.
 pub(crate) const DUMP_EXCLUSION: &str = "leaving memory out of core dumps (macOS has no such call)";
-
-/// The zero inheritance of minherit(2): none on macOS.
-pub(super) const INHERIT_ZERO: Inherit = Inherit {
-    value: None,
-    call: "minherit(INHERIT_ZERO)",
-};
-
-/// `VM_INHERIT_NONE`: a fork(2) child has no mapping in the range.
-pub(super) const INHERIT_NONE: Inherit = Inherit {
-    value: Some(libc::VM_INHERIT_NONE),
-    call: "minherit(VM_INHERIT_NONE)",
-};
 
 /// Leaving a range out of core dumps: `Unsupported` on macOS.
 ///
@@ -128,24 +116,6 @@ pub(crate) fn lock_all(_future: bool, _on_fault: bool) -> io::Result<()> {
 #[doc(alias = "hw.memsize")]
 pub(crate) fn physical_memory() -> u64 {
     sysctl_unsigned(c"hw.memsize").unwrap_or(u64::MAX)
-}
-
-/// The calling thread's Mach port name, `pthread_mach_thread_np(
-/// pthread_self())`, as an `i32` (the bits of the `u32`): unique among the
-/// task's live threads and never 0 (`MACH_PORT_NULL`), which is what the
-/// last wipe needs of a thread ID. (`pthread_threadid_np`'s 64-bit ID does
-/// not fit.) Reads the thread's own record: no lock, async-signal-safe.
-///
-/// # References
-/// - [pthread(3) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man3/pthread.3.html)
-#[doc(alias = "pthread_mach_thread_np")]
-pub(crate) fn thread_id() -> i32 {
-    // SAFETY: takes nothing and returns the calling thread's handle.
-    let me = unsafe { libc::pthread_self() };
-    // SAFETY: a live thread's handle (the caller's own); for the calling
-    // thread it reads the thread's own record, without a lock.
-    let port = unsafe { libc::pthread_mach_thread_np(me) };
-    i32::from_ne_bytes(port.to_ne_bytes())
 }
 
 /// The largest machine context believed: the AVX-512 one on x86-64 is
@@ -220,11 +190,11 @@ pub(crate) unsafe fn scrub_context(context: *mut c_void) {
         if range.end <= size {
             // SAFETY: inside the machine context the kernel wrote
             // (`uc_mcsize` bytes from `uc_mcontext`).
-            unsafe { super::zero_bytes(base.wrapping_add(range.start), range.len()) };
+            unsafe { super::cpu::zero_bytes(base.wrapping_add(range.start), range.len()) };
         }
     }
     if vectors < size {
         // SAFETY: as above: `vectors..size` is inside the context.
-        unsafe { super::zero_bytes(base.wrapping_add(vectors), size - vectors) };
+        unsafe { super::cpu::zero_bytes(base.wrapping_add(vectors), size - vectors) };
     }
 }

@@ -44,8 +44,7 @@ use std::ffi::c_void;
 use std::io;
 use std::ptr::NonNull;
 
-use super::Refused;
-use super::bsd::Inherit;
+use super::types::Refused;
 use super::unix::{map_none, page_size, unmap};
 
 /// What `Host::platform` says.
@@ -56,18 +55,6 @@ pub(crate) const DUMPS_EXCLUDABLE: bool = true;
 
 /// The mechanism that leaves memory out of core dumps, by name.
 pub(crate) const DUMP_EXCLUSION: &str = "mmap(MAP_CONCEAL)";
-
-/// `MAP_INHERIT_ZERO` (OpenBSD 5.6): a fork(2) child gets fresh zero pages.
-pub(super) const INHERIT_ZERO: Inherit = Inherit {
-    value: Some(libc::MAP_INHERIT_ZERO),
-    call: "minherit(MAP_INHERIT_ZERO)",
-};
-
-/// `MAP_INHERIT_NONE`: a fork(2) child has no mapping in the range.
-pub(super) const INHERIT_NONE: Inherit = Inherit {
-    value: Some(libc::MAP_INHERIT_NONE),
-    call: "minherit(MAP_INHERIT_NONE)",
-};
 
 /// Leaves the range out of core dumps: done already. Every mapping the
 /// crate makes, and every replacement of one, is `MAP_CONCEAL` from the
@@ -165,17 +152,6 @@ pub(crate) fn physical_memory() -> u64 {
     u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
-/// `getthrid()`: the calling thread's ID, unique among live threads and
-/// never 0. Async-signal-safe.
-///
-/// # References
-/// - [getthrid(2)](https://man.openbsd.org/getthrid.2)
-#[doc(alias = "getthrid")]
-pub(crate) fn thread_id() -> i32 {
-    // SAFETY: takes nothing and returns the calling thread's ID.
-    unsafe { libc::getthrid() }
-}
-
 /// Zeroes the registers the kernel saved in a signal frame: on x86-64 the
 /// general registers but the stack and instruction pointers and the flags
 /// (`sc_rdi` to `sc_rax`), and the 512-byte FXSAVE area `sc_fpstate` points
@@ -211,13 +187,13 @@ pub(crate) unsafe fn scrub_context(context: *mut c_void) {
     let base = sc.cast::<u8>();
     // SAFETY: the caller's contract: a live sigcontext on this thread's
     // signal stack, nothing else using it; the range is its registers.
-    unsafe { super::zero_bytes(base.wrapping_add(REGISTERS), REGISTERS_END - REGISTERS) };
+    unsafe { super::cpu::zero_bytes(base.wrapping_add(REGISTERS), REGISTERS_END - REGISTERS) };
     // SAFETY: a plain field of the context.
     let fp = unsafe { (*sc).sc_fpstate };
     if !fp.is_null() {
         // SAFETY: sendsig copied the FPU state to `sc_fpstate` on this
         // thread's signal stack, at least its 512-byte FXSAVE area.
-        unsafe { super::zero_bytes(fp.cast::<u8>(), FXSAVE_LEN) };
+        unsafe { super::cpu::zero_bytes(fp.cast::<u8>(), FXSAVE_LEN) };
     }
 }
 

@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
-use super::{Protection, Trouble, clear_vector_registers, thread_id};
+use super::cpu::clear_vector_registers;
+use super::thread::thread_id;
+use super::types::{Protection, Trouble};
 use crate::dying;
 
 /// The system page size. rustix's `page_size()` (with `use-libc-auxv`)

@@ -9,7 +9,11 @@
 
 use std::ffi::CStr;
 
-use super::{env_block, shrink_env_block, zero_bytes};
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
+use super::bsd::{env_block, shrink_env_block};
+use super::cpu::zero_bytes;
+#[cfg(target_os = "linux")]
+use super::linux::{env_block, shrink_env_block};
 
 /// Takes the variable `name` out of the environment: `copy` is given the
 /// value of its first entry (what getenv(3) gives); if it succeeds, every
