@@ -78,8 +78,12 @@ impl Default for LockedAlloc {
 }
 
 impl LockedAlloc {
-    /// The default policies: locked (or fail), wiped in fork children,
-    /// page-isolated blocks.
+    /// The default policies: locked (or fail), page-isolated blocks, and
+    /// the platform's default fork policy: wiped in fork children
+    /// (`ForkPolicy::Wipe`) where the platform can give a child zeros
+    /// (Linux, FreeBSD, OpenBSD), absent from them (`ForkPolicy::Exclude`)
+    /// where it cannot (macOS, and Linux's portable test mode); Windows
+    /// has no fork. `Host::probe().fork_zeros` tells which.
     pub const fn new() -> Self {
         LockedAlloc {
             lock: LockPolicy::Require,
