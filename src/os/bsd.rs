@@ -20,7 +20,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use super::cpu::zero_bytes;
 use super::types::{ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Why};
-use super::unix::{map_none, page_size, protect, unmap};
+use super::unix::{FileId, map_none, page_size, protect, unmap};
 
 /// A value of minherit(2)'s `inherit` argument, with the name errors give
 /// it; `value` is `None` where the platform has no such inheritance.
@@ -329,43 +329,11 @@ pub(crate) fn signal_thread(_tid: i32, _sig: libc::c_int) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// A file's identity: its device and inode numbers, from fstat(2).
-pub(crate) type FileId = (u64, u64);
-
 /// The descriptor the last wipe keeps in reserve on Linux, to open
 /// `/proc/self/task` and `/proc/self/mem` in a process out of them: the
 /// wipe opens nothing here, so none is kept (`Unsupported`).
 pub(crate) fn reserve_descriptor() -> io::Result<(libc::c_int, FileId)> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// `fstat(fd)`: the identity of the file `fd` is open on. Allocates
-/// nothing; async-signal-safe.
-///
-/// # References
-/// - [fstat(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=fstat&sektion=2)
-#[doc(alias = "fstat")]
-pub(crate) fn file_id(fd: libc::c_int) -> io::Result<FileId> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes one `struct stat` into `st`, which is ours.
-    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstat succeeded and filled `st`.
-    let st = unsafe { st.assume_init() };
-    Ok((id_bits(st.st_dev), id_bits(st.st_ino)))
-}
-
-/// The bits of a device or inode number, whose C type is signed on some
-/// of these systems (`dev_t` is `int32_t` on macOS and OpenBSD): only
-/// compared for equality, so the bit pattern is all that matters.
-#[expect(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    reason = "a bit pattern compared for equality: every value fits 64 bits"
-)]
-fn id_bits(n: impl Into<i128>) -> u64 {
-    n.into() as u64
 }
 
 /// The process's own memory as a file (Linux's `/proc/self/mem`): `None`,
@@ -499,4 +467,28 @@ pub(super) fn sysctl_unsigned(name: &std::ffi::CStr) -> Option<u64> {
         8 => Some(u64::from_ne_bytes(buf)),
         _ => None,
     }
+}
+
+/// `mlockall(MCL_CURRENT [| MCL_FUTURE])`: locks every mapping of the
+/// process, and with `future` every mapping made later, within the lock
+/// limits (FreeBSD: `RLIMIT_MEMLOCK` and `vm.max_user_wired`, `ENOMEM`
+/// over them; OpenBSD: `RLIMIT_MEMLOCK` and the wired-page limit). Neither has `MCL_ONFAULT`: `on_fault` is
+/// `Unsupported`, and nothing is locked. (macOS has no mlockall at all:
+/// `macos::lock_all`.)
+///
+/// # References
+/// - [mlockall(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlockall&sektion=2)
+/// - [mlockall(2) (OpenBSD)](https://man.openbsd.org/mlockall.2)
+#[cfg(any(target_os = "freebsd", target_os = "openbsd"))]
+#[doc(alias = "mlockall")]
+pub(crate) fn lock_all(future: bool, on_fault: bool) -> io::Result<()> {
+    use rustix::mm::{MlockAllFlags, mlockall};
+    if on_fault {
+        return Err(io::Error::from(io::ErrorKind::Unsupported));
+    }
+    let mut flags = MlockAllFlags::CURRENT;
+    if future {
+        flags |= MlockAllFlags::FUTURE;
+    }
+    Ok(mlockall(flags)?)
 }

@@ -175,26 +175,6 @@ pub(crate) fn set_not_dumpable() -> io::Result<()> {
     procctl_self(libc::PROC_TRACE_CTL, &mut disable)
 }
 
-/// `mlockall(MCL_CURRENT [| MCL_FUTURE])`: locks every mapping of the
-/// process, and with `future` every mapping made later, within the limits
-/// of [`memlock_limit`] (`ENOMEM` over them). FreeBSD has no
-/// `MCL_ONFAULT`: `on_fault` is `Unsupported`, and nothing is locked.
-///
-/// # References
-/// - [mlockall(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlockall&sektion=2)
-#[doc(alias = "mlockall")]
-pub(crate) fn lock_all(future: bool, on_fault: bool) -> io::Result<()> {
-    use rustix::mm::{MlockAllFlags, mlockall};
-    if on_fault {
-        return Err(io::Error::from(io::ErrorKind::Unsupported));
-    }
-    let mut flags = MlockAllFlags::CURRENT;
-    if future {
-        flags |= MlockAllFlags::FUTURE;
-    }
-    Ok(mlockall(flags)?)
-}
-
 /// `sysctl hw.physmem`: physical memory in bytes; `u64::MAX` (no bound) if
 /// the call fails, so that no size is refused for want of the answer.
 ///

@@ -37,7 +37,9 @@ pub(crate) const PLATFORM: &str = if PORTABLE {
 use super::cpu::zero_bytes;
 use super::thread::thread_id;
 use super::types::{ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Why};
-use super::unix::{close_raw, map_none, page_size, process_id, protect, stop_if_dying, unmap};
+use super::unix::{
+    FileId, close_raw, file_id, map_none, page_size, process_id, protect, stop_if_dying, unmap,
+};
 
 /// One `madvise(2)` advice. Each is its own call: advice values are not flags
 /// and must never be OR-ed together.
@@ -635,9 +637,6 @@ pub(crate) fn fork_wiped_word() -> Option<&'static AtomicU64> {
     })
 }
 
-/// A file's identity: its device and inode numbers, from fstat(2).
-pub(crate) type FileId = (u64, u64);
-
 /// `memfd_create("lockedmem-reserve", MFD_CLOEXEC)`: a descriptor on a new
 /// empty file that nothing else can have opened, which the last wipe keeps
 /// so that it can hand its number back to the process when the process
@@ -657,23 +656,6 @@ pub(crate) fn reserve_descriptor() -> io::Result<(libc::c_int, FileId)> {
     file_id(fd)
         .map(|id| (fd, id))
         .inspect_err(|_| close_raw(fd))
-}
-
-/// `fstat(fd)`: the identity of the file `fd` is open on. Allocates
-/// nothing; async-signal-safe.
-///
-/// # References
-/// - [fstat(2)](https://man7.org/linux/man-pages/man2/fstat.2.html)
-#[doc(alias = "fstat")]
-pub(crate) fn file_id(fd: libc::c_int) -> io::Result<FileId> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes one `struct stat` into `st`, which is ours.
-    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstat succeeded and filled `st`.
-    let st = unsafe { st.assume_init() };
-    Ok((st.st_dev, st.st_ino))
 }
 
 /// `open("/proc/self/mem", O_RDWR | O_CLOEXEC)`: the process's own memory

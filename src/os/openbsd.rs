@@ -99,27 +99,6 @@ pub(crate) fn set_not_dumpable() -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// `mlockall(MCL_CURRENT [| MCL_FUTURE])`: locks every mapping of the
-/// process, and with `future` every mapping made later, within
-/// `RLIMIT_MEMLOCK` (`ENOMEM` over it) and the system's wired-page limit.
-/// OpenBSD has no `MCL_ONFAULT`: `on_fault` is `Unsupported`, and nothing
-/// is locked.
-///
-/// # References
-/// - [mlockall(2) (OpenBSD)](https://man.openbsd.org/mlockall.2)
-#[doc(alias = "mlockall")]
-pub(crate) fn lock_all(future: bool, on_fault: bool) -> io::Result<()> {
-    use rustix::mm::{MlockAllFlags, mlockall};
-    if on_fault {
-        return Err(io::Error::from(io::ErrorKind::Unsupported));
-    }
-    let mut flags = MlockAllFlags::CURRENT;
-    if future {
-        flags |= MlockAllFlags::FUTURE;
-    }
-    Ok(mlockall(flags)?)
-}
-
 /// `HW_PHYSMEM64` in `<sys/sysctl.h>`, which `libc` does not name.
 const HW_PHYSMEM64: libc::c_int = 19;
 

@@ -861,3 +861,35 @@ pub(crate) fn realtime_signals() -> std::ops::RangeInclusive<i32> {
         std::ops::RangeInclusive::new(NSIG, NSIG - 1)
     }
 }
+
+/// A file's identity: its device and inode numbers, from fstat(2).
+pub(crate) type FileId = (u64, u64);
+
+/// `fstat(fd)`: the identity of the file `fd` is open on. Allocates
+/// nothing; async-signal-safe.
+///
+/// # References
+/// - [fstat(2) (POSIX)](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+#[doc(alias = "fstat")]
+pub(crate) fn file_id(fd: libc::c_int) -> io::Result<FileId> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes one `struct stat` into `st`, which is ours.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded and filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok((id_bits(st.st_dev), id_bits(st.st_ino)))
+}
+
+/// The bits of a device or inode number, whose C type is signed on some
+/// of the Unix systems (`dev_t` is `int32_t` on macOS and OpenBSD): only
+/// compared for equality, so the bit pattern is all that matters.
+#[expect(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a bit pattern compared for equality: every value fits 64 bits"
+)]
+fn id_bits(n: impl Into<i128>) -> u64 {
+    n.into() as u64
+}
