@@ -10,6 +10,8 @@
 //! - [`LockedVec`] and [`LockedString`], secrets of any length, and
 //!   [`raw_stdin`], standard input without a buffer to leave them in;
 //! - [`guide`], the guides: one page per topic, no items;
+//! - with the `shield` feature, `ShieldedBox`, a secret kept encrypted in
+//!   unlocked memory under a key in locked or secret memory, and `rekey`;
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
 //! - with the `serde` feature, `Deserialize` for the byte and string
@@ -54,6 +56,8 @@ mod sealed;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod serde;
+#[cfg(feature = "shield")]
+mod shield;
 mod signal;
 mod stdin;
 mod store;
@@ -92,6 +96,12 @@ pub use policy::{Backing, DumpPolicy, ForkPolicy, Isolation, LockPolicy};
 pub use prompt::{MAX_PASSWORD_LEN, prompt_password};
 pub use residency::Residency;
 pub use sealed::{Ref, RefMut, SealedBox};
+#[cfg(feature = "shield")]
+#[doc(hidden)]
+pub use shield::__derived_key_for_tests;
+#[cfg(feature = "shield")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shield")))]
+pub use shield::{ShieldRef, ShieldRefMut, ShieldedBox, rekey};
 pub use signal::Signal;
 pub use stdin::{RawStdin, raw_stdin};
 pub use string::LockedString;
