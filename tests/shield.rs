@@ -205,25 +205,31 @@ fn a_fork_child_cannot_unshield() {
                 .shielded_with::<[u8; 32]>(|k| fill(k, 5))
                 .unwrap();
             assert!(is(&b.borrow().unwrap(), 5));
+            // A panic in the fork child must not look like success: the
+            // child's only thread would end and the process exit with 0.
+            // Success is 42, a panic 99.
             let seen = in_fork(|| {
-                let read = match b.borrow() {
-                    Err(Error::ShieldKeyAbsent) => 0,
-                    Err(_) => 1,
-                    Ok(r) if is(&r, 5) => 2,
-                    Ok(_) => 3,
+                let body = || {
+                    let read = match b.borrow() {
+                        Err(Error::ShieldKeyAbsent) => 0,
+                        Err(_) => 1,
+                        Ok(r) if is(&r, 5) => 2,
+                        Ok(_) => 3,
+                    };
+                    let made = match ShieldedBox::<[u8; 32]>::new_with(|k| k.fill(1)) {
+                        Err(Error::ShieldKeyAbsent) => 0,
+                        _ => 10,
+                    };
+                    let rekeyed = match lockedmem::rekey() {
+                        Err(Error::ShieldKeyAbsent) => 0,
+                        _ => 20,
+                    };
+                    drop(common::the_childs_copy(&b)); // touches nothing
+                    42 + read + made + rekeyed
                 };
-                let made = match ShieldedBox::<[u8; 32]>::new_with(|k| k.fill(1)) {
-                    Err(Error::ShieldKeyAbsent) => 0,
-                    _ => 10,
-                };
-                let rekeyed = match lockedmem::rekey() {
-                    Err(Error::ShieldKeyAbsent) => 0,
-                    _ => 20,
-                };
-                drop(common::the_childs_copy(&b)); // touches nothing
-                read + made + rekeyed
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(99)
             });
-            assert_eq!(seen, Seen::Exited(0), "{backing:?}");
+            assert_eq!(seen, Seen::Exited(42), "{backing:?}");
             assert!(is(&b.borrow().unwrap(), 5), "the parent still reads it");
         }
     });
@@ -341,8 +347,11 @@ fn rekey_while_threads_borrow_and_write() {
         for _ in 0..ROUNDS {
             let before = reads.load(Ordering::Relaxed);
             lockedmem::rekey().unwrap();
-            // Let the readers run between rekeys.
-            while reads.load(Ordering::Relaxed) < before + 10 {
+            // Let the readers run between rekeys (a reader that panicked
+            // ends the wait: its join below fails the test).
+            while reads.load(Ordering::Relaxed) < before + 10
+                && !threads.iter().any(std::thread::JoinHandle::is_finished)
+            {
                 std::thread::yield_now();
             }
         }
