@@ -243,6 +243,11 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// exist there, and its keys are not there.
 fn check_generation() -> Result<(), Error> {
     let here = fork::generation();
+    // A load first: the common case writes nothing (no cache line bounces
+    // between threads that borrow).
+    if GENERATION.load(Ordering::Acquire) == here {
+        return Ok(());
+    }
     match GENERATION.compare_exchange(0, here, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => Ok(()),
         Err(g) if g == here => Ok(()),
