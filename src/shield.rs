@@ -145,7 +145,10 @@ impl Key {
         } else {
             None
         };
-        let prefix = LockedBox::<[u8; 16]>::random()?;
+        let prefix = LockedBox::<[u8; 16]>::random_with(Request {
+            isolation: Isolation::Packed,
+            ..Request::of::<[u8; 16]>(1)
+        })?;
         let key = Key {
             prekey,
             derived,
@@ -660,9 +663,11 @@ fn ring_derives(ring: usize) -> bool {
 /// # Errors
 /// What making a new key can return (as
 /// [`LockedBox::random`](crate::LockedBox::random) for its 16 KiB
-/// prekey, and [`Error::MemlockLimit`] for its scratch memory); nothing is
-/// changed then. [`Error::ShieldKeyAbsent`] in a fork(2) child of the
-/// process that made the keys.
+/// prekey; nothing is changed then), and [`Error::MemlockLimit`] when the
+/// scratch memory for re-encrypting cannot be locked: every secret stays
+/// readable then (under the old key or the new, both kept), and the next
+/// `rekey` finishes the move first. [`Error::ShieldKeyAbsent`] in a
+/// fork(2) child of the process that made the keys.
 ///
 /// # Panics
 /// If mprotect fails on the prekey's pages (as
@@ -671,26 +676,41 @@ pub fn rekey() -> Result<(), Error> {
     check_generation()?;
     let _one = REKEY.lock().unwrap_or_else(PoisonError::into_inner);
     for ring in 0..2 {
-        let Some(old_epoch) = read(ring).as_ref().map(|k| k.current.epoch) else {
+        let Some((current, pending)) = read(ring)
+            .as_ref()
+            .map(|k| (Arc::clone(&k.current), k.previous.clone()))
+        else {
             continue;
         };
-        let new = Arc::new(Key::new(ring == 1, old_epoch.wrapping_add(1))?);
-        let mut old_scratch = Some(key_scratch()?);
-        let mut new_scratch = Some(key_scratch()?);
-        let old = {
+        // An earlier rekey that failed part-way left secrets under its old
+        // key: they move to the current one first.
+        if let Some(old) = pending {
+            migrate(ring, &old, &current)?;
+        }
+        let new = Arc::new(Key::new(ring == 1, current.epoch.wrapping_add(1))?);
+        {
             let mut keys = write(ring);
             let k = keys.as_mut().expect("a ring is never emptied");
             let old = mem::replace(&mut k.current, Arc::clone(&new));
-            k.previous = Some(Arc::clone(&old));
-            old
-        };
-        let run = rekey_ring(ring, &old, &new, &mut old_scratch, &mut new_scratch);
-        drop((old_scratch, new_scratch));
-        if let Some(k) = write(ring).as_mut() {
-            k.previous = None;
+            k.previous = Some(old);
         }
-        scrub_stack();
-        run?;
+        migrate(ring, &current, &new)?;
+    }
+    Ok(())
+}
+
+/// Re-encrypts `ring`'s secrets under `old` with `new`, then drops `old`
+/// from the ring. On error `old` stays, so that no secret becomes
+/// unreadable; the next `rekey` finishes the move.
+fn migrate(ring: usize, old: &Key, new: &Key) -> Result<(), Error> {
+    let mut old_scratch = Some(key_scratch()?);
+    let mut new_scratch = Some(key_scratch()?);
+    let run = rekey_ring(ring, old, new, &mut old_scratch, &mut new_scratch);
+    drop((old_scratch, new_scratch));
+    scrub_stack();
+    run?;
+    if let Some(k) = write(ring).as_mut() {
+        k.previous = None;
     }
     Ok(())
 }
