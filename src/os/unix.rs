@@ -168,9 +168,11 @@ pub(crate) unsafe fn protect(addr: NonNull<u8>, len: usize, prot: Protection) ->
 
 /// `mlock(addr, len)`: faults the range in and keeps it in RAM.
 ///
-/// Fails with `ENOMEM` (or `EPERM` when the limit is zero) if the process
-/// lacks `CAP_IPC_LOCK` and the lock would take it over `RLIMIT_MEMLOCK`;
-/// with `EAGAIN` if some page could not be locked.
+/// The errno a lock limit gives differs by platform ([`LOCK_LIMIT`]): on
+/// Linux `ENOMEM` (or `EPERM` when the limit is zero) if the process lacks
+/// `CAP_IPC_LOCK` and the lock would take it over `RLIMIT_MEMLOCK`, and
+/// `EAGAIN` if some page could not be locked; on macOS and OpenBSD `EAGAIN`
+/// is the limit.
 ///
 /// # Safety
 /// The module's shared contract; the range must be readable (locking faults
@@ -200,17 +202,26 @@ pub(crate) unsafe fn unlock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
 /// Undoes what a refused [`lock`] of the range may have left locked.
 /// Linux's mlock(2) marks the range locked before it faults the pages in,
 /// so a failure there can leave part of it locked: the range is munlocked.
-/// FreeBSD, macOS and OpenBSD leave the lock state of every page unchanged
-/// when mlock(2) fails, and their munlock(2) refuses a range that is not
-/// locked (`ENOMEM`): there is nothing to undo.
+/// FreeBSD, macOS and OpenBSD unwire whatever they wired before returning
+/// the error, so the lock state of every page is as it was: there is
+/// nothing to undo, and no call is made. (Their munlock(2) of a mapped
+/// range that is not locked succeeds and changes nothing, so an undo
+/// would be harmless there too, only useless.)
 ///
 /// # Safety
 /// The module's shared contract.
 ///
 /// # References
-/// - [mlock(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlock&sektion=2),
-///   [mlock(2) (OpenBSD)](https://man.openbsd.org/mlock.2): RETURN VALUES,
-///   munlock's ERRORS
+/// - [mlock(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mlock.2.html):
+///   RETURN VALUES ("the locked status of all pages in the range remains
+///   unchanged"); XNU `osfmk/vm/vm_map.c`: `vm_map_wire_nested` undoes
+///   what it wired on failure, `vm_map_unwire_nested` skips entries that
+///   are not user-wired
+/// - FreeBSD `sys/vm/vm_map.c`: `vm_map_wire_locked` unwires the entries
+///   it wired on failure, `vm_map_unwire` leaves entries that are not
+///   user-wired alone
+/// - OpenBSD `sys/uvm/uvm_map.c`: `uvm_map_pageable` ("entries that are
+///   not wired are untouched" when unwiring; wiring recovers on failure)
 pub(crate) unsafe fn undo_failed_lock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
