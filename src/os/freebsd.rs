@@ -10,7 +10,8 @@
 //!   (pages every process together may wire: the room left to one process
 //!   is that less `vm.stats.vm.v_user_wire_count`); [`memlock_limit`]
 //!   reports the smaller of the two, the `MemlockLimit` users see. Over
-//!   either, mlock(2) fails with `ENOMEM`; with
+//!   either, mlock(2) fails with `ENOMEM` (FreeBSD 12: `EAGAIN` over its
+//!   `vm.max_wired`, which counts the kernel's wired pages too); with
 //!   `security.bsd.unprivileged_mlock` 0, unprivileged processes get
 //!   `EPERM`. No privilege exempts a process from the limits.
 //!   A refused mlock(2) leaves every page as it was, so nothing is undone
@@ -116,18 +117,28 @@ pub(crate) fn can_exclude_from_dumps() -> bool {
 
 /// The limit on the memory this process may lock, `(soft, hard)` in bytes,
 /// `None` for unlimited: `RLIMIT_MEMLOCK`, each capped by
-/// `vm.max_user_wired` (pages, times the page size), the system-wide limit
-/// mlock(2) also enforces. The cap is what every process shares: the room
-/// left may be less.
+/// `vm.max_user_wired` (pages, times the page size; FreeBSD 12 names it
+/// `vm.max_wired`, and counts every wired page against it, the kernel's
+/// too), the system-wide limit mlock(2) also enforces. The cap is what
+/// every process shares: the room left may be less. A cap of `-1` (read
+/// as the largest value of its type; some set it to lift the limit) is
+/// none.
 ///
 /// # References
 /// - [mlock(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlock&sektion=2)
+/// - FreeBSD 12 `sys/vm/vm_pageout.c` (`vm.max_wired`, an `int`) and
+///   `sys/vm/vm_mmap.c` (`kern_mlock`: `EAGAIN` past it); 13 and later
+///   `sys/vm/vm_map.c` (`vm_map_wire_user_count_add` against
+///   `vm_page_max_user_wired`, a `u_long`)
 #[doc(alias = "vm.max_user_wired")]
+#[doc(alias = "vm.max_wired")]
 pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
     let (soft, hard) = rlimit_memlock();
     let page = u64::try_from(page_size()).unwrap_or(u64::MAX);
-    let Some(wired) = sysctl_unsigned(c"vm.max_user_wired").map(|p| p.saturating_mul(page)) else {
-        return (soft, hard);
+    let pages = sysctl_unsigned(c"vm.max_user_wired").or_else(|| sysctl_unsigned(c"vm.max_wired"));
+    let wired = match pages {
+        Some(p) if p != u64::MAX && p != u64::from(u32::MAX) => p.saturating_mul(page),
+        _ => return (soft, hard),
     };
     let cap = |limit: Option<u64>| Some(limit.map_or(wired, |l| l.min(wired)));
     (cap(soft), cap(hard))

@@ -741,7 +741,11 @@ pub(crate) fn nap(ns: u32) {
 /// - Linux: `ENOMEM` over `RLIMIT_MEMLOCK`, `EPERM` for a zero limit
 ///   without `CAP_IPC_LOCK`;
 /// - FreeBSD: `ENOMEM` over `RLIMIT_MEMLOCK` or `vm.max_user_wired`,
-///   `EPERM` when `security.bsd.unprivileged_mlock` is 0;
+///   `EPERM` when `security.bsd.unprivileged_mlock` is 0; FreeBSD 12's
+///   mlock(2) gives `EAGAIN` over its system-wide `vm.max_wired` (13
+///   moved that check into the wiring, `ENOMEM`), and mlockall(2) gives
+///   `EAGAIN` when some page could not be wired, which is then taken for
+///   the limit too;
 /// - macOS: `EAGAIN` over the per-process or system-wide limit (`ENOMEM` is
 ///   a range not mapped or a page that could not be faulted in);
 /// - OpenBSD: `EAGAIN` over `RLIMIT_MEMLOCK` or the system's wired-page
@@ -753,8 +757,13 @@ pub(crate) fn nap(ns: u32) {
 ///   [mlock(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlock&sektion=2),
 ///   [mlock(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mlock.2.html),
 ///   [mlock(2) (OpenBSD)](https://man.openbsd.org/mlock.2)
-#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+/// - FreeBSD 12 `sys/vm/vm_mmap.c` (`kern_mlock`: `EAGAIN` past
+///   `vm_page_max_wired`); XNU `bsd/kern/kern_mman.c` (`mlock`:
+///   `KERN_RESOURCE_SHORTAGE` is `EAGAIN`)
+#[cfg(target_os = "linux")]
 const LOCK_LIMIT: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM];
+#[cfg(target_os = "freebsd")]
+const LOCK_LIMIT: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM, libc::EAGAIN];
 #[cfg(target_os = "macos")]
 const LOCK_LIMIT: &[libc::c_int] = &[libc::EAGAIN];
 #[cfg(target_os = "openbsd")]
