@@ -9,9 +9,11 @@
 //!   system's (`sysconf(_SC_PAGESIZE)`), and the layout arithmetic takes it
 //!   as a parameter.
 //! - **Locking**: mlock(2) (`unix`). The limit is the smaller of
-//!   `RLIMIT_MEMLOCK` (unlimited by default) and the kernel's per-task and
-//!   system-wide wired limits (`vm.per_task_user_wire_limit`,
-//!   `vm.global_user_wire_limit`); a lock over either fails with `EAGAIN`.
+//!   `RLIMIT_MEMLOCK` and the kernel's per-task and system-wide wired
+//!   limits (`vm.user_wire_limit`, `vm.global_user_wire_limit`: by default
+//!   both the same share of physical memory); [`memlock_limit`] reports
+//!   the smallest, the `MemlockLimit` users see. A lock over any of them
+//!   fails with `EAGAIN`.
 //!   No privilege exempts a process. mlock(2) nests (the crate locks a
 //!   range once), and a refused one leaves every page as it was, so
 //!   nothing is undone after it (`unix::undo_failed_lock`).
@@ -52,6 +54,7 @@ use std::ptr::NonNull;
 
 use super::bsd::sysctl_unsigned;
 use super::types::Refused;
+use super::unix::rlimit_memlock;
 
 /// What `Host::platform` says.
 pub(crate) const PLATFORM: &str = "macos";
@@ -105,6 +108,32 @@ pub(crate) fn set_not_dumpable() -> io::Result<()> {
 /// stub that returns `ENOSYS` (`bsd/kern/kern_mman.c` in XNU).
 pub(crate) fn lock_all(_future: bool, _on_fault: bool) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// The limit on the memory this process may lock, `(soft, hard)` in bytes,
+/// `None` for unlimited: `RLIMIT_MEMLOCK`, each capped by the smaller of
+/// `vm.user_wire_limit` (the kernel's per-task cap, which a task's
+/// `RLIMIT_MEMLOCK` cannot lift) and `vm.global_user_wire_limit` (what
+/// every process together may wire: the room left may be less), both in
+/// bytes; either is left out if it cannot be read.
+///
+/// # References
+/// - [mlock(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mlock.2.html)
+/// - XNU `bsd/kern/kern_sysctl.c` (`vm.user_wire_limit` is
+///   `vm_per_task_user_wire_limit`, `vm.global_user_wire_limit`, both
+///   64-bit) and `osfmk/vm/vm_map.c` (`add_wire_counts`: over either, or
+///   over the task's `RLIMIT_MEMLOCK`, `KERN_RESOURCE_SHORTAGE`)
+#[doc(alias = "vm.user_wire_limit")]
+#[doc(alias = "vm.global_user_wire_limit")]
+pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
+    let (soft, hard) = rlimit_memlock();
+    let task = sysctl_unsigned(c"vm.user_wire_limit");
+    let global = sysctl_unsigned(c"vm.global_user_wire_limit");
+    let Some(wired) = task.into_iter().chain(global).min() else {
+        return (soft, hard);
+    };
+    let cap = |limit: Option<u64>| Some(limit.map_or(wired, |l| l.min(wired)));
+    (cap(soft), cap(hard))
 }
 
 /// `sysctl hw.memsize`: physical memory in bytes; `u64::MAX` (no bound) if

@@ -307,8 +307,8 @@ pub(super) fn rlimit_memlock() -> (Option<u64>, Option<u64>) {
 
 /// The limit on the memory this process may lock, `(soft, hard)` in bytes,
 /// `None` for unlimited: `RLIMIT_MEMLOCK` ([`rlimit_memlock`]). FreeBSD
-/// has its own, which adds the system-wide `vm.max_user_wired`.
-#[cfg(not(target_os = "freebsd"))]
+/// and macOS have their own, which add the kernel's wired-memory caps.
+#[cfg(not(any(target_os = "freebsd", target_os = "macos")))]
 pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
     rlimit_memlock()
 }
