@@ -34,10 +34,10 @@
 //!   thread ID, as thr_self(2) gives it).
 //! - **The last wipe**: the crate's memory is claimed, zeroed run by run
 //!   (made read-write, zeroed, made `PROT_NONE` again) and left
-//!   inaccessible, and the handler's own saved registers are zeroed
-//!   ([`scrub_context`]). Other threads are not stopped (`bsd`). No
-//!   `SIGPWR` (`wipe_on_signals` refuses `Signal::PWR`); the real-time
-//!   signals are 65 to 126.
+//!   inaccessible, and on x86-64 the handler's own saved registers are
+//!   zeroed ([`scrub_context`]; on other processors they are not). Other
+//!   threads are not stopped (`bsd`). No `SIGPWR` (`wipe_on_signals`
+//!   refuses `Signal::PWR`); the real-time signals are 65 to 126.
 //! - **Introspection** (`/proc` on Linux: `Hardening::current`, which pages
 //!   hold data, the environment block's bounds): `Unsupported`.
 #![allow(unsafe_code)]

@@ -32,7 +32,10 @@
 //!   later ptrace(2) attaches and DTrace's tracing of the process are
 //!   refused. It does not stop core dumps, cannot be undone, cannot be asked
 //!   about ([`dumpable`] is `Unsupported`), and a process being traced
-//!   when it calls it exits.
+//!   when it calls it exits. It does not stop Mach's `task_for_pid`, which
+//!   a process with the right to it (root without System Integrity
+//!   Protection, or a debugger of a process built to allow it) uses to read
+//!   memory: XNU checks the flag only in ptrace(2) and DTrace.
 //! - **Lock everything**: none. The kernel's mlockall(2) returns `ENOSYS`;
 //!   [`lock_all`] is `Unsupported`.
 //! - **Randomness**: getentropy(2) (`bsd`). **Physical memory**: `sysctl
@@ -89,11 +92,15 @@ pub(crate) fn dumpable() -> io::Result<bool> {
 /// every ptrace(2) attach to this process, and DTrace does not trace it.
 /// A process being traced when it calls this exits (with status
 /// `ENOTSUP`). Nothing undoes it. It does not keep the process from
-/// dumping core: `RLIMIT_CORE` does (`Hardening::no_core_dumps`).
+/// dumping core: `RLIMIT_CORE` does (`Hardening::no_core_dumps`). Nor does
+/// it stop `task_for_pid` and the Mach calls that read a task's memory
+/// through it.
 ///
 /// # References
 /// - [ptrace(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/ptrace.2.html):
 ///   `PT_DENY_ATTACH`
+/// - XNU `bsd/kern/mach_process.c` (sets `P_LNOATTACH`, exits a traced
+///   caller); the flag is read there and in `bsd/dev/dtrace` only
 #[doc(alias = "PT_DENY_ATTACH")]
 pub(crate) fn set_not_dumpable() -> io::Result<()> {
     // SAFETY: PT_DENY_ATTACH ignores its other arguments and touches no
@@ -169,7 +176,9 @@ const MCONTEXT_MAX: usize = 16 * 1024;
 ///
 /// # References
 /// - XNU's `bsd/dev/i386/unix_signal.c` and `bsd/dev/arm/unix_signal.c`
-///   (`sendsig`: the machine context on the signal stack, `uc_mcsize`)
+///   (`sendsig`: the machine context on the signal stack, `uc_mcsize`;
+///   x86-64's six layouts, plain or "full" thread state with x87/SSE, AVX
+///   or AVX-512, all `__es`, `__ss` then the float state)
 /// - `<mach/i386/_structs.h>`, `<mach/arm/_structs.h>`
 pub(crate) unsafe fn scrub_context(context: *mut c_void) {
     if context.is_null() {
@@ -199,6 +208,10 @@ pub(crate) unsafe fn scrub_context(context: *mut c_void) {
                 ss + offset_of!(Ss, __rax)..ss + offset_of!(Ss, __rsp),
                 ss + offset_of!(Ss, __r8)..ss + offset_of!(Ss, __rip),
             ],
+            // A task with an LDT gets the "full" thread state, 32 bytes
+            // longer (`ds`, `es`, `ss`, `gsbase` after `gs`): its `__fs`
+            // lies later, so zeroing from here to `uc_mcsize` still covers
+            // all of it (and those segment registers).
             offset_of!(Mc, __fs),
         )
     };
