@@ -48,7 +48,7 @@ use std::ptr::NonNull;
 
 use super::bsd::sysctl_unsigned;
 use super::types::{Protection, Refused, Why};
-use super::unix::{map_none, page_size, protect, rlimit_memlock, unmap};
+use super::unix::{map_none, page_size, process_id, protect, rlimit_memlock, unmap};
 
 /// What `Host::platform` says.
 pub(crate) const PLATFORM: &str = "freebsd";
@@ -144,16 +144,26 @@ pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
     (cap(soft), cap(hard))
 }
 
-/// `procctl(P_PID, 0, cmd, &value)` on the calling process.
+/// `procctl(P_PID, getpid(), cmd, &value)` on the calling process. The
+/// process is named by its own ID, not by 0: today's procctl(2) takes 0
+/// as "the calling process", but FreeBSD 12's does not (its man page says
+/// only "the process ID id", and its `kern_procctl` looks 0 up with
+/// `pfind`, which finds the kernel's `proc0` or nothing), so 0 there would
+/// disable tracing of another process, or fail, and leave this one
+/// traceable. Which release first took 0 was not checked.
 ///
 /// # References
-/// - [procctl(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=procctl&sektion=2)
+/// - [procctl(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=procctl&sektion=2):
+///   "id zero is a shortcut for the calling process ID" (absent from
+///   FreeBSD 12.2's page)
+/// - FreeBSD `sys/kern/kern_procctl.c` (`kern_procctl`, `case P_PID`)
 #[doc(alias = "procctl")]
 fn procctl_self(cmd: libc::c_int, value: &mut libc::c_int) -> io::Result<()> {
     let data: *mut libc::c_int = value;
+    let me = libc::id_t::from(process_id());
     // SAFETY: `data` points at one int of ours, which PROC_TRACE_CTL reads
-    // and PROC_TRACE_STATUS writes; id 0 is the calling process.
-    if unsafe { libc::procctl(libc::P_PID, 0, cmd, data.cast::<c_void>()) } != 0 {
+    // and PROC_TRACE_STATUS writes; `me` is the calling process.
+    if unsafe { libc::procctl(libc::P_PID, me, cmd, data.cast::<c_void>()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
