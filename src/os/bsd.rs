@@ -101,8 +101,16 @@ unsafe fn minherit(addr: NonNull<u8>, len: usize, inherit: libc::c_int) -> io::R
 /// no-inheritance for [`ForkView::Absent`] (`INHERIT_NONE`,
 /// `MAP_INHERIT_NONE`, `VM_INHERIT_NONE`), nothing to do for
 /// [`ForkView::Copy`] on a range never changed (copy is the default).
-/// `EINVAL` is the kernel not knowing the value (FreeBSD before 12.0 for
-/// `INHERIT_ZERO`): `Unsupported`.
+/// For the zero inheritance, `EINVAL` is taken for the kernel not knowing
+/// the value (FreeBSD before 12.0): `Unsupported`. The no-inheritance is
+/// as old as minherit(2) on all three, and macOS's and FreeBSD's
+/// minherit(2) answer `EINVAL` for any failure but a protection one (an
+/// unmapped range included), so there it is an error like any other.
+///
+/// # References
+/// - XNU `bsd/kern/kern_mman.c` (`minherit`: `EACCES` for
+///   `KERN_PROTECTION_FAILURE`, else `EINVAL`); FreeBSD
+///   `sys/vm/vm_mmap.c` (`sys_minherit`, the same)
 ///
 /// # Safety
 /// The shared contract; with [`ForkView::Absent`], nothing a child runs may
@@ -123,7 +131,7 @@ pub(crate) unsafe fn set_fork_view(
     // SAFETY: forwarded from the caller's contract.
     unsafe { minherit(addr, len, value) }.map_err(|source| Refused {
         call: inherit.call,
-        why: if source.raw_os_error() == Some(libc::EINVAL) {
+        why: if view == ForkView::Zeros && source.raw_os_error() == Some(libc::EINVAL) {
             Why::Unsupported
         } else {
             Why::Other
