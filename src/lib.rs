@@ -25,10 +25,10 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 compile_error!(
-    "lockedmem supports Linux only: its guarantees rest on mlock, MADV_DONTDUMP and \
-     MADV_WIPEONFORK as Linux implements them, and nothing else is emulated"
+    "lockedmem supports Linux and Windows here: its guarantees rest on each platform's \
+     own mechanisms, and nothing else is emulated"
 );
 
 mod alloc;

@@ -7,6 +7,11 @@
 //!   `unix_wipe` (the last wipe's signal handlers and thread stopping);
 //! - `linux`: what only Linux offers (`madvise` advice, memfd_secret, /proc,
 //!   prctl, capget, tgkill, the signal frame's layout);
+//! - `windows`: Windows, through `windows-sys` (VirtualAlloc, VirtualProtect,
+//!   VirtualLock, WerRegisterExcludedMemoryBlock, QueryWorkingSetEx), and on
+//!   top of it `windows_tty` (the console with echo off), `windows_env`
+//!   (taking a variable out of the environment) and `windows_wipe` (the last
+//!   wipe's console control handler and exception filter);
 //! - `cpu`: what depends on the processor only (clearing vector registers,
 //!   zeroing through a raw pointer).
 //!
@@ -48,6 +53,14 @@ mod unix_env;
 mod unix_tty;
 #[cfg(unix)]
 mod unix_wipe;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+mod windows_env;
+#[cfg(windows)]
+mod windows_tty;
+#[cfg(windows)]
+mod windows_wipe;
 
 pub(crate) use cpu::*;
 #[cfg(target_os = "linux")]
@@ -63,6 +76,27 @@ pub(crate) use unix_wipe::{
     catch_faults, keep_reserve, on_fatal_signal, own_memory_for_wipe, signal_unstopped,
     stop_all_and_wait,
 };
+#[cfg(windows)]
+pub(crate) use windows::*;
+#[cfg(windows)]
+pub(crate) use windows_env::take_env;
+#[cfg(windows)]
+pub(crate) use windows_tty::Tty;
+#[cfg(windows)]
+pub(crate) use windows_wipe::{
+    OwnMemory, block_all_signals, catch_faults, keep_reserve, on_fatal_signal, own_memory_for_wipe,
+    realtime_signals, residency_into, sig, signal_exists, signal_unstopped, stop_all_and_wait,
+    zero_checked, zero_forced,
+};
+
+/// Whether this system can leave memory out of dumps: on Unix, whether the
+/// platform has the mechanism at all ([`DUMPS_EXCLUDABLE`]); Windows asks
+/// at run time (`WerRegisterExcludedMemoryBlock` came with Windows 10
+/// version 1703).
+#[cfg(unix)]
+pub(crate) fn dumps_excludable() -> bool {
+    DUMPS_EXCLUDABLE
+}
 
 /// Page protection, as passed to [`protect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +131,10 @@ pub(crate) enum Why {
     /// working-set quota) refused it.
     Limit,
     /// The process is out of file descriptors.
+    #[cfg_attr(
+        windows,
+        expect(dead_code, reason = "no call refused this way on Windows")
+    )]
     Descriptors,
     /// Anything else.
     Other,

@@ -722,3 +722,17 @@ pub(crate) fn realtime_signals() -> std::ops::RangeInclusive<i32> {
         1..=0
     }
 }
+
+/// The call that locks a range, as messages name it.
+pub(crate) const LOCK_CALL: &str = "mlock";
+
+/// The lock limit, as the messages about it name it.
+pub(crate) const LOCK_LIMIT: &str = "RLIMIT_MEMLOCK";
+
+/// How to give the process more lockable memory, in every message about
+/// the limit.
+pub(crate) const RAISE_LOCK_LIMIT: &str = "raise the limit (`ulimit -l`, LimitMEMLOCK= for a \
+     systemd unit, `--ulimit memlock=` for a container) or grant CAP_IPC_LOCK";
+
+/// The terminal a prompt opens, as messages name it.
+pub(crate) const TERMINAL: &str = "/dev/tty";
