@@ -338,11 +338,9 @@ impl fmt::Display for Error {
             ),
             Error::UnsupportedSignal { signal } => write!(
                 f,
-                "signal {signal} cannot trigger the last wipe: wipe_on_signals takes the signals \
-                 that arrive from outside and end the process by default (SIGHUP, SIGINT, \
-                 SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, \
-                 SIGXFSZ, SIGPWR, real-time signals); SIGKILL and SIGSTOP cannot be caught, and \
-                 for faults and aborts use wipe_on_panic or wipe_all_and_abort"
+                "signal {signal} cannot trigger the last wipe: wipe_on_signals takes {}; for \
+                 faults and aborts use wipe_on_panic or wipe_all_and_abort",
+                crate::os::WIPE_SIGNALS,
             ),
             Error::Decode { encoding } => write!(
                 f,

@@ -1,5 +1,6 @@
 //! Requests that cannot be met come back as errors, never as a panic or an
 //! abort, and leave nothing behind.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

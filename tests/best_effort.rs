@@ -1,6 +1,7 @@
 //! The large-slot cache and best-effort packed pages at the lock limit,
 //! seen from outside: each test in a child process of its own, against the
 //! kernel's view (VmLck, smaps, maps) where it can.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

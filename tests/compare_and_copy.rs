@@ -3,6 +3,7 @@
 //! backing), holds the bytes in locked memory only (a scan of the child's
 //! whole memory finds exactly two copies, and none once both are dropped),
 //! and a copy the lock limit refuses leaves nothing behind.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -7,6 +7,7 @@
 //! themselves, so no user-space copy is made, then aborts. The parent finds
 //! the control in the core file (so the search works and the core is real)
 //! and no secret anywhere in it.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

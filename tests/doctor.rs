@@ -13,6 +13,7 @@
 //! never a stale binary, and needs no `cargo run`. It runs in a child
 //! process, as the doctor does: it counts VmLck and mappings, which other
 //! tests' boxes would move.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

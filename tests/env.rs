@@ -1,6 +1,7 @@
 //! A secret taken out of the environment lives only in locked memory: a
 //! scan of the child's whole memory finds it once, and its environment
 //! block (`/proc/self/environ`) and `std::env` no longer have it.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

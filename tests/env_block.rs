@@ -14,33 +14,46 @@
 //! Each case runs in a child made single-threaded by this harness-less
 //! test binary (libtest would run it on a thread of its own).
 
+#[cfg(target_os = "linux")]
 mod common;
 
+#[cfg(target_os = "linux")]
 use std::process::Command;
 
+#[cfg(target_os = "linux")]
 use common::memscan;
+#[cfg(target_os = "linux")]
 use lockedmem::LockedString;
+#[cfg(target_os = "linux")]
 use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
 
+#[cfg(target_os = "linux")]
 const CASE: &str = "LOCKEDMEM_ENV_BLOCK_CASE";
+#[cfg(target_os = "linux")]
 const NAME: &str = "LOCKEDMEM_TEST_TOKEN";
+#[cfg(target_os = "linux")]
 const SECOND: &str = "MIDDLE_TOKEN";
+#[cfg(target_os = "linux")]
 const LEN: usize = 200;
 
+#[cfg(target_os = "linux")]
 fn secret_char(i: usize) -> u8 {
     let x = (i as u64 ^ 0x3c6e_f372_fe94_f82b).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     b'a' + ((x >> 40) % 26) as u8
 }
 
+#[cfg(target_os = "linux")]
 fn needle() -> memscan::Masked {
     memscan::Masked::from_fn(32, |i| secret_char(40 + i))
 }
 
+#[cfg(target_os = "linux")]
 fn environ() -> Vec<u8> {
     std::fs::read("/proc/self/environ").unwrap()
 }
 
 /// `env_start..env_end` from /proc/self/stat (fields 50 and 51).
+#[cfg(target_os = "linux")]
 fn env_range() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
     let f: Vec<u64> = stat
@@ -53,6 +66,7 @@ fn env_range() -> (u64, u64) {
     (f[50 - 3], f[51 - 3])
 }
 
+#[cfg(target_os = "linux")]
 fn threads() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let n = status
@@ -63,6 +77,7 @@ fn threads() -> usize {
 }
 
 /// `block` without the entries of `names`.
+#[cfg(target_os = "linux")]
 fn without(block: &[u8], names: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
     for entry in block.split_inclusive(|&b| b == 0) {
@@ -78,6 +93,7 @@ fn without(block: &[u8], names: &[&str]) -> Vec<u8> {
 
 /// What /proc/self/environ shows now without the two variables, and its
 /// whole length; the copy that held the secret is wiped.
+#[cfg(target_os = "linux")]
 fn before() -> (Vec<u8>, usize) {
     let mut all = environ();
     let kept = without(&all, &[NAME, SECOND]);
@@ -87,6 +103,7 @@ fn before() -> (Vec<u8>, usize) {
 }
 
 /// Drops `CAP_SYS_RESOURCE`, with which `PR_SET_MM_ENV_END` would work.
+#[cfg(target_os = "linux")]
 fn drop_sys_resource() {
     let mut caps = capabilities(None).expect("capget");
     caps.effective.remove(CapabilitySet::SYS_RESOURCE);
@@ -95,6 +112,7 @@ fn drop_sys_resource() {
 }
 
 /// Takes the two variables out and checks what every other variable reads.
+#[cfg(target_os = "linux")]
 fn take_both() -> (LockedString, LockedString) {
     // SAFETY: no other thread touches the environment.
     let token = unsafe { LockedString::from_env(NAME) }.expect("set");
@@ -110,6 +128,7 @@ fn take_both() -> (LockedString, LockedString) {
     (token, middle)
 }
 
+#[cfg(target_os = "linux")]
 fn single() {
     drop_sys_resource();
     assert_eq!(threads(), 1);
@@ -128,6 +147,7 @@ fn single() {
     assert_eq!(memscan::count(&needle()), 0);
 }
 
+#[cfg(target_os = "linux")]
 fn threaded() {
     drop_sys_resource();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -149,6 +169,7 @@ fn threaded() {
     other.join().unwrap().unwrap_err();
 }
 
+#[cfg(target_os = "linux")]
 fn main() {
     match std::env::var(CASE).as_deref() {
         Ok("single") => return single(),
@@ -191,3 +212,7 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+/// Linux's /proc only: nothing to run elsewhere.
+#[cfg(not(target_os = "linux"))]
+fn main() {}

@@ -10,7 +10,7 @@
 //! test runs in a child process of its own (`child::run`), whose fork
 //! child only makes system calls and touches memory before it dies or
 //! `_exit`s (but for the test that drops the blocks there).
-
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 #![cfg(feature = "allocator-api2")]
 
 mod common;

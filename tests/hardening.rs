@@ -4,6 +4,7 @@
 //! refused under a 64 KiB `RLIMIT_MEMLOCK` without `CAP_IPC_LOCK` leaving
 //! `VmLck` as it was. Every test changes process-wide state, so each runs in
 //! a child (the test binary run again).
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

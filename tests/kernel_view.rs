@@ -1,5 +1,6 @@
 //! Every box's layout and page state, read back from the kernel's own view in
 //! /proc/self/smaps, /proc/self/maps and /proc/self/status.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -9,6 +9,7 @@
 //! purpose must still be there (the scan sees the dying process), and
 //! every secret must have been found before the death (the needles are
 //! right). Then the child must die of the expected signal.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

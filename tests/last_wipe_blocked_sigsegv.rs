@@ -8,6 +8,7 @@
 //! wipe was doing (a process nobody traces is killed on the spot; this
 //! test's tracer delays that death, so it shows the signal, not how much
 //! was wiped). SECURITY.md says so.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -24,6 +24,7 @@
 //! Each test runs a child (this test binary again), traced to the point of
 //! death (`common::traced`): nothing of the secret may be left, whole or in
 //! 16-byte fragments, and every signal frame must be scrubbed.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -11,6 +11,7 @@
 //! Three hundred threads are more than the 256 the wipe once kept a list
 //! of (it waited for those only); 1,100 are more than the 1,024 it can
 //! record as stopped.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

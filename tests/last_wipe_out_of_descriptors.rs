@@ -14,6 +14,7 @@
 //! (`common::traced`) nothing of what was read may be left. Without the
 //! reserve, the wipe could do neither, and the data read after the zeros
 //! was found there.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -16,6 +16,7 @@
 //! the child's own holding a control pattern must be found both times.
 //!
 //! `LOCKEDMEM_STRESS_RUNS` sets how many runs each scenario makes (6).
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

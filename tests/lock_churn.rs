@@ -4,6 +4,7 @@
 //! the text) into packed `BestEffort` boxes under a 64 KiB limit, without
 //! `CAP_IPC_LOCK`, cost a bounded number of mlock(2) and munlock(2) calls,
 //! whatever their number. Counted from outside by strace(1).
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

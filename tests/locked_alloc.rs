@@ -1,6 +1,7 @@
 //! Feature `allocator-api2`: a foreign collection's blocks are locked,
 //! guarded, dump-proof memory, wiped on every free (so on every growth).
 #![cfg(feature = "allocator-api2")]
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -9,6 +9,7 @@
 //! `MADV_DONTDUMP` (VmFlags `dd`, not the kernel's own `pf`).
 //!
 //! Each test counts mappings, so each runs in a child process of its own.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -9,6 +9,7 @@
 //!
 //! Each test fills the process's mappings to the limit, so each runs in a
 //! child process of its own.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! RLIMIT_MEMLOCK, tested where it applies: in a child process that has
 //! dropped CAP_IPC_LOCK (with which the kernel ignores the limit) and lowered
 //! the limit to 64 KiB, as on many hosts and containers.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! say, seen from outside the crate (the kernel's VmFlags in
 //! /proc/self/smaps: `dc` for `MADV_DONTFORK`, `wf` for `MADV_WIPEONFORK`);
 //! the builder works on a temporary, a binding and in a `const`.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Packed boxes: small secrets sharing locked, guarded pages, each slot
 //! fenced by canaries that are checked on drop. Every property is read back
 //! from the kernel (smaps, maps) or from a child process's death.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

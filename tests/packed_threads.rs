@@ -15,6 +15,7 @@
 //! Each test changes or measures process-wide state (capabilities, the
 //! lock limit, VmLck), so each runs in a child process of its own
 //! (`common::child::run`).
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

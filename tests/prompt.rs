@@ -3,6 +3,7 @@
 //! prompt, checks that echo is off while it waits, types, and checks that
 //! echo is on again after a normal return, after an error, and after SIGINT
 //! killed the child.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

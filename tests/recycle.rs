@@ -1,5 +1,6 @@
 //! Recycled slots: a box that takes a slot from the cache gets every
 //! protection a fresh one has, and a fork child never takes its parent's.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

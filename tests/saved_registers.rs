@@ -17,6 +17,7 @@
 //! `wipe_all_and_abort()` or by a `SIGTERM` aimed at the copying thread
 //! itself, and the scan (`common::traced`) must find no 16-byte fragment of
 //! the secret anywhere and every other signal frame scrubbed.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

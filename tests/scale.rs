@@ -1,6 +1,7 @@
 //! Scale: many live boxes within RLIMIT_MEMLOCK and vm.max_map_count.
 //! Each test runs in a child process, so that its mappings and locks are
 //! counted alone.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 #![allow(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,

@@ -1,5 +1,6 @@
 //! `SealedBox`: the pages' protection in every state, read back from
 //! /proc/self/maps; faults in children; concurrent borrows; system calls.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

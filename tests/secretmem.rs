@@ -8,6 +8,7 @@
 //! `PreferSecretMem` anonymous memory; sealing, `LockedVec` and
 //! `LockedAlloc` work on them; `Debug` shows no byte of them.
 //! (What they cost and give back: tests/secretmem_resources.rs.)
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! kernel's `VmLck` through every path, the lock limit is shared with
 //! anonymous boxes and all of it comes back, threads leave nothing behind,
 //! and running out of descriptors is a clean error.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

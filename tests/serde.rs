@@ -8,6 +8,7 @@
 //! never quote the input; and strace counts the `mlock` calls of 50,000 hex
 //! tokens loaded into packed, best-effort boxes under a 64 KiB limit.
 #![cfg(feature = "serde")]
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -4,6 +4,7 @@
 //! still unread; with `std::io::stdin()`, whose buffer the crate cannot
 //! wipe, the same scan finds a copy left after the drop (so the scan can
 //! see what it looks for).
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

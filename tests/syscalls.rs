@@ -3,6 +3,7 @@
 //! The child brackets each phase with `close(-N)` calls (harmless EBADF
 //! markers that strace shows); the parent counts the memory-management calls
 //! the child's thread made between them.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! a child process so the test harness's buffers stay out of it) finds it
 //! only in the live container's locked pages, once, and nowhere once the
 //! container is gone or an error wiped it.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

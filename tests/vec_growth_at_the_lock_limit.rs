@@ -2,6 +2,7 @@
 //! `RLIMIT_MEMLOCK`, without `CAP_IPC_LOCK`: growth holds the old and the
 //! new memory locked at once, and the docs promise at least two thirds of
 //! the room the limit leaves (16 KiB or more).
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -84,9 +84,9 @@ pub(crate) use windows_env::take_env;
 pub(crate) use windows_tty::Tty;
 #[cfg(windows)]
 pub(crate) use windows_wipe::{
-    OwnMemory, block_all_signals, catch_faults, keep_reserve, on_fatal_signal, own_memory_for_wipe,
-    realtime_signals, residency_into, sig, signal_exists, signal_unstopped, stop_all_and_wait,
-    zero_checked, zero_forced,
+    OwnMemory, WIPE_SIGNALS, block_all_signals, catch_faults, keep_reserve, on_fatal_signal,
+    own_memory_for_wipe, realtime_signals, residency_into, sig, signal_exists, signal_unstopped,
+    stop_all_and_wait, zero_checked, zero_forced,
 };
 
 /// Whether this system can leave memory out of dumps: on Unix, whether the

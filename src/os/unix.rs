@@ -736,3 +736,9 @@ pub(crate) const RAISE_LOCK_LIMIT: &str = "raise the limit (`ulimit -l`, LimitME
 
 /// The terminal a prompt opens, as messages name it.
 pub(crate) const TERMINAL: &str = "/dev/tty";
+
+/// The signals `wipe_on_signals` takes here, for its refusal's message.
+pub(crate) const WIPE_SIGNALS: &str = "the signals that arrive from outside and end the process \
+     by default (SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, \
+     SIGPROF, SIGXCPU, SIGXFSZ, SIGPWR where the platform has it, real-time signals); SIGKILL \
+     and SIGSTOP cannot be caught";

@@ -106,6 +106,11 @@ pub(crate) mod sig {
     pub(crate) const REFUSED: [i32; 7] = [0, -1, 4, 8, 11, 21, 22];
 }
 
+/// The "signals" `wipe_on_signals` takes here, for its refusal's message.
+pub(crate) const WIPE_SIGNALS: &str = "the console's control events, as the C runtime numbers \
+     them: SIGINT (2: Ctrl-C, Ctrl-Break) and SIGTERM (15: the console's closing, logoff, \
+     shutdown); Windows has no other signal from outside, and TerminateProcess cannot be caught";
+
 /// Whether Windows has the "signal" numbered `number` (see [`sig`]).
 pub(crate) fn signal_exists(number: i32) -> bool {
     number == sig::INT || number == sig::TERM

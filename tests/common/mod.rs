@@ -2,13 +2,23 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod child;
+// What reads Linux's /proc, forks, or drops Linux capabilities.
+#[cfg(target_os = "linux")]
 pub mod memscan;
+#[cfg(target_os = "linux")]
 pub mod process;
+#[cfg(target_os = "linux")]
 pub mod procfs;
+#[cfg(target_os = "linux")]
 pub mod seccomp;
+#[cfg(target_os = "linux")]
 pub mod secretmem;
+#[cfg(target_os = "linux")]
 pub mod traced;
+#[cfg(windows)]
+pub mod windows;
 
+#[cfg(target_os = "linux")]
 pub use process::{
     Seen, assert_no_cap_ipc_lock, become_unprivileged, classify, in_fork, the_childs_copy,
 };
@@ -56,13 +66,20 @@ pub fn skip(reason: &str) {
     eprintln!("SKIPPED: {reason}");
 }
 
+#[cfg(unix)]
 pub fn page_size() -> usize {
     rustix::param::page_size()
+}
+
+#[cfg(windows)]
+pub fn page_size() -> usize {
+    windows::page_size()
 }
 
 /// The value ending at `end` (one past its last byte) sits in pages that are
 /// locked, left out of core dumps and wiped in fork children (VmFlags `lo`,
 /// `dd`, `wf`), with a `PROT_NONE` page right after it.
+#[cfg(target_os = "linux")]
 pub fn assert_locked_dontdump_guarded(end: usize) {
     let vma = procfs::vma_at(end - 1).expect("the value is mapped");
     for flag in ["lo", "dd", "wf"] {
