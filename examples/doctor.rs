@@ -36,11 +36,24 @@ mod names {
     pub(crate) const EXEMPT_YES: &str =
         "yes: CAP_IPC_LOCK, the kernel ignores RLIMIT_MEMLOCK for this process";
     pub(crate) const EXEMPT_NO: &str = "no: no CAP_IPC_LOCK, RLIMIT_MEMLOCK applies";
+    #[cfg(target_os = "linux")]
     pub(crate) const DUMPS: &str = "MADV_DONTDUMP, boxes stay out of core dumps";
+    #[cfg(target_os = "freebsd")]
+    pub(crate) const DUMPS: &str = "MADV_NOCORE, boxes stay out of core dumps";
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    pub(crate) const DUMPS: &str = "MAP_CONCEAL, boxes stay out of core dumps";
+    #[cfg(target_os = "linux")]
     pub(crate) const FORK_ZEROS: &str =
-        "MADV_WIPEONFORK, a fork child sees zeros (ForkPolicy::Wipe)";
+        "MADV_WIPEONFORK, a fork child sees zeros (ForkPolicy::Wipe, the default)";
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) const FORK_ZEROS: &str =
+        "minherit(INHERIT_ZERO), a fork child sees zeros (ForkPolicy::Wipe, the default)";
+    #[cfg(target_os = "linux")]
     pub(crate) const FORK_EXCLUSION: &str =
         "MADV_DONTFORK, a fork child has no such pages (ForkPolicy::Exclude)";
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) const FORK_EXCLUSION: &str =
+        "minherit(INHERIT_NONE), a fork child has no such pages (ForkPolicy::Exclude)";
     pub(crate) const NOT_COVERED: &str =
         "not covered: SIGKILL, the OOM killer's too (no handler can catch it)";
     pub(crate) const TURN_ON: &str = "call wipe_on_signals(&[SIGTERM, SIGINT, SIGHUP]) and wipe_on_panic() at start: \
@@ -218,11 +231,25 @@ impl Report<'_> {
         }
         self.line(
             "dump_exclusion",
-            format!("{}: {}", yes_no(host.dump_exclusion), names::DUMPS),
+            if host.dump_exclusion {
+                format!("yes: {}", names::DUMPS)
+            } else {
+                "NO: boxes cannot be left out of a core file here; Hardening::no_core_dumps \
+                 (RLIMIT_CORE 0) is the defence"
+                    .to_owned()
+            },
         )?;
         self.line(
             "fork_zeros",
-            format!("{}: {}", yes_no(host.fork_zeros), names::FORK_ZEROS),
+            if host.fork_zeros {
+                format!("yes: {}", names::FORK_ZEROS)
+            } else if cfg!(windows) {
+                format!("moot: {}", names::FORK_ZEROS)
+            } else {
+                "NO: a fork child cannot be given zeros: ForkPolicy::Wipe is \
+                 Error::Unsupported, the default is ForkPolicy::Exclude"
+                    .to_owned()
+            },
         )?;
         self.line(
             "fork_exclusion",
@@ -576,16 +603,34 @@ impl Report<'_> {
             data.locked_kb * 1024 == data.len() as u64,
             format!("{} kB", data.locked_kb),
         )?;
-        self.check(
-            "left out of core dumps (dd)",
-            data.has("dd"),
-            "MADV_DONTDUMP",
-        )?;
-        self.check(
-            "zeros in fork children (wf)",
-            data.has("wf") || !host.fork_zeros,
-            "MADV_WIPEONFORK",
-        )?;
+        if host.dump_exclusion {
+            self.check(
+                "left out of core dumps (dd)",
+                data.has("dd"),
+                "MADV_DONTDUMP",
+            )?;
+        } else {
+            // Nothing to verify but that no exclusion is claimed: a core
+            // file would hold the box; the defence is to write none.
+            self.check(
+                "not left out of core dumps (no dd): this platform cannot",
+                !data.has("dd"),
+                "Hardening::no_core_dumps (RLIMIT_CORE 0) keeps a crash from writing the secret",
+            )?;
+        }
+        if host.fork_zeros {
+            self.check(
+                "zeros in fork children (wf)",
+                data.has("wf") && !data.has("dc"),
+                "MADV_WIPEONFORK, the default ForkPolicy::Wipe",
+            )?;
+        } else {
+            self.check(
+                "absent from fork children (dc)",
+                data.has("dc") && !data.has("wf"),
+                "MADV_DONTFORK, the default ForkPolicy::Exclude where a child cannot get zeros",
+            )?;
+        }
         self.check(
             "guard page before",
             before.perms == "---p" && before.end == data.start && !before.has("lo"),
@@ -631,9 +676,14 @@ impl Report<'_> {
                 let vma = procfs::vma_at(small.as_ptr() as usize);
                 let flags = vma.as_ref().map_or_else(String::new, |v| v.flags.join(" "));
                 self.check(
-                    "packed page locked, left out of dumps",
-                    vma.as_ref()
-                        .is_some_and(|v| v.perms == "rw-p" && v.has("lo") && v.has("dd")),
+                    if host.dump_exclusion {
+                        "packed page locked, left out of dumps"
+                    } else {
+                        "packed page locked (not left out of dumps: this platform cannot)"
+                    },
+                    vma.as_ref().is_some_and(|v| {
+                        v.perms == "rw-p" && v.has("lo") && v.has("dd") == host.dump_exclusion
+                    }),
                     flags,
                 )?;
                 let guarded = vma.as_ref().is_some_and(|v| {

@@ -264,7 +264,8 @@ impl Hardening {
     ///
     /// # Errors
     /// [`Error::Hardening`] if `/proc/self/status` or `/proc/self/smaps`
-    /// cannot be read (no /proc mounted) or `prctl(PR_GET_DUMPABLE)` fails.
+    /// cannot be read (no /proc mounted) or `prctl(PR_GET_DUMPABLE)` fails;
+    /// always on macOS and the BSDs, which have neither (`Unsupported`).
     pub fn current() -> Result<ProcessState, Error> {
         let (core_soft_limit, core_hard_limit) = os::core_limit();
         let dumpable = os::dumpable().map_err(failed("prctl(PR_GET_DUMPABLE)"))?;

@@ -24,7 +24,8 @@ pub struct Host {
     pub platform: &'static str,
     /// The system page size in bytes.
     pub page_size: usize,
-    /// The limit on locked memory: `RLIMIT_MEMLOCK` on Unix.
+    /// The limit on locked memory: `RLIMIT_MEMLOCK` on Unix (on FreeBSD
+    /// capped by `vm.max_user_wired`).
     pub memlock: MemlockLimit,
     /// Whether the calling thread is exempt from that limit (Linux:
     /// `CAP_IPC_LOCK`); `None` where that cannot be asked.
@@ -49,8 +50,9 @@ pub struct Host {
     /// process writes no core dump at all.
     pub core_limit: Option<u64>,
     /// Whether other processes of the same user may attach to this one and
-    /// read its memory, and it may dump core (Linux `PR_GET_DUMPABLE`);
-    /// `None` where that cannot be asked.
+    /// read its memory, and it may dump core (Linux `PR_GET_DUMPABLE`,
+    /// FreeBSD `PROC_TRACE_STATUS`); `None` where that cannot be asked
+    /// (macOS, OpenBSD).
     pub inspectable: Option<bool>,
     /// Bytes this crate holds locked now.
     pub locked_by_crate: usize,

@@ -25,12 +25,6 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(not(any(target_os = "linux", windows)))]
-compile_error!(
-    "lockedmem supports Linux and Windows here: its guarantees rest on each platform's \
-     own mechanisms, and nothing else is emulated"
-);
-
 mod alloc;
 mod canary;
 mod decode;

@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 use crate::error::{Error, MemlockCall};
 use crate::os;
 
-/// The process's `RLIMIT_MEMLOCK`, in bytes; `None` means unlimited.
+/// The process's `RLIMIT_MEMLOCK`, in bytes; `None` means unlimited. On
+/// FreeBSD each is capped by `vm.max_user_wired`, the system-wide limit
+/// mlock(2) also enforces there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemlockLimit {
     /// The soft limit, which the kernel enforces.
@@ -22,9 +24,10 @@ pub struct MemlockLimit {
     pub hard: Option<u64>,
 }
 
-/// Reads `RLIMIT_MEMLOCK`.
+/// Reads `RLIMIT_MEMLOCK` (on FreeBSD, capped by `vm.max_user_wired`).
 ///
-/// A process with `CAP_IPC_LOCK` (root, usually) is not held to it.
+/// On Linux a process with `CAP_IPC_LOCK` (root, usually) is not held to
+/// it; on macOS and the BSDs no privilege exempts a process.
 pub fn memlock_limit() -> MemlockLimit {
     let (soft, hard) = os::memlock_limit();
     MemlockLimit { soft, hard }

@@ -25,7 +25,7 @@ use std::process;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::alloc::{self, Kind, PageSlot};
+use crate::alloc::{self, PageSlot};
 use crate::canary::{expected_canary, process_canary, wipe};
 use crate::error::Error;
 use crate::fork::EXCLUDED;
@@ -33,6 +33,11 @@ use crate::layout::{CANARY_LEN, Layout};
 use crate::os::{self, Protection};
 use crate::policy::LockPolicy;
 use crate::residency::Residency;
+
+/// What memory a region (or a packed slot) is made of: anonymous memory
+/// under a fork policy, or secret memory. The allocator's own type; the
+/// layers above name it through here.
+pub(crate) use crate::alloc::Kind;
 
 /// A page-isolated box's data pages and where its value sits in them; see
 /// the module docs for its invariants.
@@ -104,6 +109,21 @@ impl Region {
             fork: self.slot.origin.fork,
             secret: self.slot.secret,
         }
+    }
+
+    /// The data length of the largest slot of `kind`, at most
+    /// `max_data_len` bytes, that the allocator's cache of large slots
+    /// holds ready (wiped and locked), if any: memory a growing buffer can
+    /// move to at no cost in locking (see `alloc::largest_ready`).
+    pub(crate) fn largest_ready(max_data_len: usize, kind: Kind) -> Option<usize> {
+        alloc::largest_ready(max_data_len, kind)
+    }
+
+    /// Bytes more the crate can lock for a lock it requires before
+    /// `RLIMIT_MEMLOCK` refuses, the caches' ready slots counted as room;
+    /// `None` where no limit binds (see `alloc::lock_room`).
+    pub(crate) fn lock_room() -> Option<usize> {
+        alloc::lock_room()
     }
 
     /// Whether the mapping exists in this process. It does not in a fork

@@ -8,7 +8,6 @@
 use std::io;
 use std::ptr::{self, NonNull};
 
-use crate::alloc::Kind;
 use crate::error::Error;
 use crate::fork::EXCLUDED;
 use crate::layout::{CANARY_LEN, Layout, LayoutError, PackedLayout};
@@ -16,7 +15,7 @@ use crate::limits;
 use crate::os;
 use crate::packed::PackedSlot;
 use crate::policy::{Backing, DumpPolicy, ForkPolicy, Isolation, LockPolicy};
-use crate::region::Region;
+use crate::region::{Kind, Region};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) use crate::residency::Residency;
@@ -122,9 +121,9 @@ impl Request {
 
     /// Bytes more the crate can lock for memory that requires its lock
     /// before `RLIMIT_MEMLOCK` refuses; `None` where no limit binds (see
-    /// `alloc::lock_room`).
+    /// `Region::lock_room`).
     pub(crate) fn lock_room() -> Option<usize> {
-        crate::alloc::lock_room()
+        Region::lock_room()
     }
 
     /// The most elements, at most `len`, that a page-isolated slot already
@@ -144,7 +143,7 @@ impl Request {
             Ok((Some(kind), _) | (None, Some(kind))) => kind,
             _ => return None,
         };
-        let data_len = crate::alloc::largest_ready(max, kind)?;
+        let data_len = Region::largest_ready(max, kind)?;
         let lined = data_len.checked_sub(CACHE_LINE)? / self.elem_size;
         (lined > 0).then_some(lined.min(self.len))
     }

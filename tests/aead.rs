@@ -1,6 +1,7 @@
 //! The `aead` example's code, run against the AEAD_CHACHA20_POLY1305 test
 //! vector of RFC 8439, section 2.8.2.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan).
+#![cfg(target_os = "linux")]
 
 #[allow(dead_code)] // the example's `main`
 #[path = "../examples/aead.rs"]

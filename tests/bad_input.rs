@@ -1,6 +1,7 @@
 //! Requests that cannot be met come back as errors, never as a panic or an
 //! abort, and leave nothing behind.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,7 +1,9 @@
 //! The large-slot cache and best-effort packed pages at the lock limit,
 //! seen from outside: each test in a child process of its own, against the
 //! kernel's view (VmLck, smaps, maps) where it can.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -93,14 +95,14 @@ fn stats_count_the_mappings_of_a_partly_relocked_best_effort_slab() {
                 .map(|_| opts.zeroed::<[u8; 32]>().unwrap())
                 .collect();
             assert!(boxes.iter().all(|b| !b.is_locked()));
-            assert!(lockedmem::stats().mappings >= procfs::dontdump_mapping_count());
+            assert!(lockedmem::stats().mappings >= common::crate_mapping_count());
             // The last locked page empties; `trim` closes it and locks the
             // first best-effort page in its place.
             live.truncate(1024 - 64);
             lockedmem::trim();
             assert!(boxes[0].is_locked() && !boxes[64].is_locked());
             let st = lockedmem::stats();
-            let ours = procfs::dontdump_mapping_count();
+            let ours = common::crate_mapping_count();
             assert!(
                 st.mappings >= ours,
                 "stats().mappings = {} but the kernel shows {ours} of the crate's mappings",
@@ -264,7 +266,7 @@ fn best_effort_packed_stress_with_trim_under_64_kib() {
             (0, 0, 0),
             "{st:?}"
         );
-        assert_eq!(procfs::dontdump_mapping_count(), 0);
+        assert_eq!(common::crate_mapping_count(), 0);
     });
     child::assert_success(&out);
     print!("{}", child::stdout(&out));

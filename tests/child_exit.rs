@@ -11,7 +11,8 @@
 //! at the end of that handler and run again in between faults. Here the
 //! main thread is held in a handler of the test's own, so the order is
 //! certain.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: signals threads with tgkill(2).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -3,7 +3,10 @@
 //! backing), holds the bytes in locked memory only (a scan of the child's
 //! whole memory finds exactly two copies, and none once both are dropped),
 //! and a copy the lock limit refuses leaves nothing behind.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -33,7 +33,7 @@ fn writing_one_byte_past_the_end_faults() {
         poke(end_of(&*b));
         println!("survived the overflow");
     });
-    child::assert_signal(&out, libc::SIGSEGV);
+    child::assert_signal(&out, child::GUARD_FAULT);
 }
 
 #[test]
@@ -42,7 +42,7 @@ fn writing_one_byte_past_a_multi_page_slice_faults() {
         let b = LockedBox::<[u8]>::new_zeroed_slice(3 * page_size() + 7).unwrap();
         poke(end_of(&*b));
     });
-    child::assert_signal(&out, libc::SIGSEGV);
+    child::assert_signal(&out, child::GUARD_FAULT);
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn writing_one_byte_before_the_first_data_page_faults() {
         // ...one byte lower is the leading guard.
         poke(first_data_page - 1);
     });
-    child::assert_signal(&out, libc::SIGSEGV);
+    child::assert_signal(&out, child::GUARD_FAULT);
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn reading_after_drop_faults_without_a_cache() {
         drop(b);
         println!("read {}", peek(addr));
     });
-    child::assert_signal(&out, libc::SIGSEGV);
+    child::assert_signal(&out, child::GUARD_FAULT);
 }
 
 #[test]
@@ -158,7 +158,7 @@ fn a_cached_slot_reads_as_zeros_after_drop() {
         // ...and its guard still faults.
         poke(end);
     });
-    child::assert_signal(&out, libc::SIGSEGV);
+    child::assert_signal(&out, child::GUARD_FAULT);
 }
 
 /// A value whose `Drop` panics: dropping its box must still check the

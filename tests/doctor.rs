@@ -13,7 +13,9 @@
 //! never a stale binary, and needs no `cargo run`. It runs in a child
 //! process, as the doctor does: it counts VmLck and mappings, which other
 //! tests' boxes would move.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: runs the doctor, which reads /proc; reads /proc (common::procfs:
+// smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -232,6 +234,18 @@ fn the_doctor_reports_the_api_as_it_is_and_verifies_every_protection() {
                 assert!(
                     text.starts_with(if on { "yes:" } else { "NO:" }),
                     "{name} is {on} but the doctor says {text:?}"
+                );
+            }
+            if !host.dump_exclusion {
+                // Where boxes cannot be kept out of a core file, the doctor
+                // names the defence, and checks that no box claims it.
+                assert!(
+                    field(host_section, "dump_exclusion").contains("Hardening::no_core_dumps"),
+                    "{host_section:#?}"
+                );
+                assert!(
+                    report.contains("[ ok ] not left out of core dumps (no dd)"),
+                    "{report}"
                 );
             }
             let cap = field(host_section, "lock_exempt");

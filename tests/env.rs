@@ -1,7 +1,8 @@
 //! A secret taken out of the environment lives only in locked memory: a
 //! scan of the child's whole memory finds it once, and its environment
 //! block (`/proc/self/environ`) and `std::env` no longer have it.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan).
+#![cfg(target_os = "linux")]
 
 mod common;
 

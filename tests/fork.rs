@@ -10,7 +10,7 @@ mod common;
 use common::{Seen, child, in_fork, packed, start_of, the_childs_copy};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use lockedmem::{ForkPolicy, LockedBox, Options};
+use lockedmem::{ForkPolicy, Isolation, LockedBox, Options};
 
 const SECRET: u8 = 0xA5;
 
@@ -20,11 +20,50 @@ fn secret_box(policy: ForkPolicy) -> LockedBox<[u8; 64]> {
     b
 }
 
+/// Whether the platform offers `ForkPolicy::Wipe` (`Host::fork_zeros`).
+/// Where it does not (the portable test mode, as macOS), asserts that
+/// asking for it is `Error::Unsupported` naming `MADV_WIPEONFORK`, for a
+/// page-isolated box, a packed one and a vector, and that the default
+/// policy is `Exclude` instead: the caller then checks what that gives a
+/// fork child.
+fn wipe_offered() -> bool {
+    if common::promises().fork_zeros {
+        return true;
+    }
+    let wipe = Options::new().fork(ForkPolicy::Wipe);
+    common::assert_wipe_unsupported(wipe.zeroed::<[u8; 64]>());
+    common::assert_wipe_unsupported(wipe.isolation(Isolation::Packed).zeroed::<[u8; 64]>());
+    common::assert_wipe_unsupported(wipe.vec::<u8>(64));
+    assert_eq!(common::default_fork(), ForkPolicy::Exclude);
+    false
+}
+
+/// Where `Wipe` is offered, the child reads zeros and drops its copy; where
+/// not, `Wipe` is refused and a box of the default policy (`Exclude`)
+/// faults when the child reads it and is dropped there touching nothing.
 #[test]
 fn wipe_child_sees_zeros_and_drops_cleanly() {
     child::assert_success(&child::run(
         "wipe_child_sees_zeros_and_drops_cleanly",
         || {
+            if !wipe_offered() {
+                let b = secret_box(common::default_fork());
+                let addr = start_of(&*b);
+                let read = in_fork(|| common::classify(addr, 64, SECRET));
+                // The child's placeholder there is `PROT_NONE`.
+                assert_eq!(
+                    read,
+                    Seen::Signal(child::GUARD_FAULT),
+                    "the child has no pages"
+                );
+                let dropped = in_fork(move || {
+                    let locked = b.is_locked();
+                    drop(b);
+                    if locked { 13 } else { 0 }
+                });
+                assert_eq!(dropped, Seen::Exited(0), "the child dropped its copy");
+                return;
+            }
             let b = secret_box(ForkPolicy::Wipe);
             let addr = start_of(&*b);
             let seen = in_fork(move || {
@@ -43,14 +82,35 @@ fn wipe_child_sees_zeros_and_drops_cleanly() {
     ));
 }
 
+/// Where `Wipe` is offered, the child writes and reads its own copy while
+/// the parent keeps the secret; where not, `Wipe` is refused and the
+/// child's use of a box of the default policy (`Exclude`) panics naming
+/// it, while the parent keeps the secret, locked.
 #[test]
 fn wipe_child_can_use_its_copy_and_the_parent_keeps_the_secret() {
     child::assert_success(&child::run(
         "wipe_child_can_use_its_copy_and_the_parent_keeps_the_secret",
         || {
-            let b = secret_box(ForkPolicy::Wipe);
+            let offered = wipe_offered();
+            let b = secret_box(if offered {
+                ForkPolicy::Wipe
+            } else {
+                common::default_fork()
+            });
             let seen = in_fork(|| {
                 let mut b = the_childs_copy(&b);
+                if !offered {
+                    let hook = std::panic::take_hook();
+                    std::panic::set_hook(Box::new(|_| {}));
+                    let used = catch_unwind(AssertUnwindSafe(|| b.fill(1)));
+                    std::panic::set_hook(hook);
+                    let names_it = used
+                        .err()
+                        .and_then(|p| p.downcast::<String>().ok())
+                        .is_some_and(|m| m.contains("ForkPolicy::Exclude"));
+                    drop(b);
+                    return if names_it { 0 } else { 2 };
+                }
                 b.fill(1);
                 let ok = b.iter().all(|&x| x == 1);
                 drop(b);
@@ -72,7 +132,8 @@ fn exclude_child_faults_on_the_pages() {
         let b = secret_box(ForkPolicy::Exclude);
         let addr = start_of(&*b);
         let seen = in_fork(|| common::classify(addr, 64, SECRET));
-        assert_eq!(seen, Seen::Signal(libc::SIGSEGV));
+        // The child's placeholder there is `PROT_NONE`.
+        assert_eq!(seen, Seen::Signal(child::GUARD_FAULT));
         assert!(b.iter().all(|&x| x == SECRET), "the parent still has it");
     }));
 }
@@ -153,15 +214,18 @@ fn a_box_made_in_the_child_after_fork_works_normally() {
     child::assert_success(&child::run(
         "a_box_made_in_the_child_after_fork_works_normally",
         || {
-            let parent_box = secret_box(ForkPolicy::Wipe);
+            // (`Wipe` where offered; else the default, `Exclude`: either
+            // way the parent's box is not locked in the child.)
+            let parent_box = secret_box(common::default_fork());
             let seen = in_fork(move || {
                 let Ok(mut mine) = LockedBox::<[u8; 16]>::new_zeroed() else {
                     return 1;
                 };
                 mine.fill(3);
                 let ok = mine.is_locked() && !parent_box.is_locked();
-                // Both drops check canaries: the parent's wiped one (zeros) and
-                // the child's own (the process canary).
+                // Both drops check canaries: the child's own (the process
+                // canary) and, under Wipe, the parent's wiped one (zeros);
+                // under Exclude the parent's copy is dropped untouched.
                 drop(mine);
                 drop(parent_box);
                 if ok { 0 } else { 2 }

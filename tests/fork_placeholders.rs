@@ -10,7 +10,8 @@
 //! test runs in a child process of its own (`child::run`), whose fork
 //! child only makes system calls and touches memory before it dies or
 //! `_exit`s (but for the test that drops the blocks there).
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads the fork child's /proc/PID/maps.
+#![cfg(target_os = "linux")]
 #![cfg(feature = "allocator-api2")]
 
 mod common;
@@ -63,7 +64,7 @@ impl Block {
 }
 
 /// The excluded blocks of each kind: page-isolated (a slab), large (a
-/// mapping of its own), packed, and secret memory if the kernel offers it.
+/// mapping of its own), packed, and secret memory where the build has it.
 fn blocks() -> Vec<Block> {
     let excluded =
         |isolation| LockedAlloc::with(LockPolicy::Require, ForkPolicy::Exclude, isolation);
@@ -72,13 +73,14 @@ fn blocks() -> Vec<Block> {
         Block::new("large", excluded(Isolation::Page), 300 * 1024),
         Block::new("packed", excluded(Isolation::Packed), 100),
     ];
-    match lockedmem::Host::probe().secret_memory {
-        Ok(true) => b.push(Block::new(
+    // (Where the build has no secret memory, `available` checks the
+    // fallback instead.)
+    if common::secretmem::available() {
+        b.push(Block::new(
             "secret",
             LockedAlloc::new().backing(Backing::SecretMem),
             10_000,
-        )),
-        other => common::skip(&format!("memfd_secret(2) unavailable here: {other:?}")),
+        ));
     }
     b
 }

@@ -4,7 +4,10 @@
 //! refused under a 64 KiB `RLIMIT_MEMLOCK` without `CAP_IPC_LOCK` leaving
 //! `VmLck` as it was. Every test changes process-wide state, so each runs in
 //! a child (the test binary run again).
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads the state Hardening changes in /proc; reads /proc
+// (common::procfs: smaps VmFlags, maps, status); drops CAP_IPC_LOCK, a Linux
+// capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

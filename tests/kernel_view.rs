@@ -1,6 +1,7 @@
 //! Every box's layout and page state, read back from the kernel's own view in
 //! /proc/self/smaps, /proc/self/maps and /proc/self/status.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -30,15 +31,17 @@ fn assert_guard(vma: &procfs::Vma, data: &procfs::Vma) {
     assert_eq!(vma.rss_kb, 0, "guard pages hold no memory");
 }
 
+/// A default box: locked, one data page between guards, and advised as the
+/// platform promises: `dd` (left out of core dumps) and `wf` (zeros in a
+/// fork child, the default `ForkPolicy::Wipe`) on Linux; in the portable
+/// test mode no `dd` and `dc` (the default there is `ForkPolicy::Exclude`).
 #[test]
-fn default_box_is_locked_dontdump_and_wiped_on_fork() {
+fn default_box_is_locked_advised_as_promised_and_guarded() {
     let key = LockedBox::<[u8; 32]>::new_with(|k| k.fill(0xA5)).unwrap();
     let (before, data, after) = vmas_around(&*key);
     assert_eq!(data.perms, "rw-p");
-    for flag in ["lo", "dd", "wf"] {
-        assert!(data.has(flag), "{flag} missing from {:?}", data.flags);
-    }
-    assert!(!data.has("dc"), "{:?}", data.flags);
+    assert!(data.has("lo"), "{:?}", data.flags);
+    common::assert_default_advice(&data);
     assert_eq!(data.len(), page_size(), "one data page for 32 bytes");
     assert_eq!(data.locked_kb * 1024, data.len() as u64, "all of it locked");
     assert_guard(&before, &data);
@@ -46,27 +49,22 @@ fn default_box_is_locked_dontdump_and_wiped_on_fork() {
     assert!(key.is_locked());
 }
 
+/// Each fork policy the platform offers marks the pages as it says (`wf`,
+/// `dc`, or neither for `Keep`), and `Wipe` where it is not offered is
+/// `Error::Unsupported` naming `MADV_WIPEONFORK`.
 #[test]
-fn exclude_policy_marks_dont_copy_and_keep_marks_neither() {
-    let ex = Options::new()
-        .fork(ForkPolicy::Exclude)
-        .zeroed::<[u8; 32]>()
-        .unwrap();
-    let (_, data, _) = vmas_around(&*ex);
-    assert!(
-        data.has("dc") && data.has("lo") && data.has("dd"),
-        "{:?}",
-        data.flags
-    );
-    assert!(!data.has("wf"), "{:?}", data.flags);
-
-    let keep = Options::new()
-        .fork(ForkPolicy::Keep)
-        .zeroed::<[u8; 32]>()
-        .unwrap();
-    let (_, data, _) = vmas_around(&*keep);
-    assert!(data.has("lo") && data.has("dd"), "{:?}", data.flags);
-    assert!(!data.has("wf") && !data.has("dc"), "{:?}", data.flags);
+fn each_fork_policy_marks_its_own_advice() {
+    for policy in [ForkPolicy::Wipe, ForkPolicy::Exclude, ForkPolicy::Keep] {
+        let made = Options::new().fork(policy).zeroed::<[u8; 32]>();
+        if policy == ForkPolicy::Wipe && !common::promises().fork_zeros {
+            common::assert_wipe_unsupported(made);
+            continue;
+        }
+        let b = made.unwrap();
+        let (_, data, _) = vmas_around(&*b);
+        assert!(data.has("lo"), "{policy:?}: {:?}", data.flags);
+        common::assert_advised(&data, policy);
+    }
 }
 
 #[test]
@@ -204,7 +202,7 @@ fn best_effort_box_keeps_every_other_protection() {
         .zeroed::<[u8; 64]>()
         .unwrap();
     let (before, data, after) = vmas_around(&*b);
-    assert!(data.has("dd") && data.has("wf"), "{:?}", data.flags);
+    common::assert_default_advice(&data);
     assert_eq!(b.is_locked(), data.has("lo"));
     assert_guard(&before, &data);
     assert_guard(&after, &data);

@@ -9,7 +9,9 @@
 //! purpose must still be there (the scan sees the dying process), and
 //! every secret must have been found before the death (the needles are
 //! right). Then the child must die of the expected signal.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -8,7 +8,9 @@
 //! wipe was doing (a process nobody traces is killed on the spot; this
 //! test's tracer delays that death, so it shows the signal, not how much
 //! was wiped). SECURITY.md says so.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -16,13 +18,12 @@ use std::time::Duration;
 
 use common::memscan::Masked;
 use common::traced::{
-    CONTROL, announce_thread, can_trace, fill, in_child, leave_control, needle, needle_of,
-    random_seed, ready, seed, spawn, wait_for_go,
+    CONTROL, can_trace, copy_in_a_loop, in_child, leave_control, needle, needle_of, random_seed,
+    ready, seed, spawn, wait_for_go,
 };
-use lockedmem::LockedBox;
 
 /// Bytes of the secret copied between boxes.
-const BIG: usize = 1024;
+const BIG: usize = common::traced::COPIED;
 /// The secret's kind.
 const SECRET: u64 = 0x71;
 
@@ -33,10 +34,7 @@ fn a_thread_blocking_sigsegv_that_touches_a_box_during_the_wipe_ends_the_process
     if in_child(NAME) {
         let seed = seed();
         leave_control(seed);
-        let from = LockedBox::<[u8; BIG]>::new_with(fill::<BIG>(seed, SECRET)).unwrap();
-        let mut to = LockedBox::<[u8; BIG]>::new_zeroed().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        copy_in_a_loop(seed, SECRET, || {
             let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
             // SAFETY: `all` is a sigset_t to fill.
             unsafe { libc::sigfillset(all.as_mut_ptr()) };
@@ -45,14 +43,7 @@ fn a_thread_blocking_sigsegv_that_touches_a_box_during_the_wipe_ends_the_process
                 libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), std::ptr::null_mut())
             };
             assert_eq!(rc, 0);
-            announce_thread();
-            tx.send(()).unwrap();
-            loop {
-                to.copy_from_slice(&from[..]);
-                std::hint::black_box(&mut *to);
-            }
         });
-        rx.recv().unwrap();
         ready();
         wait_for_go();
         lockedmem::wipe_all_and_abort();

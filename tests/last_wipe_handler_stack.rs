@@ -24,7 +24,10 @@
 //! Each test runs a child (this test binary again), traced to the point of
 //! death (`common::traced`): nothing of the secret may be left, whole or in
 //! 16-byte fragments, and every signal frame must be scrubbed.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: opens a pseudo-terminal with Linux calls; scans its own memory
+// through /proc/self/mem (common::memscan); traces a child with Linux
+// ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -33,13 +36,13 @@ use std::time::Duration;
 
 use common::memscan::Masked;
 use common::traced::{
-    CONTROL, announce_thread, assert_clean_death, can_trace, fill, in_child, leave_control, needle,
+    CONTROL, assert_clean_death, can_trace, copy_in_a_loop, in_child, leave_control, needle,
     needle_of, random_seed, ready, rest_forever, seed, spawn,
 };
-use lockedmem::{LockedBox, Signal};
+use lockedmem::Signal;
 
 /// Bytes of the secret copied between boxes.
-const BIG: usize = 1024;
+const BIG: usize = common::traced::COPIED;
 /// The secret's kind.
 const SECRET: u64 = 0x61;
 /// Where the parent passes the pseudo-terminal's path.
@@ -75,25 +78,6 @@ fn small_alternate_stack(size: usize) {
     assert_eq!(rc, 0, "sigaltstack: {}", std::io::Error::last_os_error());
 }
 
-/// In the child: a thread copying a 1 KiB secret from one box into another
-/// in a loop, after `prepare`; it announces itself (the parent signals it).
-fn copy_in_a_loop(seed: u64, prepare: fn()) {
-    let from = LockedBox::<[u8; BIG]>::new_with(fill::<BIG>(seed, SECRET)).unwrap();
-    let mut to = LockedBox::<[u8; BIG]>::new_zeroed().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        prepare();
-        announce_thread();
-        tx.send(()).unwrap();
-        loop {
-            to.copy_from_slice(&from[..]);
-            std::hint::black_box(&mut *to);
-        }
-    });
-    rx.recv().unwrap();
-    std::thread::sleep(Duration::from_millis(5));
-}
-
 /// The parent: the child is ready (after `before`, given the child), its
 /// copying thread gets `SIGTERM`, and it must die of it with nothing left.
 fn prove(name: &str, env: &[(&str, String)], before: impl Fn(&common::traced::Traced)) {
@@ -121,7 +105,7 @@ fn sigterm_on_a_thread_with_an_8_kib_alternate_stack_wipes_and_dies_of_it() {
         let seed = seed();
         lockedmem::wipe_on_signals(&[Signal::TERM]).unwrap();
         leave_control(seed);
-        copy_in_a_loop(seed, || small_alternate_stack(libc::SIGSTKSZ));
+        copy_in_a_loop(seed, SECRET, || small_alternate_stack(libc::SIGSTKSZ));
         ready();
         rest_forever();
     }
@@ -171,7 +155,7 @@ fn sigterm_caught_first_by_prompt_password_leaves_no_frame_behind() {
         std::thread::spawn(|| {
             let _ = lockedmem::prompt_password(PROMPT);
         });
-        copy_in_a_loop(seed, || {});
+        copy_in_a_loop(seed, SECRET, || {});
         ready();
         rest_forever();
     }

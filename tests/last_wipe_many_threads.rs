@@ -11,7 +11,9 @@
 //! Three hundred threads are more than the 256 the wipe once kept a list
 //! of (it waited for those only); 1,100 are more than the 1,024 it can
 //! record as stopped.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -20,13 +22,12 @@ use std::time::Duration;
 
 use common::memscan::Masked;
 use common::traced::{
-    CONTROL, announce_thread, assert_clean_death, can_trace, fill, in_child, leave_control, needle,
+    CONTROL, assert_clean_death, can_trace, copy_in_a_loop, in_child, leave_control, needle,
     needle_of, random_seed, ready, rest_forever, seed, spawn, wait_for_go,
 };
-use lockedmem::LockedBox;
 
 /// Bytes of the secret copied between boxes.
-const BIG: usize = 1024;
+const BIG: usize = common::traced::COPIED;
 /// The secret's kind.
 const SECRET: u64 = 0x81;
 /// How long the tracer holds the copying thread's `SIGSEGV` back (well
@@ -50,18 +51,7 @@ fn child(idle: usize) -> ! {
             .unwrap();
     }
     started.wait();
-    let from = LockedBox::<[u8; BIG]>::new_with(fill::<BIG>(seed, SECRET)).unwrap();
-    let mut to = LockedBox::<[u8; BIG]>::new_zeroed().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        announce_thread();
-        tx.send(()).unwrap();
-        loop {
-            to.copy_from_slice(&from[..]);
-            std::hint::black_box(&mut *to);
-        }
-    });
-    rx.recv().unwrap();
+    copy_in_a_loop(seed, SECRET, || {});
     ready();
     wait_for_go();
     lockedmem::wipe_all_and_abort();

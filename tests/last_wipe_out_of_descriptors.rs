@@ -14,7 +14,9 @@
 //! (`common::traced`) nothing of what was read may be left. Without the
 //! reserve, the wipe could do neither, and the data read after the zeros
 //! was found there.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -23,7 +25,7 @@ use std::time::Duration;
 use common::memscan::Masked;
 use common::traced::{
     CONTROL, LEN, assert_clean_death, can_trace, in_child, leave_control, needle, random_seed,
-    ready, rest_forever, secret_byte, seed, spawn, wait_for_go,
+    ready, rest_forever, secret_in_a_pipe, seed, spawn, wait_for_go,
 };
 use lockedmem::{LockedBox, Signal};
 
@@ -47,16 +49,8 @@ fn a_process_out_of_descriptors_is_still_wiped_whole() {
         let seed = seed();
         lockedmem::wipe_on_signals(&[Signal::TERM]).unwrap();
         leave_control(seed);
-        // The secret waits in a pipe (kernel memory), written a byte at a
-        // time, so that no copy of it is in the process.
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        for i in 0..60_000 {
-            let b = [secret_byte(seed, SECRET, i % LEN)];
-            // SAFETY: writes one byte from `b` to our pipe.
-            assert_eq!(unsafe { libc::write(fds[1], b.as_ptr().cast(), 1) }, 1);
-        }
+        // The secret waits in a pipe (kernel memory).
+        let pipe = secret_in_a_pipe(seed, SECRET, 60_000);
         let before = segv_handler();
         let mut boxed = LockedBox::<[u8]>::new_zeroed_slice(BOX).unwrap();
         // Every page resident, so that the wipe zeroes all of it.
@@ -71,7 +65,7 @@ fn a_process_out_of_descriptors_is_still_wiped_whole() {
             loop {
                 // SAFETY: reads into the box (the kernel checks the
                 // protection: `EFAULT` while it is not writable).
-                unsafe { libc::read(fds[0], at as *mut libc::c_void, LEN) };
+                unsafe { libc::read(pipe, at as *mut libc::c_void, LEN) };
             }
         });
         ready();

@@ -4,11 +4,10 @@
 //! the text) into packed `BestEffort` boxes under a 64 KiB limit, without
 //! `CAP_IPC_LOCK`, cost a bounded number of mlock(2) and munlock(2) calls,
 //! whatever their number. Counted from outside by strace(1).
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: drops CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
-
-use std::process::Command;
 
 use common::child;
 use lockedmem::{Isolation, LockPolicy, LockedBox, LockedString, Options};
@@ -110,27 +109,10 @@ fn a_required_temporary_does_not_churn_best_effort_locks() {
         );
         common::child::exit(0);
     }
-    if Command::new("strace").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("LOCKEDMEM_REQUIRE_STRACE").is_none(),
-            "strace is required (LOCKEDMEM_REQUIRE_STRACE is set) but not installed"
-        );
-        common::skip("strace is not installed; install it to count system calls");
+    let Some((out, trace)) = common::strace::trace_child(NAME, NAME, "mlock,munlock,close") else {
         return;
-    }
-    let trace_file = std::env::temp_dir().join(format!("lockedmem-churn-{}", std::process::id()));
-    let out = Command::new("strace")
-        .args(["-f", "-o"])
-        .arg(&trace_file)
-        .args(["-e", "trace=mlock,munlock,close"])
-        .arg(std::env::current_exe().unwrap())
-        .args([NAME, "--exact", "--test-threads=1", "--nocapture"])
-        .env(CHILD_VAR, NAME)
-        .output()
-        .expect("run strace");
+    };
     child::assert_success(&out);
-    let trace = std::fs::read_to_string(&trace_file).unwrap();
-    let _ = std::fs::remove_file(&trace_file);
     let (mlock, failed, munlock) = count(&trace);
     println!(
         "{TOKENS} tokens: {mlock} mlock ({failed} failing), {munlock} munlock; child: {}",

@@ -1,5 +1,8 @@
 //! Feature `allocator-api2`: a foreign collection's blocks are locked,
 //! guarded, dump-proof memory, wiped on every free (so on every growth).
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// reads /proc (common::procfs: smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 #![cfg(feature = "allocator-api2")]
 #![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
@@ -8,7 +11,7 @@ mod common;
 use allocator_api2::alloc::{Allocator, Layout};
 use allocator_api2::vec::Vec;
 use common::{child, memscan, procfs};
-use lockedmem::{ForkPolicy, Isolation, LockPolicy, LockedAlloc};
+use lockedmem::{Isolation, LockPolicy, LockedAlloc};
 
 /// Byte `i` of the secret: splitmix64 of `i`, so no 32-byte window repeats.
 fn secret_byte(i: usize) -> u8 {
@@ -36,7 +39,8 @@ fn blocks_are_locked_aligned_and_zeroed() {
         assert!(block.len() >= size);
         if size > 0 {
             let vma = procfs::vma_at(p as usize).unwrap();
-            assert!(vma.has("lo") && vma.has("dd"), "{:?}", vma.flags);
+            assert!(vma.has("lo"), "{:?}", vma.flags);
+            common::assert_default_advice(&vma);
             // SAFETY: `size` bytes of the block just allocated.
             let bytes = unsafe { std::slice::from_raw_parts(p, size) };
             assert!(bytes.iter().all(|&b| b == 0), "zeroed");
@@ -46,10 +50,14 @@ fn blocks_are_locked_aligned_and_zeroed() {
     }
     let too_aligned = Layout::from_size_align(64, 1 << 20).unwrap();
     assert!(a.allocate(too_aligned).is_err(), "above a page");
-    let packed = LockedAlloc::with(LockPolicy::Require, ForkPolicy::Wipe, Isolation::Packed);
+    let fork = common::default_fork();
+    let packed = LockedAlloc::with(LockPolicy::Require, fork, Isolation::Packed);
     let mut v: Vec<u8, LockedAlloc> = Vec::new_in(packed);
     v.extend_from_slice(b"small");
     assert_eq!(&v[..], b"small");
+    let vma = procfs::vma_at(v.as_ptr() as usize).unwrap();
+    assert!(vma.has("lo"), "{:?}", vma.flags);
+    common::assert_advised(&vma, fork);
 }
 
 #[test]
@@ -60,7 +68,8 @@ fn growth_leaves_one_copy() {
             v.push(secret_byte(i)); // grows, and frees the old block, many times
         }
         let vma = procfs::vma_at(v.as_ptr() as usize).unwrap();
-        assert!(vma.has("lo") && vma.has("dd"));
+        assert!(vma.has("lo"), "{:?}", vma.flags);
+        common::assert_default_advice(&vma);
         for from in [0, 50_000, 99_000] {
             let n = memscan::count(&memscan::Masked::from_fn(32, |i| secret_byte(from + i)));
             assert_eq!(n, 1, "bytes {from}.. found {n} times");

@@ -5,15 +5,19 @@
 //! /proc/self/maps, whatever its history (closed slots merge back), and
 //! `stats().mappings` is never below the lines the crate's memory takes
 //! there, also when many threads open packed pages at the same moment. The
-//! crate's lines are counted independently of it: mappings marked
-//! `MADV_DONTDUMP` (VmFlags `dd`, not the kernel's own `pf`).
+//! crate's lines are counted independently of it: mappings carrying the mark
+//! every mapping made under the default options carries
+//! (`common::crate_mark`: VmFlags `dd` for `MADV_DONTDUMP`, not the
+//! kernel's own `pf`; in the portable test mode, which has no dump
+//! exclusion, `dc` for the default `ForkPolicy::Exclude`).
 //!
 //! Each test counts mappings, so each runs in a child process of its own.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status).
+#![cfg(target_os = "linux")]
 
 mod common;
 
-use common::{child, packed, procfs};
+use common::{child, packed};
 use lockedmem::LockedBox;
 
 #[test]
@@ -22,12 +26,12 @@ fn a_slab_whose_slots_all_closed_takes_at_most_three_lines() {
         "a_slab_whose_slots_all_closed_takes_at_most_three_lines",
         || {
             lockedmem::set_cache_limit(0);
-            let base = procfs::dontdump_mapping_count();
-            println!("dd mappings before the first box: {base}");
+            let base = common::crate_mapping_count();
+            println!("marked mappings before the first box: {base}");
             let boxes: Vec<_> = (0..64)
                 .map(|_| LockedBox::<[u8; 32]>::new_zeroed().expect("expected a box"))
                 .collect();
-            let open = procfs::dontdump_mappings_since(base);
+            let open = common::crate_mappings_since(base);
             let stats = lockedmem::stats();
             assert!(
                 open >= 64,
@@ -39,7 +43,7 @@ fn a_slab_whose_slots_all_closed_takes_at_most_three_lines() {
                 stats.mappings
             );
             drop(boxes);
-            let closed = procfs::dontdump_mappings_since(base);
+            let closed = common::crate_mappings_since(base);
             let stats = lockedmem::stats();
             println!(
                 "lines: {open} with 64 live boxes, {closed} after dropping them \
@@ -60,7 +64,7 @@ fn a_slab_whose_slots_all_closed_takes_at_most_three_lines() {
             );
             lockedmem::trim();
             assert_eq!(
-                procfs::dontdump_mappings_since(base),
+                common::crate_mappings_since(base),
                 0,
                 "expected no line of the crate's left after trim with no box alive"
             );
@@ -78,7 +82,7 @@ fn a_hundred_churned_slabs_take_at_most_five_lines_each() {
         "a_hundred_churned_slabs_take_at_most_five_lines_each",
         || {
             lockedmem::set_cache_limit(0);
-            let base = procfs::dontdump_mapping_count();
+            let base = common::crate_mapping_count();
             // 100 slabs of 64 slots, every slot opened, then all but one per
             // slab closed again.
             let mut boxes: Vec<_> = (0..100 * 64)
@@ -90,7 +94,7 @@ fn a_hundred_churned_slabs_take_at_most_five_lines_each() {
                 (i - 1) % 64 == 0
             });
             assert_eq!(boxes.len(), 100, "expected one box kept per 64");
-            let lines = procfs::dontdump_mappings_since(base);
+            let lines = common::crate_mappings_since(base);
             let stats = lockedmem::stats();
             println!(
                 "lines with 100 live boxes after the churn: {lines} \
@@ -126,7 +130,7 @@ fn packed_pages_opened_by_many_threads_at_once_stay_counted_in_stats_mappings() 
         "packed_pages_opened_by_many_threads_at_once_stay_counted_in_stats_mappings",
         || {
             use std::sync::{Arc, Barrier};
-            let base = procfs::dontdump_mapping_count();
+            let base = common::crate_mapping_count();
             let threads = 16;
             let made = Arc::new(Barrier::new(threads + 1));
             let checked = Arc::new(Barrier::new(threads + 1));
@@ -144,7 +148,7 @@ fn packed_pages_opened_by_many_threads_at_once_stay_counted_in_stats_mappings() 
                 })
                 .collect();
             made.wait();
-            let lines = procfs::dontdump_mappings_since(base);
+            let lines = common::crate_mappings_since(base);
             let counted = lockedmem::stats().mappings;
             checked.wait();
             for w in workers {

@@ -9,7 +9,9 @@
 //!
 //! Each test fills the process's mappings to the limit, so each runs in a
 //! child process of its own.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -287,7 +289,7 @@ fn an_empty_slab_that_cannot_be_unmapped_at_max_map_count_stays_counted() {
         "an_empty_slab_that_cannot_be_unmapped_at_max_map_count_stays_counted",
         || {
             lockedmem::set_cache_limit(0);
-            let base = procfs::dontdump_mapping_count();
+            let base = common::crate_mapping_count();
             // Three slabs of different size classes, mapped one after the
             // other (the kernel places them side by side).
             let boxes = (
@@ -296,7 +298,7 @@ fn an_empty_slab_that_cannot_be_unmapped_at_max_map_count_stays_counted() {
                 LockedBox::<[u8; 9000]>::new_zeroed().expect("a three-page box"),
             );
             drop(boxes);
-            let merged = procfs::dontdump_mappings_since(base);
+            let merged = common::crate_mappings_since(base);
             println!(
                 "three empty slabs take {merged} lines; stats {:?}",
                 lockedmem::stats()
@@ -306,7 +308,7 @@ fn an_empty_slab_that_cannot_be_unmapped_at_max_map_count_stays_counted() {
             // Counted once the filler is gone (reading /proc allocates);
             // nothing of the crate's changes in between.
             filler.release();
-            let lines = procfs::dontdump_mappings_since(base);
+            let lines = common::crate_mappings_since(base);
             let counted = lockedmem::stats().mappings;
             println!("at the limit after trim: {lines} lines, stats().mappings {counted}");
             assert!(
@@ -316,7 +318,7 @@ fn an_empty_slab_that_cannot_be_unmapped_at_max_map_count_stays_counted() {
             );
             lockedmem::trim();
             assert_eq!(
-                procfs::dontdump_mappings_since(base),
+                common::crate_mappings_since(base),
                 0,
                 "expected trim() below the limit to unmap every empty slab"
             );

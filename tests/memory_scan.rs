@@ -6,7 +6,8 @@
 //! AVX-512, AMX tile data), each found from CPUID here, apart from the
 //! scan's own table. Run in
 //! a child process, so that no other test's memory changes under the scan.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -15,7 +15,9 @@
 //! Each test changes or measures process-wide state (capabilities, the
 //! lock limit, VmLck), so each runs in a child process of its own
 //! (`common::child::run`).
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -3,7 +3,9 @@
 //! prompt, checks that echo is off while it waits, types, and checks that
 //! echo is on again after a normal return, after an error, and after SIGINT
 //! killed the child.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: opens a pseudo-terminal with Linux calls; scans its own memory
+// through /proc/self/mem (common::memscan).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -17,7 +17,9 @@
 //! `wipe_all_and_abort()` or by a `SIGTERM` aimed at the copying thread
 //! itself, and the scan (`common::traced`) must find no 16-byte fragment of
 //! the secret anywhere and every other signal frame scrubbed.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// traces a child with Linux ptrace(2) (common::traced).
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -26,13 +28,13 @@ use std::time::Duration;
 
 use common::memscan::Masked;
 use common::traced::{
-    CONTROL, announce_thread, assert_clean_death, can_trace, fill, in_child, leave_control, needle,
+    CONTROL, assert_clean_death, can_trace, copy_in_a_loop, fill, in_child, leave_control, needle,
     needle_of, random_seed, ready, rest_forever, secret_byte, seed, spawn, wait_for_go,
 };
 use lockedmem::LockedBox;
 
 /// Bytes of the secret copied between boxes.
-const BIG: usize = 1024;
+const BIG: usize = common::traced::COPIED;
 /// The secret's kind.
 const SECRET: u64 = 0x51;
 /// The pattern the foreign-handler thread copies.
@@ -109,18 +111,7 @@ fn copying_child(death: Death) -> ! {
         std::thread::yield_now();
     }
     // The copy the issue found: box to box, in a loop.
-    let from = LockedBox::<[u8; BIG]>::new_with(fill::<BIG>(seed, SECRET)).unwrap();
-    let mut to = LockedBox::<[u8; BIG]>::new_zeroed().unwrap();
-    let (go_tx, go_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        announce_thread();
-        go_tx.send(()).unwrap();
-        loop {
-            to.copy_from_slice(&from[..]);
-            std::hint::black_box(&mut *to);
-        }
-    });
-    go_rx.recv().unwrap();
+    copy_in_a_loop(seed, SECRET, || {});
     std::thread::sleep(Duration::from_millis(5));
     ready();
     match death {

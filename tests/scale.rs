@@ -1,7 +1,9 @@
 //! Scale: many live boxes within RLIMIT_MEMLOCK and vm.max_map_count.
 //! Each test runs in a child process, so that its mappings and locks are
 //! counted alone.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 #![allow(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
@@ -119,7 +121,7 @@ fn thirty_thousand_page_isolated_boxes_fit_under_the_default_map_count() {
                     LockedBox::<[u8; 32]>::new_zeroed().unwrap_or_else(|e| panic!("box {i}: {e}"))
                 })
                 .collect();
-            let live = procfs::dontdump_mapping_count();
+            let live = common::crate_mapping_count();
             println!(
                 "30,000 page-isolated boxes: {live} mappings ({:.3} a box)",
                 live as f64 / 30_000.0
@@ -140,7 +142,7 @@ fn thirty_thousand_page_isolated_boxes_fit_under_the_default_map_count() {
             assert_eq!(lockedmem::stats().page_boxes, 30_000);
             drop(boxes);
             lockedmem::trim();
-            assert_eq!(procfs::dontdump_mapping_count(), 0, "every slab unmapped");
+            assert_eq!(common::crate_mapping_count(), 0, "every slab unmapped");
         },
     );
     child::assert_success(&out);
@@ -164,7 +166,7 @@ fn a_million_packed_secrets_in_one_process() {
             pages * 4,
             "every page locked"
         );
-        let maps = procfs::dontdump_mapping_count();
+        let maps = common::crate_mapping_count();
         println!("1,000,000 packed secrets: {pages} locked pages, {maps} mappings");
         assert!(maps < 1_000, "{maps} mappings");
         assert!(
@@ -178,7 +180,7 @@ fn a_million_packed_secrets_in_one_process() {
         drop(boxes);
         lockedmem::trim();
         assert_eq!(procfs::vm_lck_kb(), base_kb);
-        assert_eq!(procfs::dontdump_mapping_count(), 0, "every slab unmapped");
+        assert_eq!(common::crate_mapping_count(), 0, "every slab unmapped");
     });
     child::assert_success(&out);
     print!("{}", child::stdout(&out));
@@ -238,7 +240,7 @@ fn a_million_best_effort_packed_secrets_under_64_kib() {
         drop(rest);
         lockedmem::trim();
         assert_eq!(procfs::vm_lck_kb(), base_kb);
-        assert_eq!(procfs::dontdump_mapping_count(), 0, "every slab unmapped");
+        assert_eq!(common::crate_mapping_count(), 0, "every slab unmapped");
     });
     child::assert_success(&out);
     print!("{}", child::stdout(&out));

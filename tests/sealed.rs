@@ -1,6 +1,8 @@
 //! `SealedBox`: the pages' protection in every state, read back from
 //! /proc/self/maps; faults in children; concurrent borrows; system calls.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status);
+// installs a seccomp filter.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -41,7 +43,7 @@ fn protection_follows_the_guards() {
         m[0] = 1;
     }
     assert_eq!(perms(end), "---p");
-    common::assert_locked_dontdump_guarded(end);
+    common::assert_locked_advised_guarded(end);
     assert!(sealed.is_locked());
     assert!(sealed.residency().unwrap().all_resident());
 

@@ -7,13 +7,16 @@
 //! document it came from, and not at all once both are gone; error messages
 //! never quote the input; and strace counts the `mlock` calls of 50,000 hex
 //! tokens loaded into packed, best-effort boxes under a 64 KiB limit.
+// Linux only: scans its own memory through /proc/self/mem (common::memscan);
+// reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 #![cfg(feature = "serde")]
 #![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 
 use common::{child, memscan, procfs, start_of};
 use lockedmem::serde::{Base64, Hex, with_options};
@@ -344,8 +347,22 @@ fn options_reach_every_path() {
     assert_eq!(b.isolation(), Isolation::Page);
 
     // The vector and the string take them too (seen through the backing).
-    if lockedmem::Host::probe().secret_memory.ok() != Some(true) {
-        return common::skip("memfd_secret(2) unavailable: the backing part is not checked");
+    if !common::secretmem::available() {
+        // Where the build has no secret memory (the portable test mode),
+        // seen through the refusal instead: the default options would have
+        // made all three.
+        let refusals: [Result<(), serde_json::Error>; 3] = with_options(&secret_mem(), || {
+            [
+                serde_json::from_str::<LockedVec<u8>>("[1,2]").map(drop),
+                serde_json::from_str::<LockedString>(r#""x""#).map(drop),
+                serde_json::from_str::<Base64<LockedString>>(r#""eA==""#).map(drop),
+            ]
+        });
+        for refusal in refusals {
+            let msg = refusal.unwrap_err().to_string();
+            assert!(msg.contains("memfd_secret"), "{msg}");
+        }
+        return;
     }
     let (v, s, h): (LockedVec<u8>, LockedString, Base64<LockedString>) =
         with_options(&secret_mem(), || {
@@ -611,7 +628,7 @@ fn each_path_leaves_one_copy() {
 
         // Secret memory: the box is out of the scan's reach (0 copies
         // seen), and nothing else holds the bytes.
-        if lockedmem::Host::probe().secret_memory.ok() == Some(true) {
+        if common::secretmem::available() {
             scan_path(
                 Case {
                     in_box: 0,
@@ -632,7 +649,18 @@ fn each_path_leaves_one_copy() {
                 |v| &v[..],
             );
         } else {
-            common::skip("memfd_secret(2) unavailable: the secret-memory path is not scanned");
+            // No secret memory in this build (the portable test mode): the
+            // refusal names it and leaves no decoded byte behind; the text
+            // is in the document only, and nowhere once that is wiped.
+            let mut doc = document(r#"""#, Text::Base64, 10, len, r#"""#);
+            let refused: Result<Base64<LockedVec<u8>>, _> =
+                with_options(&secret_mem(), || serde_json::from_slice(&doc));
+            let msg = refused.map(drop).unwrap_err().to_string();
+            assert!(msg.contains("memfd_secret"), "{msg}");
+            assert_eq!(copies(Text::Base64, 10, len), (0, 1), "refused");
+            doc.zeroize();
+            drop(doc);
+            assert_eq!(copies(Text::Base64, 10, len), (0, 0), "refused, wiped");
         }
     });
     child::assert_success(&out);
@@ -684,7 +712,8 @@ fn best_effort_past_the_limit_leaves_one_copy() {
         let check = |b: &LockedBox<[u8; 32]>| {
             assert!(!b.is_locked() && b.isolation() == Isolation::Packed);
             let vma = procfs::vma_at(start_of(&**b)).expect("mapped");
-            assert!(vma.has("dd") && !vma.has("lo"), "{:?}", vma.flags);
+            assert!(!vma.has("lo"), "{:?}", vma.flags);
+            common::assert_default_advice(&vma);
         };
         scan_path(
             case(
@@ -766,27 +795,11 @@ fn fifty_thousand_tokens_load_without_lock_churn() {
         });
         unreachable!("child::run exits in the child");
     }
-    if Command::new("strace").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("LOCKEDMEM_REQUIRE_STRACE").is_none(),
-            "strace is required (LOCKEDMEM_REQUIRE_STRACE is set) but not installed"
-        );
-        return common::skip("strace is not installed; install it to count system calls");
-    }
-    let trace_file = std::env::temp_dir().join(format!("lockedmem-serde-{}", std::process::id()));
-    let out = Command::new("strace")
-        .args(["-f", "-o"])
-        .arg(&trace_file)
-        .args(["-e", "trace=mlock,munlock"])
-        .arg(std::env::current_exe().unwrap())
-        .args([NAME, "--exact", "--test-threads=1", "--nocapture"])
-        .env("LOCKEDMEM_TEST_CHILD", NAME)
-        .output()
-        .expect("run strace");
+    let Some((out, trace)) = common::strace::trace_child(NAME, NAME, "mlock,munlock") else {
+        return;
+    };
     child::assert_success(&out);
     assert!(child::stdout(&out).contains("locked "), "the child ran");
-    let trace = std::fs::read_to_string(&trace_file).unwrap();
-    let _ = std::fs::remove_file(&trace_file);
 
     // `PID mlock(ADDR, LEN) = RESULT`, or split in two lines around another
     // thread's call: `mlock(... <unfinished ...>`, `<... mlock resumed>) = RESULT`.

@@ -2,7 +2,8 @@
 //! kernel's view of the process (`SigCgt` in /proc/self/status, the
 //! signals it has a handler for) shows each one caught afterwards, and a
 //! refused one changes nothing.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads SigCgt in /proc/self/status.
+#![cfg(target_os = "linux")]
 
 mod common;
 

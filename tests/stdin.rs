@@ -4,7 +4,8 @@
 //! still unread; with `std::io::stdin()`, whose buffer the crate cannot
 //! wipe, the same scan finds a copy left after the drop (so the scan can
 //! see what it looks for).
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: scans its own memory through /proc/self/mem (common::memscan).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -3,11 +3,10 @@
 //! The child brackets each phase with `close(-N)` calls (harmless EBADF
 //! markers that strace shows); the parent counts the memory-management calls
 //! the child's thread made between them.
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: counts system calls with strace(1).
+#![cfg(target_os = "linux")]
 
 mod common;
-
-use std::process::Command;
 
 use common::child;
 use lockedmem::{Isolation, LockedBox, Options};
@@ -35,7 +34,8 @@ fn cycle_packed() {
 }
 
 /// The calls the child's test thread made between `close(-from)` and
-/// `close(-to)`, by name.
+/// `close(-to)`, by name; madvise(2) with its advice, such as
+/// `madvise(MADV_DONTDUMP)`.
 fn calls_between(trace: &str, from: i32, to: i32) -> Vec<String> {
     let open = format!("close(-{from})");
     let close = format!("close(-{to})");
@@ -51,11 +51,14 @@ fn calls_between(trace: &str, from: i32, to: i32) -> Vec<String> {
         .skip(1)
         .take_while(|l| !l.contains(&close))
         .filter_map(|l| {
-            l.split_whitespace()
-                .nth(1)?
-                .split('(')
-                .next()
-                .map(str::to_owned)
+            let call = l.split_once(char::is_whitespace)?.1.trim_start();
+            let name = call.split('(').next()?;
+            if name != "madvise" {
+                return Some(name.to_owned());
+            }
+            // `madvise(0x7f.., 4096, MADV_DONTDUMP) = 0`
+            let advice = call.split(", ").nth(2)?.split(')').next()?;
+            Some(format!("madvise({advice})"))
         })
         .filter(|name| !name.is_empty() && name != "close")
         .collect()
@@ -96,45 +99,32 @@ fn each_path_makes_the_expected_calls() {
         drop(outer);
         std::process::exit(0);
     }
-    if Command::new("strace").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("LOCKEDMEM_REQUIRE_STRACE").is_none(),
-            "strace is required (LOCKEDMEM_REQUIRE_STRACE is set) but not installed"
-        );
-        common::skip("strace is not installed; install it to count system calls");
+    let Some((out, trace)) = common::strace::trace_child(
+        "each_path_makes_the_expected_calls",
+        "syscalls",
+        "mmap,munmap,mprotect,madvise,mlock,munlock,mremap,close",
+    ) else {
         return;
-    }
-    let trace_file = std::env::temp_dir().join(format!("lockedmem-strace-{}", std::process::id()));
-    let out = Command::new("strace")
-        .args(["-f", "-o"])
-        .arg(&trace_file)
-        .args([
-            "-e",
-            "trace=mmap,munmap,mprotect,madvise,mlock,munlock,mremap,close",
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "each_path_makes_the_expected_calls",
-            "--exact",
-            "--test-threads=1",
-        ])
-        .env(CHILD_VAR, "syscalls")
-        .output()
-        .expect("run strace");
+    };
     child::assert_success(&out);
-    let trace = std::fs::read_to_string(&trace_file).unwrap();
-    let _ = std::fs::remove_file(&trace_file);
 
     // Cold (cache off, slab already mapped): open the slot (mprotect,
     // mlock), then give it back: replace it with fresh PROT_NONE memory
-    // (mmap MAP_FIXED, which unlocks and discards it) and advise that
-    // (MADV_DONTDUMP, MADV_WIPEONFORK), so it merges back into the slab.
+    // (mmap MAP_FIXED, which unlocks and discards it) and advise that as
+    // the slab is, so it merges back: MADV_DONTDUMP where the platform
+    // leaves memory out of core dumps, then the default fork policy's
+    // advice (MADV_WIPEONFORK on Linux; MADV_DONTFORK in the portable test
+    // mode, whose default is Exclude).
     let cold = calls_between(&trace, 1001, 1002);
-    assert_eq!(
-        cold,
-        ["mprotect", "mlock", "mmap", "madvise", "madvise"],
-        "cold path:\n{trace}"
-    );
+    let mut expected = vec!["mprotect", "mlock", "mmap"];
+    if common::promises().dump_exclusion {
+        expected.push("madvise(MADV_DONTDUMP)");
+    }
+    expected.push(match common::default_fork() {
+        lockedmem::ForkPolicy::Wipe => "madvise(MADV_WIPEONFORK)",
+        _ => "madvise(MADV_DONTFORK)",
+    });
+    assert_eq!(cold, expected, "cold path:\n{trace}");
     // Warm: 100 boxes from the cache, no system call at all.
     assert_eq!(
         calls_between(&trace, 1003, 1004),

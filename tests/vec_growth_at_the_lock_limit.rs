@@ -2,7 +2,9 @@
 //! `RLIMIT_MEMLOCK`, without `CAP_IPC_LOCK`: growth holds the old and the
 //! new memory locked at once, and the docs promise at least two thirds of
 //! the room the limit leaves (16 KiB or more).
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
+// Linux only: reads /proc (common::procfs: smaps VmFlags, maps, status); drops
+// CAP_IPC_LOCK, a Linux capability.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -61,7 +61,8 @@
 use std::ops::DerefMut;
 use std::ptr::{self, NonNull};
 
-use crate::alloc::pages::{Closed, Mapping, OpenError, SecretFile};
+use crate::alloc::pages::{Closed, Mapping, OpenError};
+use crate::alloc::secret_files::SecretFile;
 use crate::error::Error;
 use crate::policy::ForkPolicy;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering};

@@ -12,7 +12,8 @@
 
 use std::ptr::NonNull;
 
-use crate::alloc::pages::{Mapping, SecretFile};
+use crate::alloc::pages::Mapping;
+use crate::alloc::secret_files::SecretFile;
 use crate::error::Error;
 use crate::layout::SlabGeometry;
 use crate::policy::ForkPolicy;

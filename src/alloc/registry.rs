@@ -1,6 +1,6 @@
 //! Every mapping the crate has made and not yet unmapped, for the last wipe
 //! (`crate::last_wipe`) and a fork(2) child's placeholders
-//! (`pages::fork_child`): an address range per entry, registered by
+//! (`atfork::fork_child`): an address range per entry, registered by
 //! `pages::Mapping` right after mmap(2) (before a secret can be written
 //! there) and removed right before munmap(2) (after its slots were wiped).
 //!

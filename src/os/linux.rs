@@ -34,8 +34,10 @@ pub(crate) const PLATFORM: &str = if PORTABLE {
     "linux"
 };
 
+use super::cpu::zero_bytes;
+use super::thread::thread_id;
+use super::types::{ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Why};
 use super::unix::{close_raw, map_none, page_size, process_id, protect, stop_if_dying, unmap};
-use super::{ForkView, Protection, Refused, Why, zero_bytes};
 
 /// One `madvise(2)` advice. Each is its own call: advice values are not flags
 /// and must never be OR-ed together.
@@ -168,18 +170,6 @@ pub(crate) fn lock_all(future: bool, on_fault: bool) -> io::Result<()> {
     Ok(mlockall(flags)?)
 }
 
-/// Sizes of this process's memory, in bytes, from `/proc/self/status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MemorySizes {
-    /// `VmSize`: every mapping, the kernel's `total_vm`.
-    pub(crate) mapped: u64,
-    /// `VmRSS`: pages in RAM.
-    pub(crate) resident: u64,
-    /// `VmLck`: the kernel's `locked_vm`, the size of every locked mapping
-    /// (whole mappings, resident or not).
-    pub(crate) locked: u64,
-}
-
 /// `VmSize`, `VmRSS` and `VmLck` of this process.
 ///
 /// # References
@@ -198,18 +188,6 @@ pub(crate) fn memory_sizes() -> io::Result<MemorySizes> {
         resident: field("VmRSS")?,
         locked: field("VmLck")?,
     })
-}
-
-/// What `/proc/self/smaps` says about locked mappings, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LockView {
-    /// The size of the mappings that mlockall(2) would lock but that are not
-    /// locked (no `lo` in VmFlags). Left out: the mappings the kernel never
-    /// locks (VmFlags `io`, `pf`, `de`, `mm`, `ht`: `[vvar]`, `[vdso]`,
-    /// device and hugetlb mappings) and `[vsyscall]`.
-    pub(crate) unlocked: u64,
-    /// The sum of `Locked:`, the locked pages that are in RAM.
-    pub(crate) locked_resident: u64,
 }
 
 /// VmFlags of mappings that mlockall(2) leaves alone: `VM_IO`,
@@ -269,17 +247,6 @@ fn smaps_header(line: &str) -> Option<SmapsHeader> {
     }
     let gate = fields.nth(3) == Some("[vsyscall]");
     Some(SmapsHeader { start, end, gate })
-}
-
-/// How the kernel locks a new mapping of this process: the `MCL_FUTURE` and
-/// `MCL_ONFAULT` of the last mlockall(2), if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FutureLock {
-    /// New mappings are locked (VmFlags `lo`).
-    pub(crate) locked: bool,
-    /// They are locked page by page as they are touched (VmFlags `lf`);
-    /// `None` when that could not be seen.
-    pub(crate) on_fault: Option<bool>,
 }
 
 /// How the kernel locks new mappings of this process: maps one `PROT_NONE`
@@ -666,15 +633,6 @@ pub(crate) fn fork_wiped_word() -> Option<&'static AtomicU64> {
         // `AtomicU64`. All access goes through this shared atomic reference.
         Some(unsafe { addr.cast::<AtomicU64>().as_ref() })
     })
-}
-
-/// `gettid()`: the calling thread's ID. Async-signal-safe.
-///
-/// # References
-/// - [gettid(2)](https://man7.org/linux/man-pages/man2/gettid.2.html)
-#[doc(alias = "gettid")]
-pub(crate) fn thread_id() -> i32 {
-    rustix::thread::gettid().as_raw_nonzero().get()
 }
 
 /// A file's identity: its device and inode numbers, from fstat(2).

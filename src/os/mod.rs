@@ -7,13 +7,29 @@
 //!   `unix_wipe` (the last wipe's signal handlers and thread stopping);
 //! - `linux`: what only Linux offers (`madvise` advice, memfd_secret, /proc,
 //!   prctl, capget, tgkill, the signal frame's layout);
+//! - `bsd`: what macOS, FreeBSD and OpenBSD share beyond `unix`
+//!   (minherit(2) for what a fork child sees, getentropy(2), sysctl(3)),
+//!   and their answer to what only Linux has: a refusal;
+//! - `macos`, `freebsd`, `openbsd`: what differs between those three
+//!   (core dumps, deny inspection, mlockall, thread IDs, signal frames);
+//!   each module's docs list, protection by protection, the mechanism it
+//!   uses or that it has none;
 //! - `windows`: Windows, through `windows-sys` (VirtualAlloc, VirtualProtect,
 //!   VirtualLock, WerRegisterExcludedMemoryBlock, QueryWorkingSetEx), and on
 //!   top of it `windows_tty` (the console with echo off), `windows_env`
 //!   (taking a variable out of the environment) and `windows_wipe` (the last
 //!   wipe's console control handler and exception filter);
 //! - `cpu`: what depends on the processor only (clearing vector registers,
-//!   zeroing through a raw pointer).
+//!   zeroing through a raw pointer);
+//! - `thread`: the calling thread's ID, each platform's own call;
+//! - `types`: the data the others share (page protection, refusals, what an
+//!   error means).
+//!
+//! The files depend on one another one way only, lower first: `types`,
+//! `cpu` and `thread`; `unix`; `linux` or `bsd`; `macos`, `freebsd` or
+//! `openbsd`; then `unix_env`, `unix_tty` and `unix_wipe`, which name the
+//! platform's file they use. This file only chooses and re-exports: no file
+//! below reaches back up through it.
 //!
 //! Code above this module names no platform: it asks for a capability and
 //! gets the platform's own mechanism or a refusal ([`Refused`], whose
@@ -40,11 +56,31 @@
 //! - what an error means (`trouble`), so that nothing above matches an
 //!   errno.
 
-use std::io;
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    windows
+)))]
+compile_error!(
+    "lockedmem supports Linux, macOS, FreeBSD, OpenBSD and Windows: each protection rests \
+     on a mechanism of the platform's own (src/os/), and nothing is emulated"
+);
 
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
+mod bsd;
 mod cpu;
+#[cfg(target_os = "freebsd")]
+mod freebsd;
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "openbsd")]
+mod openbsd;
+mod thread;
+mod types;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
@@ -62,9 +98,18 @@ mod windows_tty;
 #[cfg(windows)]
 mod windows_wipe;
 
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
+pub(crate) use bsd::*;
 pub(crate) use cpu::*;
+#[cfg(target_os = "freebsd")]
+pub(crate) use freebsd::*;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+#[cfg(target_os = "macos")]
+pub(crate) use macos::*;
+#[cfg(target_os = "openbsd")]
+pub(crate) use openbsd::*;
+pub(crate) use types::*;
 #[cfg(unix)]
 pub(crate) use unix::*;
 #[cfg(unix)]
@@ -96,89 +141,4 @@ pub(crate) use windows_wipe::{
 #[cfg(unix)]
 pub(crate) fn dumps_excludable() -> bool {
     DUMPS_EXCLUDABLE
-}
-
-/// Page protection, as passed to [`protect`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Protection {
-    /// `PROT_NONE`: every access faults.
-    None,
-    /// `PROT_READ`.
-    Read,
-    /// `PROT_READ | PROT_WRITE`.
-    ReadWrite,
-}
-
-/// What a fork(2) child gets of a range of the crate's memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ForkView {
-    /// The range, zero-filled (Linux `MADV_WIPEONFORK`, the BSDs'
-    /// `INHERIT_ZERO`).
-    Zeros,
-    /// Nothing: the child has no mapping there (Linux `MADV_DONTFORK`,
-    /// `INHERIT_NONE`, macOS `VM_INHERIT_NONE`).
-    Absent,
-    /// A copy-on-write copy, as for any private memory.
-    Copy,
-}
-
-/// Why the system refused a call, as far as the layers above need to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Why {
-    /// The platform (or this kernel, or a filter) lacks the mechanism.
-    Unsupported,
-    /// A resource limit the process is held to (`RLIMIT_MEMLOCK`, the
-    /// working-set quota) refused it.
-    Limit,
-    /// The process is out of file descriptors.
-    #[cfg_attr(
-        windows,
-        expect(dead_code, reason = "no call refused this way on Windows")
-    )]
-    Descriptors,
-    /// Anything else.
-    Other,
-}
-
-/// A call the system refused: which, why, and the system's own answer.
-#[derive(Debug)]
-pub(crate) struct Refused {
-    /// The call, as the platform names it (`madvise(MADV_DONTDUMP)`).
-    pub(crate) call: &'static str,
-    pub(crate) why: Why,
-    pub(crate) source: io::Error,
-}
-
-impl Refused {
-    /// A mechanism this platform does not have at all.
-    pub(crate) fn missing(call: &'static str) -> Refused {
-        Refused {
-            call,
-            why: Why::Unsupported,
-            source: io::Error::from(io::ErrorKind::Unsupported),
-        }
-    }
-}
-
-/// What an error the system returned means, as far as the layers above
-/// need to know it (their advice depends on it); see [`trouble`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Trouble {
-    /// The process has no free file descriptor.
-    NoDescriptors,
-    /// The system's table of open files is full.
-    SystemFiles,
-    /// Not allowed (permissions, a sandbox, a security module).
-    Denied,
-    /// The system is out of memory.
-    NoMemory,
-    /// A signal interrupted the call.
-    Interrupted,
-    /// There is no terminal to talk to (none controls the process, or what
-    /// was opened is no terminal).
-    NoTerminal,
-    /// A resource limit on locked memory refused a lock.
-    LockLimit,
-    /// Anything else.
-    Other,
 }

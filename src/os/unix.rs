@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
-use super::{Protection, Trouble, clear_vector_registers, thread_id};
+use super::cpu::clear_vector_registers;
+use super::thread::thread_id;
+use super::types::{Protection, Trouble};
 use crate::dying;
 
 /// The system page size. rustix's `page_size()` (with `use-libc-auxv`)
@@ -49,8 +51,44 @@ pub(crate) fn page_size() -> usize {
     }
 }
 
-/// `mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)`:
-/// reserves `len` bytes of address space that every access faults on.
+/// The flags of every anonymous mapping the crate makes, besides
+/// `MAP_ANONYMOUS` (and `MAP_FIXED` where it replaces):
+///
+/// - `MAP_PRIVATE`;
+/// - on Linux, `MAP_NORESERVE`: no swap is reserved for the range. Not
+///   passed elsewhere: FreeBSD has no such flag (it charges swap when a
+///   range is made writable), OpenBSD defines it as 0, and macOS's mmap(2)
+///   does not document it;
+/// - on OpenBSD, `MAP_CONCEAL`: the mapping is left out of core dumps from
+///   the moment it exists, which is how OpenBSD excludes memory from dumps
+///   (there is no madvise(2) advice for it), so every mapping the crate
+///   makes, and every replacement of one, carries it.
+///
+/// # References
+/// - [mmap(2) (OpenBSD)](https://man.openbsd.org/mmap.2): `MAP_CONCEAL`,
+///   "Exclude the mapping from core dumps" (OpenBSD 6.6)
+fn anonymous_flags() -> MapFlags {
+    #[cfg(target_os = "linux")]
+    let flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
+    #[cfg(any(target_os = "macos", target_os = "freebsd"))]
+    let flags = MapFlags::PRIVATE;
+    #[cfg(target_os = "openbsd")]
+    let flags = MapFlags::PRIVATE | MAP_CONCEAL;
+    flags
+}
+
+/// OpenBSD's `MAP_CONCEAL`, which rustix does not name.
+#[cfg(target_os = "openbsd")]
+const MAP_CONCEAL: MapFlags = {
+    assert!(libc::MAP_CONCEAL > 0);
+    #[allow(clippy::cast_sign_loss, reason = "positive, checked just above")]
+    let bits = libc::MAP_CONCEAL as u32;
+    MapFlags::from_bits_retain(bits)
+};
+
+/// `mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)`
+/// (the flags as [`anonymous_flags`] says for the platform): reserves
+/// `len` bytes of address space that every access faults on.
 ///
 /// A PROT_NONE private mapping is not charged against overcommit, so
 /// reserving guard pages costs address space only.
@@ -62,18 +100,13 @@ pub(crate) fn map_none(len: usize) -> io::Result<NonNull<u8>> {
     // SAFETY: with a null hint and no MAP_FIXED the kernel picks an address
     // range that no existing mapping uses, so no existing memory is affected.
     let addr = unsafe {
-        rustix::mm::mmap_anonymous(
-            ptr::null_mut(),
-            len,
-            ProtFlags::empty(),
-            MapFlags::PRIVATE | MapFlags::NORESERVE,
-        )
+        rustix::mm::mmap_anonymous(ptr::null_mut(), len, ProtFlags::empty(), anonymous_flags())
     }?;
     NonNull::new(addr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
 }
 
-/// `mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)`:
-/// replaces `addr..addr + len` with fresh, never-touched `PROT_NONE` memory
+/// `mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)`
+/// (the flags as [`anonymous_flags`] says for the platform): replaces `addr..addr + len` with fresh, never-touched `PROT_NONE` memory
 /// in one step. Whatever was there goes: its contents, its lock (the kernel
 /// counts it off `VmLck`), its advice and the kernel's record of the pages
 /// once touched (the `anon_vma`), so the fresh range can merge with
@@ -99,7 +132,7 @@ pub(crate) unsafe fn replace_none(addr: NonNull<u8>, len: usize) -> io::Result<(
             addr.as_ptr().cast::<c_void>(),
             len,
             ProtFlags::empty(),
-            MapFlags::PRIVATE | MapFlags::NORESERVE | MapFlags::FIXED,
+            anonymous_flags() | MapFlags::FIXED,
         )
     };
     stop_if_dying();
@@ -164,6 +197,33 @@ pub(crate) unsafe fn unlock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     Ok(unsafe { rustix::mm::munlock(addr.as_ptr().cast::<c_void>(), len) }?)
 }
 
+/// Undoes what a refused [`lock`] of the range may have left locked.
+/// Linux's mlock(2) marks the range locked before it faults the pages in,
+/// so a failure there can leave part of it locked: the range is munlocked.
+/// FreeBSD, macOS and OpenBSD leave the lock state of every page unchanged
+/// when mlock(2) fails, and their munlock(2) refuses a range that is not
+/// locked (`ENOMEM`): there is nothing to undo.
+///
+/// # Safety
+/// The module's shared contract.
+///
+/// # References
+/// - [mlock(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlock&sektion=2),
+///   [mlock(2) (OpenBSD)](https://man.openbsd.org/mlock.2): RETURN VALUES,
+///   munlock's ERRORS
+pub(crate) unsafe fn undo_failed_lock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { unlock(addr, len) }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (addr, len);
+        Ok(())
+    }
+}
+
 /// `munmap(addr, len)`: removes the mapping; any lock on it goes with it.
 ///
 /// # Safety
@@ -181,24 +241,45 @@ pub(crate) unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     Ok(done?)
 }
 
-/// `mincore(addr, len, vec)`: how many pages of the range are resident in
-/// RAM, and how many pages it has: `(resident, total)`.
-///
-/// Only asks; reads or writes no byte of the range, so it is safe for any
-/// address. Fails with `ENOMEM` if part of the range is not mapped.
+/// `mincore(addr, len, vec)`: one byte per page of the range into `vec`,
+/// bit 0 set for a page resident in RAM. Only asks; reads or writes no byte
+/// of the range, so it is safe for any address, and allocates nothing.
+/// Fails with `ENOMEM` if part of the range is not mapped, and with
+/// `EINVAL` (no call made) if `vec` has fewer bytes than the range has
+/// pages. OpenBSD removed mincore(2) in 6.5: `Unsupported` there.
 ///
 /// # References
-/// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html)
-#[doc(alias = "mincore")]
+/// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html),
+///   [mincore(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mincore&sektion=2),
+///   [mincore(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mincore.2.html)
+fn mincore(addr: NonNull<u8>, len: usize, vec: &mut [u8]) -> io::Result<()> {
+    if vec.len() < len.div_ceil(page_size()) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    #[cfg(not(target_os = "openbsd"))]
+    {
+        // SAFETY: `vec` has room for one byte per page of the range and
+        // stays borrowed for the call; mincore writes nothing else.
+        let rc =
+            unsafe { libc::mincore(addr.as_ptr().cast::<c_void>(), len, vec.as_mut_ptr().cast()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(target_os = "openbsd")]
+    {
+        let _ = addr;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// How many pages of the range are resident in RAM, and how many pages it
+/// has: `(resident, total)`, from [`mincore`]; `Unsupported` on OpenBSD.
 pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<(usize, usize)> {
     let pages = len.div_ceil(page_size());
     let mut vec = vec![0u8; pages];
-    // SAFETY: `vec` holds one byte per page of the range, as mincore(2)
-    // requires, and stays borrowed for the call; mincore touches nothing else.
-    let rc = unsafe { libc::mincore(addr.as_ptr().cast::<c_void>(), len, vec.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    mincore(addr, len, &mut vec)?;
     // Only the least significant bit is defined.
     Ok((vec.iter().filter(|&&b| b & 1 == 1).count(), pages))
 }
@@ -208,9 +289,17 @@ pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<(usize, usi
 /// # References
 /// - [getrlimit(2)](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
 #[doc(alias = "getrlimit")]
-pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
+pub(super) fn rlimit_memlock() -> (Option<u64>, Option<u64>) {
     let lim = rustix::process::getrlimit(rustix::process::Resource::Memlock);
     (lim.current, lim.maximum)
+}
+
+/// The limit on the memory this process may lock, `(soft, hard)` in bytes,
+/// `None` for unlimited: `RLIMIT_MEMLOCK` ([`rlimit_memlock`]). FreeBSD
+/// has its own, which adds the system-wide `vm.max_user_wired`.
+#[cfg(not(target_os = "freebsd"))]
+pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
+    rlimit_memlock()
 }
 
 /// `getrlimit(RLIMIT_CORE)`: `(soft, hard)` in bytes, `None` for unlimited.
@@ -384,22 +473,34 @@ pub(crate) fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result
     }
 }
 
+/// The calling thread's `errno` slot, as the C library names it:
+/// `__errno_location` (glibc, musl), `__error` (macOS, FreeBSD), `__errno`
+/// (OpenBSD). Async-signal-safe.
+fn errno_slot() -> *mut libc::c_int {
+    // SAFETY: each takes nothing and returns the calling thread's errno
+    // slot, valid and aligned for the thread's life.
+    unsafe {
+        #[cfg(target_os = "linux")]
+        let slot = libc::__errno_location();
+        #[cfg(any(target_os = "macos", target_os = "freebsd"))]
+        let slot = libc::__error();
+        #[cfg(target_os = "openbsd")]
+        let slot = libc::__errno();
+        slot
+    }
+}
+
 /// The calling thread's `errno`, for a signal handler to save and restore
 /// around the calls it makes. Async-signal-safe.
 pub(crate) fn errno() -> libc::c_int {
-    // SAFETY: __errno_location takes nothing and returns the calling
-    // thread's errno slot.
-    let slot = unsafe { libc::__errno_location() };
     // SAFETY: the slot is valid and aligned for the thread's life.
-    unsafe { *slot }
+    unsafe { *errno_slot() }
 }
 
 /// Sets the calling thread's `errno` (see [`errno`]).
 pub(crate) fn set_errno(value: libc::c_int) {
-    // SAFETY: as in `errno`.
-    let slot = unsafe { libc::__errno_location() };
     // SAFETY: as in `errno`; only this thread uses its errno.
-    unsafe { *slot = value };
+    unsafe { *errno_slot() = value };
 }
 
 /// Makes the calling thread the one that runs the last wipe; `false` if
@@ -556,26 +657,27 @@ pub(crate) fn unblock_signal(sig: libc::c_int) {
     set_signal_mask(libc::SIG_UNBLOCK, Some(sig));
 }
 
-/// `mincore(addr, len, vec)` into the caller's buffer, one byte per page
-/// (bit 0: resident). Allocates nothing and never panics, so it is
-/// async-signal-safe. Fails with `ENOMEM` if part of the range is not
-/// mapped, and with `EINVAL` (no call made) if `vec` has fewer bytes than
-/// the range has pages.
-///
-/// # References
-/// - [mincore(2)](https://man7.org/linux/man-pages/man2/mincore.2.html)
-#[doc(alias = "mincore")]
+/// Which pages of the range may hold data, for the last wipe, into the
+/// caller's buffer, one byte per page (bit 0 set: zero it): [`mincore`]'s
+/// residency. OpenBSD cannot say (no mincore(2) since 6.5), so there every
+/// page is marked, and the wipe zeroes every page of the crate's mappings,
+/// faulting in those never touched. Allocates nothing and never panics,
+/// so it is async-signal-safe. Fails with `ENOMEM` if part of the range is
+/// not mapped, and with `EINVAL` (no call made) if `vec` has fewer bytes
+/// than the range has pages.
 pub(crate) fn residency_into(addr: NonNull<u8>, len: usize, vec: &mut [u8]) -> io::Result<()> {
-    if vec.len() < len.div_ceil(page_size()) {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    #[cfg(target_os = "openbsd")]
+    {
+        let _ = addr;
+        let pages = len.div_ceil(page_size());
+        let Some(marks) = vec.get_mut(..pages) else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        marks.fill(1);
+        Ok(())
     }
-    // SAFETY: `vec` has room for one byte per page of the range and stays
-    // borrowed for the call; mincore writes nothing else.
-    let rc = unsafe { libc::mincore(addr.as_ptr().cast::<c_void>(), len, vec.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    #[cfg(not(target_os = "openbsd"))]
+    mincore(addr, len, vec)
 }
 
 /// `read(STDIN_FILENO, buf, buf.len())`: at most `buf.len()` bytes of
@@ -622,18 +724,42 @@ pub(crate) fn nap(ns: u32) {
     unsafe { libc::nanosleep(&raw const ts, ptr::null_mut()) };
 }
 
+/// The errno values with which a lock (mlock(2), mlockall(2)) reports
+/// that a limit on locked memory refused it, per the platform's man page:
+///
+/// - Linux: `ENOMEM` over `RLIMIT_MEMLOCK`, `EPERM` for a zero limit
+///   without `CAP_IPC_LOCK`;
+/// - FreeBSD: `ENOMEM` over `RLIMIT_MEMLOCK` or `vm.max_user_wired`,
+///   `EPERM` when `security.bsd.unprivileged_mlock` is 0;
+/// - macOS: `EAGAIN` over the per-process or system-wide limit (`ENOMEM` is
+///   a range not mapped or a page that could not be faulted in);
+/// - OpenBSD: `EAGAIN` over `RLIMIT_MEMLOCK` or the system's wired-page
+///   limit from mlock(2), `ENOMEM` from mlockall(2), `EPERM` where only
+///   root may lock.
+///
+/// # References
+/// - [mlock(2)](https://man7.org/linux/man-pages/man2/mlock.2.html),
+///   [mlock(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlock&sektion=2),
+///   [mlock(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mlock.2.html),
+///   [mlock(2) (OpenBSD)](https://man.openbsd.org/mlock.2)
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM];
+#[cfg(target_os = "macos")]
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::EAGAIN];
+#[cfg(target_os = "openbsd")]
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::EAGAIN, libc::ENOMEM, libc::EPERM];
+
 /// What `e`, from a call of this module's, means for the caller: the errno
-/// values the man pages give, sorted by what the crate advises. `ENOMEM`
-/// and `EPERM` from mlock(2) are the lock limit (`RLIMIT_MEMLOCK`, or a zero
-/// one without `CAP_IPC_LOCK`): `lock` asks for [`Trouble::LockLimit`]
-/// through `locking`.
+/// values the man pages give, sorted by what the crate advises. With
+/// `locking`, the errors a lock gets from the lock limit ([`LOCK_LIMIT_ERRNOS`]:
+/// `RLIMIT_MEMLOCK` and the platform's own) are [`Trouble::LockLimit`].
 ///
 /// # References
 /// - [errno(3)](https://man7.org/linux/man-pages/man3/errno.3.html),
 ///   [mlock(2)](https://man7.org/linux/man-pages/man2/mlock.2.html) ERRORS
 pub(crate) fn trouble(e: &io::Error, locking: bool) -> Trouble {
     match e.raw_os_error() {
-        Some(libc::ENOMEM | libc::EPERM) if locking => Trouble::LockLimit,
+        Some(n) if locking && LOCK_LIMIT_ERRNOS.contains(&n) => Trouble::LockLimit,
         Some(libc::EMFILE) => Trouble::NoDescriptors,
         Some(libc::ENFILE) => Trouble::SystemFiles,
         Some(libc::EACCES | libc::EPERM) => Trouble::Denied,
@@ -651,7 +777,8 @@ pub(crate) fn error_for(t: Trouble) -> io::Error {
         Trouble::NoDescriptors => libc::EMFILE,
         Trouble::SystemFiles => libc::ENFILE,
         Trouble::Denied => libc::EACCES,
-        Trouble::NoMemory | Trouble::LockLimit => libc::ENOMEM,
+        Trouble::NoMemory => libc::ENOMEM,
+        Trouble::LockLimit => LOCK_LIMIT_ERRNOS[0],
         Trouble::Interrupted => libc::EINTR,
         Trouble::NoTerminal => libc::ENXIO,
         Trouble::Other => libc::EIO,
@@ -711,15 +838,27 @@ pub(crate) fn signal_exists(number: i32) -> bool {
 }
 
 /// The real-time signals, `SIGRTMIN..=SIGRTMAX` as the C library sets them
-/// (it keeps the first few for itself); empty where there are none.
+/// (glibc keeps the first few for itself); FreeBSD's are 65 to 126
+/// (`<sys/signal.h>`). Where there are none (macOS, OpenBSD) the range is
+/// empty and starts past the last signal (`NSIG`: 32 on macOS, 33 on
+/// OpenBSD), so that `Signal::realtime(n)` never names another signal.
 pub(crate) fn realtime_signals() -> std::ops::RangeInclusive<i32> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         libc::SIGRTMIN()..=libc::SIGRTMAX()
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(target_os = "freebsd")]
     {
-        1..=0
+        65..=126
+    }
+    #[cfg(any(target_os = "macos", target_os = "openbsd"))]
+    {
+        #[cfg(target_os = "macos")]
+        const NSIG: i32 = 32;
+        #[cfg(target_os = "openbsd")]
+        const NSIG: i32 = 33;
+        // Empty: no number is in it.
+        std::ops::RangeInclusive::new(NSIG, NSIG - 1)
     }
 }
 

@@ -9,7 +9,11 @@
 
 use std::ffi::CStr;
 
-use super::{env_block, shrink_env_block, zero_bytes};
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
+use super::bsd::{env_block, shrink_env_block};
+use super::cpu::zero_bytes;
+#[cfg(target_os = "linux")]
+use super::linux::{env_block, shrink_env_block};
 
 /// Takes the variable `name` out of the environment: `copy` is given the
 /// value of its first entry (what getenv(3) gives); if it succeeds, every
@@ -137,18 +141,42 @@ unsafe fn remove_from_block(start: usize, end: usize, name: &[u8]) -> Block {
     }
 }
 
+/// The C library's `environ`, the array of the environment's entries:
+/// read through `_NSGetEnviron()` on macOS, the way environ(7) gives there
+/// (the `environ` symbol is not available to a shared library), and as the
+/// `environ` symbol elsewhere.
+///
+/// # References
+/// - [environ(7) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man7/environ.7.html)
+fn environ() -> *mut *mut libc::c_char {
+    #[cfg(target_os = "macos")]
+    {
+        // SAFETY: takes nothing and returns the address of the process's
+        // `environ` variable, valid for the process's life.
+        let at = unsafe { libc::_NSGetEnviron() };
+        // SAFETY: that address, read once.
+        unsafe { *at }
+    }
+    #[cfg(not(target_os = "macos"))]
+    {
+        unsafe extern "C" {
+            static mut environ: *mut *mut libc::c_char;
+        }
+        // SAFETY: the C library's variable, read once (a copy of the
+        // pointer; no reference to the static is made).
+        unsafe { environ }
+    }
+}
+
 /// Points each `environ` entry that points into the block
 /// `start..end` at the same text after the move `entries` describe.
 ///
 /// # Safety
 /// As [`remove_from_block`]'s.
 unsafe fn move_pointers(start: usize, end: usize, entries: &[(usize, usize, Option<usize>)]) {
-    unsafe extern "C" {
-        static mut environ: *mut *mut libc::c_char;
-    }
-    // SAFETY: libc's array of entries, ended by a null pointer (or itself
-    // null); nobody changes it meanwhile (the caller's contract).
-    let mut slot = unsafe { environ };
+    // libc's array of entries, ended by a null pointer (or itself null);
+    // nobody changes it meanwhile (the caller's contract).
+    let mut slot = environ();
     if slot.is_null() {
         return;
     }
@@ -179,13 +207,10 @@ unsafe fn move_pointers(start: usize, end: usize, entries: &[(usize, usize, Opti
 /// # Safety
 /// Nobody changes the environment while the results are used.
 unsafe fn find_all(name: &[u8]) -> Vec<&'static CStr> {
-    unsafe extern "C" {
-        static environ: *const *const libc::c_char;
-    }
     let mut found = Vec::new();
-    // SAFETY: `environ` is libc's array of `NAME=value` C strings, ended by
-    // a null pointer (or itself null); the caller's contract keeps it still.
-    let mut entry = unsafe { environ };
+    // libc's array of `NAME=value` C strings, ended by a null pointer (or
+    // itself null); the caller's contract keeps it still.
+    let mut entry = environ().cast::<*const libc::c_char>().cast_const();
     if entry.is_null() {
         return found;
     }

@@ -14,11 +14,23 @@ use std::io;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use super::{
-    HandlerStack, clear_vector_registers, close_raw, each_other_thread, errno, file_id,
-    is_last_wiper, monotonic_ns, nap, open_own_memory, raise_signal, reserve_descriptor,
-    scrub_context, set_default_action, set_exclusive_handler, signal_thread, sleep_forever,
-    thread_id, unblock_signal,
+#[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
+use super::bsd::{each_other_thread, file_id, open_own_memory, reserve_descriptor, signal_thread};
+use super::cpu::clear_vector_registers;
+#[cfg(target_os = "freebsd")]
+use super::freebsd::scrub_context;
+#[cfg(target_os = "linux")]
+use super::linux::{
+    each_other_thread, file_id, open_own_memory, reserve_descriptor, scrub_context, signal_thread,
+};
+#[cfg(target_os = "macos")]
+use super::macos::scrub_context;
+#[cfg(target_os = "openbsd")]
+use super::openbsd::scrub_context;
+use super::thread::thread_id;
+use super::unix::{
+    HandlerStack, close_raw, errno, is_last_wiper, monotonic_ns, nap, raise_signal,
+    set_default_action, set_exclusive_handler, sleep_forever, unblock_signal,
 };
 use crate::dying;
 

@@ -55,11 +55,14 @@ use windows_sys::Win32::System::SystemInformation::{
     GetSystemInfo, GlobalMemoryStatusEx, MEMORYSTATUSEX, SYSTEM_INFO,
 };
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetCurrentProcessId, GetCurrentThreadId, GetProcessWorkingSetSize, INFINITE,
-    Sleep,
+    GetCurrentProcess, GetCurrentProcessId, GetProcessWorkingSetSize, INFINITE, Sleep,
 };
 
-use super::{ForkView, Protection, Refused, Trouble, clear_vector_registers};
+use super::cpu::clear_vector_registers;
+use super::thread::thread_id;
+use super::types::{
+    ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Trouble, Why,
+};
 use crate::dying;
 
 /// What `Host::platform` says.
@@ -348,6 +351,18 @@ pub(crate) unsafe fn unlock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Undoes whatever a refused [`lock`] of the range may have left locked.
+/// VirtualLock's documentation does not say that a failure leaves every
+/// page as it was, so the range is unlocked, page by page where part of it
+/// is not locked ([`unlock`] takes `ERROR_NOT_LOCKED` as done).
+///
+/// # Safety
+/// The module's shared contract.
+pub(crate) unsafe fn undo_failed_lock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { unlock(addr, len) }
+}
+
 /// `VirtualFree(addr, 0, MEM_RELEASE)`: releases the whole reservation
 /// that starts at `addr`, committed pages, locks and all, after checking
 /// that it is exactly `addr..addr + len` (`VirtualQuery` of its first and
@@ -483,18 +498,6 @@ pub(crate) fn process_id() -> u32 {
     unsafe { GetCurrentProcessId() }
 }
 
-/// `GetCurrentThreadId`: the calling thread's ID, its bits as an `i32`
-/// (never 0 for a thread of a process).
-///
-/// # References
-/// - [GetCurrentThreadId](https://learn.microsoft.com/en-us/windows/win32/api/processthreadsapi/nf-processthreadsapi-getcurrentthreadid)
-#[doc(alias = "GetCurrentThreadId")]
-pub(crate) fn thread_id() -> i32 {
-    // SAFETY: takes nothing, returns a number.
-    let id = unsafe { GetCurrentThreadId() };
-    i32::from_ne_bytes(id.to_ne_bytes())
-}
-
 /// Handlers around fork(2): Windows has no fork, so none are registered.
 pub(crate) fn on_fork(
     _prepare: extern "C" fn(),
@@ -586,43 +589,14 @@ pub(crate) fn lock_all(_future: bool, _on_fault: bool) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// Sizes of this process's memory, in bytes, as Linux's /proc reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MemorySizes {
-    /// Every mapping.
-    pub(crate) mapped: u64,
-    /// Pages in RAM.
-    pub(crate) resident: u64,
-    /// Locked mappings.
-    pub(crate) locked: u64,
-}
-
 /// /proc introspection: `Unsupported` on Windows.
 pub(crate) fn memory_sizes() -> io::Result<MemorySizes> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// What Linux's /proc/self/smaps says about locked mappings, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LockView {
-    /// Mappings that could be locked and are not.
-    pub(crate) unlocked: u64,
-    /// Locked pages in RAM.
-    pub(crate) locked_resident: u64,
-}
-
 /// /proc introspection: `Unsupported` on Windows.
 pub(crate) fn lock_view() -> io::Result<LockView> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// How new mappings are locked (Linux's `MCL_FUTURE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FutureLock {
-    /// New mappings are locked.
-    pub(crate) locked: bool,
-    /// They are locked as they are touched.
-    pub(crate) on_fault: Option<bool>,
 }
 
 /// /proc introspection: `Unsupported` on Windows.
@@ -857,7 +831,7 @@ pub(crate) unsafe fn exclude_from_dumps(addr: NonNull<u8>, len: usize) -> Result
             }
             return Err(Refused {
                 call: DUMP_EXCLUSION,
-                why: super::Why::Other,
+                why: Why::Other,
                 source: io::Error::from_raw_os_error(hr),
             });
         }

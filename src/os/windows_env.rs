@@ -17,7 +17,9 @@ use std::ptr::NonNull;
 use windows_sys::Win32::Foundation::{ERROR_ENVVAR_NOT_FOUND, GetLastError, SetLastError};
 use windows_sys::Win32::System::Environment::{GetEnvironmentVariableW, SetEnvironmentVariableW};
 
-use super::{Protection, lock, map_none, page_size, protect, unlock, unmap, zero_bytes};
+use super::cpu::zero_bytes;
+use super::types::Protection;
+use super::windows::{lock, map_none, page_size, protect, unlock, unmap};
 
 /// A reservation of the crate's own, read-write and (where the quota
 /// allows) locked, zeroed and released when dropped: the only place the

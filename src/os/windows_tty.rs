@@ -31,7 +31,7 @@ use windows_sys::Win32::System::Console::{
 };
 use windows_sys::core::BOOL;
 
-use super::zero_bytes;
+use super::cpu::zero_bytes;
 
 /// What failed when the console could not be opened or set up: the call,
 /// and the system's answer (`trouble` tells a missing console).

@@ -76,10 +76,9 @@ use windows_sys::Win32::System::WindowsProgramming::{
 };
 use windows_sys::core::BOOL;
 
-use super::{
-    clear_vector_registers, is_last_wiper, page_size, process_id, sleep_forever, thread_id,
-    zero_bytes,
-};
+use super::cpu::{clear_vector_registers, zero_bytes};
+use super::thread::thread_id;
+use super::windows::{is_last_wiper, page_size, process_id, sleep_forever};
 use crate::dying;
 
 /// The numbers of the "signals" `wipe_on_signals` takes here (see the

@@ -122,6 +122,15 @@ pub fn expect_success(out: &Output, expected: &str) {
     );
 }
 
+/// The signal an access to a `PROT_NONE` page (a guard page) raises:
+/// `SIGSEGV`, but `SIGBUS` on macOS, which reports a protection fault on a
+/// mapped page that way (`KERN_PROTECTION_FAILURE`).
+#[cfg(not(target_os = "macos"))]
+pub const GUARD_FAULT: i32 = libc::SIGSEGV;
+/// See the other platforms' `GUARD_FAULT`.
+#[cfg(target_os = "macos")]
+pub const GUARD_FAULT: i32 = libc::SIGBUS;
+
 /// The child, running its one test, was killed by `signal`.
 #[cfg(unix)]
 pub fn assert_signal(out: &Output, signal: i32) {

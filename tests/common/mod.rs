@@ -2,26 +2,39 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod child;
-// What reads Linux's /proc, forks, or drops Linux capabilities.
+// What reads Linux's /proc, traces with ptrace(2) or strace(1), installs
+// seccomp filters, drops Linux capabilities or makes memfd_secret(2)
+// memory: Linux only, as are the tests that use it (each says so with
+// `#![cfg(target_os = "linux")]`).
 #[cfg(target_os = "linux")]
 pub mod memscan;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod process;
 #[cfg(target_os = "linux")]
 pub mod procfs;
+#[cfg(unix)]
+pub mod promises;
 #[cfg(target_os = "linux")]
 pub mod seccomp;
 #[cfg(target_os = "linux")]
 pub mod secretmem;
 #[cfg(target_os = "linux")]
+pub mod strace;
+#[cfg(target_os = "linux")]
 pub mod traced;
 #[cfg(windows)]
 pub mod windows;
 
+#[cfg(unix)]
+pub use process::{Seen, classify, in_fork, the_childs_copy};
 #[cfg(target_os = "linux")]
-pub use process::{
-    Seen, assert_no_cap_ipc_lock, become_unprivileged, classify, in_fork, the_childs_copy,
+pub use process::{assert_no_cap_ipc_lock, become_unprivileged};
+#[cfg(target_os = "linux")]
+pub use promises::{
+    assert_advised, assert_default_advice, crate_mapping_count, crate_mappings_since,
 };
+#[cfg(unix)]
+pub use promises::{assert_wipe_unsupported, default_fork, other_fork, promises};
 
 /// Options for a packed box (`Isolation::Packed`), the rest as default.
 pub fn packed() -> lockedmem::Options {
@@ -77,14 +90,16 @@ pub fn page_size() -> usize {
 }
 
 /// The value ending at `end` (one past its last byte) sits in pages that are
-/// locked, left out of core dumps and wiped in fork children (VmFlags `lo`,
-/// `dd`, `wf`), with a `PROT_NONE` page right after it.
+/// locked (VmFlags `lo`) and advised as the platform promises for the
+/// default options (`promises::assert_default_advice`: `dd` where dumps can
+/// be excluded, `wf` or `dc` for the default fork policy), with a
+/// `PROT_NONE` page right after it.
 #[cfg(target_os = "linux")]
-pub fn assert_locked_dontdump_guarded(end: usize) {
+#[track_caller]
+pub fn assert_locked_advised_guarded(end: usize) {
     let vma = procfs::vma_at(end - 1).expect("the value is mapped");
-    for flag in ["lo", "dd", "wf"] {
-        assert!(vma.has(flag), "{flag} missing from {:?}", vma.flags);
-    }
+    assert!(vma.has("lo"), "lo missing from {:?}", vma.flags);
+    assert_default_advice(&vma);
     assert_eq!(
         procfs::perms_at(end).as_deref(),
         Some("---p"),

@@ -2,12 +2,15 @@
 //! grandchild that reports what it saw through its exit status.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(target_os = "linux")]
 use rustix::process::{Resource, Rlimit, setrlimit};
+#[cfg(target_os = "linux")]
 use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
 
 /// Drops CAP_IPC_LOCK from this thread (the one that will call mlock) and
 /// sets RLIMIT_MEMLOCK to `limit` bytes, soft and hard. Only for a child
-/// process: the change cannot be undone.
+/// process: the change cannot be undone. Linux only (capabilities).
+#[cfg(target_os = "linux")]
 pub fn become_unprivileged(limit: u64) {
     let mut caps = capabilities(None).expect("capget");
     caps.effective.remove(CapabilitySet::IPC_LOCK);
@@ -61,7 +64,8 @@ pub fn in_fork(f: impl FnOnce() -> i32) -> Seen {
 /// Asserts that the calling thread has no `CAP_IPC_LOCK`, in a thread of a
 /// child that called `become_unprivileged` before spawning it (threads take
 /// the capabilities of the thread that spawned them): `RLIMIT_MEMLOCK`
-/// applies to its locks too.
+/// applies to its locks too. Linux only (capabilities).
+#[cfg(target_os = "linux")]
 pub fn assert_no_cap_ipc_lock() {
     let caps = capabilities(None).expect("capget");
     assert!(

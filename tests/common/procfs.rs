@@ -157,25 +157,6 @@ pub fn mapping_count() -> usize {
     maps().len()
 }
 
-/// Anonymous mappings marked `MADV_DONTDUMP` (VmFlags `dd`, without the
-/// `pf` of the kernel's own [vvar] pages): this crate's slabs and mappings,
-/// and nothing the allocator or the thread library makes, so the count does
-/// not move with malloc's own mappings.
-pub fn dontdump_mapping_count() -> usize {
-    smaps()
-        .iter()
-        .filter(|v| v.has("dd") && !v.has("pf"))
-        .count()
-}
-
-/// The crate's lines of /proc/self/maps above `base`, an earlier
-/// `dontdump_mapping_count()`.
-pub fn dontdump_mappings_since(base: usize) -> usize {
-    dontdump_mapping_count()
-        .checked_sub(base)
-        .unwrap_or_else(|| panic!("fewer MADV_DONTDUMP mappings than the {base} counted before"))
-}
-
 /// `vm.max_map_count`: how many mappings a process may have.
 pub fn max_map_count() -> usize {
     let text = fs::read_to_string("/proc/sys/vm/max_map_count").expect("read vm.max_map_count");

@@ -101,6 +101,45 @@ pub fn announce_thread() {
     out.flush().unwrap();
 }
 
+/// Bytes of the secret [`copy_in_a_loop`] copies.
+pub const COPIED: usize = 1024;
+
+/// In the child: a thread that copies the [`COPIED`]-byte secret of `kind`
+/// from one box into another in a loop (glibc's `memcpy` keeps pieces of it
+/// in vector registers all along), after `prepare` (on that thread); it
+/// announces itself ([`announce_thread`]) before it starts, and this
+/// returns once it has.
+pub fn copy_in_a_loop(seed: u64, kind: u64, prepare: fn()) {
+    let from = lockedmem::LockedBox::<[u8; COPIED]>::new_with(fill::<COPIED>(seed, kind)).unwrap();
+    let mut to = lockedmem::LockedBox::<[u8; COPIED]>::new_zeroed().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        prepare();
+        announce_thread();
+        tx.send(()).unwrap();
+        loop {
+            to.copy_from_slice(&from[..]);
+            std::hint::black_box(&mut *to);
+        }
+    });
+    rx.recv().unwrap();
+}
+
+/// In the child: a pipe holding `len` bytes of the secret of `kind` (the
+/// [`LEN`]-byte secret over and over), written a byte at a time, so that
+/// no copy of it is in the process; its read end.
+pub fn secret_in_a_pipe(seed: u64, kind: u64, len: usize) -> i32 {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    for i in 0..len {
+        let b = [secret_byte(seed, kind, i % LEN)];
+        // SAFETY: writes one byte from `b` to our pipe.
+        assert_eq!(unsafe { libc::write(fds[1], b.as_ptr().cast(), 1) }, 1);
+    }
+    fds[0]
+}
+
 /// In the child: waits for the parent's word.
 pub fn wait_for_go() {
     let mut line = String::new();

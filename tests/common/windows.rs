@@ -137,11 +137,13 @@ pub fn die_of_a_fault_at(addr: usize) {
         let code = record.ExceptionCode.cast_unsigned();
         let at = record.ExceptionInformation[1];
         let expected = FAULT_AT.load(std::sync::atomic::Ordering::SeqCst);
-        terminate(if code == ACCESS_VIOLATION && record.NumberParameters >= 2 && at == expected {
-            code
-        } else {
-            FAULT_ELSEWHERE
-        })
+        terminate(
+            if code == ACCESS_VIOLATION && record.NumberParameters >= 2 && at == expected {
+                code
+            } else {
+                FAULT_ELSEWHERE
+            },
+        )
     }
     FAULT_AT.store(addr, std::sync::atomic::Ordering::SeqCst);
     // SAFETY: `filter` has the filter's type.
