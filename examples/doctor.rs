@@ -20,7 +20,7 @@
 //! locks nothing, the lock is reported as not verifiable (`[ -- ]`), not
 //! as verified.
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 #[path = "../tests/common/procfs.rs"]
 mod procfs;
 
@@ -79,12 +79,12 @@ mod names {
          memory is zeroed before such a death";
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 use std::fs;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 use lockedmem::{Backing, Hardening};
 use lockedmem::{Host, Isolation, LockedBox, MemlockLimit, Options};
 
@@ -133,14 +133,14 @@ fn bytes(limit: Option<u64>) -> String {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 fn read_trimmed(path: &str) -> String {
     fs::read_to_string(path).map_or_else(|e| format!("unreadable ({e})"), |s| s.trim().to_owned())
 }
 
 /// Reads 8 bytes at `addr` through /proc/self/mem: what another process
 /// with ptrace access would get, and a read that needs no Rust reference.
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 fn read_through_proc_mem(addr: usize) -> io::Result<[u8; 8]> {
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 8];
@@ -188,7 +188,7 @@ impl Report<'_> {
     fn host(&mut self, host: &Host) -> io::Result<()> {
         self.section("host", "Host::probe")?;
         self.line("platform", host.platform)?;
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         self.line("kernel", read_trimmed("/proc/sys/kernel/osrelease"))?;
         #[cfg(windows)]
         self.line(
@@ -273,7 +273,7 @@ impl Report<'_> {
         )?;
         #[cfg(windows)]
         return Ok(());
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         self.line(
             "vm.max_map_count",
             format!(
@@ -304,7 +304,7 @@ impl Report<'_> {
     }
 
     /// What decides whether a crash writes a core file, and where.
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     fn core_dumps(&mut self, host: &Host) -> io::Result<()> {
         self.section("core dumps", "Host::probe")?;
         let core = match host.core_limit {
@@ -349,7 +349,7 @@ impl Report<'_> {
 
     /// `Hardening::current()`: the process-wide settings the crate changes
     /// only when asked (`Hardening::apply`), a line per field.
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     fn hardening(&mut self) -> io::Result<()> {
         self.section("process hardening, opt-in", "Hardening::current")?;
         let state = match Hardening::current() {
@@ -571,7 +571,7 @@ impl Report<'_> {
 
     /// A page-isolated box, a packed one and a secret-memory one as the
     /// kernel shows them, then the first dropped and the cache trimmed.
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     fn boxes(&mut self, host: &Host) -> io::Result<()> {
         self.section("a page-isolated box", "LockedBox, Isolation::Page")?;
         let lck_before = procfs::vm_lck_kb();
@@ -756,12 +756,12 @@ impl Report<'_> {
                 ),
             );
         }
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         self.secretmem_linux(host, control)
     }
 
     /// [`secretmem`](Self::secretmem) where the system may have it.
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     fn secretmem_linux(&mut self, host: &Host, control: usize) -> io::Result<()> {
         if !matches!(host.secret_memory, Ok(true)) {
             return self.line(
