@@ -25,7 +25,7 @@
 mod procfs;
 
 #[cfg(windows)]
-#[allow(dead_code, unreachable_pub, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../tests/common/windows.rs"]
 mod win;
 
@@ -744,25 +744,25 @@ impl Report<'_> {
     /// `control` succeeds.
     fn secretmem(&mut self, host: &Host, control: usize) -> io::Result<()> {
         self.section("a secret-memory box", "Backing::SecretMem")?;
-        #[cfg(windows)]
-        {
-            let _ = control;
-            return self.line(
-                "not available",
-                format!(
-                    "memfd_secret(2) is Linux's: {:?}; Backing::SecretMem is \
-                     Error::Unsupported, PreferSecretMem gives anonymous memory",
-                    host.secret_memory
-                ),
-            );
-        }
-        #[cfg(unix)]
-        self.secretmem_linux(host, control)
+        self.secretmem_here(host, control)
+    }
+
+    /// [`secretmem`](Self::secretmem) on Windows: there is none.
+    #[cfg(windows)]
+    fn secretmem_here(&mut self, host: &Host, _control: usize) -> io::Result<()> {
+        self.line(
+            "not available",
+            format!(
+                "memfd_secret(2) is Linux's: {:?}; Backing::SecretMem is \
+                 Error::Unsupported, PreferSecretMem gives anonymous memory",
+                host.secret_memory
+            ),
+        )
     }
 
     /// [`secretmem`](Self::secretmem) where the system may have it.
     #[cfg(unix)]
-    fn secretmem_linux(&mut self, host: &Host, control: usize) -> io::Result<()> {
+    fn secretmem_here(&mut self, host: &Host, control: usize) -> io::Result<()> {
         if !matches!(host.secret_memory, Ok(true)) {
             return self.line(
                 "not available",

@@ -362,11 +362,9 @@ fn console_mode() -> u32 {
         .open("CONIN$")
         .unwrap();
     let mut mode = 0;
-    // SAFETY: writes one mode into our local.
-    assert_ne!(
-        unsafe { GetConsoleMode(conin.as_raw_handle(), &raw mut mode) },
-        0
-    );
+    // SAFETY: a console handle of ours; writes one mode into our local.
+    let ok = unsafe { GetConsoleMode(conin.as_raw_handle(), &raw mut mode) };
+    assert_ne!(ok, 0, "GetConsoleMode");
     mode
 }
 
@@ -466,7 +464,7 @@ fn ctrl_c_at_the_prompt_restores_the_mode() {
     }
     let out = run_with_console("ctrl_c_at_the_prompt_restores_the_mode", VAR);
     assert_eq!(
-        out.status.code().map(i32::cast_unsigned),
+        win::exit_code(&out),
         Some(ECHO_ON),
         "{}",
         child::describe(&out)
@@ -520,7 +518,7 @@ fn ctrl_c_ends_the_process_through_the_wipe() {
     }
     let out = run_with_console("ctrl_c_ends_the_process_through_the_wipe", VAR);
     assert_eq!(
-        out.status.code().map(i32::cast_unsigned),
+        win::exit_code(&out),
         Some(CONTROL_C_EXIT),
         "{}",
         child::describe(&out)
@@ -579,7 +577,7 @@ fn a_crash_wipes_every_box_first() {
         .output()
         .unwrap();
     assert_eq!(
-        out.status.code().map(i32::cast_unsigned),
+        win::exit_code(&out),
         Some(WIPED),
         "{}",
         child::describe(&out)

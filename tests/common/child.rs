@@ -78,7 +78,7 @@ pub fn exit(code: i32) -> ! {
         libc::_exit(code)
     }
     #[cfg(windows)]
-    super::windows::terminate(code.cast_unsigned())
+    super::windows::terminate(super::windows::ntstatus(code))
 }
 
 /// Whether this process is a child run for some test.
@@ -125,7 +125,7 @@ pub fn expect_success(out: &Output, expected: &str) {
 /// The signal an access to a `PROT_NONE` page (a guard page) raises:
 /// `SIGSEGV`, but `SIGBUS` on macOS, which reports a protection fault on a
 /// mapped page that way (`KERN_PROTECTION_FAILURE`).
-#[cfg(not(target_os = "macos"))]
+#[cfg(all(unix, not(target_os = "macos")))]
 pub const GUARD_FAULT: i32 = libc::SIGSEGV;
 /// See the other platforms' `GUARD_FAULT`.
 #[cfg(target_os = "macos")]
@@ -150,7 +150,7 @@ pub fn assert_signal(out: &Output, signal: i32) {
 pub fn assert_exit_code(out: &Output, code: u32) {
     assert_ran_one_test(out);
     assert_eq!(
-        out.status.code().map(i32::cast_unsigned),
+        super::windows::exit_code(out),
         Some(code),
         "child did not end with {code:#x}\n{}",
         describe(out)

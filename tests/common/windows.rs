@@ -26,6 +26,17 @@ pub const ACCESS_VIOLATION: u32 = 0xC000_0005;
 /// `abort` on Windows) ends with it.
 pub const FAST_FAIL: u32 = 0xC000_0409;
 
+/// An `NTSTATUS` (or a process's exit code as std gives it) as the
+/// unsigned number Windows writes it as (`0xC0000005`).
+pub const fn ntstatus(code: i32) -> u32 {
+    u32::from_ne_bytes(code.to_ne_bytes())
+}
+
+/// The exit code of a finished child, as an unsigned `NTSTATUS`.
+pub fn exit_code(out: &std::process::Output) -> Option<u32> {
+    out.status.code().map(ntstatus)
+}
+
 /// `GetSystemInfo`'s page size.
 pub fn page_size() -> usize {
     let mut info = MaybeUninit::<SYSTEM_INFO>::zeroed();
@@ -86,10 +97,12 @@ pub fn working_set_flags(addr: usize) -> usize {
         VirtualAddress: addr as *mut c_void,
         ..Default::default()
     };
+    // SAFETY: no argument; the pseudo-handle needs no closing.
+    let process = unsafe { GetCurrentProcess() };
     // SAFETY: one entry, ours; the call reads no byte of the page.
     let ok = unsafe {
         K32QueryWorkingSetEx(
-            GetCurrentProcess(),
+            process,
             (&raw mut entry).cast(),
             u32::try_from(size_of::<PSAPI_WORKING_SET_EX_INFORMATION>()).unwrap(),
         )
@@ -132,9 +145,12 @@ pub fn die_of_a_fault_at(addr: usize) {
         EXCEPTION_POINTERS, SetUnhandledExceptionFilter,
     };
     unsafe extern "system" fn filter(info: *const EXCEPTION_POINTERS) -> i32 {
-        // SAFETY: the exception's pointers, for the duration of the filter.
-        let record = unsafe { &*(*info).ExceptionRecord };
-        let code = record.ExceptionCode.cast_unsigned();
+        // SAFETY: the system passes the exception's pointers, valid for the
+        // duration of the filter.
+        let record = unsafe { (*info).ExceptionRecord };
+        // SAFETY: as above: the record they point to.
+        let record = unsafe { &*record };
+        let code = ntstatus(record.ExceptionCode);
         let at = record.ExceptionInformation[1];
         let expected = FAULT_AT.load(std::sync::atomic::Ordering::SeqCst);
         terminate(
@@ -153,7 +169,9 @@ pub fn die_of_a_fault_at(addr: usize) {
 /// Ends this process at once with `code` (`TerminateProcess`): no handler,
 /// no cleanup runs.
 pub fn terminate(code: u32) -> ! {
+    // SAFETY: no argument; the pseudo-handle needs no closing.
+    let process = unsafe { GetCurrentProcess() };
     // SAFETY: ends this process.
-    unsafe { TerminateProcess(GetCurrentProcess(), code) };
+    unsafe { TerminateProcess(process, code) };
     unreachable!("TerminateProcess of this process returned")
 }
