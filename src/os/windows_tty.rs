@@ -216,7 +216,7 @@ impl Drop for Restore {
 unsafe extern "system" fn on_control(_event: u32) -> BOOL {
     let waiting = WAITING.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some((handle, saved)) = *waiting {
-        let _ = (handle, saved);
+        let _ = set_console_mode(handle as HANDLE, saved);
         INTERRUPTED.store(true, Ordering::SeqCst);
     }
     FALSE
