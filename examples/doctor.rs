@@ -36,6 +36,8 @@ mod names {
     pub(crate) const EXEMPT_YES: &str =
         "yes: CAP_IPC_LOCK, the kernel ignores RLIMIT_MEMLOCK for this process";
     pub(crate) const EXEMPT_NO: &str = "no: no CAP_IPC_LOCK, RLIMIT_MEMLOCK applies";
+    pub(crate) const NO_DUMPS: &str = "NO: boxes cannot be left out of a core file here; \
+         Hardening::no_core_dumps (RLIMIT_CORE 0) is the defence";
     #[cfg(target_os = "linux")]
     pub(crate) const DUMPS: &str = "MADV_DONTDUMP, boxes stay out of core dumps";
     #[cfg(target_os = "freebsd")]
@@ -69,6 +71,9 @@ mod names {
         "no: no process is exempt from its working-set quota on Windows";
     pub(crate) const DUMPS: &str = "WerRegisterExcludedMemoryBlock, boxes stay out of Windows \
          Error Reporting's dumps (not out of dumps other tools write)";
+    pub(crate) const NO_DUMPS: &str = "NO: no WerRegisterExcludedMemoryBlock here (Windows \
+         before 10 1703, or Wine): a crash dump would hold the boxes; DumpPolicy::Exclude is \
+         Error::Unsupported";
     pub(crate) const FORK_ZEROS: &str =
         "Windows has no fork(2): no child ever gets a box (every ForkPolicy is moot)";
     pub(crate) const FORK_EXCLUSION: &str = FORK_ZEROS;
@@ -234,9 +239,7 @@ impl Report<'_> {
             if host.dump_exclusion {
                 format!("yes: {}", names::DUMPS)
             } else {
-                "NO: boxes cannot be left out of a core file here; Hardening::no_core_dumps \
-                 (RLIMIT_CORE 0) is the defence"
-                    .to_owned()
+                names::NO_DUMPS.to_owned()
             },
         )?;
         self.line(

@@ -594,3 +594,208 @@ fn wipe_all_and_abort_aborts() {
     });
     child::assert_exit_code(&out, win::FAST_FAIL);
 }
+
+/// Reads `child`'s stdout up to the line starting with `marker`; the lines
+/// before it that start with `prefix`.
+fn lines_until(out: &mut impl std::io::BufRead, prefix: &str, marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = out.read_line(&mut line).unwrap();
+        assert_ne!(n, 0, "the child ended before {marker:?}: {found:?}");
+        let line = line.trim_end();
+        if line.starts_with(marker) {
+            return found;
+        }
+        if line.starts_with(prefix) {
+            found.push(line.to_owned());
+        }
+    }
+}
+
+/// Another process (the parent) reads the boxes of a child with
+/// `ReadProcessMemory`: each box's value while it lives, and zeros where
+/// it was once it is dropped. Every shape is read: a page-isolated box, a
+/// box of two pages, a packed box. The crate keeps a dropped box's pages
+/// committed read-write in its cache (the default), so the read succeeds
+/// and shows what the drop left; a page given back to the system would
+/// not be readable at all, which the test also accepts, but it requires at
+/// least the small boxes to have been read after the drop.
+#[test]
+fn another_process_reads_zeros_where_a_dropped_box_was() {
+    use lockedmem::Isolation;
+    const VAR: &str = "LOCKEDMEM_WIN_DROP_CHILD";
+    const NAME: &str = "another_process_reads_zeros_where_a_dropped_box_was";
+    if std::env::var_os(VAR).is_some() {
+        let mut page = LockedBox::<[u8; 32]>::new_zeroed().unwrap();
+        page.fill(0xA5);
+        let mut two = LockedBox::<[u8]>::new_zeroed_slice(5000).unwrap();
+        two.fill(0xA5);
+        let mut packed = Options::new()
+            .isolation(Isolation::Packed)
+            .zeroed::<[u8; 32]>()
+            .unwrap();
+        packed.fill(0xA5);
+        // On a line of its own: libtest's "test ... " has no newline yet.
+        println!();
+        for (what, at, len) in [
+            ("page", start_of(&*page), page.len()),
+            ("two-pages", start_of(&*two), two.len()),
+            ("packed", start_of(&*packed), packed.len()),
+        ] {
+            println!("box {what} {at} {len}");
+        }
+        println!("ready");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).unwrap();
+        drop((page, two, packed));
+        println!("dropped");
+        std::io::stdin().read_line(&mut line).unwrap();
+        return;
+    }
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+        .env(VAR, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(c.stdout.take().unwrap());
+    let boxes: Vec<(String, usize, usize)> = lines_until(&mut stdout, "box ", "ready")
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[1].to_owned(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(boxes.len(), 3, "{boxes:?}");
+    let child = win::OtherProcess::open(c.id());
+    for (what, at, len) in &boxes {
+        let bytes = child.read(*at, *len);
+        assert_eq!(bytes, Some(vec![0xA5; *len]), "{what}: the live value");
+    }
+    stdin.write_all(b"drop\n").unwrap();
+    lines_until(&mut stdout, "", "dropped");
+    for (what, at, len) in &boxes {
+        match child.read(*at, *len) {
+            Some(bytes) => {
+                let left = bytes.iter().filter(|&&b| b != 0).count();
+                assert_eq!(left, 0, "{what}: {left} bytes not zero after the drop");
+            }
+            None => {
+                assert!(
+                    *len > 32,
+                    "{what}: a small box's page stays cached, readable"
+                );
+                let r = child.region(*at);
+                assert!(!r.read_write(), "{what}: unreadable, yet {r:?}");
+            }
+        }
+    }
+    stdin.write_all(b"end\n").unwrap();
+    drop(stdin);
+    let status = c.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// `LockPolicy::Require` past `VirtualLock`'s quota (the minimum working
+/// set, lowered here with `SetProcessWorkingSetSize` in a child) is
+/// `Error::MemlockLimit`, naming `VirtualLock` and the advice to raise the
+/// minimum working set or take `BestEffort`; `BestEffort` still makes the
+/// box, unlocked. Wine keeps no quota (its `VirtualLock` succeeds and
+/// locks nothing): there every box is made, which this asserts and says,
+/// so that a Wine that enforces the quota fails here and gets the
+/// Windows assertions.
+#[test]
+fn require_past_the_working_set_quota_is_the_lock_limit() {
+    use lockedmem::{LockPolicy, MemlockCall};
+    const NAME: &str = "require_past_the_working_set_quota_is_the_lock_limit";
+    let out = child::run(NAME, || {
+        let page = page_size();
+        let (min, max) = (200 * page, 1024 * page);
+        win::set_working_set(min, max);
+        let opts = Options::new().lock(LockPolicy::Require);
+        let tries = min / page + 64;
+        let mut boxes = Vec::new();
+        let mut refused = None;
+        for _ in 0..tries {
+            match opts.zeroed::<[u8; 32]>() {
+                Ok(b) => boxes.push(b),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        if win::under_wine() {
+            assert!(
+                refused.is_none(),
+                "Wine enforces the quota now: {refused:?}"
+            );
+            assert_eq!(boxes.len(), tries);
+            assert!(boxes.iter().all(|b| b.is_locked()));
+            eprintln!(
+                "NOTE: under Wine, {tries} locked boxes fit a minimum working set of {min} \
+                 bytes: Wine enforces no quota, so the refusal is asserted on Windows only"
+            );
+            return;
+        }
+        let e = refused.expect("the quota refused a lock");
+        match &e {
+            Error::MemlockLimit {
+                call: MemlockCall::Secret,
+                soft_limit,
+                ..
+            } => assert_eq!(*soft_limit, Some(min as u64), "{e}"),
+            other => panic!("not the lock limit: {other:?}"),
+        }
+        let msg = e.to_string();
+        for advice in [
+            "VirtualLock",
+            "SetProcessWorkingSetSizeEx",
+            "LockPolicy::BestEffort",
+        ] {
+            assert!(msg.contains(advice), "{advice} missing from: {msg}");
+        }
+        let b = Options::new()
+            .lock(LockPolicy::BestEffort)
+            .zeroed::<[u8; 32]>()
+            .unwrap();
+        assert!(!b.is_locked());
+    });
+    child::assert_success(&out);
+}
+
+/// The doctor (examples/doctor.rs, which `cargo test` builds) runs here,
+/// verifies every protection it checks and exits 0.
+#[test]
+fn the_doctor_verifies_every_protection() {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let dir = deps.parent().unwrap().join("examples");
+    let doctor = dir.join("doctor.exe");
+    assert!(
+        doctor.exists(),
+        "cargo test builds the examples: {doctor:?}"
+    );
+    // Under Wine, the ProcessPrng stub (see .ci/wine/run) beside this
+    // binary goes beside the doctor too.
+    let stub = deps.join("bcryptprimitives.dll");
+    if stub.exists() && !dir.join("bcryptprimitives.dll").exists() {
+        std::fs::copy(&stub, dir.join("bcryptprimitives.dll")).unwrap();
+    }
+    let out = Command::new(&doctor).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.contains("all protections verified")
+            && !stdout.contains("[FAIL]"),
+        "{}",
+        child::describe(&out)
+    );
+}

@@ -175,3 +175,92 @@ pub fn terminate(code: u32) -> ! {
     unsafe { TerminateProcess(process, code) };
     unreachable!("TerminateProcess of this process returned")
 }
+
+/// Another process, opened to read its memory (`OpenProcess` with
+/// `PROCESS_VM_READ | PROCESS_QUERY_INFORMATION`): what a debugger or a
+/// memory scanner of the same user sees.
+pub struct OtherProcess {
+    handle: windows_sys::Win32::Foundation::HANDLE,
+}
+
+impl OtherProcess {
+    /// Opens the process `pid`.
+    pub fn open(pid: u32) -> Self {
+        use windows_sys::Win32::System::Threading::{
+            OpenProcess, PROCESS_QUERY_INFORMATION, PROCESS_VM_READ,
+        };
+        // SAFETY: takes numbers; the handle returned is ours to close.
+        let handle = unsafe { OpenProcess(PROCESS_VM_READ | PROCESS_QUERY_INFORMATION, 0, pid) };
+        assert!(
+            !handle.is_null(),
+            "OpenProcess({pid}): {}",
+            std::io::Error::last_os_error()
+        );
+        Self { handle }
+    }
+
+    /// `ReadProcessMemory` of `len` bytes at `addr`; `None` if the call
+    /// fails (a page of the range is not readable, or not committed).
+    pub fn read(&self, addr: usize, len: usize) -> Option<Vec<u8>> {
+        use windows_sys::Win32::System::Diagnostics::Debug::ReadProcessMemory;
+        let mut buf = vec![0u8; len];
+        let mut got = 0usize;
+        // SAFETY: writes at most `len` bytes into `buf`, ours, and one count.
+        let ok = unsafe {
+            ReadProcessMemory(
+                self.handle,
+                addr as *const c_void,
+                buf.as_mut_ptr().cast(),
+                len,
+                &raw mut got,
+            )
+        };
+        (ok != 0 && got == len).then_some(buf)
+    }
+
+    /// `VirtualQueryEx` of the page holding `addr` in that process.
+    pub fn region(&self, addr: usize) -> Region {
+        use windows_sys::Win32::System::Memory::VirtualQueryEx;
+        let mut info = MaybeUninit::<MEMORY_BASIC_INFORMATION>::zeroed();
+        // SAFETY: only reads the system's record of the address, into `info`.
+        let n = unsafe {
+            VirtualQueryEx(
+                self.handle,
+                addr as *const c_void,
+                info.as_mut_ptr(),
+                size_of::<MEMORY_BASIC_INFORMATION>(),
+            )
+        };
+        assert_ne!(n, 0, "VirtualQueryEx({addr:#x}) failed");
+        // SAFETY: zeroed, then filled.
+        let info = unsafe { info.assume_init() };
+        Region {
+            state: info.State,
+            protect: info.Protect,
+            allocation_base: info.AllocationBase as usize,
+        }
+    }
+}
+
+impl Drop for OtherProcess {
+    fn drop(&mut self) {
+        // SAFETY: the handle `open` got, closed once.
+        unsafe { windows_sys::Win32::Foundation::CloseHandle(self.handle) };
+    }
+}
+
+/// Sets this process's minimum and maximum working set
+/// (`SetProcessWorkingSetSize`): `VirtualLock`'s quota.
+pub fn set_working_set(min: usize, max: usize) {
+    use windows_sys::Win32::System::Threading::SetProcessWorkingSetSize;
+    // SAFETY: no argument; the pseudo-handle needs no closing.
+    let process = unsafe { GetCurrentProcess() };
+    // SAFETY: takes numbers.
+    let ok = unsafe { SetProcessWorkingSetSize(process, min, max) };
+    assert_ne!(
+        ok,
+        0,
+        "SetProcessWorkingSetSize: {}",
+        std::io::Error::last_os_error()
+    );
+}
