@@ -11,6 +11,12 @@
 
 mod common;
 
+// The doctor's `main` is not called here; its copy of tests/common/windows.rs
+// is the same file as `common::windows`.
+#[allow(dead_code, unreachable_pub, clippy::duplicate_mod)]
+#[path = "../examples/doctor.rs"]
+mod doctor;
+
 use std::io::{Read, Write};
 use std::os::windows::io::AsRawHandle;
 use std::os::windows::process::CommandExt;
@@ -771,31 +777,19 @@ fn require_past_the_working_set_quota_is_the_lock_limit() {
     child::assert_success(&out);
 }
 
-/// The doctor (examples/doctor.rs, which `cargo test` builds) runs here,
-/// verifies every protection it checks and exits 0.
+/// The doctor's report (examples/doctor.rs, compiled into this test, so
+/// that the current doctor runs, never a stale binary) verifies every
+/// protection it checks, in a child process as the doctor runs (CI also
+/// runs the example itself under Wine).
 #[test]
 fn the_doctor_verifies_every_protection() {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let dir = deps.parent().unwrap().join("examples");
-    let doctor = dir.join("doctor.exe");
-    assert!(
-        doctor.exists(),
-        "cargo test builds the examples: {doctor:?}"
-    );
-    // Under Wine, the ProcessPrng stub (see .ci/wine/run) beside this
-    // binary goes beside the doctor too.
-    let stub = deps.join("bcryptprimitives.dll");
-    if stub.exists() && !dir.join("bcryptprimitives.dll").exists() {
-        std::fs::copy(&stub, dir.join("bcryptprimitives.dll")).unwrap();
-    }
-    let out = Command::new(&doctor).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success()
-            && stdout.contains("all protections verified")
-            && !stdout.contains("[FAIL]"),
-        "{}",
-        child::describe(&out)
-    );
+    let out = child::run("the_doctor_verifies_every_protection", || {
+        let mut report = Vec::new();
+        let failed = doctor::report(&mut report).unwrap();
+        let report = String::from_utf8(report).unwrap();
+        println!("{report}");
+        assert_eq!(failed, 0, "{report}");
+        assert!(report.contains("all protections verified"), "{report}");
+    });
+    child::assert_success(&out);
 }
