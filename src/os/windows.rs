@@ -26,6 +26,36 @@
 //! - the address space is handed out in units of 64 KiB
 //!   (`dwAllocationGranularity`): a reservation of a few pages takes the
 //!   address space of 64 KiB, none of it committed.
+//!
+//! What is proved, and where: CI cross-compiles the tests for
+//! `x86_64-pc-windows-gnu` and runs them under Wine 8.0 (`.ci/wine/run`);
+//! `tests/windows.rs` looks from outside the crate's bookkeeping.
+//! - Proved under Wine: the guard pages (`VirtualQuery` shows the data
+//!   committed read-write between inaccessible pages of the same
+//!   reservation, and a child that writes or reads one byte past a box dies
+//!   of `STATUS_ACCESS_VIOLATION` at that address); sealing (a sealed box's
+//!   page is `PAGE_NOACCESS`, `PAGE_READONLY` while borrowed, and a read of
+//!   it kills a child); zeroing on drop (a parent reads a child's boxes with
+//!   `ReadProcessMemory`: the value while it lives, zeros after the drop);
+//!   the last wipe on a crash (a child's own filter, chained after the
+//!   crate's, finds the box inaccessible and zeroed) and on Ctrl-C (the
+//!   process ends through the crate's handler); the prompt's echo off and
+//!   restored, Ctrl-C included; the environment taken; the refusals
+//!   (`Backing::SecretMem`, `DumpPolicy::Exclude` where the call is
+//!   missing, signals that do not exist here).
+//! - Not provable under Wine, asserted on Windows only: the lock itself
+//!   (Wine's `VirtualLock` succeeds and locks nothing: the working set's
+//!   `Locked` bit stays clear, which the test asserts under Wine so that it
+//!   fails when Wine changes); the quota (Wine enforces no minimum working
+//!   set, so `LockPolicy::Require` past it is `MemlockLimit` on Windows,
+//!   while under Wine every box is made, which the test asserts; the
+//!   sorting of `ERROR_WORKING_SET_QUOTA` as the lock limit is a unit test);
+//!   exclusion from Windows Error Reporting's dumps (Wine has no
+//!   `WerRegisterExcludedMemoryBlock` that works: `Host::dump_exclusion`
+//!   is false there and `DumpPolicy::Exclude` is refused, which is tested;
+//!   no test reads a WER dump).
+//! - Type-checked only: `x86_64-pc-windows-msvc` and
+//!   `aarch64-pc-windows-msvc` (clippy and docs in CI; nothing runs).
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
