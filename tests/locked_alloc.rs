@@ -4,7 +4,6 @@
 // reads /proc (common::procfs: smaps VmFlags, maps, status).
 #![cfg(target_os = "linux")]
 #![cfg(feature = "allocator-api2")]
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

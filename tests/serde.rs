@@ -12,7 +12,6 @@
 // CAP_IPC_LOCK, a Linux capability.
 #![cfg(target_os = "linux")]
 #![cfg(feature = "serde")]
-#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 
