@@ -72,7 +72,7 @@ pub(crate) fn lock_error(requested: usize, locked_by_crate: usize, e: io::Error)
     if is_limit_error(&e) {
         limit_error(requested, locked_by_crate)
     } else {
-        Error::os("mlock", requested, e)
+        Error::os(os::LOCK_CALL, requested, e)
     }
 }
 

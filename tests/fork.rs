@@ -3,6 +3,7 @@
 //! Each test runs in a child process of its own (the test binary run again),
 //! which forks a grandchild. The grandchild only reads the box, drops it and
 //! calls `_exit`; it reports through its exit status.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -761,17 +761,17 @@ pub(crate) fn nap(ns: u32) {
 ///   `vm_page_max_wired`); XNU `bsd/kern/kern_mman.c` (`mlock`:
 ///   `KERN_RESOURCE_SHORTAGE` is `EAGAIN`)
 #[cfg(target_os = "linux")]
-const LOCK_LIMIT: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM];
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM];
 #[cfg(target_os = "freebsd")]
-const LOCK_LIMIT: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM, libc::EAGAIN];
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM, libc::EAGAIN];
 #[cfg(target_os = "macos")]
-const LOCK_LIMIT: &[libc::c_int] = &[libc::EAGAIN];
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::EAGAIN];
 #[cfg(target_os = "openbsd")]
-const LOCK_LIMIT: &[libc::c_int] = &[libc::EAGAIN, libc::ENOMEM, libc::EPERM];
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::EAGAIN, libc::ENOMEM, libc::EPERM];
 
 /// What `e`, from a call of this module's, means for the caller: the errno
 /// values the man pages give, sorted by what the crate advises. With
-/// `locking`, the errors a lock gets from the lock limit ([`LOCK_LIMIT`]:
+/// `locking`, the errors a lock gets from the lock limit ([`LOCK_LIMIT_ERRNOS`]:
 /// `RLIMIT_MEMLOCK` and the platform's own) are [`Trouble::LockLimit`].
 ///
 /// # References
@@ -779,7 +779,7 @@ const LOCK_LIMIT: &[libc::c_int] = &[libc::EAGAIN, libc::ENOMEM, libc::EPERM];
 ///   [mlock(2)](https://man7.org/linux/man-pages/man2/mlock.2.html) ERRORS
 pub(crate) fn trouble(e: &io::Error, locking: bool) -> Trouble {
     match e.raw_os_error() {
-        Some(n) if locking && LOCK_LIMIT.contains(&n) => Trouble::LockLimit,
+        Some(n) if locking && LOCK_LIMIT_ERRNOS.contains(&n) => Trouble::LockLimit,
         Some(libc::EMFILE) => Trouble::NoDescriptors,
         Some(libc::ENFILE) => Trouble::SystemFiles,
         Some(libc::EACCES | libc::EPERM) => Trouble::Denied,
@@ -798,7 +798,7 @@ pub(crate) fn error_for(t: Trouble) -> io::Error {
         Trouble::SystemFiles => libc::ENFILE,
         Trouble::Denied => libc::EACCES,
         Trouble::NoMemory => libc::ENOMEM,
-        Trouble::LockLimit => LOCK_LIMIT[0],
+        Trouble::LockLimit => LOCK_LIMIT_ERRNOS[0],
         Trouble::Interrupted => libc::EINTR,
         Trouble::NoTerminal => libc::ENXIO,
         Trouble::Other => libc::EIO,
@@ -913,3 +913,29 @@ pub(crate) fn file_id(fd: libc::c_int) -> io::Result<FileId> {
 fn id_bits(n: impl Into<i128>) -> u64 {
     n.into() as u64
 }
+
+/// The call that locks a range, as messages name it.
+pub(crate) const LOCK_CALL: &str = "mlock";
+
+/// The lock limit, as the messages about it name it.
+pub(crate) const LOCK_LIMIT: &str = "RLIMIT_MEMLOCK";
+
+/// How to give the process more lockable memory, in every message about
+/// the limit.
+#[cfg(target_os = "linux")]
+pub(crate) const RAISE_LOCK_LIMIT: &str = "raise the limit (`ulimit -l`, LimitMEMLOCK= for a \
+     systemd unit, `--ulimit memlock=` for a container) or grant CAP_IPC_LOCK";
+/// How to give the process more lockable memory (no privilege exempts a
+/// process from the limit off Linux).
+#[cfg(not(target_os = "linux"))]
+pub(crate) const RAISE_LOCK_LIMIT: &str = "raise the limit (`ulimit -l`, or the system's \
+     wired-memory limit)";
+
+/// The terminal a prompt opens, as messages name it.
+pub(crate) const TERMINAL: &str = "/dev/tty";
+
+/// The signals `wipe_on_signals` takes here, for its refusal's message.
+pub(crate) const WIPE_SIGNALS: &str = "the signals that arrive from outside and end the process \
+     by default (SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, \
+     SIGPROF, SIGXCPU, SIGXFSZ, SIGPWR where the platform has it, real-time signals); SIGKILL \
+     and SIGSTOP cannot be caught";
