@@ -24,6 +24,10 @@ fn main() {
     bench::main();
 }
 
+#[cfg(unix)]
+#[path = "common/limit.rs"]
+mod limit;
+
 /// The bench itself (Unix).
 #[cfg(unix)]
 mod bench {
@@ -31,40 +35,12 @@ mod bench {
     use std::process::Command;
     use std::time::Instant;
 
+    use super::limit::limit_to_64_kib;
     use lockedmem::{Isolation, LockPolicy, Options};
-    use rustix::process::{Resource, Rlimit, setrlimit};
-    #[cfg(target_os = "linux")]
-    use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
 
     const N: usize = 1_000_000;
     const REPS: usize = 9;
     const VAR: &str = "LOCKEDMEM_BENCH_CHILD";
-
-    /// Drops CAP_IPC_LOCK (Linux; no privilege exempts a process from the
-    /// limit elsewhere) and sets RLIMIT_MEMLOCK to 64 KiB (this process only).
-    fn limit_to_64_kib() {
-        #[cfg(target_os = "linux")]
-        {
-            let mut caps = capabilities(None).expect("capget");
-            for set in [
-                &mut caps.effective,
-                &mut caps.permitted,
-                &mut caps.inheritable,
-            ] {
-                set.remove(CapabilitySet::IPC_LOCK);
-            }
-            set_capabilities(None, caps).expect("capset");
-        }
-        let limit = Some(64 * 1024);
-        setrlimit(
-            Resource::Memlock,
-            Rlimit {
-                current: limit,
-                maximum: limit,
-            },
-        )
-        .expect("setrlimit");
-    }
 
     /// Makes the million boxes; prints the nanoseconds and how many are locked.
     fn child(limited: bool) {
