@@ -246,58 +246,6 @@ pub(crate) fn has_cap_ipc_lock() -> io::Result<bool> {
     Ok(false)
 }
 
-/// Secret memory (Linux's memfd_secret(2), out of the kernel's direct
-/// map): none of these systems has it. The type has no value (its field is
-/// of a type with none): every attempt to make one is refused.
-#[derive(Debug)]
-pub(crate) struct SecretFile(Never);
-
-/// A type with no value.
-#[derive(Debug)]
-enum Never {}
-
-impl Drop for SecretFile {
-    /// Never runs: there is no secret file to close.
-    fn drop(&mut self) {
-        match self.0 {}
-    }
-}
-
-impl SecretFile {
-    /// `Unsupported`: no secret memory here.
-    pub(crate) fn new() -> Result<SecretFile, Refused> {
-        Err(Refused::missing("memfd_secret"))
-    }
-
-    /// Never called: there is no secret file.
-    pub(crate) fn raw(&self) -> i32 {
-        match self.0 {}
-    }
-
-    /// Never called: there is no secret file.
-    pub(crate) fn set_len(&self, _len: usize) -> io::Result<()> {
-        match self.0 {}
-    }
-
-    /// Never called: there is no secret file.
-    ///
-    /// # Safety
-    /// As Linux's.
-    pub(crate) unsafe fn map_fixed(
-        &self,
-        _addr: NonNull<u8>,
-        _len: usize,
-        _offset: usize,
-    ) -> Result<(), Refused> {
-        match self.0 {}
-    }
-}
-
-/// Whether secret memory can be made: `Ok(false)`, the system lacks it.
-pub(crate) fn secretmem_available() -> io::Result<bool> {
-    Ok(false)
-}
-
 /// Which pages of a range hold data (Linux's `/proc/self/pagemap`):
 /// `Unsupported`. The caller then treats every page as holding data.
 pub(crate) fn populated(_addr: NonNull<u8>, _pages: usize) -> io::Result<Vec<bool>> {

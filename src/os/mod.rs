@@ -22,6 +22,7 @@
 //! - `cpu`: what depends on the processor only (clearing vector registers,
 //!   zeroing through a raw pointer);
 //! - `thread`: the calling thread's ID, each platform's own call;
+//! - `no_secret_memory`: secret memory where there is none (all but Linux);
 //! - `types`: the data the others share (page protection, refusals, what an
 //!   error means).
 //!
@@ -77,6 +78,8 @@ mod freebsd;
 mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
+#[cfg(not(target_os = "linux"))]
+mod no_secret_memory;
 #[cfg(target_os = "openbsd")]
 mod openbsd;
 mod thread;
@@ -107,6 +110,8 @@ pub(crate) use freebsd::*;
 pub(crate) use linux::*;
 #[cfg(target_os = "macos")]
 pub(crate) use macos::*;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use no_secret_memory::{SecretFile, secretmem_available};
 #[cfg(target_os = "openbsd")]
 pub(crate) use openbsd::*;
 pub(crate) use types::*;

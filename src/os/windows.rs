@@ -545,55 +545,6 @@ pub(crate) fn place_none_in_hole(_addr: NonNull<u8>, _len: usize) -> io::Result<
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
-/// A secret-memory file: Windows has no memory removed from the kernel's
-/// direct map for a process to ask for, so no value of this type exists.
-#[derive(Debug)]
-pub(crate) struct SecretFile(std::convert::Infallible);
-
-impl Drop for SecretFile {
-    /// Never reached (no value exists); there as on Unix, where dropping
-    /// the file closes it.
-    fn drop(&mut self) {
-        match self.0 {}
-    }
-}
-
-impl SecretFile {
-    /// Always refused: `Unsupported`, naming the Linux call the backing
-    /// stands for.
-    pub(crate) fn new() -> Result<SecretFile, Refused> {
-        Err(Refused::missing("memfd_secret"))
-    }
-
-    /// Never reached (no value exists).
-    pub(crate) fn raw(&self) -> i32 {
-        match self.0 {}
-    }
-
-    /// Never reached (no value exists).
-    pub(crate) fn set_len(&self, _len: usize) -> io::Result<()> {
-        match self.0 {}
-    }
-
-    /// Never reached (no value exists).
-    ///
-    /// # Safety
-    /// None needed: it cannot be called.
-    pub(crate) unsafe fn map_fixed(
-        &self,
-        _addr: NonNull<u8>,
-        _len: usize,
-        _offset: usize,
-    ) -> Result<(), Refused> {
-        match self.0 {}
-    }
-}
-
-/// Whether the system has secret memory: `Ok(false)`, it lacks the call.
-pub(crate) fn secretmem_available() -> io::Result<bool> {
-    Ok(false)
-}
-
 /// Whether the calling thread is exempt from the lock quota: no process
 /// is (`SeLockMemoryPrivilege` is for large pages and AWE, not for
 /// `VirtualLock`).
