@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicU64;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::cpu::zero_bytes;
-use super::types::{ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Why};
+use super::types::{ForkView, Protection, Refused, Why};
 use super::unix::{FileId, map_none, page_size, protect, unmap};
 
 /// A value of minherit(2)'s `inherit` argument, with the name errors give
@@ -244,29 +244,6 @@ pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
 /// too.
 pub(crate) fn has_cap_ipc_lock() -> io::Result<bool> {
     Ok(false)
-}
-
-/// Which pages of a range hold data (Linux's `/proc/self/pagemap`):
-/// `Unsupported`. The caller then treats every page as holding data.
-pub(crate) fn populated(_addr: NonNull<u8>, _pages: usize) -> io::Result<Vec<bool>> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// The process's mapped, resident and locked sizes (Linux's
-/// `/proc/self/status`): `Unsupported`.
-pub(crate) fn memory_sizes() -> io::Result<MemorySizes> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// Which mappings are locked (Linux's `/proc/self/smaps`): `Unsupported`.
-pub(crate) fn lock_view() -> io::Result<LockView> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// Whether new mappings are locked (Linux's VmFlags of a probe page):
-/// `Unsupported`.
-pub(crate) fn future_lock() -> io::Result<FutureLock> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Calls `f` with the ID of every other thread of the process (Linux's

@@ -22,7 +22,8 @@
 //! - `cpu`: what depends on the processor only (clearing vector registers,
 //!   zeroing through a raw pointer);
 //! - `thread`: the calling thread's ID, each platform's own call;
-//! - `no_secret_memory`: secret memory where there is none (all but Linux);
+//! - `no_secret_memory`, `no_procfs`: secret memory and Linux's /proc
+//!   where there are none (all but Linux);
 //! - `types`: the data the others share (page protection, refusals, what an
 //!   error means).
 //!
@@ -79,6 +80,8 @@ mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 #[cfg(not(target_os = "linux"))]
+mod no_procfs;
+#[cfg(not(target_os = "linux"))]
 mod no_secret_memory;
 #[cfg(target_os = "openbsd")]
 mod openbsd;
@@ -110,6 +113,8 @@ pub(crate) use freebsd::*;
 pub(crate) use linux::*;
 #[cfg(target_os = "macos")]
 pub(crate) use macos::*;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use no_procfs::{future_lock, lock_view, memory_sizes, populated};
 #[cfg(not(target_os = "linux"))]
 pub(crate) use no_secret_memory::{SecretFile, secretmem_available};
 #[cfg(target_os = "openbsd")]

@@ -90,9 +90,7 @@ use windows_sys::Win32::System::Threading::{
 
 use super::cpu::clear_vector_registers;
 use super::thread::thread_id;
-use super::types::{
-    ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Trouble, Why,
-};
+use super::types::{ForkView, Protection, Refused, Trouble, Why};
 use crate::dying;
 
 /// What `Host::platform` says.
@@ -478,13 +476,6 @@ pub(crate) fn residency(addr: NonNull<u8>, len: usize) -> io::Result<(usize, usi
     Ok((resident, pages))
 }
 
-/// Which pages hold data: not asked on Windows (the working set leaves out
-/// pages in the paging file). `Unsupported`; the caller then treats every
-/// page as holding data.
-pub(crate) fn populated(_addr: NonNull<u8>, _pages: usize) -> io::Result<Vec<bool>> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
 /// `GetProcessWorkingSetSize`: the lock quota, as `(soft, hard)` in bytes.
 /// `soft` is the process's minimum working set, which `VirtualLock` is held
 /// to (a few pages less can be locked); `hard` is `None`: Windows has no
@@ -567,21 +558,6 @@ pub(crate) fn set_not_dumpable() -> io::Result<()> {
 /// Locking every page of the process: `Unsupported` on Windows (no
 /// mlockall(2); `VirtualLock` takes ranges).
 pub(crate) fn lock_all(_future: bool, _on_fault: bool) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// /proc introspection: `Unsupported` on Windows.
-pub(crate) fn memory_sizes() -> io::Result<MemorySizes> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// /proc introspection: `Unsupported` on Windows.
-pub(crate) fn lock_view() -> io::Result<LockView> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// /proc introspection: `Unsupported` on Windows.
-pub(crate) fn future_lock() -> io::Result<FutureLock> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
