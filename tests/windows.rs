@@ -477,6 +477,46 @@ fn ctrl_c_at_the_prompt_restores_the_mode() {
     );
 }
 
+/// Ctrl-C in the middle of a line, with a handler of the program's that
+/// swallows the event (the process goes on): the prompt fails, and never
+/// hands out the part typed before it as the answer. `ReadConsoleW` ends
+/// such a read with success and nothing read (`ERROR_OPERATION_ABORTED`),
+/// which is no end of the input. Under Wine 8.0 the crate's handler has
+/// always run by the time the read returns, so this passes there with or
+/// without the check of `ERROR_OPERATION_ABORTED`; on Windows nothing
+/// orders the read's return and the handler's thread.
+#[test]
+fn ctrl_c_swallowed_mid_line_fails_the_prompt() {
+    use windows_sys::Win32::System::Console::SetConsoleCtrlHandler;
+    const VAR: &str = "LOCKEDMEM_WIN_PROMPT_SWALLOWED_CHILD";
+    unsafe extern "system" fn swallow(_event: u32) -> i32 {
+        1
+    }
+    if std::env::var_os(VAR).is_some() {
+        // SAFETY: `swallow` has the handler's type.
+        assert_ne!(unsafe { SetConsoleCtrlHandler(Some(swallow), 1) }, 0);
+        std::thread::spawn(|| {
+            wait_for_echo_off();
+            type_into_console("ab\u{3}");
+            // If Ctrl-C does not end the read, the line ends here.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            type_into_console("cd\r");
+        });
+        match lockedmem::prompt_password("Passphrase: ") {
+            Ok(p) => println!("answer of {} bytes", p.len()),
+            Err(e) => println!("prompt failed: {e}"),
+        }
+        return;
+    }
+    let out = run_with_console("ctrl_c_swallowed_mid_line_fails_the_prompt", VAR);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("prompt failed"),
+        "{}",
+        child::describe(&out)
+    );
+}
+
 /// Without a console, the prompt is `NoTerminal`.
 #[test]
 fn the_prompt_without_a_console_is_no_terminal() {

@@ -8,7 +8,10 @@
 //! puts the saved mode back on Ctrl-C, Ctrl-Break, the console's closing,
 //! logoff and shutdown, then lets the handlers before it (by default, the
 //! one that ends the process) do what they would have done. An error or a
-//! panic while reading restores the mode through `Drop`.
+//! panic while reading restores the mode through `Drop`. A read that Ctrl-C
+//! or Ctrl-Break ends is an error (`ERROR_OPERATION_ABORTED`), also where a
+//! handler of the program's swallows the event: the part of the line typed
+//! before it is never taken for the answer.
 //!
 //! The line is read one UTF-16 unit at a time with `ReadConsoleW` and
 //! handed out as UTF-8, one byte at a time, into the caller's locked
@@ -24,7 +27,7 @@ use std::os::windows::io::AsRawHandle;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use windows_sys::Win32::Foundation::{FALSE, HANDLE, TRUE};
+use windows_sys::Win32::Foundation::{ERROR_OPERATION_ABORTED, FALSE, HANDLE, TRUE};
 use windows_sys::Win32::System::Console::{
     CONSOLE_MODE, ENABLE_ECHO_INPUT, ENABLE_LINE_INPUT, ENABLE_PROCESSED_INPUT, GetConsoleMode,
     ReadConsoleW, SetConsoleCtrlHandler, SetConsoleMode, WriteConsoleW,
@@ -61,6 +64,9 @@ static WAITING: Mutex<Option<(usize, CONSOLE_MODE)>> = Mutex::new(None);
 
 /// A control event arrived while the prompt waited.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// `ERROR_OPERATION_ABORTED`, as `io::Error::raw_os_error` gives it.
+const ABORTED: i32 = i32::from_ne_bytes(ERROR_OPERATION_ABORTED.to_ne_bytes());
 
 fn tty_error(call: &'static str) -> impl FnOnce(io::Error) -> TtyError {
     move |source| TtyError { call, source }
@@ -235,7 +241,8 @@ struct TtyReader<'a> {
 
 impl TtyReader<'_> {
     /// `ReadConsoleW` of one UTF-16 unit; `None` at the end of the input
-    /// (no unit read).
+    /// (no unit read); `ERROR_OPERATION_ABORTED` when Ctrl-C or Ctrl-Break
+    /// ended the read (the call succeeds then, with no unit read).
     ///
     /// # References
     /// - [ReadConsoleW](https://learn.microsoft.com/en-us/windows/console/readconsole)
@@ -255,8 +262,19 @@ impl TtyReader<'_> {
         };
         let got = if ok == 0 {
             Err(io::Error::last_os_error())
+        } else if n == 0 {
+            // Ctrl-C and Ctrl-Break end the read with success, no unit and
+            // `ERROR_OPERATION_ABORTED`, before the control handler (on a
+            // thread of its own) has run: that is no end of the input, or
+            // the line typed so far would be handed out as the answer.
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(ABORTED) {
+                Err(e)
+            } else {
+                Ok(None)
+            }
         } else {
-            Ok((n == 1).then_some(unit))
+            Ok(Some(unit))
         };
         // SAFETY: our own local, written once more before it goes.
         unsafe { zero_bytes((&raw mut unit).cast::<u8>(), 2) };
