@@ -10,6 +10,12 @@
 //! after it moved over it), never wiped, by the system. No call reaches
 //! it. A child process started afterwards gets the environment without the
 //! variable.
+//!
+//! Not reached either: the C runtime's own copies of the environment
+//! (`_environ`, and `_wenviron` once made; `getenv` reads them), taken from
+//! the block when the runtime starts and never told of
+//! `SetEnvironmentVariableW`: the value stays in them, in the C runtime's
+//! heap, and C code in the process that calls `getenv` still finds it.
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
@@ -37,13 +43,19 @@ impl Scratch {
     fn new(len: usize) -> Option<Scratch> {
         let len = len.max(1).next_multiple_of(page_size());
         let addr = map_none(len).ok()?;
+        // SAFETY: the reservation just made, which nothing else knows of.
+        if unsafe { protect(addr, len, Protection::ReadWrite) }.is_err() {
+            // Not a `Scratch` yet: its drop would write zeros over pages
+            // that may not be committed (`ERROR_COMMITMENT_LIMIT`).
+            // SAFETY: the whole reservation, unused.
+            let _ = unsafe { unmap(addr, len) };
+            return None;
+        }
         let mut scratch = Scratch {
             addr,
             len,
             locked: false,
         };
-        // SAFETY: the reservation just made, which nothing else knows of.
-        unsafe { protect(addr, len, Protection::ReadWrite) }.ok()?;
         // SAFETY: as above; now read-write.
         scratch.locked = unsafe { lock(addr, len) }.is_ok();
         Some(scratch)
