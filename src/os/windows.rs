@@ -170,6 +170,23 @@ fn win32_error(code: u32) -> io::Error {
     io::Error::from_raw_os_error(i32::from_ne_bytes(code.to_ne_bytes()))
 }
 
+/// The error of an `HRESULT`: the Win32 error code inside one of
+/// `FACILITY_WIN32` (`HRESULT_FROM_WIN32(code)`, `0x8007xxxx`: WER's
+/// `E_OUTOFMEMORY` and its refusal past `WER_MAX_REGISTERED_ENTRIES`), so
+/// that [`trouble`] and `io::ErrorKind` understand it; else the `HRESULT`
+/// itself.
+///
+/// # References
+/// - [HRESULT_FROM_WIN32](https://learn.microsoft.com/en-us/windows/win32/api/winerror/nf-winerror-hresult_from_win32)
+fn hresult_error(hr: i32) -> io::Error {
+    let bits = u32::from_ne_bytes(hr.to_ne_bytes());
+    if bits & 0xFFFF_0000 == 0x8007_0000 {
+        win32_error(bits & 0xFFFF)
+    } else {
+        io::Error::from_raw_os_error(hr)
+    }
+}
+
 /// Whether `e` carries the Win32 error code `code`.
 fn is_code(e: &io::Error, code: u32) -> bool {
     e.raw_os_error()
@@ -195,7 +212,9 @@ pub(crate) fn map_none(len: usize) -> io::Result<NonNull<u8>> {
 /// back to the system and leaves them reserved and inaccessible. Whatever
 /// they held goes (committing them again gives zeroed pages), and with
 /// them their lock and their place in the working set. Decommitting pages
-/// that are only reserved is no error.
+/// that are only reserved is no error. An empty range is left alone: with a
+/// size of 0 at the reservation's base, `VirtualFree` would decommit the
+/// whole reservation.
 ///
 /// # Safety
 /// The module's shared contract, and: no pointer or reference into the
@@ -206,6 +225,9 @@ pub(crate) fn map_none(len: usize) -> io::Result<NonNull<u8>> {
 #[doc(alias = "VirtualFree")]
 #[doc(alias = "MEM_DECOMMIT")]
 pub(crate) unsafe fn replace_none(addr: NonNull<u8>, len: usize) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
     stop_if_dying();
     // SAFETY: forwarded from the caller's contract: the range is the
     // caller's own, and nothing uses what it held.
@@ -415,14 +437,20 @@ pub(crate) unsafe fn unmap(addr: NonNull<u8>, len: usize) -> io::Result<()> {
         return Err(win32_error(ERROR_INVALID_PARAMETER));
     }
     stop_if_dying();
+    // The list of excluded blocks is held from before the release until the
+    // blocks are unregistered: a reservation made meanwhile at the same
+    // address must not find them there (it would count as excluded, and
+    // then lose its exclusion to the unregistering).
+    let mut blocks = wer().map(|_| BLOCKS.lock().unwrap_or_else(PoisonError::into_inner));
     // SAFETY: forwarded from the caller's contract: the whole reservation,
     // unused from now on.
     let done = unsafe { VirtualFree(base, 0, MEM_RELEASE) };
     let done = if done == 0 { Err(last_error()) } else { Ok(()) };
-    stop_if_dying();
-    if done.is_ok() {
-        unregister_excluded(addr.as_ptr() as usize, len);
+    if let (Ok(()), Some(blocks)) = (&done, blocks.as_mut()) {
+        unregister_excluded(blocks, addr.as_ptr() as usize, len);
     }
+    drop(blocks);
+    stop_if_dying();
     done
 }
 
@@ -789,7 +817,7 @@ pub(crate) unsafe fn exclude_from_dumps(addr: NonNull<u8>, len: usize) -> Result
             return Err(Refused {
                 call: DUMP_EXCLUSION,
                 why: Why::Other,
-                source: io::Error::from_raw_os_error(hr),
+                source: hresult_error(hr),
             });
         }
         blocks.insert(start + done, n);
@@ -799,20 +827,17 @@ pub(crate) unsafe fn exclude_from_dumps(addr: NonNull<u8>, len: usize) -> Result
 }
 
 /// `WerUnregisterExcludedMemoryBlock` of every block registered inside
-/// `start..start + len`, once the range is released.
+/// `start..start + len`, once the range is released, with the list held
+/// (see [`unmap`]).
 ///
 /// # References
 /// - [WerUnregisterExcludedMemoryBlock](https://learn.microsoft.com/en-us/windows/win32/api/werapi/nf-werapi-werunregisterexcludedmemoryblock)
 #[doc(alias = "WerUnregisterExcludedMemoryBlock")]
-fn unregister_excluded(start: usize, len: usize) {
+fn unregister_excluded(blocks: &mut Blocks, start: usize, len: usize) {
     let Some(wer) = wer() else {
         return;
     };
-    let taken = BLOCKS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take_within(start, len);
-    for (s, _) in taken {
+    for (s, _) in blocks.take_within(start, len) {
         // SAFETY: a block this process registered; only its address is
         // passed.
         unsafe { (wer.unregister)(s as *const c_void) };
@@ -939,6 +964,18 @@ mod tests {
         assert!(!b.covers(0x0f000, 0x1000), "before every block");
         assert_eq!(b.take_within(0x20000, 0x3000), vec![(0x20000, 0x3000)]);
         assert_eq!(b.0, vec![(0x10000, 0x1000)]);
+    }
+
+    #[test]
+    fn win32_hresults_are_their_win32_codes() {
+        use windows_sys::Win32::Foundation::{E_OUTOFMEMORY, ERROR_INSUFFICIENT_BUFFER};
+        let full = i32::from_ne_bytes(0x8007_007A_u32.to_ne_bytes());
+        assert!(is_code(&hresult_error(full), ERROR_INSUFFICIENT_BUFFER));
+        let oom = hresult_error(E_OUTOFMEMORY);
+        assert_eq!(trouble(&oom, false), Trouble::NoMemory);
+        // Of another facility than Win32's.
+        let other = i32::from_ne_bytes(0x8050_0001_u32.to_ne_bytes());
+        assert_eq!(hresult_error(other).raw_os_error(), Some(other));
     }
 
     #[test]
