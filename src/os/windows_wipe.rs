@@ -40,6 +40,22 @@
 //! afterwards shows no secret it held in a register. Not zeroed: the upper
 //! halves of the AVX registers (`ymm`, `zmm`; saved with `CONTEXT_XSTATE`,
 //! which is not asked for), and whatever the threads' stacks hold.
+//!
+//! What the stopping cannot promise:
+//! - a thread the system starts after the last round (a thread pool's
+//!   worker, the thread of another control event) runs; the rounds end
+//!   when one finds no thread running, or after 64;
+//! - a thread suspended while it holds a lock of the process's (the
+//!   heap's, the loader's) holds it for good. The wipe takes none: it
+//!   allocates with `VirtualAlloc` only, and its vectored handler is
+//!   installed with `wipe_on_signals`. But after a crash's wipe, the
+//!   filter installed before ours and Windows Error Reporting's part in
+//!   the process run, and one that needs such a lock waits for good: the
+//!   process then hangs, wiped, instead of ending (no test shows either
+//!   way; Wine has no such reporting);
+//! - the thread list comes from `SYSTEM_PROCESS_INFORMATION` followed by
+//!   its threads' `SYSTEM_THREAD_INFORMATION` records, a layout
+//!   `winternl.h` declares but Microsoft's documentation does not promise.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -248,6 +264,9 @@ pub(crate) fn on_fatal_signal(sig: i32, wipe: fn()) -> io::Result<()> {
         // filter is kept to be called after it.
         let previous = unsafe { SetUnhandledExceptionFilter(Some(on_unhandled)) };
         let _ = PREVIOUS_FILTER.set(previous);
+        // Now, not in the wipe: `AddVectoredExceptionHandler` allocates
+        // from the process heap, whose lock a crashing thread may hold.
+        catch_faults();
     }
     EVENTS.fetch_or(events, Ordering::SeqCst);
     Ok(())
