@@ -16,6 +16,11 @@
 //! the block when the runtime starts and never told of
 //! `SetEnvironmentVariableW`: the value stays in them, in the C runtime's
 //! heap, and C code in the process that calls `getenv` still finds it.
+//!
+//! Not checked: the result of `SetEnvironmentVariableW` removing the
+//! variable just read (Microsoft documents no failure for a removal but
+//! running out of memory); if it ever failed, the variable would stay in
+//! the block while the value was taken all the same.
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
