@@ -14,178 +14,194 @@
 //!
 //! `cargo bench --bench sealed`; the last table is the one benches/README.md quotes.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
-
-use criterion::Criterion;
-use lockedmem::{LockedBox, SealedBox};
-use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
-
-/// One page between two guard pages, mlocked and PROT_NONE: the same
-/// starting point as a sealed box's data page, without the crate.
-struct RawPage {
-    page: *mut std::ffi::c_void,
-    len: usize,
-}
-
-impl RawPage {
-    fn new() -> Self {
-        let len = rustix::param::page_size();
-        // SAFETY: a fresh anonymous mapping; nothing else refers to it.
-        let map = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                3 * len,
-                ProtFlags::empty(),
-                MapFlags::PRIVATE,
-            )
-        }
-        .expect("mmap");
-        // SAFETY: the middle page of the mapping made above.
-        let page = unsafe { map.cast::<u8>().add(len) }.cast();
-        // SAFETY: as above; no reference into the page exists.
-        unsafe { rustix::mm::mprotect(page, len, MprotectFlags::READ | MprotectFlags::WRITE) }
-            .expect("mprotect");
-        // SAFETY: as above.
-        unsafe { rustix::mm::mlock(page, len) }.expect("mlock");
-        // SAFETY: as above.
-        unsafe { rustix::mm::mprotect(page, len, MprotectFlags::empty()) }.expect("mprotect");
-        RawPage { page, len }
-    }
-
-    /// The floor, written as application code would be: a function that
-    /// opens, reads and seals the page, and returns.
-    #[inline(never)]
-    fn cycle_in_fn(&self) -> u8 {
-        self.cycle()
-    }
-
-    /// The floor: open the page for reading, read, seal it again.
-    #[inline(always)]
-    fn cycle(&self) -> u8 {
-        // SAFETY: our own page; no reference into it is alive across calls.
-        unsafe { rustix::mm::mprotect(self.page, self.len, MprotectFlags::READ) }.unwrap();
-        // SAFETY: the page is readable now.
-        let b = unsafe { self.page.cast::<u8>().read_volatile() };
-        // SAFETY: as above.
-        unsafe { rustix::mm::mprotect(self.page, self.len, MprotectFlags::empty()) }.unwrap();
-        b
-    }
-}
-
-fn sealed_secret() -> SealedBox<[u8; 32]> {
-    LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A))
-        .unwrap()
-        .seal()
-        .unwrap()
-}
-
-fn sum(bytes: &[u8; 32]) -> u32 {
-    bytes.iter().map(|&b| u32::from(b)).sum()
-}
-
-fn criterion_benches(c: &mut Criterion) {
-    let raw = RawPage::new();
-    let sealed = sealed_secret();
-    let unsealed = LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A)).unwrap();
-    let mut g = c.benchmark_group("sealed 32-byte secret");
-    g.bench_function("raw mprotect pair", |b| b.iter(|| black_box(raw.cycle())));
-    g.bench_function("raw mprotect pair in a function", |b| {
-        b.iter(|| black_box(raw.cycle_in_fn()))
-    });
-    g.bench_function("sealed borrow", |b| b.iter(|| sum(&sealed.borrow())));
-    {
-        let _outer = sealed.borrow();
-        g.bench_function("nested borrow", |b| b.iter(|| sum(&sealed.borrow())));
-    }
-    g.bench_function("unsealed read", |b| b.iter(|| sum(black_box(&unsealed))));
-    g.finish();
-}
-
-/// Nanoseconds per call of `f`, over `n` calls.
-///
-/// Every candidate is called the same way, through a `dyn FnMut`: one
-/// operation is one function call that returns, as in an application where a
-/// borrow sits in some function. This matters on CPUs whose kernels mitigate
-/// return-stack attacks (AMD's SRSO "Safe RET", for one): there the first
-/// function return after a system call costs a few hundred nanoseconds, and
-/// a raw loop inlined into the timing loop would never pay it.
-fn time(n: u32, f: &mut dyn FnMut() -> u32) -> f64 {
-    let start = Instant::now();
-    let mut acc = 0u32;
-    for _ in 0..n {
-        acc = acc.wrapping_add(black_box(&mut *f)());
-    }
-    black_box(acc);
-    start.elapsed().as_nanos() as f64 / f64::from(n)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Every candidate once per repetition, in alternating order; ratios are
-/// taken within a repetition, then their median across repetitions.
-fn interleaved() {
-    const REPS: usize = 41;
-    let raw = RawPage::new();
-    let sealed = sealed_secret();
-    let unsealed = LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A)).unwrap();
-    let (mut floor, mut cycle, mut nested, mut ceiling) = (vec![], vec![], vec![], vec![]);
-    let (mut cycle_ratio, mut nested_ratio) = (vec![], vec![]);
-    for rep in 0..REPS {
-        let raw_ns = || time(2_000, &mut || u32::from(raw.cycle()));
-        let sealed_ns = || time(2_000, &mut || sum(&sealed.borrow()));
-        let (r, s) = if rep % 2 == 0 {
-            let r = raw_ns();
-            (r, sealed_ns())
-        } else {
-            let s = sealed_ns();
-            (raw_ns(), s)
-        };
-        let n = {
-            let _outer = sealed.borrow();
-            time(200_000, &mut || sum(&sealed.borrow()))
-        };
-        let u = time(200_000, &mut || sum(black_box(&unsealed)));
-        floor.push(r);
-        cycle.push(s);
-        nested.push(n);
-        ceiling.push(u);
-        cycle_ratio.push(s / r);
-        nested_ratio.push(n / u);
-    }
-    println!();
-    println!("interleaved, {REPS} repetitions, medians (ns per operation):");
-    println!("| operation | median ns | ratio (median of per-repetition ratios) |");
-    println!("| --- | ---: | ---: |");
-    println!(
-        "| raw mprotect(PROT_READ) + mprotect(PROT_NONE) pair | {:.0} | 1.00 (floor) |",
-        median(floor)
-    );
-    println!(
-        "| sealed borrow, read 32 bytes, drop | {:.0} | {:.3} x floor |",
-        median(cycle),
-        median(cycle_ratio)
-    );
-    println!(
-        "| nested borrow (another Ref out), read, drop | {:.1} | {:.1} x ceiling |",
-        median(nested),
-        median(nested_ratio)
-    );
-    println!(
-        "| unsealed LockedBox read 32 bytes (ceiling) | {:.1} | 1.0 |",
-        median(ceiling)
-    );
-}
-
+#[cfg(not(unix))]
 fn main() {
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
-    criterion_benches(&mut c);
-    c.final_summary();
-    interleaved();
+    eprintln!(
+        "sealed compares against raw mprotect(2) pairs, which only Unix has: nothing to run on this platform"
+    );
+}
+
+#[cfg(unix)]
+fn main() {
+    bench::main();
+}
+
+/// The bench itself (Unix).
+#[cfg(unix)]
+mod bench {
+    use std::hint::black_box;
+    use std::time::{Duration, Instant};
+
+    use criterion::Criterion;
+    use lockedmem::{LockedBox, SealedBox};
+    use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+
+    /// One page between two guard pages, mlocked and PROT_NONE: the same
+    /// starting point as a sealed box's data page, without the crate.
+    struct RawPage {
+        page: *mut std::ffi::c_void,
+        len: usize,
+    }
+
+    impl RawPage {
+        fn new() -> Self {
+            let len = rustix::param::page_size();
+            // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+            let map = unsafe {
+                rustix::mm::mmap_anonymous(
+                    std::ptr::null_mut(),
+                    3 * len,
+                    ProtFlags::empty(),
+                    MapFlags::PRIVATE,
+                )
+            }
+            .expect("mmap");
+            // SAFETY: the middle page of the mapping made above.
+            let page = unsafe { map.cast::<u8>().add(len) }.cast();
+            // SAFETY: as above; no reference into the page exists.
+            unsafe { rustix::mm::mprotect(page, len, MprotectFlags::READ | MprotectFlags::WRITE) }
+                .expect("mprotect");
+            // SAFETY: as above.
+            unsafe { rustix::mm::mlock(page, len) }.expect("mlock");
+            // SAFETY: as above.
+            unsafe { rustix::mm::mprotect(page, len, MprotectFlags::empty()) }.expect("mprotect");
+            RawPage { page, len }
+        }
+
+        /// The floor, written as application code would be: a function that
+        /// opens, reads and seals the page, and returns.
+        #[inline(never)]
+        fn cycle_in_fn(&self) -> u8 {
+            self.cycle()
+        }
+
+        /// The floor: open the page for reading, read, seal it again.
+        #[inline(always)]
+        fn cycle(&self) -> u8 {
+            // SAFETY: our own page; no reference into it is alive across calls.
+            unsafe { rustix::mm::mprotect(self.page, self.len, MprotectFlags::READ) }.unwrap();
+            // SAFETY: the page is readable now.
+            let b = unsafe { self.page.cast::<u8>().read_volatile() };
+            // SAFETY: as above.
+            unsafe { rustix::mm::mprotect(self.page, self.len, MprotectFlags::empty()) }.unwrap();
+            b
+        }
+    }
+
+    fn sealed_secret() -> SealedBox<[u8; 32]> {
+        LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A))
+            .unwrap()
+            .seal()
+            .unwrap()
+    }
+
+    fn sum(bytes: &[u8; 32]) -> u32 {
+        bytes.iter().map(|&b| u32::from(b)).sum()
+    }
+
+    fn criterion_benches(c: &mut Criterion) {
+        let raw = RawPage::new();
+        let sealed = sealed_secret();
+        let unsealed = LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A)).unwrap();
+        let mut g = c.benchmark_group("sealed 32-byte secret");
+        g.bench_function("raw mprotect pair", |b| b.iter(|| black_box(raw.cycle())));
+        g.bench_function("raw mprotect pair in a function", |b| {
+            b.iter(|| black_box(raw.cycle_in_fn()))
+        });
+        g.bench_function("sealed borrow", |b| b.iter(|| sum(&sealed.borrow())));
+        {
+            let _outer = sealed.borrow();
+            g.bench_function("nested borrow", |b| b.iter(|| sum(&sealed.borrow())));
+        }
+        g.bench_function("unsealed read", |b| b.iter(|| sum(black_box(&unsealed))));
+        g.finish();
+    }
+
+    /// Nanoseconds per call of `f`, over `n` calls.
+    ///
+    /// Every candidate is called the same way, through a `dyn FnMut`: one
+    /// operation is one function call that returns, as in an application where a
+    /// borrow sits in some function. This matters on CPUs whose kernels mitigate
+    /// return-stack attacks (AMD's SRSO "Safe RET", for one): there the first
+    /// function return after a system call costs a few hundred nanoseconds, and
+    /// a raw loop inlined into the timing loop would never pay it.
+    fn time(n: u32, f: &mut dyn FnMut() -> u32) -> f64 {
+        let start = Instant::now();
+        let mut acc = 0u32;
+        for _ in 0..n {
+            acc = acc.wrapping_add(black_box(&mut *f)());
+        }
+        black_box(acc);
+        start.elapsed().as_nanos() as f64 / f64::from(n)
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    /// Every candidate once per repetition, in alternating order; ratios are
+    /// taken within a repetition, then their median across repetitions.
+    fn interleaved() {
+        const REPS: usize = 41;
+        let raw = RawPage::new();
+        let sealed = sealed_secret();
+        let unsealed = LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A)).unwrap();
+        let (mut floor, mut cycle, mut nested, mut ceiling) = (vec![], vec![], vec![], vec![]);
+        let (mut cycle_ratio, mut nested_ratio) = (vec![], vec![]);
+        for rep in 0..REPS {
+            let raw_ns = || time(2_000, &mut || u32::from(raw.cycle()));
+            let sealed_ns = || time(2_000, &mut || sum(&sealed.borrow()));
+            let (r, s) = if rep % 2 == 0 {
+                let r = raw_ns();
+                (r, sealed_ns())
+            } else {
+                let s = sealed_ns();
+                (raw_ns(), s)
+            };
+            let n = {
+                let _outer = sealed.borrow();
+                time(200_000, &mut || sum(&sealed.borrow()))
+            };
+            let u = time(200_000, &mut || sum(black_box(&unsealed)));
+            floor.push(r);
+            cycle.push(s);
+            nested.push(n);
+            ceiling.push(u);
+            cycle_ratio.push(s / r);
+            nested_ratio.push(n / u);
+        }
+        println!();
+        println!("interleaved, {REPS} repetitions, medians (ns per operation):");
+        println!("| operation | median ns | ratio (median of per-repetition ratios) |");
+        println!("| --- | ---: | ---: |");
+        println!(
+            "| raw mprotect(PROT_READ) + mprotect(PROT_NONE) pair | {:.0} | 1.00 (floor) |",
+            median(floor)
+        );
+        println!(
+            "| sealed borrow, read 32 bytes, drop | {:.0} | {:.3} x floor |",
+            median(cycle),
+            median(cycle_ratio)
+        );
+        println!(
+            "| nested borrow (another Ref out), read, drop | {:.1} | {:.1} x ceiling |",
+            median(nested),
+            median(nested_ratio)
+        );
+        println!(
+            "| unsealed LockedBox read 32 bytes (ceiling) | {:.1} | 1.0 |",
+            median(ceiling)
+        );
+    }
+
+    pub(super) fn main() {
+        let mut c = Criterion::default()
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+            .configure_from_args();
+        criterion_benches(&mut c);
+        c.final_summary();
+        interleaved();
+    }
 }

@@ -31,7 +31,6 @@
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -102,8 +101,10 @@ fn read_vec(mut pipe: File) -> Box<dyn AsRef<[u8]>> {
     Box::new(v)
 }
 
-/// The two ends of a new pipe.
+/// The two ends of a new pipe (pipe(2)).
+#[cfg(unix)]
 fn pipe() -> (File, File) {
+    use std::os::fd::{FromRawFd, OwnedFd};
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a writable array of two descriptors, as pipe(2)
     // wants. (Not close-on-exec: this bench runs no other program.)
@@ -113,6 +114,24 @@ fn pipe() -> (File, File) {
     let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     // SAFETY: as above.
     let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    (File::from(r), File::from(w))
+}
+
+/// The two ends of a new anonymous pipe (`CreatePipe`, default buffer
+/// size: a writer thread feeds it, as [`enlarge`] says).
+#[cfg(windows)]
+fn pipe() -> (File, File) {
+    use std::os::windows::io::{FromRawHandle, OwnedHandle};
+    use windows_sys::Win32::System::Pipes::CreatePipe;
+    let (mut r, mut w) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: two writable handle slots; no security attributes (the
+    // handles are not inherited).
+    let ok = unsafe { CreatePipe(&raw mut r, &raw mut w, std::ptr::null(), 0) };
+    assert_ne!(ok, 0, "CreatePipe: {}", std::io::Error::last_os_error());
+    // SAFETY: a handle CreatePipe just opened; nothing else owns it.
+    let r = unsafe { OwnedHandle::from_raw_handle(r) };
+    // SAFETY: as above.
+    let w = unsafe { OwnedHandle::from_raw_handle(w) };
     (File::from(r), File::from(w))
 }
 

@@ -12,15 +12,86 @@
 //!
 //! Exits with status 1 if a protection that the host claims to offer is not
 //! visible on the box.
+//!
+//! On Windows the boxes are read back through `VirtualQuery` and
+//! `QueryWorkingSetEx` instead of /proc, and what only Linux has (the
+//! kernel's core settings, VmLck, secret memory, the hardening state) is
+//! reported as not available. Under Wine, whose `VirtualLock` succeeds and
+//! locks nothing, the lock is reported as not verifiable (`[ -- ]`), not
+//! as verified.
 
+#[cfg(unix)]
 #[path = "../tests/common/procfs.rs"]
 mod procfs;
 
+#[cfg(windows)]
+#[allow(unused_imports)]
+#[path = "../tests/common/windows.rs"]
+mod win;
+
+/// The mechanisms the report names, as the platform calls them.
+#[cfg(unix)]
+mod names {
+    pub(crate) const LIMIT: &str = "RLIMIT_MEMLOCK";
+    pub(crate) const EXEMPT_YES: &str =
+        "yes: CAP_IPC_LOCK, the kernel ignores RLIMIT_MEMLOCK for this process";
+    pub(crate) const EXEMPT_NO: &str = "no: no CAP_IPC_LOCK, RLIMIT_MEMLOCK applies";
+    pub(crate) const NO_DUMPS: &str = "NO: boxes cannot be left out of a core file here; \
+         Hardening::no_core_dumps (RLIMIT_CORE 0) is the defence";
+    #[cfg(target_os = "linux")]
+    pub(crate) const DUMPS: &str = "MADV_DONTDUMP, boxes stay out of core dumps";
+    #[cfg(target_os = "freebsd")]
+    pub(crate) const DUMPS: &str = "MADV_NOCORE, boxes stay out of core dumps";
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    pub(crate) const DUMPS: &str = "MAP_CONCEAL, boxes stay out of core dumps";
+    #[cfg(target_os = "linux")]
+    pub(crate) const FORK_ZEROS: &str =
+        "MADV_WIPEONFORK, a fork child sees zeros (ForkPolicy::Wipe, the default)";
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) const FORK_ZEROS: &str =
+        "minherit(INHERIT_ZERO), a fork child sees zeros (ForkPolicy::Wipe, the default)";
+    #[cfg(target_os = "linux")]
+    pub(crate) const FORK_EXCLUSION: &str =
+        "MADV_DONTFORK, a fork child has no such pages (ForkPolicy::Exclude)";
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) const FORK_EXCLUSION: &str =
+        "minherit(INHERIT_NONE), a fork child has no such pages (ForkPolicy::Exclude)";
+    pub(crate) const NOT_COVERED: &str =
+        "not covered: SIGKILL, the OOM killer's too (no handler can catch it)";
+    pub(crate) const TURN_ON: &str = "call wipe_on_signals(&[SIGTERM, SIGINT, SIGHUP]) and wipe_on_panic() at start: \
+         the crate's memory is zeroed before such a death";
+}
+
+/// The mechanisms the report names, as the platform calls them.
+#[cfg(windows)]
+mod names {
+    pub(crate) const LIMIT: &str = "minimum working set (VirtualLock's quota)";
+    pub(crate) const EXEMPT_YES: &str = "yes";
+    pub(crate) const EXEMPT_NO: &str =
+        "no: no process is exempt from its working-set quota on Windows";
+    pub(crate) const DUMPS: &str = "WerRegisterExcludedMemoryBlock, boxes stay out of Windows \
+         Error Reporting's dumps (not out of dumps other tools write)";
+    pub(crate) const NO_DUMPS: &str = "NO: no WerRegisterExcludedMemoryBlock here (Windows \
+         before 10 1703, or Wine): a crash dump would hold the boxes; DumpPolicy::Exclude is \
+         Error::Unsupported";
+    pub(crate) const FORK_ZEROS: &str =
+        "Windows has no fork(2): no child ever gets a box (every ForkPolicy is moot)";
+    pub(crate) const FORK_EXCLUSION: &str = FORK_ZEROS;
+    pub(crate) const NOT_COVERED: &str =
+        "not covered: TerminateProcess from outside (Task Manager's End task; no handler runs)";
+    pub(crate) const TURN_ON: &str = "call wipe_on_signals(&[Signal::INT, Signal::TERM]) (Ctrl-C, Ctrl-Break, the console's \
+         closing, logoff, shutdown, and a crash) and wipe_on_panic() at start: the crate's \
+         memory is zeroed before such a death";
+}
+
+#[cfg(unix)]
 use std::fs;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use lockedmem::{Backing, Hardening, Host, Isolation, LockedBox, MemlockLimit, Options};
+#[cfg(unix)]
+use lockedmem::{Backing, Hardening};
+use lockedmem::{Host, Isolation, LockedBox, MemlockLimit, Options};
 
 fn main() -> ExitCode {
     let mut stdout = io::stdout().lock();
@@ -67,12 +138,14 @@ fn bytes(limit: Option<u64>) -> String {
     }
 }
 
+#[cfg(unix)]
 fn read_trimmed(path: &str) -> String {
     fs::read_to_string(path).map_or_else(|e| format!("unreadable ({e})"), |s| s.trim().to_owned())
 }
 
 /// Reads 8 bytes at `addr` through /proc/self/mem: what another process
 /// with ptrace access would get, and a read that needs no Rust reference.
+#[cfg(unix)]
 fn read_through_proc_mem(addr: usize) -> io::Result<[u8; 8]> {
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 8];
@@ -97,6 +170,13 @@ impl Report<'_> {
         writeln!(self.out, "{name:<22} {text}")
     }
 
+    /// A property this host cannot show (`[ -- ]`): not counted as verified
+    /// or as failed.
+    #[cfg(windows)]
+    fn unverifiable(&mut self, what: &str, detail: impl std::fmt::Display) -> io::Result<()> {
+        writeln!(self.out, "[ -- ] {what}: {detail}")
+    }
+
     /// Checks one property, prints it, and counts failures.
     fn check(&mut self, what: &str, ok: bool, detail: impl std::fmt::Display) -> io::Result<()> {
         if !ok {
@@ -113,16 +193,31 @@ impl Report<'_> {
     fn host(&mut self, host: &Host) -> io::Result<()> {
         self.section("host", "Host::probe")?;
         self.line("platform", host.platform)?;
+        #[cfg(unix)]
         self.line("kernel", read_trimmed("/proc/sys/kernel/osrelease"))?;
+        #[cfg(windows)]
+        self.line(
+            "wine",
+            if win::under_wine() {
+                "yes: this is Wine, not Windows (its VirtualLock locks nothing)"
+            } else {
+                "no"
+            },
+        )?;
         self.line("page_size", format!("{} bytes", host.page_size))?;
         let MemlockLimit { soft, hard } = host.memlock;
         self.line(
             "memlock",
-            format!("RLIMIT_MEMLOCK soft {}, hard {}", bytes(soft), bytes(hard)),
+            format!(
+                "{} soft {}, hard {}",
+                names::LIMIT,
+                bytes(soft),
+                bytes(hard)
+            ),
         )?;
         let cap = match host.lock_exempt {
-            Some(true) => "yes: CAP_IPC_LOCK, the kernel ignores RLIMIT_MEMLOCK for this process",
-            Some(false) => "no: no CAP_IPC_LOCK, RLIMIT_MEMLOCK applies",
+            Some(true) => names::EXEMPT_YES,
+            Some(false) => names::EXEMPT_NO,
             None => "unknown (capget failed)",
         };
         self.line("lock_exempt", cap)?;
@@ -142,32 +237,31 @@ impl Report<'_> {
         self.line(
             "dump_exclusion",
             if host.dump_exclusion {
-                "yes: MADV_DONTDUMP, boxes stay out of core dumps"
+                format!("yes: {}", names::DUMPS)
             } else {
-                "NO: boxes cannot be left out of a core file here; Hardening::no_core_dumps \
-                 (RLIMIT_CORE 0) is the defence"
+                names::NO_DUMPS.to_owned()
             },
         )?;
         self.line(
             "fork_zeros",
             if host.fork_zeros {
-                "yes: MADV_WIPEONFORK, a fork child sees zeros (ForkPolicy::Wipe, the default)"
+                format!("yes: {}", names::FORK_ZEROS)
+            } else if cfg!(windows) {
+                format!("moot: {}", names::FORK_ZEROS)
             } else {
                 "NO: a fork child cannot be given zeros: ForkPolicy::Wipe is \
                  Error::Unsupported, the default is ForkPolicy::Exclude"
+                    .to_owned()
             },
         )?;
         self.line(
             "fork_exclusion",
-            format!(
-                "{}: MADV_DONTFORK, a fork child has no such pages (ForkPolicy::Exclude)",
-                yes_no(host.fork_exclusion)
-            ),
+            format!("{}: {}", yes_no(host.fork_exclusion), names::FORK_EXCLUSION),
         )?;
         let secret = match &host.secret_memory {
             Ok(true) => "yes: memfd_secret(2); Backing::SecretMem and PreferSecretMem boxes use it"
                 .to_owned(),
-            Ok(false) => "no: a kernel without memfd_secret(2); Backing::SecretMem is \
+            Ok(false) => "no: a system without memfd_secret(2); Backing::SecretMem is \
                           Error::Unsupported, PreferSecretMem uses anonymous memory"
                 .to_owned(),
             Err(kind) => format!(
@@ -180,6 +274,9 @@ impl Report<'_> {
             "locked_by_crate",
             format!("{} bytes locked by lockedmem now", host.locked_by_crate),
         )?;
+        #[cfg(windows)]
+        return Ok(());
+        #[cfg(unix)]
         self.line(
             "vm.max_map_count",
             format!(
@@ -189,7 +286,28 @@ impl Report<'_> {
         )
     }
 
+    /// What decides whether a crash writes a dump: Windows Error Reporting,
+    /// not a core limit.
+    #[cfg(windows)]
+    fn core_dumps(&mut self, host: &Host) -> io::Result<()> {
+        self.section("core dumps", "Host::probe")?;
+        self.line(
+            "core_limit",
+            format!(
+                "{} (Windows has no core limit: Windows Error Reporting and the debugger \
+                 configured in AeDebug decide what a crash dumps)",
+                bytes(host.core_limit)
+            ),
+        )?;
+        self.line(
+            "inspectable",
+            "unknown: not asked on Windows (the process's security descriptor decides who \
+             may read its memory)",
+        )
+    }
+
     /// What decides whether a crash writes a core file, and where.
+    #[cfg(unix)]
     fn core_dumps(&mut self, host: &Host) -> io::Result<()> {
         self.section("core dumps", "Host::probe")?;
         let core = match host.core_limit {
@@ -221,8 +339,20 @@ impl Report<'_> {
         )
     }
 
+    /// `Hardening::current()` is Linux's: on Windows the section says so.
+    #[cfg(windows)]
+    fn hardening(&mut self) -> io::Result<()> {
+        self.section("process hardening, opt-in", "Hardening::current")?;
+        self.line(
+            "not available",
+            "Hardening reads and changes Linux's process state (/proc, prctl, rlimits); on \
+             Windows Hardening::current is an error",
+        )
+    }
+
     /// `Hardening::current()`: the process-wide settings the crate changes
     /// only when asked (`Hardening::apply`), a line per field.
+    #[cfg(unix)]
     fn hardening(&mut self) -> io::Result<()> {
         self.section("process hardening, opt-in", "Hardening::current")?;
         let state = match Hardening::current() {
@@ -306,8 +436,145 @@ impl Report<'_> {
         )
     }
 
+    /// A page-isolated box, a packed one and a sealed one as `VirtualQuery`
+    /// and `QueryWorkingSetEx` show them, then the first dropped and the
+    /// cache trimmed.
+    #[cfg(windows)]
+    fn boxes(&mut self, host: &Host) -> io::Result<()> {
+        self.section("a page-isolated box", "LockedBox, Isolation::Page")?;
+        let key = match LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A)) {
+            Ok(k) => k,
+            Err(e) => return self.check("a page-isolated box", false, e),
+        };
+        writeln!(self.out, "{key:?}")?;
+        let start = key.as_ptr() as usize;
+        let end = start + key.len();
+        let page = host.page_size;
+        let data = win::region(start);
+        self.check(
+            "data pages committed read-write",
+            data.read_write() && win::region(end - 1).read_write(),
+            format!("state {:#x}, protection {:#x}", data.state, data.protect),
+        )?;
+        for (what, at) in [
+            ("guard page before", (start & !(page - 1)) - page),
+            ("guard page after", end),
+        ] {
+            let g = win::region(at);
+            self.check(
+                what,
+                g.inaccessible() && g.allocation_base == data.allocation_base,
+                format!(
+                    "state {:#x}, protection {:#x}, in the box's reservation: {}",
+                    g.state,
+                    g.protect,
+                    g.allocation_base == data.allocation_base
+                ),
+            )?;
+        }
+        self.check(
+            "value ends flush against the guard",
+            end % page == 0,
+            format!("last byte at {:#x}, guard from {end:#x}", end - 1),
+        )?;
+        let flags = win::working_set_flags(start);
+        self.check(
+            "in the working set (QueryWorkingSetEx Valid)",
+            flags & win::WS_VALID != 0,
+            format!("attributes {flags:#x}"),
+        )?;
+        let locked = flags & win::WS_LOCKED != 0;
+        if win::under_wine() && !locked {
+            self.unverifiable(
+                "locked (QueryWorkingSetEx Locked)",
+                format!(
+                    "VirtualLock said yes (is_locked: {}), but Wine keeps no lock: not \
+                     verifiable here",
+                    key.is_locked()
+                ),
+            )?;
+        } else {
+            self.check(
+                "locked (QueryWorkingSetEx Locked)",
+                locked && key.is_locked(),
+                format!("attributes {flags:#x}"),
+            )?;
+        }
+        let residency = key.residency();
+        self.check(
+            "resident (QueryWorkingSetEx)",
+            residency.as_ref().is_ok_and(|r| r.all_resident()),
+            match &residency {
+                Ok(r) => format!(
+                    "{} of {} data pages in the working set",
+                    r.resident, r.total
+                ),
+                Err(e) => format!("QueryWorkingSetEx failed: {e}"),
+            },
+        )?;
+
+        self.section("a packed box", "Isolation::Packed")?;
+        match Options::new()
+            .isolation(Isolation::Packed)
+            .zeroed::<[u8; 32]>()
+        {
+            Ok(small) => {
+                writeln!(self.out, "{small:?}")?;
+                let at = small.as_ptr() as usize;
+                let first = at & !(page - 1);
+                let data = win::region(at);
+                let guarded = [first - page, first + page]
+                    .iter()
+                    .all(|&g| win::region(g).inaccessible());
+                self.check(
+                    "packed page read-write, between inaccessible pages",
+                    data.read_write() && guarded,
+                    format!("protection {:#x}", data.protect),
+                )?;
+                self.stats()?;
+            }
+            Err(e) => self.check("packed box", false, e)?,
+        }
+
+        self.secretmem(host, start)?;
+
+        self.section("after drop, and after trim", "stats, trim")?;
+        drop(key);
+        let st = lockedmem::stats();
+        let cached = win::region(end - 1);
+        self.check(
+            "dropped slot cached",
+            cached.read_write() && st.cached_slots >= 1,
+            format!(
+                "{} slot(s), {} bytes in the cache",
+                st.cached_slots, st.cached_bytes
+            ),
+        )?;
+        if cached.read_write() {
+            // SAFETY: a committed read-write page of this process
+            // (VirtualQuery said so just above), read as bytes.
+            let left: Vec<u8> = (end - 8..end)
+                .map(|at| unsafe { (at as *const u8).read_volatile() })
+                .collect();
+            self.check(
+                "dropped value wiped",
+                left.iter().all(|&x| x == 0),
+                format!("its last 8 bytes read {left:02x?}"),
+            )?;
+        }
+        lockedmem::trim();
+        let gone = win::region(end - 1);
+        self.check(
+            "reservation released after trim",
+            gone.state == win::MEM_FREE || gone.allocation_base != data.allocation_base,
+            format!("state {:#x} at the old address", gone.state),
+        )?;
+        self.stats()
+    }
+
     /// A page-isolated box, a packed one and a secret-memory one as the
     /// kernel shows them, then the first dropped and the cache trimmed.
+    #[cfg(unix)]
     fn boxes(&mut self, host: &Host) -> io::Result<()> {
         self.section("a page-isolated box", "LockedBox, Isolation::Page")?;
         let lck_before = procfs::vm_lck_kb();
@@ -480,6 +747,25 @@ impl Report<'_> {
     /// `control` succeeds.
     fn secretmem(&mut self, host: &Host, control: usize) -> io::Result<()> {
         self.section("a secret-memory box", "Backing::SecretMem")?;
+        self.secretmem_here(host, control)
+    }
+
+    /// [`secretmem`](Self::secretmem) on Windows: there is none.
+    #[cfg(windows)]
+    fn secretmem_here(&mut self, host: &Host, _control: usize) -> io::Result<()> {
+        self.line(
+            "not available",
+            format!(
+                "memfd_secret(2) is Linux's: {:?}; Backing::SecretMem is \
+                 Error::Unsupported, PreferSecretMem gives anonymous memory",
+                host.secret_memory
+            ),
+        )
+    }
+
+    /// [`secretmem`](Self::secretmem) where the system may have it.
+    #[cfg(unix)]
+    fn secretmem_here(&mut self, host: &Host, control: usize) -> io::Result<()> {
         if !matches!(host.secret_memory, Ok(true)) {
             return self.line(
                 "not available",
@@ -535,15 +821,12 @@ impl Report<'_> {
             "the last wipe, opt-in",
             "wipe_on_signals, wipe_on_panic, wipe_all_and_abort",
         )?;
-        self.line(
-            "to turn it on",
-            "call wipe_on_signals(&[SIGTERM, SIGINT, SIGHUP]) and wipe_on_panic() at start: \
-             the crate's memory is zeroed before such a death",
-        )?;
-        // Refused whole, so nothing is installed in this process.
-        let kill = lockedmem::wipe_on_signals(&[libc::SIGKILL]);
+        self.line("to turn it on", names::TURN_ON)?;
+        // 9, SIGKILL's number on Unix and no console event on Windows:
+        // refused whole, so nothing is installed in this process.
+        let kill = lockedmem::wipe_on_signals(&[lockedmem::Signal::from_raw(9)]);
         self.check(
-            "not covered: SIGKILL, the OOM killer's too (no handler can catch it)",
+            names::NOT_COVERED,
             matches!(kill, Err(lockedmem::Error::UnsupportedSignal { .. })),
             match kill {
                 Err(e) => format!("wipe_on_signals refuses it: {e}"),

@@ -25,7 +25,8 @@ use crate::os::Trouble;
 /// ```
 #[non_exhaustive]
 pub enum Error {
-    /// `RLIMIT_MEMLOCK` refused a lock: of a box's pages (under
+    /// `RLIMIT_MEMLOCK` (on Windows, the minimum working set `VirtualLock` is
+    /// held to) refused a lock: of a box's pages (under
     /// [`LockPolicy::Require`](crate::LockPolicy::Require)), or of the
     /// whole process ([`Hardening::lock_all`](crate::Hardening::lock_all));
     /// `call` says which, and the message's advice fits it.
@@ -102,12 +103,14 @@ pub enum Error {
     },
     /// There is no controlling terminal to prompt on: opening `/dev/tty`
     /// says so (`ENXIO`, or `ENOENT`/`ENODEV` where there is no such
-    /// device), or what it opened is no terminal (`ENOTTY`); the process
-    /// runs without one (a service, a pipeline, CI). Any other failure is
+    /// device), or what it opened is no terminal (`ENOTTY`); on Windows,
+    /// the process has no console (`CONIN$` cannot be opened, or is no
+    /// console input); the process runs without one (a service, a
+    /// pipeline, CI). Any other failure is
     /// [`Error::Terminal`]. Pass the secret another way, such as
     /// standard input read through [`raw_stdin`](crate::raw_stdin).
     NoTerminal {
-        /// What opening or querying `/dev/tty` said.
+        /// What opening or querying `/dev/tty` (or `CONIN$`) said.
         source: io::Error,
     },
     /// The controlling terminal exists (or may: the kernel did not say
@@ -215,9 +218,8 @@ fn terminal_advice(source: &io::Error) -> &'static str {
 }
 
 /// How to give the process more lockable memory, in every message about the
-/// limit.
-const RAISE: &str = "raise the limit (`ulimit -l`, LimitMEMLOCK= for a systemd unit, \
-                     `--ulimit memlock=` for a container) or grant CAP_IPC_LOCK";
+/// limit: the platform's advice.
+const RAISE: &str = crate::os::RAISE_LOCK_LIMIT;
 
 impl Error {
     /// The variant's name, for `{:#?}`.
@@ -265,10 +267,12 @@ impl fmt::Display for Error {
                 locked_by_crate,
             } => write!(
                 f,
-                "mlock of {requested} bytes refused by RLIMIT_MEMLOCK (soft limit {}, hard \
-                 limit {}; lockedmem already holds {locked_by_crate} bytes locked): {RAISE}, \
+                "{} of {requested} bytes refused by {} (soft limit {}, hard limit {}; \
+                 lockedmem already holds {locked_by_crate} bytes locked): {RAISE}, \
                  drop boxes you no longer need, or accept unlocked pages with \
                  LockPolicy::BestEffort",
+                crate::os::LOCK_CALL,
+                crate::os::LOCK_LIMIT,
                 Limit(*soft_limit),
                 Limit(*hard_limit),
             ),
@@ -280,10 +284,11 @@ impl fmt::Display for Error {
                 ..
             } => write!(
                 f,
-                "mlockall of the process's {requested} mapped bytes refused by RLIMIT_MEMLOCK \
+                "mlockall of the process's {requested} mapped bytes refused by {} \
                  (soft limit {}, hard limit {}; every LockAll mode asks for the whole mapped \
                  size, VmSize): {RAISE} (to at least the mapped size), or leave lock_all out \
                  (the crate's boxes lock their own pages); nothing was applied",
+                crate::os::LOCK_LIMIT,
                 Limit(*soft_limit),
                 Limit(*hard_limit),
             ),
@@ -324,10 +329,11 @@ impl fmt::Display for Error {
             ),
             Error::NoTerminal { source } => write!(
                 f,
-                "no controlling terminal to prompt on (/dev/tty: {source}): pass the secret \
+                "no controlling terminal to prompt on ({}: {source}): pass the secret \
                  another way, such as a pipe or a file on standard input read with \
                  LockedString::read_line(lockedmem::raw_stdin(), max_len) (not \
-                 std::io::stdin(), whose buffer keeps a copy)"
+                 std::io::stdin(), whose buffer keeps a copy)",
+                crate::os::TERMINAL,
             ),
             Error::Terminal { call, source } => {
                 write!(f, "{call} failed: {source}; {}", terminal_advice(source))
@@ -345,11 +351,9 @@ impl fmt::Display for Error {
             ),
             Error::UnsupportedSignal { signal } => write!(
                 f,
-                "signal {signal} cannot trigger the last wipe: wipe_on_signals takes the signals \
-                 that arrive from outside and end the process by default (SIGHUP, SIGINT, \
-                 SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGXCPU, \
-                 SIGXFSZ, SIGPWR, real-time signals); SIGKILL and SIGSTOP cannot be caught, and \
-                 for faults and aborts use wipe_on_panic or wipe_all_and_abort"
+                "signal {signal} cannot trigger the last wipe: wipe_on_signals takes {}; for \
+                 faults and aborts use wipe_on_panic or wipe_all_and_abort",
+                crate::os::WIPE_SIGNALS,
             ),
             Error::Decode { encoding } => write!(
                 f,
@@ -470,7 +474,7 @@ mod tests {
         };
         let msg = e.to_string();
         for needle in [
-            "RLIMIT_MEMLOCK",
+            crate::os::LOCK_LIMIT,
             "4096 bytes",
             "65536 bytes",
             "unlimited",
@@ -605,16 +609,11 @@ mod tests {
     fn memlock_advice_fits_the_call() {
         let all = every_variant();
         let [secret, lock_all] = [&all[0], &all[1]].map(ToString::to_string);
-        for needle in ["ulimit -l", "CAP_IPC_LOCK", "BestEffort", "drop boxes"] {
+        let raise = crate::os::RAISE_LOCK_LIMIT;
+        for needle in [raise, crate::os::LOCK_LIMIT, "BestEffort", "drop boxes"] {
             assert!(secret.contains(needle), "{needle} not in {secret}");
         }
-        for needle in [
-            "mlockall",
-            "ulimit -l",
-            "CAP_IPC_LOCK",
-            "VmSize",
-            "leave lock_all out",
-        ] {
+        for needle in ["mlockall", raise, "VmSize", "leave lock_all out"] {
             assert!(lock_all.contains(needle), "{needle} not in {lock_all}");
         }
         for wrong in ["BestEffort", "drop boxes"] {
@@ -624,7 +623,7 @@ mod tests {
 
     #[test]
     fn io_error_keeps_the_message_and_source() {
-        let e = Error::os("mmap", 8192, io::Error::from_raw_os_error(12));
+        let e = Error::os("mmap", 8192, crate::os::error_for(Trouble::NoMemory));
         let io: io::Error = e.into();
         assert_eq!(io.kind(), io::ErrorKind::OutOfMemory);
         assert!(io.to_string().contains("mmap on 8192 bytes failed"));

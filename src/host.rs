@@ -25,7 +25,8 @@ pub struct Host {
     /// The system page size in bytes.
     pub page_size: usize,
     /// The limit on locked memory: `RLIMIT_MEMLOCK` on Unix (on FreeBSD
-    /// capped by `vm.max_user_wired`).
+    /// and macOS capped by the kernel's wired-memory limits, see
+    /// [`MemlockLimit`]).
     pub memlock: MemlockLimit,
     /// Whether the calling thread is exempt from that limit (Linux:
     /// `CAP_IPC_LOCK`); `None` where that cannot be asked.

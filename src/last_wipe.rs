@@ -367,7 +367,10 @@ mod tests {
         {
             assert!(accepted(sig), "{sig:?}");
         }
-        for sig in [os::sig::TERM, os::sig::INT, os::sig::HUP] {
+        for sig in [os::sig::TERM, os::sig::INT, os::sig::HUP]
+            .into_iter()
+            .filter(|&s| os::signal_exists(s))
+        {
             assert!(accepted(sig.into()), "{sig}");
         }
         let realtime = os::realtime_signals();
@@ -386,7 +389,7 @@ mod tests {
         for sig in os::sig::REFUSED.into_iter().chain([1000]) {
             assert!(!accepted(sig.into()), "{sig}");
             assert!(matches!(
-                wipe_on_signals(&[os::sig::USR2, sig]),
+                wipe_on_signals(&[os::sig::TERM, sig]),
                 Err(Error::UnsupportedSignal { signal }) if signal == sig
             ));
         }

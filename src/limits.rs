@@ -15,7 +15,9 @@ use crate::os;
 
 /// The process's `RLIMIT_MEMLOCK`, in bytes; `None` means unlimited. On
 /// FreeBSD each is capped by `vm.max_user_wired`, the system-wide limit
-/// mlock(2) also enforces there.
+/// mlock(2) also enforces there; on macOS by the smaller of
+/// `vm.user_wire_limit` and `vm.global_user_wire_limit`, the kernel's
+/// per-task and system-wide caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemlockLimit {
     /// The soft limit, which the kernel enforces.
@@ -24,7 +26,8 @@ pub struct MemlockLimit {
     pub hard: Option<u64>,
 }
 
-/// Reads `RLIMIT_MEMLOCK` (on FreeBSD, capped by `vm.max_user_wired`).
+/// Reads `RLIMIT_MEMLOCK` (on FreeBSD and macOS, capped by the kernel's
+/// wired-memory limits: see [`MemlockLimit`]).
 ///
 /// On Linux a process with `CAP_IPC_LOCK` (root, usually) is not held to
 /// it; on macOS and the BSDs no privilege exempts a process.
@@ -69,7 +72,7 @@ pub(crate) fn lock_error(requested: usize, locked_by_crate: usize, e: io::Error)
     if is_limit_error(&e) {
         limit_error(requested, locked_by_crate)
     } else {
-        Error::os("mlock", requested, e)
+        Error::os(os::LOCK_CALL, requested, e)
     }
 }
 

@@ -133,6 +133,7 @@ impl<T: Plain> LockedBox<T> {
     /// // read(2) writes straight into the locked page: no copy on the stack.
     /// let key = lockedmem::LockedBox::<[u8; 32]>::try_new_with(|k| file.read_exact(k))?;
     /// assert_eq!(key[31], 7);
+    /// # drop(file); // Windows removes no directory holding an open file
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```

@@ -85,23 +85,26 @@ impl Signal {
         self.0
     }
 
-    /// The C name of a named signal.
+    /// The C name of a named signal (one this platform has).
     fn name(self) -> Option<&'static str> {
-        Some(match self {
-            Signal::HUP => "SIGHUP",
-            Signal::INT => "SIGINT",
-            Signal::QUIT => "SIGQUIT",
-            Signal::TERM => "SIGTERM",
-            Signal::USR1 => "SIGUSR1",
-            Signal::USR2 => "SIGUSR2",
-            Signal::ALRM => "SIGALRM",
-            Signal::VTALRM => "SIGVTALRM",
-            Signal::PROF => "SIGPROF",
-            Signal::XCPU => "SIGXCPU",
-            Signal::XFSZ => "SIGXFSZ",
-            Signal::PWR => "SIGPWR",
-            _ => return None,
-        })
+        const NAMES: [(Signal, &str); 12] = [
+            (Signal::HUP, "SIGHUP"),
+            (Signal::INT, "SIGINT"),
+            (Signal::QUIT, "SIGQUIT"),
+            (Signal::TERM, "SIGTERM"),
+            (Signal::USR1, "SIGUSR1"),
+            (Signal::USR2, "SIGUSR2"),
+            (Signal::ALRM, "SIGALRM"),
+            (Signal::VTALRM, "SIGVTALRM"),
+            (Signal::PROF, "SIGPROF"),
+            (Signal::XCPU, "SIGXCPU"),
+            (Signal::XFSZ, "SIGXFSZ"),
+            (Signal::PWR, "SIGPWR"),
+        ];
+        NAMES
+            .iter()
+            .find(|&&(s, _)| s == self && os::signal_exists(s.0))
+            .map(|&(_, name)| name)
     }
 }
 

@@ -244,7 +244,7 @@ impl Store {
         let Some(size) = req.len.checked_mul(req.elem_size) else {
             return Err(too_large);
         };
-        if req.dumps == DumpPolicy::Exclude && !os::DUMPS_EXCLUDABLE {
+        if req.dumps == DumpPolicy::Exclude && !os::dumps_excludable() {
             return Err(Error::Unsupported {
                 call: os::DUMP_EXCLUSION,
                 source: std::io::Error::from(std::io::ErrorKind::Unsupported),

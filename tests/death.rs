@@ -1,5 +1,6 @@
 //! Out-of-bounds writes and reads after drop kill the process: each test runs
 //! the bad access in a child process and checks the signal it died of.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! Each test runs in a child process of its own (the test binary run again),
 //! which forks a grandchild. The grandchild only reads the box, drops it and
 //! calls `_exit`; it reports through its exit status.
+#![cfg(target_os = "linux")] // Linux's /proc, signals, fork or capabilities
 
 mod common;
 
@@ -311,4 +312,12 @@ fn locked_bytes_is_zero_in_a_fork_child_that_dropped_its_copies_and_trimmed() {
         &out,
         "locked_bytes() == 0 in a fork child after dropping its copies and trim()",
     );
+}
+
+/// The harness itself: a panic in a fork child is `PANICKED`, never the
+/// exit status 0 that the child's last thread ending would otherwise give.
+#[test]
+fn a_panic_in_a_fork_child_is_not_success() {
+    let seen = common::in_fork(|| panic!("on purpose, in the fork child"));
+    assert_eq!(seen, common::Seen::Exited(common::process::PANICKED));
 }

@@ -193,7 +193,7 @@ impl Drop for Mapping {
 /// `addr..addr + len` is a range of this crate's mappings that holds no
 /// value and that nothing else uses.
 unsafe fn advise_fresh(addr: NonNull<u8>, len: usize, fork: ForkPolicy) -> Result<(), Error> {
-    if os::DUMPS_EXCLUDABLE {
+    if os::dumps_excludable() {
         // SAFETY: forwarded from the caller's contract.
         unsafe { os::exclude_from_dumps(addr, len) }.map_err(|r| limits::refused(r, len))?;
     }

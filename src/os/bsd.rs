@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicU64;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::cpu::zero_bytes;
-use super::types::{ForkView, FutureLock, LockView, MemorySizes, Protection, Refused, Why};
+use super::types::{ForkView, Protection, Refused, Why};
 use super::unix::{FileId, map_none, page_size, protect, unmap};
 
 /// A value of minherit(2)'s `inherit` argument, with the name errors give
@@ -101,8 +101,16 @@ unsafe fn minherit(addr: NonNull<u8>, len: usize, inherit: libc::c_int) -> io::R
 /// no-inheritance for [`ForkView::Absent`] (`INHERIT_NONE`,
 /// `MAP_INHERIT_NONE`, `VM_INHERIT_NONE`), nothing to do for
 /// [`ForkView::Copy`] on a range never changed (copy is the default).
-/// `EINVAL` is the kernel not knowing the value (FreeBSD before 12.0 for
-/// `INHERIT_ZERO`): `Unsupported`.
+/// For the zero inheritance, `EINVAL` is taken for the kernel not knowing
+/// the value (FreeBSD before 12.0): `Unsupported`. The no-inheritance is
+/// as old as minherit(2) on all three, and macOS's and FreeBSD's
+/// minherit(2) answer `EINVAL` for any failure but a protection one (an
+/// unmapped range included), so there it is an error like any other.
+///
+/// # References
+/// - XNU `bsd/kern/kern_mman.c` (`minherit`: `EACCES` for
+///   `KERN_PROTECTION_FAILURE`, else `EINVAL`); FreeBSD
+///   `sys/vm/vm_mmap.c` (`sys_minherit`, the same)
 ///
 /// # Safety
 /// The shared contract; with [`ForkView::Absent`], nothing a child runs may
@@ -123,7 +131,7 @@ pub(crate) unsafe fn set_fork_view(
     // SAFETY: forwarded from the caller's contract.
     unsafe { minherit(addr, len, value) }.map_err(|source| Refused {
         call: inherit.call,
-        why: if source.raw_os_error() == Some(libc::EINVAL) {
+        why: if view == ForkView::Zeros && source.raw_os_error() == Some(libc::EINVAL) {
             Why::Unsupported
         } else {
             Why::Other
@@ -236,81 +244,6 @@ pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
 /// too.
 pub(crate) fn has_cap_ipc_lock() -> io::Result<bool> {
     Ok(false)
-}
-
-/// Secret memory (Linux's memfd_secret(2), out of the kernel's direct
-/// map): none of these systems has it. The type has no value (its field is
-/// of a type with none): every attempt to make one is refused.
-#[derive(Debug)]
-pub(crate) struct SecretFile(Never);
-
-/// A type with no value.
-#[derive(Debug)]
-enum Never {}
-
-impl Drop for SecretFile {
-    /// Never runs: there is no secret file to close.
-    fn drop(&mut self) {
-        match self.0 {}
-    }
-}
-
-impl SecretFile {
-    /// `Unsupported`: no secret memory here.
-    pub(crate) fn new() -> Result<SecretFile, Refused> {
-        Err(Refused::missing("memfd_secret"))
-    }
-
-    /// Never called: there is no secret file.
-    pub(crate) fn raw(&self) -> i32 {
-        match self.0 {}
-    }
-
-    /// Never called: there is no secret file.
-    pub(crate) fn set_len(&self, _len: usize) -> io::Result<()> {
-        match self.0 {}
-    }
-
-    /// Never called: there is no secret file.
-    ///
-    /// # Safety
-    /// As Linux's.
-    pub(crate) unsafe fn map_fixed(
-        &self,
-        _addr: NonNull<u8>,
-        _len: usize,
-        _offset: usize,
-    ) -> Result<(), Refused> {
-        match self.0 {}
-    }
-}
-
-/// Whether secret memory can be made: `Ok(false)`, the system lacks it.
-pub(crate) fn secretmem_available() -> io::Result<bool> {
-    Ok(false)
-}
-
-/// Which pages of a range hold data (Linux's `/proc/self/pagemap`):
-/// `Unsupported`. The caller then treats every page as holding data.
-pub(crate) fn populated(_addr: NonNull<u8>, _pages: usize) -> io::Result<Vec<bool>> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// The process's mapped, resident and locked sizes (Linux's
-/// `/proc/self/status`): `Unsupported`.
-pub(crate) fn memory_sizes() -> io::Result<MemorySizes> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// Which mappings are locked (Linux's `/proc/self/smaps`): `Unsupported`.
-pub(crate) fn lock_view() -> io::Result<LockView> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-/// Whether new mappings are locked (Linux's VmFlags of a probe page):
-/// `Unsupported`.
-pub(crate) fn future_lock() -> io::Result<FutureLock> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Calls `f` with the ID of every other thread of the process (Linux's

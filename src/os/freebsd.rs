@@ -10,7 +10,8 @@
 //!   (pages every process together may wire: the room left to one process
 //!   is that less `vm.stats.vm.v_user_wire_count`); [`memlock_limit`]
 //!   reports the smaller of the two, the `MemlockLimit` users see. Over
-//!   either, mlock(2) fails with `ENOMEM`; with
+//!   either, mlock(2) fails with `ENOMEM` (FreeBSD 12: `EAGAIN` over its
+//!   `vm.max_wired`, which counts the kernel's wired pages too); with
 //!   `security.bsd.unprivileged_mlock` 0, unprivileged processes get
 //!   `EPERM`. No privilege exempts a process from the limits.
 //!   A refused mlock(2) leaves every page as it was, so nothing is undone
@@ -33,10 +34,10 @@
 //!   thread ID, as thr_self(2) gives it).
 //! - **The last wipe**: the crate's memory is claimed, zeroed run by run
 //!   (made read-write, zeroed, made `PROT_NONE` again) and left
-//!   inaccessible, and the handler's own saved registers are zeroed
-//!   ([`scrub_context`]). Other threads are not stopped (`bsd`). No
-//!   `SIGPWR` (`wipe_on_signals` refuses `Signal::PWR`); the real-time
-//!   signals are 65 to 126.
+//!   inaccessible, and on x86-64 the handler's own saved registers are
+//!   zeroed ([`scrub_context`]; on other processors they are not). Other
+//!   threads are not stopped (`bsd`). No `SIGPWR` (`wipe_on_signals`
+//!   refuses `Signal::PWR`); the real-time signals are 65 to 126.
 //! - **Introspection** (`/proc` on Linux: `Hardening::current`, which pages
 //!   hold data, the environment block's bounds): `Unsupported`.
 #![allow(unsafe_code)]
@@ -47,7 +48,7 @@ use std::ptr::NonNull;
 
 use super::bsd::sysctl_unsigned;
 use super::types::{Protection, Refused, Why};
-use super::unix::{map_none, page_size, protect, rlimit_memlock, unmap};
+use super::unix::{map_none, page_size, process_id, protect, rlimit_memlock, unmap};
 
 /// What `Host::platform` says.
 pub(crate) const PLATFORM: &str = "freebsd";
@@ -116,33 +117,53 @@ pub(crate) fn can_exclude_from_dumps() -> bool {
 
 /// The limit on the memory this process may lock, `(soft, hard)` in bytes,
 /// `None` for unlimited: `RLIMIT_MEMLOCK`, each capped by
-/// `vm.max_user_wired` (pages, times the page size), the system-wide limit
-/// mlock(2) also enforces. The cap is what every process shares: the room
-/// left may be less.
+/// `vm.max_user_wired` (pages, times the page size; FreeBSD 12 names it
+/// `vm.max_wired`, and counts every wired page against it, the kernel's
+/// too), the system-wide limit mlock(2) also enforces. The cap is what
+/// every process shares: the room left may be less. A cap of `-1` (read
+/// as the largest value of its type; some set it to lift the limit) is
+/// none.
 ///
 /// # References
 /// - [mlock(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlock&sektion=2)
+/// - FreeBSD 12 `sys/vm/vm_pageout.c` (`vm.max_wired`, an `int`) and
+///   `sys/vm/vm_mmap.c` (`kern_mlock`: `EAGAIN` past it); 13 and later
+///   `sys/vm/vm_map.c` (`vm_map_wire_user_count_add` against
+///   `vm_page_max_user_wired`, a `u_long`)
 #[doc(alias = "vm.max_user_wired")]
+#[doc(alias = "vm.max_wired")]
 pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
     let (soft, hard) = rlimit_memlock();
     let page = u64::try_from(page_size()).unwrap_or(u64::MAX);
-    let Some(wired) = sysctl_unsigned(c"vm.max_user_wired").map(|p| p.saturating_mul(page)) else {
-        return (soft, hard);
+    let pages = sysctl_unsigned(c"vm.max_user_wired").or_else(|| sysctl_unsigned(c"vm.max_wired"));
+    let wired = match pages {
+        Some(p) if p != u64::MAX && p != u64::from(u32::MAX) => p.saturating_mul(page),
+        _ => return (soft, hard),
     };
     let cap = |limit: Option<u64>| Some(limit.map_or(wired, |l| l.min(wired)));
     (cap(soft), cap(hard))
 }
 
-/// `procctl(P_PID, 0, cmd, &value)` on the calling process.
+/// `procctl(P_PID, getpid(), cmd, &value)` on the calling process. The
+/// process is named by its own ID, not by 0: today's procctl(2) takes 0
+/// as "the calling process", but FreeBSD 12's does not (its man page says
+/// only "the process ID id", and its `kern_procctl` looks 0 up with
+/// `pfind`, which finds the kernel's `proc0` or nothing), so 0 there would
+/// disable tracing of another process, or fail, and leave this one
+/// traceable. Which release first took 0 was not checked.
 ///
 /// # References
-/// - [procctl(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=procctl&sektion=2)
+/// - [procctl(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=procctl&sektion=2):
+///   "id zero is a shortcut for the calling process ID" (absent from
+///   FreeBSD 12.2's page)
+/// - FreeBSD `sys/kern/kern_procctl.c` (`kern_procctl`, `case P_PID`)
 #[doc(alias = "procctl")]
 fn procctl_self(cmd: libc::c_int, value: &mut libc::c_int) -> io::Result<()> {
     let data: *mut libc::c_int = value;
+    let me = libc::id_t::from(process_id());
     // SAFETY: `data` points at one int of ours, which PROC_TRACE_CTL reads
-    // and PROC_TRACE_STATUS writes; id 0 is the calling process.
-    if unsafe { libc::procctl(libc::P_PID, 0, cmd, data.cast::<c_void>()) } != 0 {
+    // and PROC_TRACE_STATUS writes; `me` is the calling process.
+    if unsafe { libc::procctl(libc::P_PID, me, cmd, data.cast::<c_void>()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

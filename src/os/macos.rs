@@ -9,9 +9,11 @@
 //!   system's (`sysconf(_SC_PAGESIZE)`), and the layout arithmetic takes it
 //!   as a parameter.
 //! - **Locking**: mlock(2) (`unix`). The limit is the smaller of
-//!   `RLIMIT_MEMLOCK` (unlimited by default) and the kernel's per-task and
-//!   system-wide wired limits (`vm.per_task_user_wire_limit`,
-//!   `vm.global_user_wire_limit`); a lock over either fails with `EAGAIN`.
+//!   `RLIMIT_MEMLOCK` and the kernel's per-task and system-wide wired
+//!   limits (`vm.user_wire_limit`, `vm.global_user_wire_limit`: by default
+//!   both the same share of physical memory); [`memlock_limit`] reports
+//!   the smallest, the `MemlockLimit` users see. A lock over any of them
+//!   fails with `EAGAIN`.
 //!   No privilege exempts a process. mlock(2) nests (the crate locks a
 //!   range once), and a refused one leaves every page as it was, so
 //!   nothing is undone after it (`unix::undo_failed_lock`).
@@ -30,7 +32,10 @@
 //!   later ptrace(2) attaches and DTrace's tracing of the process are
 //!   refused. It does not stop core dumps, cannot be undone, cannot be asked
 //!   about ([`dumpable`] is `Unsupported`), and a process being traced
-//!   when it calls it exits.
+//!   when it calls it exits. It does not stop Mach's `task_for_pid`, which
+//!   a process with the right to it (root without System Integrity
+//!   Protection, or a debugger of a process built to allow it) uses to read
+//!   memory: XNU checks the flag only in ptrace(2) and DTrace.
 //! - **Lock everything**: none. The kernel's mlockall(2) returns `ENOSYS`;
 //!   [`lock_all`] is `Unsupported`.
 //! - **Randomness**: getentropy(2) (`bsd`). **Physical memory**: `sysctl
@@ -52,6 +57,7 @@ use std::ptr::NonNull;
 
 use super::bsd::sysctl_unsigned;
 use super::types::Refused;
+use super::unix::rlimit_memlock;
 
 /// What `Host::platform` says.
 pub(crate) const PLATFORM: &str = "macos";
@@ -86,11 +92,15 @@ pub(crate) fn dumpable() -> io::Result<bool> {
 /// every ptrace(2) attach to this process, and DTrace does not trace it.
 /// A process being traced when it calls this exits (with status
 /// `ENOTSUP`). Nothing undoes it. It does not keep the process from
-/// dumping core: `RLIMIT_CORE` does (`Hardening::no_core_dumps`).
+/// dumping core: `RLIMIT_CORE` does (`Hardening::no_core_dumps`). Nor does
+/// it stop `task_for_pid` and the Mach calls that read a task's memory
+/// through it.
 ///
 /// # References
 /// - [ptrace(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/ptrace.2.html):
 ///   `PT_DENY_ATTACH`
+/// - XNU `bsd/kern/mach_process.c` (sets `P_LNOATTACH`, exits a traced
+///   caller); the flag is read there and in `bsd/dev/dtrace` only
 #[doc(alias = "PT_DENY_ATTACH")]
 pub(crate) fn set_not_dumpable() -> io::Result<()> {
     // SAFETY: PT_DENY_ATTACH ignores its other arguments and touches no
@@ -105,6 +115,32 @@ pub(crate) fn set_not_dumpable() -> io::Result<()> {
 /// stub that returns `ENOSYS` (`bsd/kern/kern_mman.c` in XNU).
 pub(crate) fn lock_all(_future: bool, _on_fault: bool) -> io::Result<()> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+/// The limit on the memory this process may lock, `(soft, hard)` in bytes,
+/// `None` for unlimited: `RLIMIT_MEMLOCK`, each capped by the smaller of
+/// `vm.user_wire_limit` (the kernel's per-task cap, which a task's
+/// `RLIMIT_MEMLOCK` cannot lift) and `vm.global_user_wire_limit` (what
+/// every process together may wire: the room left may be less), both in
+/// bytes; either is left out if it cannot be read.
+///
+/// # References
+/// - [mlock(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mlock.2.html)
+/// - XNU `bsd/kern/kern_sysctl.c` (`vm.user_wire_limit` is
+///   `vm_per_task_user_wire_limit`, `vm.global_user_wire_limit`, both
+///   64-bit) and `osfmk/vm/vm_map.c` (`add_wire_counts`: over either, or
+///   over the task's `RLIMIT_MEMLOCK`, `KERN_RESOURCE_SHORTAGE`)
+#[doc(alias = "vm.user_wire_limit")]
+#[doc(alias = "vm.global_user_wire_limit")]
+pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
+    let (soft, hard) = rlimit_memlock();
+    let task = sysctl_unsigned(c"vm.user_wire_limit");
+    let global = sysctl_unsigned(c"vm.global_user_wire_limit");
+    let Some(wired) = task.into_iter().chain(global).min() else {
+        return (soft, hard);
+    };
+    let cap = |limit: Option<u64>| Some(limit.map_or(wired, |l| l.min(wired)));
+    (cap(soft), cap(hard))
 }
 
 /// `sysctl hw.memsize`: physical memory in bytes; `u64::MAX` (no bound) if
@@ -140,7 +176,9 @@ const MCONTEXT_MAX: usize = 16 * 1024;
 ///
 /// # References
 /// - XNU's `bsd/dev/i386/unix_signal.c` and `bsd/dev/arm/unix_signal.c`
-///   (`sendsig`: the machine context on the signal stack, `uc_mcsize`)
+///   (`sendsig`: the machine context on the signal stack, `uc_mcsize`;
+///   x86-64's six layouts, plain or "full" thread state with x87/SSE, AVX
+///   or AVX-512, all `__es`, `__ss` then the float state)
 /// - `<mach/i386/_structs.h>`, `<mach/arm/_structs.h>`
 pub(crate) unsafe fn scrub_context(context: *mut c_void) {
     if context.is_null() {
@@ -170,6 +208,10 @@ pub(crate) unsafe fn scrub_context(context: *mut c_void) {
                 ss + offset_of!(Ss, __rax)..ss + offset_of!(Ss, __rsp),
                 ss + offset_of!(Ss, __r8)..ss + offset_of!(Ss, __rip),
             ],
+            // A task with an LDT gets the "full" thread state, 32 bytes
+            // longer (`ds`, `es`, `ss`, `gsbase` after `gs`): its `__fs`
+            // lies later, so zeroing from here to `uc_mcsize` still covers
+            // all of it (and those segment registers).
             offset_of!(Mc, __fs),
         )
     };

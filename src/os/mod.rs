@@ -14,9 +14,16 @@
 //!   (core dumps, deny inspection, mlockall, thread IDs, signal frames);
 //!   each module's docs list, protection by protection, the mechanism it
 //!   uses or that it has none;
+//! - `windows`: Windows, through `windows-sys` (VirtualAlloc, VirtualProtect,
+//!   VirtualLock, WerRegisterExcludedMemoryBlock, QueryWorkingSetEx), and on
+//!   top of it `windows_tty` (the console with echo off), `windows_env`
+//!   (taking a variable out of the environment) and `windows_wipe` (the last
+//!   wipe's console control handler and exception filter);
 //! - `cpu`: what depends on the processor only (clearing vector registers,
 //!   zeroing through a raw pointer);
 //! - `thread`: the calling thread's ID, each platform's own call;
+//! - `no_secret_memory`, `no_procfs`: secret memory and Linux's /proc
+//!   where there are none (all but Linux);
 //! - `types`: the data the others share (page protection, refusals, what an
 //!   error means).
 //!
@@ -55,11 +62,12 @@
     target_os = "linux",
     target_os = "macos",
     target_os = "freebsd",
-    target_os = "openbsd"
+    target_os = "openbsd",
+    windows
 )))]
 compile_error!(
-    "lockedmem supports Linux, macOS, FreeBSD and OpenBSD: each protection rests on a \
-     mechanism of the platform's own (src/os/), and nothing is emulated"
+    "lockedmem supports Linux, macOS, FreeBSD, OpenBSD and Windows: each protection rests \
+     on a mechanism of the platform's own (src/os/), and nothing is emulated"
 );
 
 #[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
@@ -71,6 +79,10 @@ mod freebsd;
 mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
+#[cfg(not(target_os = "linux"))]
+mod no_procfs;
+#[cfg(not(target_os = "linux"))]
+mod no_secret_memory;
 #[cfg(target_os = "openbsd")]
 mod openbsd;
 mod thread;
@@ -83,6 +95,14 @@ mod unix_env;
 mod unix_tty;
 #[cfg(unix)]
 mod unix_wipe;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+mod windows_env;
+#[cfg(windows)]
+mod windows_tty;
+#[cfg(windows)]
+mod windows_wipe;
 
 #[cfg(any(target_os = "macos", target_os = "freebsd", target_os = "openbsd"))]
 pub(crate) use bsd::*;
@@ -93,6 +113,10 @@ pub(crate) use freebsd::*;
 pub(crate) use linux::*;
 #[cfg(target_os = "macos")]
 pub(crate) use macos::*;
+#[cfg(not(target_os = "linux"))]
+pub(crate) use no_procfs::{future_lock, lock_view, memory_sizes, populated};
+#[cfg(not(target_os = "linux"))]
+pub(crate) use no_secret_memory::{SecretFile, secretmem_available};
 #[cfg(target_os = "openbsd")]
 pub(crate) use openbsd::*;
 pub(crate) use types::*;
@@ -107,3 +131,24 @@ pub(crate) use unix_wipe::{
     catch_faults, keep_reserve, on_fatal_signal, own_memory_for_wipe, signal_unstopped,
     stop_all_and_wait,
 };
+#[cfg(windows)]
+pub(crate) use windows::*;
+#[cfg(windows)]
+pub(crate) use windows_env::take_env;
+#[cfg(windows)]
+pub(crate) use windows_tty::Tty;
+#[cfg(windows)]
+pub(crate) use windows_wipe::{
+    OwnMemory, WIPE_SIGNALS, block_all_signals, catch_faults, keep_reserve, on_fatal_signal,
+    own_memory_for_wipe, realtime_signals, residency_into, sig, signal_exists, signal_unstopped,
+    stop_all_and_wait, zero_checked, zero_forced,
+};
+
+/// Whether this system can leave memory out of dumps: on Unix, whether the
+/// platform has the mechanism at all ([`DUMPS_EXCLUDABLE`]); Windows asks
+/// at run time (`WerRegisterExcludedMemoryBlock` came with Windows 10
+/// version 1703).
+#[cfg(unix)]
+pub(crate) fn dumps_excludable() -> bool {
+    DUMPS_EXCLUDABLE
+}

@@ -32,10 +32,11 @@
 //!   `HW_PHYSMEM64`. **Thread IDs**: getthrid(2).
 //! - **The last wipe**: the crate's memory is claimed, zeroed run by run
 //!   (made read-write, zeroed, made `PROT_NONE` again) and left
-//!   inaccessible, and the handler's own general and x87/SSE registers are
-//!   zeroed ([`scrub_context`]; the AVX upper halves are not). Other
-//!   threads are not stopped (`bsd`). No `SIGPWR` and no real-time signals:
-//!   `wipe_on_signals` refuses `Signal::PWR` and `Signal::realtime`.
+//!   inaccessible, and on x86-64 the handler's own general and x87/SSE
+//!   registers are zeroed ([`scrub_context`]; the AVX upper halves are not,
+//!   nor anything on other processors). Other threads are not stopped
+//!   (`bsd`). No `SIGPWR` and no real-time signals: `wipe_on_signals`
+//!   refuses `Signal::PWR` and `Signal::realtime`.
 //! - **Introspection** (`/proc` on Linux: `Hardening::current`, which pages
 //!   hold data, the environment block's bounds): `Unsupported`.
 #![allow(unsafe_code)]

@@ -2,7 +2,7 @@
 //! (and the dying gate) tells threads apart by. Never 0 for a live thread;
 //! async-signal-safe everywhere.
 
-// The BSDs' and macOS's calls are libc functions.
+// The BSDs', macOS's and Windows's calls are foreign functions.
 #![allow(unsafe_code)]
 
 /// `gettid()`: the calling thread's ID. Async-signal-safe.
@@ -57,4 +57,17 @@ pub(crate) fn thread_id() -> i32 {
 pub(crate) fn thread_id() -> i32 {
     // SAFETY: takes nothing and returns the calling thread's ID.
     unsafe { libc::getthrid() }
+}
+
+/// `GetCurrentThreadId`: the calling thread's ID, its bits as an `i32`
+/// (never 0 for a thread of a process).
+///
+/// # References
+/// - [GetCurrentThreadId](https://learn.microsoft.com/en-us/windows/win32/api/processthreadsapi/nf-processthreadsapi-getcurrentthreadid)
+#[doc(alias = "GetCurrentThreadId")]
+#[cfg(windows)]
+pub(crate) fn thread_id() -> i32 {
+    // SAFETY: takes nothing, returns a number.
+    let id = unsafe { windows_sys::Win32::System::Threading::GetCurrentThreadId() };
+    i32::from_ne_bytes(id.to_ne_bytes())
 }

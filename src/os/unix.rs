@@ -168,9 +168,11 @@ pub(crate) unsafe fn protect(addr: NonNull<u8>, len: usize, prot: Protection) ->
 
 /// `mlock(addr, len)`: faults the range in and keeps it in RAM.
 ///
-/// Fails with `ENOMEM` (or `EPERM` when the limit is zero) if the process
-/// lacks `CAP_IPC_LOCK` and the lock would take it over `RLIMIT_MEMLOCK`;
-/// with `EAGAIN` if some page could not be locked.
+/// The errno a lock limit gives differs by platform ([`LOCK_LIMIT`]): on
+/// Linux `ENOMEM` (or `EPERM` when the limit is zero) if the process lacks
+/// `CAP_IPC_LOCK` and the lock would take it over `RLIMIT_MEMLOCK`, and
+/// `EAGAIN` if some page could not be locked; on macOS and OpenBSD `EAGAIN`
+/// is the limit.
 ///
 /// # Safety
 /// The module's shared contract; the range must be readable (locking faults
@@ -200,17 +202,26 @@ pub(crate) unsafe fn unlock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
 /// Undoes what a refused [`lock`] of the range may have left locked.
 /// Linux's mlock(2) marks the range locked before it faults the pages in,
 /// so a failure there can leave part of it locked: the range is munlocked.
-/// FreeBSD, macOS and OpenBSD leave the lock state of every page unchanged
-/// when mlock(2) fails, and their munlock(2) refuses a range that is not
-/// locked (`ENOMEM`): there is nothing to undo.
+/// FreeBSD, macOS and OpenBSD unwire whatever they wired before returning
+/// the error, so the lock state of every page is as it was: there is
+/// nothing to undo, and no call is made. (Their munlock(2) of a mapped
+/// range that is not locked succeeds and changes nothing, so an undo
+/// would be harmless there too, only useless.)
 ///
 /// # Safety
 /// The module's shared contract.
 ///
 /// # References
-/// - [mlock(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlock&sektion=2),
-///   [mlock(2) (OpenBSD)](https://man.openbsd.org/mlock.2): RETURN VALUES,
-///   munlock's ERRORS
+/// - [mlock(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mlock.2.html):
+///   RETURN VALUES ("the locked status of all pages in the range remains
+///   unchanged"); XNU `osfmk/vm/vm_map.c`: `vm_map_wire_nested` undoes
+///   what it wired on failure, `vm_map_unwire_nested` skips entries that
+///   are not user-wired
+/// - FreeBSD `sys/vm/vm_map.c`: `vm_map_wire_locked` unwires the entries
+///   it wired on failure, `vm_map_unwire` leaves entries that are not
+///   user-wired alone
+/// - OpenBSD `sys/uvm/uvm_map.c`: `uvm_map_pageable` ("entries that are
+///   not wired are untouched" when unwiring; wiring recovers on failure)
 pub(crate) unsafe fn undo_failed_lock(addr: NonNull<u8>, len: usize) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
@@ -296,8 +307,8 @@ pub(super) fn rlimit_memlock() -> (Option<u64>, Option<u64>) {
 
 /// The limit on the memory this process may lock, `(soft, hard)` in bytes,
 /// `None` for unlimited: `RLIMIT_MEMLOCK` ([`rlimit_memlock`]). FreeBSD
-/// has its own, which adds the system-wide `vm.max_user_wired`.
-#[cfg(not(target_os = "freebsd"))]
+/// and macOS have their own, which add the kernel's wired-memory caps.
+#[cfg(not(any(target_os = "freebsd", target_os = "macos")))]
 pub(crate) fn memlock_limit() -> (Option<u64>, Option<u64>) {
     rlimit_memlock()
 }
@@ -730,7 +741,11 @@ pub(crate) fn nap(ns: u32) {
 /// - Linux: `ENOMEM` over `RLIMIT_MEMLOCK`, `EPERM` for a zero limit
 ///   without `CAP_IPC_LOCK`;
 /// - FreeBSD: `ENOMEM` over `RLIMIT_MEMLOCK` or `vm.max_user_wired`,
-///   `EPERM` when `security.bsd.unprivileged_mlock` is 0;
+///   `EPERM` when `security.bsd.unprivileged_mlock` is 0; FreeBSD 12's
+///   mlock(2) gives `EAGAIN` over its system-wide `vm.max_wired` (13
+///   moved that check into the wiring, `ENOMEM`), and mlockall(2) gives
+///   `EAGAIN` when some page could not be wired, which is then taken for
+///   the limit too;
 /// - macOS: `EAGAIN` over the per-process or system-wide limit (`ENOMEM` is
 ///   a range not mapped or a page that could not be faulted in);
 /// - OpenBSD: `EAGAIN` over `RLIMIT_MEMLOCK` or the system's wired-page
@@ -742,16 +757,21 @@ pub(crate) fn nap(ns: u32) {
 ///   [mlock(2) (FreeBSD)](https://man.freebsd.org/cgi/man.cgi?query=mlock&sektion=2),
 ///   [mlock(2) (macOS)](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mlock.2.html),
 ///   [mlock(2) (OpenBSD)](https://man.openbsd.org/mlock.2)
-#[cfg(any(target_os = "linux", target_os = "freebsd"))]
-const LOCK_LIMIT: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM];
+/// - FreeBSD 12 `sys/vm/vm_mmap.c` (`kern_mlock`: `EAGAIN` past
+///   `vm_page_max_wired`); XNU `bsd/kern/kern_mman.c` (`mlock`:
+///   `KERN_RESOURCE_SHORTAGE` is `EAGAIN`)
+#[cfg(target_os = "linux")]
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM];
+#[cfg(target_os = "freebsd")]
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::ENOMEM, libc::EPERM, libc::EAGAIN];
 #[cfg(target_os = "macos")]
-const LOCK_LIMIT: &[libc::c_int] = &[libc::EAGAIN];
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::EAGAIN];
 #[cfg(target_os = "openbsd")]
-const LOCK_LIMIT: &[libc::c_int] = &[libc::EAGAIN, libc::ENOMEM, libc::EPERM];
+const LOCK_LIMIT_ERRNOS: &[libc::c_int] = &[libc::EAGAIN, libc::ENOMEM, libc::EPERM];
 
 /// What `e`, from a call of this module's, means for the caller: the errno
 /// values the man pages give, sorted by what the crate advises. With
-/// `locking`, the errors a lock gets from the lock limit ([`LOCK_LIMIT`]:
+/// `locking`, the errors a lock gets from the lock limit ([`LOCK_LIMIT_ERRNOS`]:
 /// `RLIMIT_MEMLOCK` and the platform's own) are [`Trouble::LockLimit`].
 ///
 /// # References
@@ -759,7 +779,7 @@ const LOCK_LIMIT: &[libc::c_int] = &[libc::EAGAIN, libc::ENOMEM, libc::EPERM];
 ///   [mlock(2)](https://man7.org/linux/man-pages/man2/mlock.2.html) ERRORS
 pub(crate) fn trouble(e: &io::Error, locking: bool) -> Trouble {
     match e.raw_os_error() {
-        Some(n) if locking && LOCK_LIMIT.contains(&n) => Trouble::LockLimit,
+        Some(n) if locking && LOCK_LIMIT_ERRNOS.contains(&n) => Trouble::LockLimit,
         Some(libc::EMFILE) => Trouble::NoDescriptors,
         Some(libc::ENFILE) => Trouble::SystemFiles,
         Some(libc::EACCES | libc::EPERM) => Trouble::Denied,
@@ -778,7 +798,7 @@ pub(crate) fn error_for(t: Trouble) -> io::Error {
         Trouble::SystemFiles => libc::ENFILE,
         Trouble::Denied => libc::EACCES,
         Trouble::NoMemory => libc::ENOMEM,
-        Trouble::LockLimit => LOCK_LIMIT[0],
+        Trouble::LockLimit => LOCK_LIMIT_ERRNOS[0],
         Trouble::Interrupted => libc::EINTR,
         Trouble::NoTerminal => libc::ENXIO,
         Trouble::Other => libc::EIO,
@@ -893,3 +913,29 @@ pub(crate) fn file_id(fd: libc::c_int) -> io::Result<FileId> {
 fn id_bits(n: impl Into<i128>) -> u64 {
     n.into() as u64
 }
+
+/// The call that locks a range, as messages name it.
+pub(crate) const LOCK_CALL: &str = "mlock";
+
+/// The lock limit, as the messages about it name it.
+pub(crate) const LOCK_LIMIT: &str = "RLIMIT_MEMLOCK";
+
+/// How to give the process more lockable memory, in every message about
+/// the limit.
+#[cfg(target_os = "linux")]
+pub(crate) const RAISE_LOCK_LIMIT: &str = "raise the limit (`ulimit -l`, LimitMEMLOCK= for a \
+     systemd unit, `--ulimit memlock=` for a container) or grant CAP_IPC_LOCK";
+/// How to give the process more lockable memory (no privilege exempts a
+/// process from the limit off Linux).
+#[cfg(not(target_os = "linux"))]
+pub(crate) const RAISE_LOCK_LIMIT: &str = "raise the limit (`ulimit -l`, or the system's \
+     wired-memory limit)";
+
+/// The terminal a prompt opens, as messages name it.
+pub(crate) const TERMINAL: &str = "/dev/tty";
+
+/// The signals `wipe_on_signals` takes here, for its refusal's message.
+pub(crate) const WIPE_SIGNALS: &str = "the signals that arrive from outside and end the process \
+     by default (SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, \
+     SIGPROF, SIGXCPU, SIGXFSZ, SIGPWR where the platform has it, real-time signals); SIGKILL \
+     and SIGSTOP cannot be caught";

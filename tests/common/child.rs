@@ -10,6 +10,7 @@
 //! `assert_signal` check that libtest ran exactly one test.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(unix)]
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 
@@ -53,7 +54,8 @@ pub fn run(test: &str, body: impl FnOnce()) -> Output {
 }
 
 /// Ends this process at once with status `code`, from any thread, after
-/// flushing stdout: `_exit(2)`, never `std::process::exit`.
+/// flushing stdout: `_exit(2)` (on Windows `TerminateProcess`), never
+/// `std::process::exit`.
 ///
 /// A child ends on the test's thread, not on libtest's main thread. There,
 /// `std::process::exit` first runs std's cleanup, which unmaps the *main*
@@ -69,9 +71,14 @@ pub fn exit(code: i32) -> ! {
     // Nothing to do about a failed flush in a process about to end: the
     // parent sees the output missing.
     let _ = std::io::stdout().flush();
+    #[cfg(unix)]
     // SAFETY: _exit(2) takes an integer, runs no handler of this process
     // and does not return.
-    unsafe { libc::_exit(code) }
+    unsafe {
+        libc::_exit(code)
+    }
+    #[cfg(windows)]
+    super::windows::terminate(super::windows::ntstatus(code))
 }
 
 /// Whether this process is a child run for some test.
@@ -118,19 +125,34 @@ pub fn expect_success(out: &Output, expected: &str) {
 /// The signal an access to a `PROT_NONE` page (a guard page) raises:
 /// `SIGSEGV`, but `SIGBUS` on macOS, which reports a protection fault on a
 /// mapped page that way (`KERN_PROTECTION_FAILURE`).
-#[cfg(not(target_os = "macos"))]
+#[cfg(all(unix, not(target_os = "macos")))]
 pub const GUARD_FAULT: i32 = libc::SIGSEGV;
 /// See the other platforms' `GUARD_FAULT`.
 #[cfg(target_os = "macos")]
 pub const GUARD_FAULT: i32 = libc::SIGBUS;
 
 /// The child, running its one test, was killed by `signal`.
+#[cfg(unix)]
 pub fn assert_signal(out: &Output, signal: i32) {
     assert_ran_one_test(out);
     assert_eq!(
         out.status.signal(),
         Some(signal),
         "child was not killed by signal {signal}\n{}",
+        describe(out)
+    );
+}
+
+/// The child, running its one test, ended with the exit code `code`: on
+/// Windows, the status (`NTSTATUS`) of the exception that ended it, such as
+/// `STATUS_ACCESS_VIOLATION` (`0xC0000005`).
+#[cfg(windows)]
+pub fn assert_exit_code(out: &Output, code: u32) {
+    assert_ran_one_test(out);
+    assert_eq!(
+        super::windows::exit_code(out),
+        Some(code),
+        "child did not end with {code:#x}\n{}",
         describe(out)
     );
 }

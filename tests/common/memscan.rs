@@ -237,6 +237,27 @@ fn holds_data(pagemap: &File, at: usize, len: usize) -> bool {
     })
 }
 
+/// Reads `buf.len()` bytes at `at` through `mem`, again (up to 50 times,
+/// 2 ms apart) while the read fails. A thread of the target that maps
+/// secret memory over part of a `PROT_NONE` reservation and then puts a
+/// placeholder back makes a read of the reservation fail (memfd_secret
+/// pages cannot be read through /proc) while the maps, read again a moment
+/// later, show the same range as before: the scan then reads the range as
+/// it has become instead of taking it for an unreadable mapping. One that
+/// stays unreadable still fails the scan.
+fn read_settled(mem: &File, buf: &mut [u8], at: usize) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match mem.read_exact_at(buf, at as u64) {
+            Err(_) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Scans every mapping of `target` for the needles (whole and in
 /// fragments) and for XSAVE areas.
 pub fn scan(target: Target, needles: &[&Masked]) -> Report {
@@ -273,7 +294,7 @@ pub fn scan(target: Target, needles: &[&Masked]) -> Report {
                 at += owned;
                 continue;
             }
-            if let Err(e) = mem.read_exact_at(&mut buf[..len], at as u64) {
+            if let Err(e) = read_settled(&mem, &mut buf[..len], at) {
                 let still = mappings(&dir)
                     .into_iter()
                     .any(|n| n.range == m.range && n.name == m.name);

@@ -8,9 +8,11 @@ pub mod child;
 // `#![cfg(target_os = "linux")]`).
 #[cfg(target_os = "linux")]
 pub mod memscan;
+#[cfg(unix)]
 pub mod process;
 #[cfg(target_os = "linux")]
 pub mod procfs;
+#[cfg(unix)]
 pub mod promises;
 #[cfg(target_os = "linux")]
 pub mod seccomp;
@@ -20,7 +22,10 @@ pub mod secretmem;
 pub mod strace;
 #[cfg(target_os = "linux")]
 pub mod traced;
+#[cfg(windows)]
+pub mod windows;
 
+#[cfg(unix)]
 pub use process::{Seen, classify, in_fork, the_childs_copy};
 #[cfg(target_os = "linux")]
 pub use process::{assert_no_cap_ipc_lock, become_unprivileged};
@@ -28,6 +33,7 @@ pub use process::{assert_no_cap_ipc_lock, become_unprivileged};
 pub use promises::{
     assert_advised, assert_default_advice, crate_mapping_count, crate_mappings_since,
 };
+#[cfg(unix)]
 pub use promises::{assert_wipe_unsupported, default_fork, other_fork, promises};
 
 /// Options for a packed box (`Isolation::Packed`), the rest as default.
@@ -73,8 +79,14 @@ pub fn skip(reason: &str) {
     eprintln!("SKIPPED: {reason}");
 }
 
+#[cfg(unix)]
 pub fn page_size() -> usize {
     rustix::param::page_size()
+}
+
+#[cfg(windows)]
+pub fn page_size() -> usize {
+    windows::page_size()
 }
 
 /// The value ending at `end` (one past its last byte) sits in pages that are

@@ -37,7 +37,14 @@ pub enum Seen {
     Signal(i32),
 }
 
-/// Forks; the child runs `f` and `_exit`s with its result.
+/// The status a fork child of [`in_fork`] exits with when `f` panics: no
+/// caller expects it. (Without the catch, the panic would unwind out of the
+/// child's copy of the test and end its only thread, and a process whose
+/// last thread ends exits 0, which a test could read as success.)
+pub const PANICKED: i32 = 101;
+
+/// Forks; the child runs `f` and `_exit`s with its result, or with
+/// [`PANICKED`] if `f` panics.
 pub fn in_fork(f: impl FnOnce() -> i32) -> Seen {
     // SAFETY: fork in a process whose only other thread (libtest's main
     // thread) is blocked waiting for this one; the child runs `f`, which
@@ -45,7 +52,7 @@ pub fn in_fork(f: impl FnOnce() -> i32) -> Seen {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
-        let code = f();
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(PANICKED);
         // SAFETY: `_exit` ends the child without running the parent's
         // atexit handlers or flushing its copied stdio buffers.
         unsafe { libc::_exit(code) };
