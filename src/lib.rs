@@ -58,6 +58,10 @@ mod sealed;
 pub mod serde;
 #[cfg(feature = "shield")]
 mod shield;
+// The unit tests that share the integration tests' helpers
+// (`tests/common`, which names the crate `lockedmem`).
+#[cfg(all(test, feature = "shield", target_os = "linux"))]
+extern crate self as lockedmem;
 mod signal;
 mod stdin;
 mod store;
@@ -96,9 +100,6 @@ pub use policy::{Backing, DumpPolicy, ForkPolicy, Isolation, LockPolicy};
 pub use prompt::{MAX_PASSWORD_LEN, prompt_password};
 pub use residency::Residency;
 pub use sealed::{Ref, RefMut, SealedBox};
-#[cfg(feature = "shield")]
-#[doc(hidden)]
-pub use shield::__derived_key_for_tests;
 #[cfg(feature = "shield")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shield")))]
 pub use shield::{ShieldRef, ShieldRefMut, ShieldedBox, rekey};

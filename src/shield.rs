@@ -1193,15 +1193,11 @@ impl<T: ?Sized + Plain> fmt::Debug for ShieldRefMut<'_, T> {
     }
 }
 
-/// Test support, not part of the API: the derived key of a ring's current
-/// key, written into `out`, so that a test can look for it in the
-/// process's memory. Hidden; it gives code in the process nothing that
-/// code in the process cannot reach anyway (the prekey is in its memory).
-#[doc(hidden)]
-pub fn __derived_key_for_tests(
-    backing: Backing,
-    out: &mut LockedBox<[u8; KEY_LEN]>,
-) -> Result<(), Error> {
+/// The derived key of `backing`'s ring's current key, written into `out`:
+/// for the tests in `key_tests`, which look for it in the process's memory
+/// and in a core file. Not built outside `cargo test`.
+#[cfg(test)]
+fn derived_key_into(backing: Backing, out: &mut LockedBox<[u8; KEY_LEN]>) -> Result<(), Error> {
     check_generation()?;
     let ring = ring_of(backing);
     let mut scratch = None;
@@ -1213,6 +1209,11 @@ pub fn __derived_key_for_tests(
     scrub_stack();
     r
 }
+
+// Where the derived key is not (a scan of the process, a core file): only
+// the crate itself can name the key, so these tests live inside it.
+#[cfg(all(test, target_os = "linux"))]
+mod key_tests;
 
 /// Whether `ring`'s current key lives in secret memory.
 pub(crate) fn key_in_secret_memory(ring: usize) -> bool {

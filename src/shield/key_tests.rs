@@ -1,23 +1,140 @@
-//! A real core file of a process holding shielded secrets (feature
-//! `shield`) holds neither their plaintext nor the key they are encrypted
-//! under, while it holds a control buffer of the heap. The child writes
-//! each secret to a file from a borrow guard's own memory and each derived
-//! key from a box the test hook filled (with write(2), so no user-space
-//! copy is made), drops them, then aborts.
-// Linux only: reads a core file as Linux writes it (core_pattern), and /proc.
-#![cfg(all(target_os = "linux", feature = "shield"))]
-
-mod common;
+//! What only the crate can test: where the derived key is not. The key is
+//! named nowhere in the API, so these tests live in the crate and take it
+//! from `derived_key_into`; everything else they do goes through the
+//! public API and looks from outside, with the integration tests' helpers
+//! (`tests/common`): a scan of the whole process (`/proc/self/mem`) finds
+//! the key nowhere when it is derived for each use and nowhere outside
+//! secret memory when it is kept there, and a real core file of a process
+//! holding shielded secrets holds neither their plaintext nor the key.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::fs;
+use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-use common::child;
-use lockedmem::{Backing, LockedBox, Options};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
-const TEST: &str = "a_core_dump_holds_no_shielded_plaintext_and_no_key";
+use self::common::child;
+use self::common::memscan::{self, Masked};
+use super::derived_key_into;
+use crate::{Backing, LockedBox, Options};
+
+#[allow(
+    unsafe_code,
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block
+)]
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+/// Byte `i` of secret `seed`.
+fn byte(seed: u8, i: usize) -> u8 {
+    (i.to_le_bytes()[0])
+        .wrapping_mul(29)
+        .wrapping_add(seed.wrapping_mul(101))
+        ^ 0xc3
+}
+
+/// Writes secret `seed` byte by byte (no copy of it on the stack).
+fn fill(k: &mut [u8; 32], seed: u8) {
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = black_box(byte(seed, i));
+    }
+}
+
+fn is(v: &[u8; 32], seed: u8) -> bool {
+    v.iter().enumerate().all(|(i, &b)| b == byte(seed, i))
+}
+
+/// Options for a shielded secret whose key is in secret memory where the
+/// kernel has it, or derived for each use.
+fn shield_opts(backing: Backing) -> Options {
+    Options::new().backing(backing)
+}
+
+// ------------------------------------------------ the process's memory ---
+
+/// The derived key, kept masked; and a check that the scan finds the copy
+/// made here (the control).
+fn key_needle(backing: Backing) -> Masked {
+    let mut k = LockedBox::<[u8; 32]>::new_zeroed().unwrap();
+    derived_key_into(backing, &mut k).unwrap();
+    let n = Masked::from_fn(32, |i| k[i]);
+    assert!(k.iter().any(|&b| b != 0));
+    assert_key_count(&n, 1, "the control: the scan finds the copy made here");
+    drop(k);
+    n
+}
+
+/// The derived key occurs `expected` times outside secret memory (whole or
+/// in 16-byte fragments); the hits are shown if not.
+#[track_caller]
+fn assert_key_count(n: &Masked, expected: usize, what: &str) {
+    let r = memscan::scan(memscan::Target::Own, &[n]);
+    assert!(
+        r.full[0] == expected && r.fragments[0] == expected,
+        "{what}: {} whole, {} fragments, expected {expected}: {:#?}",
+        r.full[0],
+        r.fragments[0],
+        r.hits
+    );
+}
+
+/// Uses the shield every way there is, then looks for the derived key.
+fn key_nowhere(backing: Backing) {
+    let mut a = shield_opts(backing)
+        .shielded_with::<[u8; 32]>(|k| fill(k, 1))
+        .unwrap();
+    let key = key_needle(backing);
+    assert_key_count(&key, 0, "after making");
+    let b = shield_opts(backing)
+        .shielded_with::<[u8; 32]>(|k| fill(k, 2))
+        .unwrap();
+    assert!(is(&b.borrow().unwrap(), 2));
+    fill(&mut a.borrow_mut().unwrap(), 3);
+    assert!(is(&a.borrow().unwrap(), 3));
+    assert_key_count(&key, 0, "after making, borrowing and writing back");
+    crate::rekey().unwrap();
+    assert_key_count(&key, 0, "after rekey");
+    let new_key = key_needle(backing);
+    assert!(is(&a.borrow().unwrap(), 3) && is(&b.borrow().unwrap(), 2));
+    assert_key_count(&new_key, 0, "the new key, after borrows");
+    assert_key_count(&key, 0, "the old key, at the end");
+}
+
+#[test]
+fn derived_key_nowhere_when_derived_for_each_use() {
+    let out = child::run(
+        "shield::key_tests::derived_key_nowhere_when_derived_for_each_use",
+        || {
+            key_nowhere(Backing::Anonymous);
+        },
+    );
+    child::assert_success(&out);
+}
+
+#[test]
+fn derived_key_nowhere_outside_secret_memory() {
+    let out = child::run(
+        "shield::key_tests::derived_key_nowhere_outside_secret_memory",
+        || {
+            if !common::secretmem::available() {
+                return;
+            }
+            key_nowhere(Backing::SecretMem);
+        },
+    );
+    child::assert_success(&out);
+}
+
+// ------------------------------------------------------- a core file ---
+
+const CORE_TEST: &str = "shield::key_tests::a_core_dump_holds_no_shielded_plaintext_and_no_key";
 
 fn dump_raw(path: &Path, bytes: &[u8]) {
     let file = fs::File::create(path).unwrap();
@@ -45,7 +162,7 @@ fn core_dir() -> PathBuf {
     };
     std::env::temp_dir()
         .join(format!("lockedmem-shield-core-{test_process}"))
-        .join(TEST)
+        .join("a_core_dump")
 }
 
 fn allow_cores(dir: &Path) {
@@ -85,7 +202,7 @@ fn a_core_dump_holds_no_shielded_plaintext_and_no_key() {
     if !child::is_child() {
         fs::create_dir_all(&dir).unwrap();
     }
-    let out = child::run(TEST, || {
+    let out = child::run(CORE_TEST, || {
         let dir = core_dir();
         allow_cores(&dir);
         let mut held = Vec::new();
@@ -108,7 +225,7 @@ fn a_core_dump_holds_no_shielded_plaintext_and_no_key() {
             dump_raw(&dir.join(format!("{name}-plain-3.bin")), &*w);
             drop(w);
             let mut key = LockedBox::<[u8; 32]>::new_zeroed().unwrap();
-            lockedmem::__derived_key_for_tests(backing, &mut key).unwrap();
+            derived_key_into(backing, &mut key).unwrap();
             dump_raw(&dir.join(format!("{name}-key.bin")), &*key);
             drop(key);
             held.push(many);
