@@ -49,8 +49,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use blake2::Blake2b;
 use blake2::digest::Digest;
 use blake2::digest::consts::U32;
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{Key as AeadKey, KeyInit, Tag, XChaCha20Poly1305, XNonce};
 
 use crate::error::{Error, InitError};
 use crate::fork;
@@ -440,11 +438,7 @@ fn associated(p: SlotPtr, len: usize) -> [u8; 16] {
 /// derived key `k` with `nonce`, and writes nonce, ciphertext and tag into
 /// the slot, which the caller holds locked.
 fn seal_raw(p: SlotPtr, k: &[u8; KEY_LEN], nonce: &[u8; NONCE_LEN], plain: &mut [u8]) {
-    let ad = associated(p, plain.len());
-    let cipher = XChaCha20Poly1305::new(AeadKey::from_slice(k));
-    let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), &ad, plain)
-        .expect("a secret below the AEAD's 256 GiB limit");
+    let tag = aead::seal(k, nonce, &associated(p, plain.len()), plain);
     // SAFETY: the slot holds `OVERHEAD +
     // plain.len()` bytes (its class was chosen by that length) inside a
     // chunk that is never unmapped, the caller holds its lock, and `plain`
@@ -490,14 +484,10 @@ fn open_raw(p: SlotPtr, k: &[u8; KEY_LEN], out: &mut [u8]) -> Result<(), Error> 
             TAG_LEN,
         );
     }
-    let ad = associated(p, out.len());
-    let cipher = XChaCha20Poly1305::new(AeadKey::from_slice(k));
-    cipher
-        .decrypt_in_place_detached(XNonce::from_slice(&nonce), &ad, out, Tag::from_slice(&tag))
-        .map_err(|_| {
-            zeroize::Zeroize::zeroize(out);
-            Error::Tampered
-        })
+    aead::open(k, &nonce, &associated(p, out.len()), out, &tag).map_err(|aead::BadTag| {
+        zeroize::Zeroize::zeroize(out);
+        Error::Tampered
+    })
 }
 
 /// [`seal_raw`] under `key`, its derived key in `scratch` if it is derived.
@@ -1209,6 +1199,9 @@ fn derived_key_into(backing: Backing, out: &mut LockedBox<[u8; KEY_LEN]>) -> Res
     scrub_stack();
     r
 }
+
+mod aead;
+mod poly1305;
 
 // Where the derived key is not (a scan of the process, a core file): only
 // the crate itself can name the key, so these tests live inside it.
