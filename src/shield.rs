@@ -10,7 +10,8 @@
 //!   ring), a 24-byte nonce, the ciphertext and a 16-byte tag. A 32-byte
 //!   secret takes an 80-byte slot. Chunks are never given back; a dropped
 //!   secret's slot is wiped and reused by the next secret of its size.
-//! - **AEAD**: XChaCha20-Poly1305. A nonce is 16 random bytes drawn with
+//! - **AEAD**: XChaCha20-Poly1305 (`aead`: RustCrypto's XChaCha20 and the
+//!   crate's own Poly1305, `poly1305`, which says why). A nonce is 16 random bytes drawn with
 //!   the key and a 64-bit counter of that key, so it never repeats under a
 //!   key (a key cannot be used in a fork child). The associated data is the
 //!   slot's address and the value's length: a ciphertext copied into
@@ -1186,7 +1187,7 @@ impl<T: ?Sized + Plain> fmt::Debug for ShieldRefMut<'_, T> {
 /// The derived key of `backing`'s ring's current key, written into `out`:
 /// for the tests in `key_tests`, which look for it in the process's memory
 /// and in a core file. Not built outside `cargo test`.
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 fn derived_key_into(backing: Backing, out: &mut LockedBox<[u8; KEY_LEN]>) -> Result<(), Error> {
     check_generation()?;
     let ring = ring_of(backing);
