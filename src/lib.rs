@@ -80,6 +80,26 @@ pub mod fuzzing {
     pub fn layout(size: usize, align: usize, page: usize) {
         crate::layout::fuzz(size, align, page);
     }
+
+    /// The shield's XChaCha20-Poly1305: encrypts `buf` in place and
+    /// returns the tag.
+    #[cfg(feature = "shield")]
+    pub fn shield_seal(key: &[u8; 32], nonce: &[u8; 24], ad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+        crate::shield::fuzz_seal(key, nonce, ad, buf)
+    }
+
+    /// The shield's XChaCha20-Poly1305: decrypts `buf` in place if `tag`
+    /// checks, else leaves it and returns `false`.
+    #[cfg(feature = "shield")]
+    pub fn shield_open(
+        key: &[u8; 32],
+        nonce: &[u8; 24],
+        ad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+    ) -> bool {
+        crate::shield::fuzz_open(key, nonce, ad, buf, tag)
+    }
 }
 
 pub use alloc::{

@@ -1204,6 +1204,24 @@ fn derived_key_into(backing: Backing, out: &mut LockedBox<[u8; KEY_LEN]>) -> Res
 mod aead;
 mod poly1305;
 
+/// [`aead::seal`], for the `shield` fuzz target.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_seal(key: &[u8; 32], nonce: &[u8; 24], ad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+    aead::seal(key, nonce, ad, buf)
+}
+
+/// [`aead::open`], for the `shield` fuzz target.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_open(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    ad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; 16],
+) -> bool {
+    aead::open(key, nonce, ad, buf, tag).is_ok()
+}
+
 // Where the derived key is not (a scan of the process, a core file): only
 // the crate itself can name the key, so these tests live inside it.
 #[cfg(all(test, target_os = "linux"))]
