@@ -406,6 +406,31 @@ fn info_of(p: SlotPtr) -> u32 {
     unsafe { at(p, 4).cast::<u32>().read() }
 }
 
+/// A slot's lock bit, held: dropping it stores `word` (the state word
+/// without the lock bit) and so releases the lock, also while a panic
+/// unwinds. Without it a panic with the lock bit set (a refused mprotect
+/// of the prekey panics in the middle of a derivation) left the slot
+/// locked for good: every later borrow, drop and `rekey` spun on it.
+struct Held<'a> {
+    state: &'a AtomicU32,
+    /// The state word stored on release.
+    word: u32,
+}
+
+impl Held<'_> {
+    /// Takes the slot's lock bit; `word` is the state word without it.
+    fn take(state: &AtomicU32) -> Held<'_> {
+        let word = lock_slot(state);
+        Held { state, word }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.state.store(self.word, Ordering::Release);
+    }
+}
+
 /// Takes the slot's lock bit; returns the state word without it. Held for
 /// one decryption or encryption at most.
 fn lock_slot(state: &AtomicU32) -> u32 {
@@ -559,19 +584,17 @@ fn shield(plain: &mut [u8], ring: usize, best_effort: bool) -> Result<SlotPtr, E
     }
     let state = state_of(p);
     let written = with_current(ring, |key| {
-        lock_slot(state);
+        // Released as free (0) unless published below.
+        let mut held = Held::take(state);
+        held.word = 0;
         // SAFETY: the slot's info word, written under its lock.
         unsafe { at(p, 4).cast::<u32>().write(info) };
-        match encrypt_into(p, key, &mut scratch, plain) {
-            Ok(()) => {
-                state.store(LIVE | (key.epoch << EPOCH_SHIFT), Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
-                state.store(0, Ordering::Release);
-                Err(e)
-            }
+        let r = encrypt_into(p, key, &mut scratch, plain);
+        if r.is_ok() {
+            held.word = LIVE | (key.epoch << EPOCH_SHIFT);
         }
+        drop(held);
+        r
     })
     .and_then(|r| r);
     drop(scratch);
@@ -593,8 +616,8 @@ fn unshield(
     scratch: &mut Option<LockedBox<[u8; KEY_LEN]>>,
 ) -> Result<(), Error> {
     check_generation()?;
-    let state = state_of(p);
-    let s = lock_slot(state);
+    let held = Held::take(state_of(p));
+    let s = held.word;
     let ring = usize::from(info_of(p) & RING_BIT != 0);
     let epoch = s >> EPOCH_SHIFT;
     let opened = {
@@ -604,7 +627,7 @@ fn unshield(
             _ => Err(Error::Tampered),
         }
     };
-    state.store(s, Ordering::Release);
+    drop(held);
     scrub_stack();
     opened
 }
@@ -619,17 +642,14 @@ fn reshield(
     let state = state_of(p);
     let ring = usize::from(info_of(p) & RING_BIT != 0);
     let written = with_current(ring, |key| {
-        let s = lock_slot(state);
-        match encrypt_into(p, key, scratch, plain) {
-            Ok(()) => {
-                state.store(LIVE | (key.epoch << EPOCH_SHIFT), Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
-                state.store(s, Ordering::Release);
-                Err(e)
-            }
+        // Released as it was (the old ciphertext stays) unless published.
+        let mut held = Held::take(state);
+        let r = encrypt_into(p, key, scratch, plain);
+        if r.is_ok() {
+            held.word = LIVE | (key.epoch << EPOCH_SHIFT);
         }
+        drop(held);
+        r
     })
     .and_then(|r| r);
     scrub_stack();
