@@ -684,7 +684,10 @@ fn ring_derives(ring: usize) -> bool {
 /// What making a new key can return (as
 /// [`LockedBox::random`](crate::LockedBox::random) for its 16 KiB
 /// prekey; nothing is changed then), and [`Error::MemlockLimit`] when the
-/// scratch memory for re-encrypting cannot be locked: every secret stays
+/// scratch memory for re-encrypting a secret that requires its lock cannot
+/// be locked (a secret made with `LockPolicy::BestEffort` is re-encrypted
+/// in scratch memory that may go unlocked, as its borrows are; scratch
+/// memory is made only for secrets that exist): every secret stays
 /// readable then (under the old key or the new, both kept), and the next
 /// `rekey` finishes the move first. [`Error::ShieldKeyAbsent`] in a
 /// fork(2) child of the process that made the keys.
@@ -757,30 +760,40 @@ fn rekey_ring(
                 .map(move |k| (k.base, k.used, c.slot_len, c.payload))
         })
         .collect();
-    let mut buf: Option<LockedBox<[u8]>> = None;
+    // Scratch for the plaintext, made when a slot needs it (not for a
+    // class with no secret under `old`): one that requires its lock, and
+    // one for best-effort secrets, whose borrows may go unlocked too; each
+    // as long as the largest secret it held yet.
+    let mut bufs: [Option<LockedBox<[u8]>>; 2] = [None, None];
     for (base, used, slot_len, payload) in snapshot {
-        if buf.as_ref().is_none_or(|b| b.len() < payload) {
-            drop(buf.take()); // wiped
-            buf = Some(scratch_bytes(payload, false)?);
-        }
-        let b = &mut buf.as_mut().expect("made above")[..payload];
-        for i in 0..used {
+        let mut i = 0;
+        while i < used {
             // SAFETY: slot `i < used` lies inside the chunk.
             let p = SlotPtr(unsafe { base.0.add(i * slot_len) });
-            let state = state_of(p);
-            let s = lock_slot(state);
-            let mine = usize::from(info_of(p) & RING_BIT != 0) == ring;
+            let mut held = Held::take(state_of(p));
+            let s = held.word;
+            let info = info_of(p);
+            let mine = usize::from(info & RING_BIT != 0) == ring;
             if s & LIVE == 0 || !mine || s >> EPOCH_SHIFT != old.epoch {
-                state.store(s, Ordering::Release);
-                continue;
+                i += 1;
+                continue; // released as it was
             }
+            let best_effort = info & BEST_EFFORT_BIT != 0;
+            let buf = &mut bufs[usize::from(best_effort)];
+            let Some(b) = buf.as_mut().filter(|b| b.len() >= payload) else {
+                // Made with the slot released; then it is looked at again.
+                drop(held);
+                drop(buf.take()); // wiped
+                *buf = Some(scratch_bytes(payload, best_effort)?);
+                continue;
+            };
+            let b = &mut b[..payload];
             if open_raw(p, old_k, b).is_ok() {
                 seal_raw(p, new_k, &new.next_nonce(), b);
-                state.store(LIVE | (new.epoch << EPOCH_SHIFT), Ordering::Release);
-            } else {
-                // Left as it is: it stays `Tampered`.
-                state.store(s, Ordering::Release);
-            }
+                held.word = LIVE | (new.epoch << EPOCH_SHIFT);
+            } // else left as it is: it stays `Tampered`.
+            drop(held);
+            i += 1;
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use common::child;
-use lockedmem::{Backing, Options, ShieldedBox};
+use lockedmem::{Backing, LockPolicy, Options, ShieldedBox};
 
 /// The address of a box's slot (its first word, as the module docs lay a
 /// slot out: state word, info word, nonce, ciphertext, tag).
@@ -102,5 +102,33 @@ fn a_panic_while_a_slot_is_locked_releases_it() {
         b.borrow_mut().unwrap()[1] = 8;
         assert_eq!(b.borrow().unwrap()[..2], [6, 8]);
     });
+    child::assert_success(&out);
+}
+
+#[test]
+fn rekey_at_a_64_kib_limit_with_a_large_best_effort_secret() {
+    let out = child::run(
+        "rekey_at_a_64_kib_limit_with_a_large_best_effort_secret",
+        || {
+            common::become_unprivileged(64 * 1024);
+            let small = ShieldedBox::<[u8; 32]>::new_with(|k| k.fill(1)).unwrap();
+            lockedmem::rekey().unwrap();
+            // Its borrows may go unlocked: 128 KiB cannot be locked here.
+            let big = Options::new()
+                .backing(Backing::PreferSecretMem)
+                .lock(LockPolicy::BestEffort)
+                .shielded_with::<[u8; 128 * 1024]>(|k| k.fill(2))
+                .unwrap();
+            assert!(big.borrow().unwrap().iter().all(|&b| b == 2));
+            // Re-encrypted as it is borrowed (a locked buffer is refused).
+            lockedmem::rekey().unwrap();
+            assert!(big.borrow().unwrap().iter().all(|&b| b == 2));
+            assert_eq!(small.borrow().unwrap()[0], 1);
+            // Its class stays when it is gone; rekey needs no buffer for it.
+            drop(big);
+            lockedmem::rekey().unwrap();
+            assert_eq!(small.borrow().unwrap()[0], 1);
+        },
+    );
     child::assert_success(&out);
 }
