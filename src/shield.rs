@@ -13,8 +13,9 @@
 //! - **AEAD**: XChaCha20-Poly1305. A nonce is 16 random bytes drawn with
 //!   the key and a 64-bit counter of that key, so it never repeats under a
 //!   key (a key cannot be used in a fork child). The associated data is the
-//!   slot's address and the value's length: a ciphertext copied into
-//!   another slot does not open there.
+//!   slot's address, the value's length and the info word: a ciphertext
+//!   copied into another slot does not open there, and a changed header
+//!   bit (the scratch memory's lock policy) is `Tampered` too.
 //! - **Key**: a 16 KiB random prekey in a [`SealedBox`] (locked,
 //!   `PROT_NONE` between uses, dump-excluded, `ForkPolicy::Exclude`); the
 //!   key is BLAKE2b-256 of a label and the prekey. Where the key's backing
@@ -453,11 +454,15 @@ fn lock_slot(state: &AtomicU32) -> u32 {
     }
 }
 
-/// The associated data of a slot: its address and the value's length.
-fn associated(p: SlotPtr, len: usize) -> [u8; 16] {
-    let mut ad = [0; 16];
+/// The associated data of a slot: its address, the value's length and the
+/// slot's info word (class, key ring, lock policy of the scratch memory:
+/// a changed bit there is `Tampered` too, not a borrow into unlocked
+/// scratch memory). The caller holds the slot locked, its info written.
+fn associated(p: SlotPtr, len: usize) -> [u8; 20] {
+    let mut ad = [0; 20];
     ad[..8].copy_from_slice(&(p.0.as_ptr() as usize as u64).to_le_bytes());
-    ad[8..].copy_from_slice(&(len as u64).to_le_bytes());
+    ad[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    ad[16..].copy_from_slice(&info_of(p).to_le_bytes());
     ad
 }
 

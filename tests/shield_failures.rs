@@ -11,7 +11,7 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use common::child;
-use lockedmem::{Backing, LockPolicy, Options, ShieldedBox};
+use lockedmem::{Backing, Error, LockPolicy, Options, ShieldedBox};
 
 /// The address of a box's slot (its first word, as the module docs lay a
 /// slot out: state word, info word, nonce, ciphertext, tag).
@@ -131,4 +131,35 @@ fn rekey_at_a_64_kib_limit_with_a_large_best_effort_secret() {
         },
     );
     child::assert_success(&out);
+}
+
+/// The info word (bytes 4..8 of the slot: class, key ring, the scratch
+/// memory's lock policy) is authenticated with the ciphertext: a flipped
+/// bit there is `Tampered` (it lent the plaintext, into scratch memory of
+/// a weaker lock policy for the top bit).
+#[test]
+fn a_changed_header_is_tampered() {
+    for backing in [Backing::Anonymous, Backing::PreferSecretMem] {
+        let a = Options::new()
+            .backing(backing)
+            .shielded_with::<[u8; 32]>(|k| k.fill(6))
+            .unwrap();
+        let slot = slot_of(&a);
+        for off in 4..8 {
+            for bit in 0..8 {
+                let p = slot.wrapping_add(off);
+                // SAFETY: a byte of the slot's info word; nothing else
+                // reads or writes the slot now.
+                unsafe { p.write_volatile(p.read_volatile() ^ (1 << bit)) };
+                let got = a.borrow().map(|g| g[0]);
+                // SAFETY: as above: back as it was.
+                unsafe { p.write_volatile(p.read_volatile() ^ (1 << bit)) };
+                assert!(
+                    matches!(got, Err(Error::Tampered)),
+                    "{backing:?} byte {off} bit {bit}: {got:?}"
+                );
+            }
+        }
+        assert_eq!(a.borrow().unwrap()[0], 6);
+    }
 }
