@@ -150,10 +150,10 @@ fn a_changed_header_is_tampered() {
                 let p = slot.wrapping_add(off);
                 // SAFETY: a byte of the slot's info word; nothing else
                 // reads or writes the slot now.
-                unsafe { p.write_volatile(p.read_volatile() ^ (1 << bit)) };
+                unsafe { flip(p, bit) };
                 let got = a.borrow().map(|g| g[0]);
                 // SAFETY: as above: back as it was.
-                unsafe { p.write_volatile(p.read_volatile() ^ (1 << bit)) };
+                unsafe { flip(p, bit) };
                 assert!(
                     matches!(got, Err(Error::Tampered)),
                     "{backing:?} byte {off} bit {bit}: {got:?}"
@@ -162,4 +162,15 @@ fn a_changed_header_is_tampered() {
         }
         assert_eq!(a.borrow().unwrap()[0], 6);
     }
+}
+
+/// Flips bit `bit` of the byte at `p`.
+///
+/// # Safety
+/// `p` is valid for reads and writes, and nothing else accesses it now.
+unsafe fn flip(p: *mut u8, bit: u8) {
+    // SAFETY: forwarded.
+    let v = unsafe { p.read_volatile() };
+    // SAFETY: forwarded.
+    unsafe { p.write_volatile(v ^ (1 << bit)) };
 }
