@@ -14,8 +14,9 @@
 //!   crate's own Poly1305, `poly1305`, which says why). A nonce is 16 random bytes drawn with
 //!   the key and a 64-bit counter of that key, so it never repeats under a
 //!   key (a key cannot be used in a fork child). The associated data is the
-//!   slot's address and the value's length: a ciphertext copied into
-//!   another slot does not open there.
+//!   slot's address, the value's length and the info word: a ciphertext
+//!   copied into another slot does not open there, and a changed header
+//!   bit (the scratch memory's lock policy) is `Tampered` too.
 //! - **Key**: a 16 KiB random prekey in a [`SealedBox`] (locked,
 //!   `PROT_NONE` between uses, dump-excluded, `ForkPolicy::Exclude`); the
 //!   key is BLAKE2b-256 of a label and the prekey. Where the key's backing
@@ -405,6 +406,31 @@ fn info_of(p: SlotPtr) -> u32 {
     unsafe { at(p, 4).cast::<u32>().read() }
 }
 
+/// A slot's lock bit, held: dropping it stores `word` (the state word
+/// without the lock bit) and so releases the lock, also while a panic
+/// unwinds. Without it a panic with the lock bit set (a refused mprotect
+/// of the prekey panics in the middle of a derivation) left the slot
+/// locked for good: every later borrow, drop and `rekey` spun on it.
+struct Held<'a> {
+    state: &'a AtomicU32,
+    /// The state word stored on release.
+    word: u32,
+}
+
+impl Held<'_> {
+    /// Takes the slot's lock bit; `word` is the state word without it.
+    fn take(state: &AtomicU32) -> Held<'_> {
+        let word = lock_slot(state);
+        Held { state, word }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.state.store(self.word, Ordering::Release);
+    }
+}
+
 /// Takes the slot's lock bit; returns the state word without it. Held for
 /// one decryption or encryption at most.
 fn lock_slot(state: &AtomicU32) -> u32 {
@@ -427,11 +453,15 @@ fn lock_slot(state: &AtomicU32) -> u32 {
     }
 }
 
-/// The associated data of a slot: its address and the value's length.
-fn associated(p: SlotPtr, len: usize) -> [u8; 16] {
-    let mut ad = [0; 16];
+/// The associated data of a slot: its address, the value's length and the
+/// slot's info word (class, key ring, lock policy of the scratch memory:
+/// a changed bit there is `Tampered` too, not a borrow into unlocked
+/// scratch memory). The caller holds the slot locked, its info written.
+fn associated(p: SlotPtr, len: usize) -> [u8; 20] {
+    let mut ad = [0; 20];
     ad[..8].copy_from_slice(&(p.0.as_ptr() as usize as u64).to_le_bytes());
-    ad[8..].copy_from_slice(&(len as u64).to_le_bytes());
+    ad[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    ad[16..].copy_from_slice(&info_of(p).to_le_bytes());
     ad
 }
 
@@ -550,19 +580,17 @@ fn shield(plain: &mut [u8], ring: usize, best_effort: bool) -> Result<SlotPtr, E
     }
     let state = state_of(p);
     let written = with_current(ring, |key| {
-        lock_slot(state);
+        // Released as free (0) unless published below.
+        let mut held = Held::take(state);
+        held.word = 0;
         // SAFETY: the slot's info word, written under its lock.
         unsafe { at(p, 4).cast::<u32>().write(info) };
-        match encrypt_into(p, key, &mut scratch, plain) {
-            Ok(()) => {
-                state.store(LIVE | (key.epoch << EPOCH_SHIFT), Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
-                state.store(0, Ordering::Release);
-                Err(e)
-            }
+        let r = encrypt_into(p, key, &mut scratch, plain);
+        if r.is_ok() {
+            held.word = LIVE | (key.epoch << EPOCH_SHIFT);
         }
+        drop(held);
+        r
     })
     .and_then(|r| r);
     drop(scratch);
@@ -584,8 +612,8 @@ fn unshield(
     scratch: &mut Option<LockedBox<[u8; KEY_LEN]>>,
 ) -> Result<(), Error> {
     check_generation()?;
-    let state = state_of(p);
-    let s = lock_slot(state);
+    let held = Held::take(state_of(p));
+    let s = held.word;
     let ring = usize::from(info_of(p) & RING_BIT != 0);
     let epoch = s >> EPOCH_SHIFT;
     let opened = {
@@ -595,7 +623,7 @@ fn unshield(
             _ => Err(Error::Tampered),
         }
     };
-    state.store(s, Ordering::Release);
+    drop(held);
     scrub_stack();
     opened
 }
@@ -610,17 +638,14 @@ fn reshield(
     let state = state_of(p);
     let ring = usize::from(info_of(p) & RING_BIT != 0);
     let written = with_current(ring, |key| {
-        let s = lock_slot(state);
-        match encrypt_into(p, key, scratch, plain) {
-            Ok(()) => {
-                state.store(LIVE | (key.epoch << EPOCH_SHIFT), Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
-                state.store(s, Ordering::Release);
-                Err(e)
-            }
+        // Released as it was (the old ciphertext stays) unless published.
+        let mut held = Held::take(state);
+        let r = encrypt_into(p, key, scratch, plain);
+        if r.is_ok() {
+            held.word = LIVE | (key.epoch << EPOCH_SHIFT);
         }
+        drop(held);
+        r
     })
     .and_then(|r| r);
     scrub_stack();
@@ -655,7 +680,10 @@ fn ring_derives(ring: usize) -> bool {
 /// What making a new key can return (as
 /// [`LockedBox::random`](crate::LockedBox::random) for its 16 KiB
 /// prekey; nothing is changed then), and [`Error::MemlockLimit`] when the
-/// scratch memory for re-encrypting cannot be locked: every secret stays
+/// scratch memory for re-encrypting a secret that requires its lock cannot
+/// be locked (a secret made with `LockPolicy::BestEffort` is re-encrypted
+/// in scratch memory that may go unlocked, as its borrows are; scratch
+/// memory is made only for secrets that exist): every secret stays
 /// readable then (under the old key or the new, both kept), and the next
 /// `rekey` finishes the move first. [`Error::ShieldKeyAbsent`] in a
 /// fork(2) child of the process that made the keys.
@@ -728,30 +756,40 @@ fn rekey_ring(
                 .map(move |k| (k.base, k.used, c.slot_len, c.payload))
         })
         .collect();
-    let mut buf: Option<LockedBox<[u8]>> = None;
+    // Scratch for the plaintext, made when a slot needs it (not for a
+    // class with no secret under `old`): one that requires its lock, and
+    // one for best-effort secrets, whose borrows may go unlocked too; each
+    // as long as the largest secret it held yet.
+    let mut bufs: [Option<LockedBox<[u8]>>; 2] = [None, None];
     for (base, used, slot_len, payload) in snapshot {
-        if buf.as_ref().is_none_or(|b| b.len() < payload) {
-            drop(buf.take()); // wiped
-            buf = Some(scratch_bytes(payload, false)?);
-        }
-        let b = &mut buf.as_mut().expect("made above")[..payload];
-        for i in 0..used {
+        let mut i = 0;
+        while i < used {
             // SAFETY: slot `i < used` lies inside the chunk.
             let p = SlotPtr(unsafe { base.0.add(i * slot_len) });
-            let state = state_of(p);
-            let s = lock_slot(state);
-            let mine = usize::from(info_of(p) & RING_BIT != 0) == ring;
+            let mut held = Held::take(state_of(p));
+            let s = held.word;
+            let info = info_of(p);
+            let mine = usize::from(info & RING_BIT != 0) == ring;
             if s & LIVE == 0 || !mine || s >> EPOCH_SHIFT != old.epoch {
-                state.store(s, Ordering::Release);
-                continue;
+                i += 1;
+                continue; // released as it was
             }
+            let best_effort = info & BEST_EFFORT_BIT != 0;
+            let buf = &mut bufs[usize::from(best_effort)];
+            let Some(b) = buf.as_mut().filter(|b| b.len() >= payload) else {
+                // Made with the slot released; then it is looked at again.
+                drop(held);
+                drop(buf.take()); // wiped
+                *buf = Some(scratch_bytes(payload, best_effort)?);
+                continue;
+            };
+            let b = &mut b[..payload];
             if open_raw(p, old_k, b).is_ok() {
                 seal_raw(p, new_k, &new.next_nonce(), b);
-                state.store(LIVE | (new.epoch << EPOCH_SHIFT), Ordering::Release);
-            } else {
-                // Left as it is: it stays `Tampered`.
-                state.store(s, Ordering::Release);
-            }
+                held.word = LIVE | (new.epoch << EPOCH_SHIFT);
+            } // else left as it is: it stays `Tampered`.
+            drop(held);
+            i += 1;
         }
     }
     Ok(())
