@@ -295,8 +295,29 @@ struct Class {
     /// Bytes of the value it holds.
     payload: usize,
     chunks: Vec<Chunk>,
+    /// The chunks' first slots' addresses, sorted (every chunk of a class
+    /// holds the same number of slots): what `holds` searches.
+    starts: Vec<usize>,
     /// Freed slots, wiped.
     free: Vec<SlotPtr>,
+}
+
+impl Class {
+    /// Whether `p` is the start of a slot of this class: the check that a
+    /// class number read from a slot's header (memory anyone may write)
+    /// is the slot's own before `free_slot` wipes `slot_len` bytes.
+    fn holds(&self, p: SlotPtr) -> bool {
+        let Some(first) = self.chunks.first() else {
+            return false;
+        };
+        let chunk_len = first.slots * self.slot_len;
+        let addr = p.0.as_ptr() as usize;
+        let i = self.starts.partition_point(|&s| s <= addr);
+        i > 0 && {
+            let off = addr - self.starts[i - 1];
+            off < chunk_len && off % self.slot_len == 0
+        }
+    }
 }
 
 /// A run of slots in never-locked memory.
@@ -336,6 +357,7 @@ fn alloc_slot(payload: usize) -> Result<(SlotPtr, u32, usize), Error> {
                 slot_len,
                 payload,
                 chunks: Vec::new(),
+                starts: Vec::new(),
                 free: Vec::new(),
             });
             cs.len() - 1
@@ -358,6 +380,9 @@ fn alloc_slot(payload: usize) -> Result<(SlotPtr, u32, usize), Error> {
         let req = Request::of::<u64>(words);
         let mut mem = LockedBox::<[u64]>::zeroed_slice_never_locked(req)?;
         let base = NonNull::new(mem.as_mut_ptr().cast::<u8>()).expect("a box's value is not null");
+        let start = base.as_ptr() as usize;
+        let at = c.starts.partition_point(|&s| s < start);
+        c.starts.insert(at, start);
         c.chunks.push(Chunk {
             _mem: mem,
             base: SlotPtr(base),
@@ -378,12 +403,31 @@ fn free_slot(p: SlotPtr) {
     lock_slot(state);
     let class = (info_of(p) & CLASS_MASK) as usize;
     let mut cs = classes();
+    if !cs.get(class).is_some_and(|c| c.holds(p)) {
+        header_changed(p);
+    }
     let slot_len = cs[class].slot_len;
     // SAFETY: we hold the slot's lock; its bytes after the state word are
     // ours to write (`slot_len` bytes, inside its chunk).
     unsafe { ptr::write_bytes(at(p, 4), 0, slot_len - 4) };
     state.store(0, Ordering::Release);
     cs[class].free.push(p);
+}
+
+/// A slot's header names a class the slot is not of: its memory was
+/// written from outside (a stray write, an attacker). Wiping by that class
+/// would overwrite other slots or run past the chunk, so the process
+/// stops, as it does on a smashed canary.
+#[cold]
+#[inline(never)]
+fn header_changed(p: SlotPtr) -> ! {
+    // The message names where, never what.
+    eprintln!(
+        "lockedmem: the header of the shielded secret at {:p} was overwritten (a stray write \
+         into the ciphertext's memory); aborting",
+        p.0
+    );
+    std::process::abort();
 }
 
 /// The address `off` bytes into the slot (its callers keep `off` within

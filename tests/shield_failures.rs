@@ -2,7 +2,8 @@
 //! slot is locked (a refused mprotect of the prekey, through a seccomp
 //! filter on one thread) leaves the slot unlocked and readable; `rekey` at
 //! a 64 KiB lock limit is not stopped by a large secret's class or by a
-//! best-effort secret; a changed header byte is `Error::Tampered`.
+//! best-effort secret; a changed header byte is `Error::Tampered`, and a
+//! changed class stops the process when the box is dropped.
 // Linux only: seccomp filters, capabilities.
 #![cfg(all(target_os = "linux", feature = "shield"))]
 
@@ -162,6 +163,44 @@ fn a_changed_header_is_tampered() {
         }
         assert_eq!(a.borrow().unwrap()[0], 6);
     }
+}
+
+/// In a child: a 32-byte secret between secrets of another class, its
+/// header's class byte changed by `xor`, dropped. It must not return.
+fn drop_with_class_changed(test: &str, xor: u8) {
+    let out = child::run(test, || {
+        // Two classes: 64-byte and 32-byte secrets.
+        let _other = ShieldedBox::<[u8; 64]>::new_with(|k| k.fill(1)).unwrap();
+        let a = ShieldedBox::<[u8; 32]>::new_with(|k| k.fill(0xa7)).unwrap();
+        let _next = ShieldedBox::<[u8; 32]>::new_with(|k| k.fill(3)).unwrap();
+        let p = slot_of(&a).wrapping_add(4);
+        // SAFETY: the low byte of the slot's info word (its class);
+        // nothing else reads or writes the slot now.
+        unsafe { p.write_volatile(p.read_volatile() ^ xor) };
+        drop(a);
+    });
+    child::assert_signal(&out, libc::SIGABRT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the header of the shielded secret at"),
+        "{err}"
+    );
+}
+
+/// A header whose class was changed to another class's number stops the
+/// process when the box is dropped: wiping by that class (64 bytes more
+/// per slot) would overwrite the next slot (a second reader saw the
+/// neighbour `Tampered` after such a drop).
+#[test]
+fn a_class_changed_to_another_stops_the_process_on_drop() {
+    drop_with_class_changed("a_class_changed_to_another_stops_the_process_on_drop", 1);
+}
+
+/// A class number past every class stops the process too (it indexed out
+/// of bounds: a panic in `Drop`).
+#[test]
+fn a_class_changed_to_none_stops_the_process_on_drop() {
+    drop_with_class_changed("a_class_changed_to_none_stops_the_process_on_drop", 0x80);
 }
 
 /// Flips bit `bit` of the byte at `p`.
