@@ -92,7 +92,10 @@ const RING_BIT: u32 = 1 << 30;
 const BEST_EFFORT_BIT: u32 = 1 << 31;
 
 /// Bytes of stack overwritten after each operation: deeper than the AEAD's
-/// and the hash's frames (unoptimised frames are several times larger).
+/// and the hash's frames (unoptimised frames are several times larger:
+/// `key_tests` finds the key on the stack with 64 KiB in a debug build).
+/// So a thread that uses the shield needs this much stack free below its
+/// caller (Rust's threads get 2 MiB unless told otherwise).
 const SCRUB_BYTES: usize = if cfg!(debug_assertions) {
     128 * 1024
 } else {
@@ -729,8 +732,13 @@ fn ring_derives(ring: usize) -> bool {
 /// in scratch memory that may go unlocked, as its borrows are; scratch
 /// memory is made only for secrets that exist): every secret stays
 /// readable then (under the old key or the new, both kept), and the next
-/// `rekey` finishes the move first. [`Error::ShieldKeyAbsent`] in a
-/// fork(2) child of the process that made the keys.
+/// `rekey` finishes the move first. A rekey holds a second prekey per
+/// ring while it runs (16 KiB locked, and for the kept key a page of
+/// secret memory): at a 64 KiB lock limit with both rings in use (secrets
+/// with the key in secret memory and secrets with `Backing::Anonymous`)
+/// there is no room for them, and every `rekey` is `MemlockLimit`.
+/// [`Error::ShieldKeyAbsent`] in a fork(2) child of the process that made
+/// the keys.
 ///
 /// # Panics
 /// If mprotect fails on the prekey's pages (as
@@ -906,7 +914,14 @@ pub(crate) fn ring_of(backing: Backing) -> usize {
 /// What it does not stop: code running in the process (it can borrow, or
 /// read a guard's scratch memory while one is out), and where the key is
 /// not in secret memory, root or a debugger reading all of the process's
-/// memory (prekey and ciphertext together give the secret).
+/// memory (prekey and ciphertext together give the secret); a writer who
+/// puts an older ciphertext of the same secret back (it still opens: the
+/// tag binds the slot and its header, not a version).
+///
+/// After each operation the stack below it is overwritten, where the
+/// cipher and the hash left key material: 8 KiB in optimised builds,
+/// 128 KiB in debug builds, whose frames are larger. A thread with less
+/// stack than that free overflows it (Rust's threads have 2 MiB).
 ///
 /// The value's bytes are encrypted as they are: a `T` with padding bytes
 /// has them encrypted too (prefer `#[repr(C)]` types without padding, as

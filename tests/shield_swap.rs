@@ -3,7 +3,7 @@
 //! lock limit, is put in a cgroup v1 memory controller whose limit is then
 //! lowered until its anonymous pages are pushed out to a swap file made for
 //! the test; the swap file, read whole with `O_DIRECT`, holds none of the
-//! secrets' plaintext and neither derived key, while it holds copies of a
+//! secrets' plaintext, while it holds copies of a
 //! control needle the same child keeps in an ordinary heap buffer. Nine in
 //! ten secrets have the default backing (the key kept in secret memory),
 //! one in ten `Backing::Anonymous` (the key derived for each use); where
@@ -180,21 +180,10 @@ fn child_body(kind: Kind) -> ! {
     }
     let unlocked = plain.iter().filter(|b| !b.is_locked()).count();
 
-    // The derived keys, so that the parent can look for them too (hex in
-    // ordinary memory, never the bytes).
-    let mut keys = Vec::new();
-    if kind == Kind::Shielded {
-        for backing in [Backing::PreferSecretMem, Backing::Anonymous] {
-            let mut key = LockedBox::<[u8; 32]>::new_zeroed().expect("a box for the key");
-            lockedmem::__derived_key_for_tests(backing, &mut key).expect("the derived key");
-            keys.push(hex(&*key));
-        }
-    }
     // On a line of its own: libtest's `test NAME ... ` has no newline.
     println!(
-        "\nready n={n} unlocked={unlocked} vmlck_kb={} keys={}",
-        common::procfs::vm_lck_kb(),
-        keys.join(",")
+        "\nready n={n} unlocked={unlocked} vmlck_kb={}",
+        common::procfs::vm_lck_kb()
     );
     std::io::stdout().flush().expect("flush");
     let mut rest = String::new();
@@ -406,8 +395,6 @@ struct Found {
     control: usize,
     /// Occurrences of the 16-byte tag that are neither (a fragment).
     other_tags: usize,
-    /// Occurrences of either derived key.
-    keys: usize,
     /// Pages of the file that are not all zeros (the header page too).
     written_pages: usize,
 }
@@ -466,7 +453,7 @@ fn find_all(hay: &[u8], needle: &[u8], mut each: impl FnMut(usize)) {
 }
 
 /// Reads the whole swap file with `O_DIRECT` and counts the needles.
-fn scan(path: &Path, tag: &[u8; 16], keys: &[LockedBox<[u8; 32]>]) -> Found {
+fn scan(path: &Path, tag: &[u8; 16]) -> Found {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECT)
@@ -513,9 +500,6 @@ fn scan(path: &Path, tag: &[u8; 16], keys: &[LockedBox<[u8; 32]>]) -> Found {
                 _ => found.other_tags += 1,
             }
         });
-        for key in keys {
-            find_all(chunk, &**key, |_| found.keys += 1);
-        }
         offset += n as u64;
     }
     assert_eq!(offset, SWAP_BYTES, "read the whole swap file");
@@ -536,7 +520,7 @@ struct Run {
     /// The cgroup's usage before the push and its last limit, in bytes.
     usage_before: u64,
     limit: u64,
-    /// The child's `ready` line, without the keys.
+    /// The child's `ready` line.
     ready: String,
     /// The secrets the child made (from `ready`).
     n: usize,
@@ -549,8 +533,7 @@ impl Run {
         format!(
             "shield swap, {kind:?}: {} secrets; cgroup usage {} KiB, limit lowered to {} KiB; \
              child VmSwap {} kB, RssAnon {} kB (from {} kB); swap file: {} pages written, {} secret \
-             plaintexts ({} distinct), {} heap controls of {CONTROL_COPIES}, {} other tags, \
-             {} keys ({})",
+             plaintexts ({} distinct), {} heap controls of {CONTROL_COPIES}, {} other tags ({})",
             self.n,
             self.usage_before / 1024,
             self.limit / 1024,
@@ -562,7 +545,6 @@ impl Run {
             f.distinct,
             f.control,
             f.other_tags,
-            f.keys,
             self.ready
         )
     }
@@ -687,25 +669,6 @@ fn run(test: &str, kind: Kind) -> Option<Run> {
         }
         ready.push_str(&line);
     }
-    let keys: Vec<LockedBox<[u8; 32]>> = ready
-        .split("keys=")
-        .nth(1)
-        .unwrap_or("")
-        .split(',')
-        .filter(|k| k.len() == 64)
-        .map(|k| {
-            LockedBox::<[u8; 32]>::new_with(|out| {
-                for (o, pair) in out.iter_mut().zip(k.as_bytes().chunks_exact(2)) {
-                    *o = hex_byte(pair);
-                }
-            })
-            .expect("a box for a key")
-        })
-        .collect();
-    if kind == Kind::Shielded {
-        assert_eq!(keys.len(), 2, "both derived keys: {ready}");
-    }
-
     // Push the child's pages out: lower the limit by half of it, and each
     // time the kernel cannot reclaim that much (EBUSY) by half the step,
     // down to MIN_LIMIT or a step of 64 KiB.
@@ -724,13 +687,11 @@ fn run(test: &str, kind: Kind) -> Option<Run> {
     let vm_swap_kb = status_kb(pid, "VmSwap:");
     let rss_anon_kb = status_kb(pid, "RssAnon:");
     let cgroup_swap = cgroup.stat("swap");
-    let found = scan(&swap.path, &tag, &keys);
+    let found = scan(&swap.path, &tag);
     drop(to_child);
     drop(confined);
     drop(cgroup);
     drop(swap);
-    // What is reported of the ready line: not the keys.
-    let ready = ready.split(" keys=").next().unwrap_or("").to_owned();
     let n = ready
         .split_whitespace()
         .find_map(|w| w.strip_prefix("n="))
@@ -769,9 +730,9 @@ fn shielded_secrets_leave_no_plaintext_in_swap() {
         run.report(kind)
     );
     assert_eq!(
-        (f.secrets, f.other_tags, f.keys),
-        (0, 0, 0),
-        "shielded plaintext (or a key) in swap: {}",
+        (f.secrets, f.other_tags),
+        (0, 0),
+        "shielded plaintext in swap: {}",
         run.report(kind)
     );
 }
