@@ -923,9 +923,8 @@ pub(crate) fn ring_of(backing: Backing) -> usize {
 /// 128 KiB in debug builds, whose frames are larger. A thread with less
 /// stack than that free overflows it (Rust's threads have 2 MiB).
 ///
-/// The value's bytes are encrypted as they are: a `T` with padding bytes
-/// has them encrypted too (prefer `#[repr(C)]` types without padding, as
-/// [`Plain`] advises).
+/// The value's bytes are encrypted as they are, so `T` must have no
+/// padding bytes ([`Plain`]'s contract says so for types held here).
 pub struct ShieldedBox<T: ?Sized + Plain> {
     /// The slot: its address; for a slice, the length too.
     slot: NonNull<T>,
@@ -945,7 +944,9 @@ unsafe impl<T: ?Sized + Plain + Sync> Sync for ShieldedBox<T> {}
 fn bytes_mut<T: ?Sized + Plain>(v: &mut T) -> &mut [u8] {
     let len = mem::size_of_val(v);
     // SAFETY: `v` is `len` bytes of memory we borrow mutably; `u8` has
-    // alignment 1, and every byte pattern is a `u8`. Decrypted bytes are
+    // alignment 1, and every byte pattern is a `u8`; every byte is
+    // initialised, since `Plain`'s contract rules out padding in a type a
+    // `ShieldedBox` holds (a `T` has no other gaps). Decrypted bytes are
     // the bytes of a `T` that was encrypted (the tag proves it), so the
     // `T` stays valid.
     unsafe { std::slice::from_raw_parts_mut(ptr::from_mut(v).cast::<u8>(), len) }
