@@ -15,30 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::memscan::{self, Masked};
+use common::seeded::{byte, fill, is};
 use common::{Seen, child, in_fork, procfs};
 use lockedmem::{Backing, Error, Options, ShieldedBox};
 
-/// Byte `i` of secret `seed`: distinct for every seed and offset.
-fn byte(seed: u8, i: usize) -> u8 {
-    (i.to_le_bytes()[0])
-        .wrapping_mul(29)
-        .wrapping_add(seed.wrapping_mul(101))
-        ^ 0xc3
-}
-
 fn needle(seed: u8) -> Masked {
     Masked::from_fn(32, |i| byte(seed, i))
-}
-
-/// Writes secret `seed` byte by byte (no copy of it on the stack).
-fn fill(k: &mut [u8; 32], seed: u8) {
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = black_box(byte(seed, i));
-    }
-}
-
-fn is(v: &[u8; 32], seed: u8) -> bool {
-    v.iter().enumerate().all(|(i, &b)| b == byte(seed, i))
 }
 
 /// Options for a shielded secret whose key is in secret memory where the

@@ -8,17 +8,16 @@
 //! holding shielded secrets holds neither their plaintext nor the key.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use std::fs;
-use std::hint::black_box;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-
-use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-
 use self::common::child;
+use self::common::cores::{
+    allow_cores, contains, core_dir, core_file, core_pattern, dump_raw, random_into, remove,
+};
 use self::common::memscan::{self, Masked};
+use self::common::seeded::{fill, is};
 use super::derived_key_into;
 use crate::{Backing, LockedBox, Options};
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
 
 #[allow(
     unsafe_code,
@@ -31,25 +30,6 @@ use crate::{Backing, LockedBox, Options};
 )]
 #[path = "../../tests/common/mod.rs"]
 mod common;
-
-/// Byte `i` of secret `seed`.
-fn byte(seed: u8, i: usize) -> u8 {
-    (i.to_le_bytes()[0])
-        .wrapping_mul(29)
-        .wrapping_add(seed.wrapping_mul(101))
-        ^ 0xc3
-}
-
-/// Writes secret `seed` byte by byte (no copy of it on the stack).
-fn fill(k: &mut [u8; 32], seed: u8) {
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = black_box(byte(seed, i));
-    }
-}
-
-fn is(v: &[u8; 32], seed: u8) -> bool {
-    v.iter().enumerate().all(|(i, &b)| b == byte(seed, i))
-}
 
 /// Options for a shielded secret whose key is in secret memory where the
 /// kernel has it, or derived for each use.
@@ -135,52 +115,8 @@ fn derived_key_nowhere_outside_secret_memory() {
 // ------------------------------------------------------- a core file ---
 
 const CORE_TEST: &str = "shield::key_tests::a_core_dump_holds_no_shielded_plaintext_and_no_key";
-
-fn dump_raw(path: &Path, bytes: &[u8]) {
-    let file = fs::File::create(path).unwrap();
-    let n = rustix::io::write(&file, bytes).unwrap();
-    assert_eq!(n, bytes.len());
-}
-
-fn random_into(buf: &mut [u8]) {
-    let len = buf.len();
-    let n = rustix::rand::getrandom(buf, rustix::rand::GetRandomFlags::empty()).unwrap();
-    assert_eq!(n, len);
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The directory the child writes its core and files into, the same in the
-/// parent and the child (named after the test process).
-fn core_dir() -> PathBuf {
-    let test_process = if child::is_child() {
-        std::os::unix::process::parent_id()
-    } else {
-        std::process::id()
-    };
-    std::env::temp_dir()
-        .join(format!("lockedmem-shield-core-{test_process}"))
-        .join("a_core_dump")
-}
-
-fn allow_cores(dir: &Path) {
-    std::env::set_current_dir(dir).unwrap();
-    let hard = getrlimit(Resource::Core).maximum;
-    assert_ne!(hard, Some(0), "the hard RLIMIT_CORE allows no core");
-    setrlimit(
-        Resource::Core,
-        Rlimit {
-            current: hard,
-            maximum: hard,
-        },
-    )
-    .unwrap();
-    // Anonymous private and shared memory go into the core (bits 0, 1, 4,
-    // 5): what keeps the shield's memory out is its own advice.
-    fs::write("/proc/self/coredump_filter", "0x33").unwrap();
-}
+/// The directory of the child's core and files (`cores::core_dir`).
+const CORE_DIR: &str = "shield_key_tests_a_core_dump";
 
 const BACKINGS: [(&str, Backing); 2] = [
     ("derived", Backing::Anonymous),
@@ -189,21 +125,19 @@ const BACKINGS: [(&str, Backing); 2] = [
 
 #[test]
 fn a_core_dump_holds_no_shielded_plaintext_and_no_key() {
-    let pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
-    if pattern.starts_with('|') {
-        common::skip(&format!("core_pattern pipes cores to {pattern:?}"));
+    let Some(pattern) = core_pattern() else {
         return;
-    }
+    };
     if !common::promises().dump_exclusion {
         common::skip("this build cannot exclude memory from cores");
         return;
     }
-    let dir = core_dir();
+    let dir = core_dir(CORE_DIR);
     if !child::is_child() {
         fs::create_dir_all(&dir).unwrap();
     }
     let out = child::run(CORE_TEST, || {
-        let dir = core_dir();
+        let dir = core_dir(CORE_DIR);
         allow_cores(&dir);
         let mut held = Vec::new();
         for (name, backing) in BACKINGS {
@@ -241,13 +175,7 @@ fn a_core_dump_holds_no_shielded_plaintext_and_no_key() {
         "the kernel reports a core written"
     );
     let read = |name: &str| fs::read(dir.join(format!("{name}.bin"))).unwrap();
-    let core_path = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("core"))
-        })
+    let core_path = core_file(&dir)
         .unwrap_or_else(|| panic!("no core file in {dir:?} (core_pattern {pattern:?})"));
     let core = fs::read(&core_path).unwrap();
     assert!(
@@ -266,8 +194,5 @@ fn a_core_dump_holds_no_shielded_plaintext_and_no_key() {
             );
         }
     }
-    let _ = fs::remove_dir_all(&dir);
-    if let Some(base) = dir.parent() {
-        let _ = fs::remove_dir(base);
-    }
+    remove(&dir);
 }

@@ -93,24 +93,18 @@ impl Poly1305 {
     /// multiple of 16, the rest as a short last block (so call it once,
     /// or only with multiples of 16 before the last call).
     pub(super) fn update(&mut self, data: &[u8]) {
-        let mut blocks = data.chunks_exact(16);
-        for b in &mut blocks {
-            self.block(le128(b.try_into().expect("16 bytes")), 1);
-        }
-        let rest = blocks.remainder();
-        if !rest.is_empty() {
-            // The short block: its bytes, a 1, then zeros; no 2^128.
-            let mut last = [0u8; 16];
-            last[..rest.len()].copy_from_slice(rest);
-            last[rest.len()] = 1;
-            self.block(le128(&last), 0);
-            last.zeroize();
-        }
+        self.feed(data, false);
     }
 
     /// Feeds `data`, zero-padded to a multiple of 16 bytes (as RFC 8439's
     /// AEAD does with the associated data and the ciphertext).
     pub(super) fn update_padded(&mut self, data: &[u8]) {
+        self.feed(data, true);
+    }
+
+    /// Whole blocks, then the rest: zero-padded to a whole block if
+    /// `padded`, else a short block (its bytes, a 1, zeros; no 2^128).
+    fn feed(&mut self, data: &[u8], padded: bool) {
         let mut blocks = data.chunks_exact(16);
         for b in &mut blocks {
             self.block(le128(b.try_into().expect("16 bytes")), 1);
@@ -119,7 +113,12 @@ impl Poly1305 {
         if !rest.is_empty() {
             let mut last = [0u8; 16];
             last[..rest.len()].copy_from_slice(rest);
-            self.block(le128(&last), 1);
+            if padded {
+                self.block(le128(&last), 1);
+            } else {
+                last[rest.len()] = 1;
+                self.block(le128(&last), 0);
+            }
             last.zeroize();
         }
     }
