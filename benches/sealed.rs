@@ -22,6 +22,10 @@ fn main() {
 }
 
 #[cfg(unix)]
+#[path = "common/raw_page.rs"]
+mod raw_page;
+
+#[cfg(unix)]
 fn main() {
     bench::main();
 }
@@ -32,61 +36,9 @@ mod bench {
     use std::hint::black_box;
     use std::time::{Duration, Instant};
 
+    use super::raw_page::RawPage;
     use criterion::Criterion;
     use lockedmem::{LockedBox, SealedBox};
-    use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
-
-    /// One page between two guard pages, mlocked and PROT_NONE: the same
-    /// starting point as a sealed box's data page, without the crate.
-    struct RawPage {
-        page: *mut std::ffi::c_void,
-        len: usize,
-    }
-
-    impl RawPage {
-        fn new() -> Self {
-            let len = rustix::param::page_size();
-            // SAFETY: a fresh anonymous mapping; nothing else refers to it.
-            let map = unsafe {
-                rustix::mm::mmap_anonymous(
-                    std::ptr::null_mut(),
-                    3 * len,
-                    ProtFlags::empty(),
-                    MapFlags::PRIVATE,
-                )
-            }
-            .expect("mmap");
-            // SAFETY: the middle page of the mapping made above.
-            let page = unsafe { map.cast::<u8>().add(len) }.cast();
-            // SAFETY: as above; no reference into the page exists.
-            unsafe { rustix::mm::mprotect(page, len, MprotectFlags::READ | MprotectFlags::WRITE) }
-                .expect("mprotect");
-            // SAFETY: as above.
-            unsafe { rustix::mm::mlock(page, len) }.expect("mlock");
-            // SAFETY: as above.
-            unsafe { rustix::mm::mprotect(page, len, MprotectFlags::empty()) }.expect("mprotect");
-            RawPage { page, len }
-        }
-
-        /// The floor, written as application code would be: a function that
-        /// opens, reads and seals the page, and returns.
-        #[inline(never)]
-        fn cycle_in_fn(&self) -> u8 {
-            self.cycle()
-        }
-
-        /// The floor: open the page for reading, read, seal it again.
-        #[inline(always)]
-        fn cycle(&self) -> u8 {
-            // SAFETY: our own page; no reference into it is alive across calls.
-            unsafe { rustix::mm::mprotect(self.page, self.len, MprotectFlags::READ) }.unwrap();
-            // SAFETY: the page is readable now.
-            let b = unsafe { self.page.cast::<u8>().read_volatile() };
-            // SAFETY: as above.
-            unsafe { rustix::mm::mprotect(self.page, self.len, MprotectFlags::empty()) }.unwrap();
-            b
-        }
-    }
 
     fn sealed_secret() -> SealedBox<[u8; 32]> {
         LockedBox::<[u8; 32]>::new_with(|k| k.fill(0x5A))

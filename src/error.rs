@@ -149,6 +149,17 @@ pub enum Error {
         /// The signal number given.
         signal: i32,
     },
+    /// A shielded secret's ciphertext failed its authentication tag (feature
+    /// `shield`): its bytes, nonce, tag or header were changed, or it was
+    /// copied from another secret's memory. Nothing was decrypted; the
+    /// scratch memory was wiped. The name says what the tag shows: the
+    /// ciphertext is not what the crate wrote.
+    Tampered,
+    /// The shield's key does not exist in this process (feature `shield`):
+    /// it is a fork(2) child of the process that made it, and the key (like
+    /// a box made with `ForkPolicy::Exclude`) is not inherited. Shielded
+    /// secrets cannot be read, written or made here.
+    ShieldKeyAbsent,
 }
 
 /// The lock that `RLIMIT_MEMLOCK` refused, in [`Error::MemlockLimit`].
@@ -228,6 +239,8 @@ impl Error {
             Error::EnvVarNotSet { .. } => "EnvVarNotSet",
             Error::Hardening { .. } => "Hardening",
             Error::UnsupportedSignal { .. } => "UnsupportedSignal",
+            Error::Tampered => "Tampered",
+            Error::ShieldKeyAbsent => "ShieldKeyAbsent",
         }
     }
 }
@@ -347,6 +360,16 @@ impl fmt::Display for Error {
                 "the input is not valid {encoding} of the expected length; what was decoded has \
                  been wiped (the input is not shown)"
             ),
+            Error::Tampered => f.write_str(
+                "a shielded secret failed its authentication tag: its memory was changed, or \
+                 copied from another secret's; nothing was decrypted: treat the secret as lost \
+                 and the process's memory as written to by someone else",
+            ),
+            Error::ShieldKeyAbsent => f.write_str(
+                "the shield's key does not exist in this fork(2) child (it is not inherited): \
+                 read shielded secrets in the parent, or pass what the child needs before \
+                 forking",
+            ),
         }
     }
 }
@@ -429,6 +452,8 @@ impl From<Error> for io::Error {
                 io::ErrorKind::InvalidData
             }
             Error::EnvVarNotSet { .. } | Error::NoTerminal { .. } => io::ErrorKind::NotFound,
+            Error::Tampered => io::ErrorKind::InvalidData,
+            Error::ShieldKeyAbsent => io::ErrorKind::NotFound,
         };
         io::Error::new(kind, e)
     }
@@ -524,6 +549,8 @@ mod tests {
                 source: crate::os::error_for(Trouble::Denied),
             },
             Error::UnsupportedSignal { signal: 9 },
+            Error::Tampered,
+            Error::ShieldKeyAbsent,
         ]
     }
 
@@ -531,7 +558,7 @@ mod tests {
     /// advice, and no variant's text holds a byte of the input.
     #[test]
     fn every_variant_debugs_as_it_displays_and_shows_no_input() {
-        let mut seen = [false; 14];
+        let mut seen = [false; 16];
         for e in every_variant() {
             let i = match &e {
                 Error::MemlockLimit { .. } => 0,
@@ -548,6 +575,8 @@ mod tests {
                 Error::Hardening { .. } => 11,
                 Error::UnsupportedSignal { .. } => 12,
                 Error::Terminal { .. } => 13,
+                Error::Tampered => 14,
+                Error::ShieldKeyAbsent => 15,
             };
             seen[i] = true;
             let display = e.to_string();

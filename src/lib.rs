@@ -10,6 +10,8 @@
 //! - [`LockedVec`] and [`LockedString`], secrets of any length, and
 //!   [`raw_stdin`], standard input without a buffer to leave them in;
 //! - [`guide`], the guides: one page per topic, no items;
+//! - with the `shield` feature, `ShieldedBox`, a secret kept encrypted in
+//!   unlocked memory under a key in locked or secret memory, and `rekey`;
 //! - [`Plain`], the marker for the types a box may hold;
 //! - [`Error`], whose messages say what to do;
 //! - with the `serde` feature, `Deserialize` for the byte and string
@@ -54,6 +56,12 @@ mod sealed;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod serde;
+#[cfg(feature = "shield")]
+mod shield;
+// The unit tests that share the integration tests' helpers
+// (`tests/common`, which names the crate `lockedmem`).
+#[cfg(all(test, feature = "shield", target_os = "linux"))]
+extern crate self as lockedmem;
 mod signal;
 mod stdin;
 mod store;
@@ -71,6 +79,26 @@ pub mod fuzzing {
     /// refusal was not justified.
     pub fn layout(size: usize, align: usize, page: usize) {
         crate::layout::fuzz(size, align, page);
+    }
+
+    /// The shield's XChaCha20-Poly1305: encrypts `buf` in place and
+    /// returns the tag.
+    #[cfg(feature = "shield")]
+    pub fn shield_seal(key: &[u8; 32], nonce: &[u8; 24], ad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+        crate::shield::fuzz_seal(key, nonce, ad, buf)
+    }
+
+    /// The shield's XChaCha20-Poly1305: decrypts `buf` in place if `tag`
+    /// checks, else leaves it and returns `false`.
+    #[cfg(feature = "shield")]
+    pub fn shield_open(
+        key: &[u8; 32],
+        nonce: &[u8; 24],
+        ad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; 16],
+    ) -> bool {
+        crate::shield::fuzz_open(key, nonce, ad, buf, tag)
     }
 }
 
@@ -92,6 +120,9 @@ pub use policy::{Backing, DumpPolicy, ForkPolicy, Isolation, LockPolicy};
 pub use prompt::{MAX_PASSWORD_LEN, prompt_password};
 pub use residency::Residency;
 pub use sealed::{Ref, RefMut, SealedBox};
+#[cfg(feature = "shield")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shield")))]
+pub use shield::{ShieldRef, ShieldRefMut, ShieldedBox, rekey};
 pub use signal::Signal;
 pub use stdin::{RawStdin, raw_stdin};
 pub use string::LockedString;

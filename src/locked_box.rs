@@ -245,6 +245,14 @@ impl<T: Plain> LockedBox<[T]> {
         Store::new(req).map(|store| Self::from_store_slice(store, len))
     }
 
+    /// A page-isolated box of `req.len` zero elements whose pages are never
+    /// locked (see `Store::never_locked`).
+    #[cfg(feature = "shield")]
+    pub(crate) fn zeroed_slice_never_locked(req: Request) -> Result<Self, Error> {
+        let len = req.len;
+        Store::never_locked(req).map(|store| Self::from_store_slice(store, len))
+    }
+
     /// A box holding a copy of `src`.
     ///
     /// # Errors

@@ -363,6 +363,61 @@ impl Options {
         Ok(v)
     }
 
+    /// Makes a shielded secret whose value `init` writes in place, as
+    /// [`ShieldedBox::new_with`](crate::ShieldedBox::new_with) does, with
+    /// the options that apply to it: the backing of the key
+    /// ([`Backing::Anonymous`], the default here: the key is derived from
+    /// its prekey for each use; `PreferSecretMem`: prekey and key in secret
+    /// memory where it exists, as `ShieldedBox::new_with` has it;
+    /// `SecretMem`: the same, or [`Error::Unsupported`]), and the lock
+    /// policy of the scratch memory the value is decrypted into. Isolation,
+    /// fork and dump policies do not apply (the ciphertext's memory and the
+    /// key have their own).
+    ///
+    /// ```
+    /// # #[cfg(feature = "shield")] {
+    /// use lockedmem::{Backing, LockPolicy, Options};
+    ///
+    /// let key = Options::new()
+    ///     .backing(Backing::PreferSecretMem)
+    ///     .lock(LockPolicy::BestEffort)
+    ///     .shielded_with::<[u8; 32]>(|k| k.fill(3))?;
+    /// assert_eq!(key.borrow()?[0], 3);
+    /// # }
+    /// # Ok::<(), lockedmem::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`ShieldedBox::new_with`](crate::ShieldedBox::new_with);
+    /// [`Error::Unsupported`] for `Backing::SecretMem` where the key could
+    /// not be had in secret memory.
+    ///
+    /// # Panics
+    /// As [`ShieldedBox::new_with`](crate::ShieldedBox::new_with).
+    #[cfg(feature = "shield")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shield")))]
+    pub fn shielded_with<T: Plain>(
+        &self,
+        init: impl FnOnce(&mut T),
+    ) -> Result<crate::ShieldedBox<T>, Error> {
+        let best_effort = self.lock == LockPolicy::BestEffort;
+        let ring = crate::shield::ring_of(self.backing);
+        let b = crate::ShieldedBox::try_init(ring, best_effort, |v| {
+            init(v);
+            Ok::<(), Error>(())
+        })?;
+        if self.backing == Backing::SecretMem && !crate::shield::key_in_secret_memory(ring) {
+            return Err(Error::Unsupported {
+                call: "memfd_secret",
+                source: io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the shield's key could not be had in secret memory",
+                ),
+            });
+        }
+        Ok(b)
+    }
+
     /// Makes a box holding `len` all-zero `T`s. `len == 0` is allowed.
     ///
     /// # Errors

@@ -46,8 +46,15 @@
 ///   `UnsafeCell`): a sealed box lends `&T` over read-only pages, where a
 ///   write through a shared reference would fault.
 ///
-/// Padding bytes are allowed but are wiped like every other byte; prefer
-/// `#[repr(C)]` without padding so that nothing is left uninitialised.
+/// - if `T` is ever held in a `ShieldedBox` (feature `shield`), `T` has no
+///   padding bytes: the shield reads every byte of a `T` to encrypt it,
+///   and padding is uninitialised after a whole-value assignment, which
+///   Rust does not allow to be read. The integers, and arrays and slices
+///   of them, have none.
+///
+/// Otherwise padding bytes are allowed and are wiped like every other
+/// byte; prefer `#[repr(C)]` without padding so that nothing is left
+/// uninitialised.
 pub unsafe trait Plain {}
 
 macro_rules! plain {

@@ -145,6 +145,30 @@ pub enum Backing {
     PreferSecretMem,
 }
 
+/// How the crate locks a run of pages: as a [`LockPolicy`] says, or never.
+/// `Never` is for memory that holds no secret in the clear (the shield's
+/// ciphertext): it is guarded and advised like the rest, but not locked,
+/// never counted against `RLIMIT_MEMLOCK` and never relocked later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locking {
+    /// [`LockPolicy::Require`].
+    Require,
+    /// [`LockPolicy::BestEffort`].
+    BestEffort,
+    /// No mlock is even tried.
+    #[cfg_attr(not(feature = "shield"), allow(dead_code))]
+    Never,
+}
+
+impl From<LockPolicy> for Locking {
+    fn from(p: LockPolicy) -> Self {
+        match p {
+            LockPolicy::Require => Locking::Require,
+            LockPolicy::BestEffort => Locking::BestEffort,
+        }
+    }
+}
+
 /// Number of fork policies, for per-policy tables.
 pub(crate) const FORKS: usize = 3;
 

@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::fork::EXCLUDED;
 use crate::layout::{CANARY_LEN, Layout};
 use crate::os::{self, Protection};
-use crate::policy::LockPolicy;
+use crate::policy::Locking;
 use crate::residency::Residency;
 
 /// What memory a region (or a packed slot) is made of: anonymous memory
@@ -69,7 +69,7 @@ impl Region {
     /// On error nothing is left behind: no slot stays open and the count of
     /// locked bytes is unchanged.
     #[inline]
-    pub(crate) fn create(layout: Layout, lock: LockPolicy, kind: Kind) -> Result<Self, Error> {
+    pub(crate) fn create(layout: Layout, lock: Locking, kind: Kind) -> Result<Self, Error> {
         let slot =
             alloc::acquire_page_slot(layout.data_len / layout.page, layout.map_len, lock, kind)?;
         debug_assert_eq!(slot.data_len, layout.data_len);

@@ -303,6 +303,37 @@ impl Store {
             })
     }
 
+    /// Page-isolated anonymous memory for `req.len` elements that is never
+    /// locked (guarded, advised for dumps and the request's fork policy
+    /// like any other; `req.lock` and `req.isolation` are not read): for
+    /// bytes that are no secret in the clear, such as the shield's
+    /// ciphertext.
+    ///
+    /// # Errors
+    /// As [`new`](Store::new) for a page-isolated store, but never
+    /// [`Error::MemlockLimit`].
+    #[cfg(feature = "shield")]
+    pub(crate) fn never_locked(req: Request) -> Result<Self, Error> {
+        let page_size = os::page_size();
+        let too_large = Error::TooLarge {
+            len: req.len,
+            elem_size: req.elem_size,
+        };
+        let size = req.len.checked_mul(req.elem_size).ok_or(too_large)?;
+        let layout = Layout::new(size, req.align, page_size).map_err(|e| match e {
+            LayoutError::AlignTooLarge => Error::Alignment {
+                align: req.align,
+                page_size,
+            },
+            _ => Error::TooLarge {
+                len: req.len,
+                elem_size: req.elem_size,
+            },
+        })?;
+        let kind = Kind::anonymous(req.fork_policy());
+        Region::create(layout, crate::policy::Locking::Never, kind).map(Store::Page)
+    }
+
     /// A page-isolated store for `layout`.
     fn page(layout: Layout, lock: LockPolicy, kind: Kind) -> Result<Self, Error> {
         if !limits::fits_in_ram(layout.data_len) {
@@ -311,7 +342,7 @@ impl Store {
                 elem_size: layout.size,
             });
         }
-        Region::create(layout, lock, kind).map(Store::Page)
+        Region::create(layout, lock.into(), kind).map(Store::Page)
     }
 
     /// What memory the value lives in.
@@ -426,7 +457,7 @@ impl Store {
                 len: 1,
                 elem_size: size,
             })
-            .and_then(|layout| Region::create(layout, LockPolicy::Require, slot.kind()));
+            .and_then(|layout| Region::create(layout, LockPolicy::Require.into(), slot.kind()));
         let region = match region {
             Ok(r) => r,
             Err(e) => return Err(Box::new((Store::Packed(slot), e))),

@@ -100,7 +100,7 @@ fn claim_packed_slow(
             pages::open(
                 page.addr(),
                 pool.page_size,
-                open_policy,
+                open_policy.into(),
                 fork,
                 &pool.locked,
                 &reclaim,

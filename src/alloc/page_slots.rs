@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::fork::Origin;
 use crate::layout::SlabGeometry;
 use crate::os;
-use crate::policy::LockPolicy;
+use crate::policy::Locking;
 use crate::sync::lock_std as lock;
 
 /// A page-isolated slot of `data_pages` pages: from this thread's cache if it
@@ -29,13 +29,18 @@ use crate::sync::lock_std as lock;
 pub(crate) fn acquire_page_slot(
     data_pages: usize,
     map_len: usize,
-    lock_policy: LockPolicy,
+    lock_policy: Locking,
     kind: Kind,
 ) -> Result<PageSlot, Error> {
     let page = os::page_size();
     let Some(geo) = SlabGeometry::new(data_pages, page) else {
         return with_local(|local, pool| {
-            let cached = lock(&pool.large).take(|s| s.fits(data_pages * page, kind));
+            // Cached slots are locked: not for memory that is never locked.
+            let cached = if lock_policy == Locking::Never {
+                None
+            } else {
+                lock(&pool.large).take(|s| s.fits(data_pages * page, kind))
+            };
             let slot = match cached {
                 Some(slot) => slot,
                 None => open_solo(pool, data_pages * page, map_len, lock_policy, kind)?,
@@ -46,18 +51,20 @@ pub(crate) fn acquire_page_slot(
     };
     let class = page_key(kind, data_pages);
     with_local(|local, pool| {
-        let cached = local.and_then(|l| {
-            l.with_shard(|s| {
-                let slot = s.take(class)?;
-                bump(&s.counters.page_made);
-                Some(slot)
-            })
-        });
+        let cached = local
+            .filter(|_| lock_policy != Locking::Never)
+            .and_then(|l| {
+                l.with_shard(|s| {
+                    let slot = s.take(class)?;
+                    bump(&s.counters.page_made);
+                    Some(slot)
+                })
+            });
         if let Some(slot) = cached {
             return Ok(slot);
         }
         let len = geo.data_len();
-        if len >= SHARED_CACHE_MIN {
+        if len >= SHARED_CACHE_MIN && lock_policy != Locking::Never {
             if let Some(slot) = lock(&pool.large).take(|s| s.fits(len, kind)) {
                 count(local, pool, |c| &c.page_made);
                 return Ok(slot);
@@ -73,7 +80,7 @@ fn open_slab_slot(
     pool: &'static Pool,
     class: usize,
     geo: SlabGeometry,
-    lock_policy: LockPolicy,
+    lock_policy: Locking,
     kind: Kind,
 ) -> Result<PageSlot, Error> {
     let (id, data, file) = lock(&pool.page[class]).reserve(geo, kind.fork, kind.secret)?;
@@ -118,7 +125,7 @@ fn open_solo(
     pool: &'static Pool,
     data_len: usize,
     map_len: usize,
-    lock_policy: LockPolicy,
+    lock_policy: Locking,
     kind: Kind,
 ) -> Result<PageSlot, Error> {
     let fork = kind.fork;

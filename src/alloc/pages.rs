@@ -30,7 +30,7 @@ use crate::alloc::secret_files::SecretFile;
 use crate::error::Error;
 use crate::limits;
 use crate::os::{self, Protection};
-use crate::policy::{ForkPolicy, LockPolicy};
+use crate::policy::{ForkPolicy, Locking};
 
 /// One mapping this crate made, owned: unmapped when dropped.
 #[derive(Debug)]
@@ -241,12 +241,12 @@ pub(crate) enum Reclaim {
 /// then on (see [`LockedBytes::kept`]).
 fn free_room(
     reclaim: &dyn Fn(Reclaim) -> usize,
-    lock: LockPolicy,
+    lock: Locking,
     len: usize,
     count: &LockedBytes,
 ) -> usize {
     match reclaim(Reclaim::All) {
-        0 if lock == LockPolicy::Require => {
+        0 if lock == Locking::Require => {
             let freed = reclaim(Reclaim::BestEffortLocks(len));
             count.keep_for_required(freed);
             freed
@@ -276,7 +276,7 @@ const RECLAIM_ROUNDS: usize = 8;
 pub(crate) unsafe fn open(
     data: NonNull<u8>,
     len: usize,
-    lock: LockPolicy,
+    lock: Locking,
     fork: ForkPolicy,
     count: &LockedBytes,
     reclaim: &dyn Fn(Reclaim) -> usize,
@@ -291,9 +291,12 @@ pub(crate) unsafe fn open(
         error: Error::os("mprotect", len, e),
         closed: true,
     })?;
+    if lock == Locking::Never {
+        return Ok(false);
+    }
     // At the limit, a best-effort lock may take the caches' ready slots,
     // but not room kept for required locks (which may be such a slot).
-    if lock == LockPolicy::BestEffort
+    if lock == Locking::BestEffort
         && count.at_limit()
         && (count.kept() > 0 || reclaim(Reclaim::Caches) == 0)
     {
@@ -321,7 +324,7 @@ pub(crate) unsafe fn open(
         Err(e) => e,
     };
     let error = limits::lock_error(len, count.get(), e);
-    if lock == LockPolicy::BestEffort {
+    if lock == Locking::BestEffort {
         // Keep it read-write and unlocked; a failed mlock may have locked a
         // part, so unlock all of it.
         // SAFETY: as above.
@@ -381,7 +384,7 @@ unsafe fn open_secret(
         count.refused();
     }
     for _ in 0..RECLAIM_ROUNDS {
-        if at_limit(&mapped) && free_room(reclaim, LockPolicy::Require, len, count) > 0 {
+        if at_limit(&mapped) && free_room(reclaim, Locking::Require, len, count) > 0 {
             mapped = map();
         } else {
             break;

@@ -2,6 +2,8 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod child;
+#[cfg(target_os = "linux")]
+pub mod cores;
 // What reads Linux's /proc, traces with ptrace(2) or strace(1), installs
 // seccomp filters, drops Linux capabilities or makes memfd_secret(2)
 // memory: Linux only, as are the tests that use it (each says so with
@@ -18,6 +20,7 @@ pub mod promises;
 pub mod seccomp;
 #[cfg(target_os = "linux")]
 pub mod secretmem;
+pub mod seeded;
 #[cfg(target_os = "linux")]
 pub mod strace;
 #[cfg(target_os = "linux")]
