@@ -61,7 +61,13 @@ fn plaintext_only_while_borrowed(backing: Backing) {
         assert_eq!(count(&needle(seed), backing), 1, "borrowed: once");
         let vma = procfs::vma_at(r.as_ptr() as usize).unwrap();
         assert!(vma.has("lo"), "the plaintext is in locked memory: {vma:?}");
-        assert!(vma.has("dd"), "and not dumped: {vma:?}");
+        // Not dumped, where the platform can keep memory out of cores (not
+        // in the portable test mode).
+        assert_eq!(
+            vma.has("dd"),
+            common::promises().dump_exclusion,
+            "dump advice: {vma:?}"
+        );
     }
     assert_eq!(count(&needle(seed), backing), 0, "after the guard: nowhere");
     {
