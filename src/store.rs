@@ -20,6 +20,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) use crate::residency::Residency;
 
+/// Notes `e` (see [`note_refusal`]) and hands it back: the error path of a
+/// packed store, out of line.
+#[cold]
+#[inline(never)]
+fn refused(e: Error) -> Error {
+    note_refusal(&e);
+    e
+}
+
 /// Remembers a refusal of memfd_secret(2) as unsupported (see
 /// `SECRETMEM_REFUSED`).
 fn note_refusal(e: &Error) {
@@ -151,11 +160,21 @@ impl Request {
     /// Where a value of `size` bytes goes in a packed slot, if this request
     /// asks for packing and the value can be packed; otherwise it is
     /// page-isolated.
+    #[inline(always)]
     fn packed_layout(&self, size: usize) -> Option<PackedLayout> {
         if self.isolation != Isolation::Packed {
             return None;
         }
         PackedLayout::new(size, self.align, os::page_size())
+    }
+
+    /// The error for a request too large to make.
+    #[cold]
+    fn too_large(&self) -> Error {
+        Error::TooLarge {
+            len: self.len,
+            elem_size: self.elem_size,
+        }
     }
 
     /// `len` elements of `T`, with this request's policies.
@@ -237,12 +256,8 @@ impl Store {
     /// can return.
     #[inline]
     pub(crate) fn new(req: Request) -> Result<Self, Error> {
-        let too_large = Error::TooLarge {
-            len: req.len,
-            elem_size: req.elem_size,
-        };
         let Some(size) = req.len.checked_mul(req.elem_size) else {
-            return Err(too_large);
+            return Err(req.too_large());
         };
         if req.dumps == DumpPolicy::Exclude && !os::dumps_excludable() {
             return Err(Error::Unsupported {
@@ -274,31 +289,33 @@ impl Store {
     }
 
     /// [`new`](Store::new) with memory of `kind`.
+    #[inline]
     fn of_kind(req: Request, size: usize, kind: Kind) -> Result<Self, Error> {
-        let too_large = Error::TooLarge {
-            len: req.len,
-            elem_size: req.elem_size,
-        };
-        let page_size = os::page_size();
         if let Some(layout) = req.packed_layout(size) {
-            return PackedSlot::new(layout, req.lock, kind)
-                .map(Store::Packed)
-                .inspect_err(note_refusal);
+            return match PackedSlot::new(layout, req.lock, kind) {
+                Ok(slot) => Ok(Store::Packed(slot)),
+                Err(e) => Err(refused(e)),
+            };
         }
+        Self::page_of_kind(req, size, kind)
+    }
+
+    /// [`of_kind`](Store::of_kind) for a page-isolated store.
+    fn page_of_kind(req: Request, size: usize, kind: Kind) -> Result<Self, Error> {
+        let page_size = os::page_size();
         let layout = Layout::new(size, req.align, page_size).map_err(|e| match e {
             LayoutError::AlignTooLarge => Error::Alignment {
                 align: req.align,
                 page_size,
             },
-            LayoutError::TooLarge | LayoutError::BadAlign | LayoutError::BadPageSize => too_large,
+            LayoutError::TooLarge | LayoutError::BadAlign | LayoutError::BadPageSize => {
+                req.too_large()
+            }
         })?;
         Self::page(layout, req.lock, kind)
             .inspect_err(note_refusal)
             .map_err(|e| match e {
-                Error::TooLarge { .. } => Error::TooLarge {
-                    len: req.len,
-                    elem_size: req.elem_size,
-                },
+                Error::TooLarge { .. } => req.too_large(),
                 e => e,
             })
     }
@@ -368,7 +385,7 @@ impl Store {
 
     /// Whether the memory exists in this process (not in a fork child of
     /// the maker of a [`ForkPolicy::Exclude`] box).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn present(&self) -> bool {
         match self {
             Store::Page(r) => r.present(),
