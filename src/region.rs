@@ -67,7 +67,7 @@ impl Region {
     ///
     /// On error nothing is left behind: no slot stays open and the count of
     /// locked bytes is unchanged.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn create(layout: Layout, lock: Locking, kind: Kind) -> Result<Self, Error> {
         let slot =
             alloc::acquire_page_slot(layout.data_len / layout.page, layout.map_len, lock, kind)?;

@@ -301,6 +301,7 @@ impl Store {
     }
 
     /// [`of_kind`](Store::of_kind) for a page-isolated store.
+    #[inline(always)]
     fn page_of_kind(req: Request, size: usize, kind: Kind) -> Result<Self, Error> {
         let page_size = os::page_size();
         let layout = Layout::new(size, req.align, page_size).map_err(|e| match e {
@@ -352,6 +353,7 @@ impl Store {
     }
 
     /// A page-isolated store for `layout`.
+    #[inline(always)]
     fn page(layout: Layout, lock: LockPolicy, kind: Kind) -> Result<Self, Error> {
         if !limits::fits_in_ram(layout.data_len) {
             return Err(Error::TooLarge {
