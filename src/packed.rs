@@ -62,12 +62,10 @@ impl PackedSlot {
         // through `slot` before the handle exists, so that the handle is
         // built once, in place, rather than in memory and copied out.
         unsafe { slot.cast::<[u8; CANARY_LEN]>().write(canary) };
-        // SAFETY: as above.
-        unsafe {
-            slot.add(layout.back_canary_offset)
-                .cast::<[u8; CANARY_LEN]>()
-                .write(canary);
-        }
+        // SAFETY: the back canary lies inside the slot.
+        let back = unsafe { slot.add(layout.back_canary_offset) };
+        // SAFETY: as for the front canary.
+        unsafe { back.cast::<[u8; CANARY_LEN]>().write(canary) };
         Ok(PackedSlot {
             page,
             index,
