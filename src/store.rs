@@ -265,39 +265,61 @@ impl Store {
                 source: std::io::Error::from(std::io::ErrorKind::Unsupported),
             });
         }
-        let (secret, anonymous) = req.kinds()?;
-        if let Some(kind) = secret {
-            let made = Self::of_kind(req, size, kind);
-            // `PreferSecretMem`: anonymous memory stands in where secret
-            // memory is unsupported, the lock limit leaves it no room, or
-            // no secret file can be had (out of descriptors, `EMFILE`:
-            // anonymous memory needs none).
-            let stand_in = anonymous.is_some()
-                && match &made {
-                    Err(Error::Unsupported { .. } | Error::MemlockLimit { .. }) => true,
-                    Err(Error::Os { source, .. }) => {
-                        os::trouble(source, false) == os::Trouble::NoDescriptors
-                    }
-                    _ => false,
-                };
-            if !stand_in {
-                return made;
+        match req.kinds()? {
+            (Some(secret), anonymous) => Self::of_kind(req, size, secret, anonymous),
+            (None, anonymous) => {
+                let kind = anonymous.expect("`kinds` names at least one kind");
+                Self::of_kind(req, size, kind, None)
             }
         }
-        let kind = anonymous.expect("`kinds` names at least one kind");
-        Self::of_kind(req, size, kind)
     }
 
-    /// [`new`](Store::new) with memory of `kind`.
+    /// [`new`](Store::new) with memory of `kind`, or, where that fails in a
+    /// way `stand_in` may answer, with memory of `stand_in` (see
+    /// [`stand_in`](Store::stand_in)). The result is the function's tail on
+    /// every path, so that it is written once, where the caller wants it.
     #[inline]
-    fn of_kind(req: Request, size: usize, kind: Kind) -> Result<Self, Error> {
+    fn of_kind(
+        req: Request,
+        size: usize,
+        kind: Kind,
+        stand_in: Option<Kind>,
+    ) -> Result<Self, Error> {
         if let Some(layout) = req.packed_layout(size) {
             return match PackedSlot::new(layout, req.lock, kind) {
                 Ok(slot) => Ok(Store::Packed(slot)),
-                Err(e) => Err(refused(e)),
+                Err(e) => Self::stand_in(req, size, refused(e), stand_in),
             };
         }
-        Self::page_of_kind(req, size, kind)
+        Self::page_of_kind(req, size, kind).or_else(|e| Self::stand_in(req, size, e, stand_in))
+    }
+
+    /// After `error` making secret memory for `PreferSecretMem`: anonymous
+    /// memory (`stand_in`) stands in where secret memory is unsupported,
+    /// the lock limit leaves it no room, or no secret file can be had (out
+    /// of descriptors, `EMFILE`: anonymous memory needs none). Any other
+    /// error, or none to stand in, is returned as it is.
+    #[cold]
+    #[inline(never)]
+    fn stand_in(
+        req: Request,
+        size: usize,
+        error: Error,
+        stand_in: Option<Kind>,
+    ) -> Result<Self, Error> {
+        let Some(kind) = stand_in else {
+            return Err(error);
+        };
+        let stands_in = match &error {
+            Error::Unsupported { .. } | Error::MemlockLimit { .. } => true,
+            Error::Os { source, .. } => os::trouble(source, false) == os::Trouble::NoDescriptors,
+            _ => false,
+        };
+        if stands_in {
+            Self::of_kind(req, size, kind, None)
+        } else {
+            Err(error)
+        }
     }
 
     /// [`of_kind`](Store::of_kind) for a page-isolated store.

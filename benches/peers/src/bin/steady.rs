@@ -8,7 +8,8 @@
 //!
 //! One operation makes a zeroed 32-byte box (packed, or page-isolated from
 //! the thread's warm cache), writes 32 bytes, reads them and drops the box;
-//! `box` does the same with `Box<[u8; 32]>` and zeroize, the floor.
+//! `box` does the same with `Box<[u8; 32]>` and zeroize, the floor;
+//! `secret-packed` with a packed box of secret memory (`Backing::SecretMem`).
 
 use std::hint::black_box;
 
@@ -21,6 +22,20 @@ fn packed(n: u64) {
             .isolation(Isolation::Packed)
             .zeroed::<[u8; 32]>()
             .expect("packed LockedBox");
+        *b = black_box([1; 32]);
+        black_box(*b);
+        drop(b);
+    }
+}
+
+#[inline(never)]
+fn secret_packed(n: u64) {
+    for _ in 0..n {
+        let mut b = Options::new()
+            .backing(lockedmem::Backing::SecretMem)
+            .isolation(Isolation::Packed)
+            .zeroed::<[u8; 32]>()
+            .expect("packed SecretMem LockedBox");
         *b = black_box([1; 32]);
         black_box(*b);
         drop(b);
@@ -59,6 +74,7 @@ fn main() {
         "packed" => packed(n),
         "page" => page(n),
         "box" => boxed(n),
-        other => panic!("packed, page or box, not {other}"),
+        "secret-packed" => secret_packed(n),
+        other => panic!("packed, secret-packed, page or box, not {other}"),
     }
 }
