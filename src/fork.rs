@@ -8,7 +8,7 @@
 //! a `getpid` per query.
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::os;
 use crate::policy::ForkPolicy;
@@ -68,6 +68,15 @@ pub(crate) fn generation() -> u64 {
     if current != 0 {
         return current;
     }
+    first_generation(word)
+}
+
+/// Draws this process's generation into `word`, which reads zero (the first
+/// query in this process, or the first in a fork child): out of line, so
+/// that the query above inlines into every check.
+#[cold]
+#[inline(never)]
+fn first_generation(word: &AtomicU64) -> u64 {
     let fresh = fresh_generation();
     match word.compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => fresh,

@@ -214,7 +214,8 @@ impl PackedLayout {
             || !page.is_power_of_two()
             || !align.is_power_of_two()
             || align > PACKED_MAX_ALIGN
-            || size % align != 0
+            // `align` is a power of two here: the remainder without a division.
+            || size & (align - 1) != 0
         {
             return None;
         }

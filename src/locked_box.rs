@@ -353,9 +353,11 @@ impl<T: ?Sized + Plain> LockedBox<T> {
     /// Panics in a fork child whose parent made this box with
     /// `ForkPolicy::Exclude`: the pages do not exist here, and the address
     /// range may since hold another mapping.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn assert_present(&self) {
-        assert!(self.store.present(), "{EXCLUDED}");
+        if !self.store.present() {
+            not_present();
+        }
     }
 
     /// Takes the box apart into its value pointer and its store, without
@@ -474,6 +476,7 @@ impl<T: ?Sized + Plain> Deref for LockedBox<T> {
     /// In a fork(2) child, for a box its parent made with
     /// [`ForkPolicy::Exclude`](crate::ForkPolicy::Exclude): the pages do not
     /// exist there, and the address range may since hold another mapping.
+    #[inline]
     fn deref(&self) -> &T {
         self.assert_present();
         // SAFETY: `ptr` points at an initialised `T` (zeros, valid by `Plain`,
@@ -490,6 +493,7 @@ impl<T: ?Sized + Plain> Deref for LockedBox<T> {
 }
 
 impl<T: ?Sized + Plain> DerefMut for LockedBox<T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         self.assert_present();
         // SAFETY: as in `deref`; `&mut self` makes the borrow exclusive.
@@ -512,6 +516,15 @@ impl<T: ?Sized + Plain> Drop for LockedBox<T> {
         }
         // `store` is dropped next: wipe, then cache or close.
     }
+}
+
+/// The panic of [`LockedBox::assert_present`], out of line so that the check
+/// inlines into every dereference.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn not_present() -> ! {
+    panic!("{EXCLUDED}");
 }
 
 /// Checks a store's canaries when dropped (aborting if one changed).

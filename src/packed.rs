@@ -55,21 +55,25 @@ impl PackedSlot {
         // SAFETY: `index < slots`, so the slot lies inside the page, which
         // is open while we hold the slot's bit.
         let slot = unsafe { page.addr().add(index * layout.slot_size) };
-        let s = PackedSlot {
+        let canary = *process_canary();
+        // SAFETY: we hold the slot's bit, so its bytes are ours; both canaries
+        // lie inside the slot (see `PackedLayout`, and `front` and `back`,
+        // which name the same bytes); `[u8; N]` has alignment 1. Written
+        // through `slot` before the handle exists, so that the handle is
+        // built once, in place, rather than in memory and copied out.
+        unsafe { slot.cast::<[u8; CANARY_LEN]>().write(canary) };
+        // SAFETY: the back canary lies inside the slot.
+        let back = unsafe { slot.add(layout.back_canary_offset) };
+        // SAFETY: as for the front canary.
+        unsafe { back.cast::<[u8; CANARY_LEN]>().write(canary) };
+        Ok(PackedSlot {
             page,
             index,
             slot,
             layout,
             secret: kind.secret,
             origin: Origin::here(kind.fork),
-        };
-        let canary = process_canary();
-        // SAFETY: we hold the slot's bit, so its bytes are ours; both canaries
-        // lie inside the slot (see `PackedLayout`); `[u8; N]` has alignment 1.
-        unsafe { s.front().write(*canary) };
-        // SAFETY: as above.
-        unsafe { s.back().write(*canary) };
-        Ok(s)
+        })
     }
 
     /// The first byte of the value.

@@ -44,10 +44,9 @@ pub(crate) use crate::alloc::Kind;
 pub(crate) struct Region {
     /// Taken out only by `Drop`.
     slot: ManuallyDrop<PageSlot>,
-    /// Where the value starts, from the start of the data pages.
+    /// Where the value starts, from the start of the data pages; the value
+    /// ends where they end, so its size is `data_len - value_offset`.
     value_offset: usize,
-    /// Size of the value in bytes.
-    size: usize,
     /// The data pages' current protection (R3), as [`prot_code`] encodes it.
     prot: AtomicU8,
 }
@@ -68,11 +67,12 @@ impl Region {
     ///
     /// On error nothing is left behind: no slot stays open and the count of
     /// locked bytes is unchanged.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn create(layout: Layout, lock: Locking, kind: Kind) -> Result<Self, Error> {
         let slot =
             alloc::acquire_page_slot(layout.data_len / layout.page, layout.map_len, lock, kind)?;
         debug_assert_eq!(slot.data_len, layout.data_len);
+        debug_assert_eq!(layout.value_offset + layout.size, slot.data_len);
         let canary_at = canary_ptr(slot.data, layout.canary_offset);
         // SAFETY: (R1, R3) the canary's bytes lie in the slot's data pages,
         // which are read-write and ours alone; `[u8; N]` has alignment 1.
@@ -80,7 +80,6 @@ impl Region {
         Ok(Region {
             slot: ManuallyDrop::new(slot),
             value_offset: layout.value_offset,
-            size: layout.size,
             prot: AtomicU8::new(prot_code(Protection::ReadWrite)),
         })
     }
@@ -95,7 +94,7 @@ impl Region {
 
     /// Size of the value in bytes.
     pub(crate) fn size(&self) -> usize {
-        self.size
+        self.slot.data_len - self.value_offset
     }
 
     /// Length of the data pages in bytes.
@@ -176,7 +175,7 @@ impl Region {
         eprintln!(
             "lockedmem: the canary in front of a {}-byte secret at {:p} was overwritten (a \
              write before the start of the value: buffer underflow or stray pointer); aborting",
-            self.size,
+            self.size(),
             self.value_ptr()
         );
         process::abort();
@@ -250,7 +249,7 @@ impl Region {
             eprintln!(
                 "lockedmem: cannot make a sealed {}-byte secret's pages writable to wipe it \
                  (mprotect: {e}); aborting rather than freeing it unwiped",
-                self.size
+                self.size()
             );
             process::abort();
         }

@@ -20,6 +20,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) use crate::residency::Residency;
 
+/// Notes `e` (see [`note_refusal`]) and hands it back: the error path of a
+/// packed store, out of line.
+#[cold]
+#[inline(never)]
+fn refused(e: Error) -> Error {
+    note_refusal(&e);
+    e
+}
+
 /// Remembers a refusal of memfd_secret(2) as unsupported (see
 /// `SECRETMEM_REFUSED`).
 fn note_refusal(e: &Error) {
@@ -151,11 +160,21 @@ impl Request {
     /// Where a value of `size` bytes goes in a packed slot, if this request
     /// asks for packing and the value can be packed; otherwise it is
     /// page-isolated.
+    #[inline(always)]
     fn packed_layout(&self, size: usize) -> Option<PackedLayout> {
         if self.isolation != Isolation::Packed {
             return None;
         }
         PackedLayout::new(size, self.align, os::page_size())
+    }
+
+    /// The error for a request too large to make.
+    #[cold]
+    fn too_large(&self) -> Error {
+        Error::TooLarge {
+            len: self.len,
+            elem_size: self.elem_size,
+        }
     }
 
     /// `len` elements of `T`, with this request's policies.
@@ -237,12 +256,8 @@ impl Store {
     /// can return.
     #[inline]
     pub(crate) fn new(req: Request) -> Result<Self, Error> {
-        let too_large = Error::TooLarge {
-            len: req.len,
-            elem_size: req.elem_size,
-        };
         let Some(size) = req.len.checked_mul(req.elem_size) else {
-            return Err(too_large);
+            return Err(req.too_large());
         };
         if req.dumps == DumpPolicy::Exclude && !os::dumps_excludable() {
             return Err(Error::Unsupported {
@@ -250,55 +265,80 @@ impl Store {
                 source: std::io::Error::from(std::io::ErrorKind::Unsupported),
             });
         }
-        let (secret, anonymous) = req.kinds()?;
-        if let Some(kind) = secret {
-            let made = Self::of_kind(req, size, kind);
-            // `PreferSecretMem`: anonymous memory stands in where secret
-            // memory is unsupported, the lock limit leaves it no room, or
-            // no secret file can be had (out of descriptors, `EMFILE`:
-            // anonymous memory needs none).
-            let stand_in = anonymous.is_some()
-                && match &made {
-                    Err(Error::Unsupported { .. } | Error::MemlockLimit { .. }) => true,
-                    Err(Error::Os { source, .. }) => {
-                        os::trouble(source, false) == os::Trouble::NoDescriptors
-                    }
-                    _ => false,
-                };
-            if !stand_in {
-                return made;
+        match req.kinds()? {
+            (Some(secret), anonymous) => Self::of_kind(req, size, secret, anonymous),
+            (None, anonymous) => {
+                let kind = anonymous.expect("`kinds` names at least one kind");
+                Self::of_kind(req, size, kind, None)
             }
         }
-        let kind = anonymous.expect("`kinds` names at least one kind");
-        Self::of_kind(req, size, kind)
     }
 
-    /// [`new`](Store::new) with memory of `kind`.
-    fn of_kind(req: Request, size: usize, kind: Kind) -> Result<Self, Error> {
-        let too_large = Error::TooLarge {
-            len: req.len,
-            elem_size: req.elem_size,
-        };
-        let page_size = os::page_size();
+    /// [`new`](Store::new) with memory of `kind`, or, where that fails in a
+    /// way `stand_in` may answer, with memory of `stand_in` (see
+    /// [`stand_in`](Store::stand_in)). The result is the function's tail on
+    /// every path, so that it is written once, where the caller wants it.
+    #[inline]
+    fn of_kind(
+        req: Request,
+        size: usize,
+        kind: Kind,
+        stand_in: Option<Kind>,
+    ) -> Result<Self, Error> {
         if let Some(layout) = req.packed_layout(size) {
-            return PackedSlot::new(layout, req.lock, kind)
-                .map(Store::Packed)
-                .inspect_err(note_refusal);
+            return match PackedSlot::new(layout, req.lock, kind) {
+                Ok(slot) => Ok(Store::Packed(slot)),
+                Err(e) => Self::stand_in(req, size, refused(e), stand_in),
+            };
         }
+        Self::page_of_kind(req, size, kind).or_else(|e| Self::stand_in(req, size, e, stand_in))
+    }
+
+    /// After `error` making secret memory for `PreferSecretMem`: anonymous
+    /// memory (`stand_in`) stands in where secret memory is unsupported,
+    /// the lock limit leaves it no room, or no secret file can be had (out
+    /// of descriptors, `EMFILE`: anonymous memory needs none). Any other
+    /// error, or none to stand in, is returned as it is.
+    #[cold]
+    #[inline(never)]
+    fn stand_in(
+        req: Request,
+        size: usize,
+        error: Error,
+        stand_in: Option<Kind>,
+    ) -> Result<Self, Error> {
+        let Some(kind) = stand_in else {
+            return Err(error);
+        };
+        let stands_in = match &error {
+            Error::Unsupported { .. } | Error::MemlockLimit { .. } => true,
+            Error::Os { source, .. } => os::trouble(source, false) == os::Trouble::NoDescriptors,
+            _ => false,
+        };
+        if stands_in {
+            Self::of_kind(req, size, kind, None)
+        } else {
+            Err(error)
+        }
+    }
+
+    /// [`of_kind`](Store::of_kind) for a page-isolated store.
+    #[inline(always)]
+    fn page_of_kind(req: Request, size: usize, kind: Kind) -> Result<Self, Error> {
+        let page_size = os::page_size();
         let layout = Layout::new(size, req.align, page_size).map_err(|e| match e {
             LayoutError::AlignTooLarge => Error::Alignment {
                 align: req.align,
                 page_size,
             },
-            LayoutError::TooLarge | LayoutError::BadAlign | LayoutError::BadPageSize => too_large,
+            LayoutError::TooLarge | LayoutError::BadAlign | LayoutError::BadPageSize => {
+                req.too_large()
+            }
         })?;
         Self::page(layout, req.lock, kind)
             .inspect_err(note_refusal)
             .map_err(|e| match e {
-                Error::TooLarge { .. } => Error::TooLarge {
-                    len: req.len,
-                    elem_size: req.elem_size,
-                },
+                Error::TooLarge { .. } => req.too_large(),
                 e => e,
             })
     }
@@ -335,6 +375,7 @@ impl Store {
     }
 
     /// A page-isolated store for `layout`.
+    #[inline(always)]
     fn page(layout: Layout, lock: LockPolicy, kind: Kind) -> Result<Self, Error> {
         if !limits::fits_in_ram(layout.data_len) {
             return Err(Error::TooLarge {
@@ -368,7 +409,7 @@ impl Store {
 
     /// Whether the memory exists in this process (not in a fork child of
     /// the maker of a [`ForkPolicy::Exclude`] box).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn present(&self) -> bool {
         match self {
             Store::Page(r) => r.present(),

@@ -145,6 +145,65 @@ pub(super) fn held_page(key: usize) -> Option<&'static PageMeta> {
         .flatten()
 }
 
+/// A ready slot of page class `class` from this thread's cache, if its state
+/// is of this process generation and the cache has one (counted as made):
+/// the page-isolated fast path's only look at thread-locals. `None` sends
+/// the caller down the slow path, which makes the state if need be.
+#[inline]
+pub(super) fn take_cached(class: usize) -> Option<PageSlot> {
+    let generation = fork::generation();
+    LOCAL
+        .try_with(|l| {
+            if l.generation.get() != generation {
+                return None;
+            }
+            let shard = l.shard.try_borrow().ok()?;
+            let s = shard.as_ref()?;
+            let slot = s.take(class)?;
+            bump(&s.counters.page_made);
+            Some(slot)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Puts `slot`, wiped, locked and of page class `class`, into this thread's
+/// cache if its state is of this process generation and the cache stays
+/// within `limit` bytes (counted as dropped); hands it back otherwise, for
+/// the slow path.
+#[inline]
+pub(super) fn put_cached(class: usize, slot: PageSlot, limit: usize) -> Result<(), PageSlot> {
+    let generation = fork::generation();
+    let mut slot = Some(slot);
+    let put = LOCAL.try_with(|l| {
+        if l.generation.get() != generation {
+            return false;
+        }
+        let Ok(shard) = l.shard.try_borrow() else {
+            return false;
+        };
+        let Some(s) = shard.as_ref() else {
+            return false;
+        };
+        let item = slot.take().expect("taken once");
+        match s.put(class, item, limit) {
+            Ok(()) => {
+                bump(&s.counters.page_dropped);
+                true
+            }
+            Err(back) => {
+                slot = Some(back);
+                false
+            }
+        }
+    });
+    match (put, slot) {
+        (Ok(true), None) => Ok(()),
+        (_, Some(back)) => Err(back),
+        (_, None) => unreachable!("a slot not put is handed back"),
+    }
+}
+
 /// Adds one to this thread's counter `which`, or to the pool's shared one
 /// while the thread is being torn down.
 #[inline]

@@ -29,8 +29,10 @@ pub(crate) struct PageSlot {
 
 /// Where a page-isolated slot's pages came from.
 pub(super) enum Home {
-    /// A mapping of its own (values above `MAX_SLAB_PAGES` pages).
-    Solo(Mapping),
+    /// A mapping of its own (values above `MAX_SLAB_PAGES` pages), boxed:
+    /// a slot moves on every make and drop, and slab slots, the common case,
+    /// are small.
+    Solo(Box<Mapping>),
     /// A slot of a slab of the pool's page class `class`.
     Slab { class: usize, id: SlotId },
 }

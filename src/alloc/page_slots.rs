@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use crate::alloc::cache_limits::{cache_limit, large_cache_limit};
 use crate::alloc::keys::{Kind, page_key};
 use crate::alloc::large_cache::SHARED_CACHE_MIN;
-use crate::alloc::local::{count, with_local};
+use crate::alloc::local::{count, put_cached, take_cached, with_local};
 use crate::alloc::locked_bytes::LockedBytes;
 use crate::alloc::page_slot::{Home, PageSlot};
 use crate::alloc::pages::{self, Mapping, OpenError};
@@ -17,7 +17,7 @@ use crate::alloc::shard::bump;
 use crate::alloc::trim::{close_slot, reclaim, relock};
 use crate::error::Error;
 use crate::fork::Origin;
-use crate::layout::SlabGeometry;
+use crate::layout::{MAX_SLAB_PAGES, SlabGeometry};
 use crate::os;
 use crate::policy::Locking;
 use crate::sync::lock_std as lock;
@@ -27,6 +27,25 @@ use crate::sync::lock_std as lock;
 /// own, `map_len` bytes with its guards). Its data bytes are zero.
 #[inline]
 pub(crate) fn acquire_page_slot(
+    data_pages: usize,
+    map_len: usize,
+    lock_policy: Locking,
+    kind: Kind,
+) -> Result<PageSlot, Error> {
+    // Cached slots are locked: not for memory that is never locked. A slot
+    // of a slab class is in the cache only if its geometry exists.
+    if lock_policy != Locking::Never && (1..=MAX_SLAB_PAGES).contains(&data_pages) {
+        if let Some(slot) = take_cached(page_key(kind, data_pages)) {
+            return Ok(slot);
+        }
+    }
+    acquire_page_slot_slow(data_pages, map_len, lock_policy, kind)
+}
+
+/// [`acquire_page_slot`] past this thread's cache (which it looks at again
+/// if the thread's state had to be made first).
+#[inline(never)]
+fn acquire_page_slot_slow(
     data_pages: usize,
     map_len: usize,
     lock_policy: Locking,
@@ -155,7 +174,7 @@ fn open_solo(
         PageSlot {
             data,
             data_len,
-            home: Home::Solo(mapping),
+            home: Home::Solo(Box::new(mapping)),
             locked,
             secret: kind.secret,
             origin: Origin::here(fork),
@@ -179,13 +198,28 @@ pub(crate) fn recycle_page_slot(slot: PageSlot) {
         release_inherited(slot);
         return;
     }
+    // One drop, counted once against the pressure window.
+    let keep = slot.locked && !pool().locked.under_pressure();
+    let slot = match slot.home {
+        Home::Slab { class, .. } if keep => match put_cached(class, slot, cache_limit()) {
+            Ok(()) => return,
+            Err(back) => back,
+        },
+        _ => slot,
+    };
+    recycle_page_slot_slow(slot, keep);
+}
+
+/// [`recycle_page_slot`] past this thread's cache (which it tries again if
+/// the thread's state had to be made first): `keep` says whether the slot
+/// may be kept in a cache.
+#[inline(never)]
+fn recycle_page_slot_slow(slot: PageSlot, keep: bool) {
     with_local(|local, pool| {
         count(local, pool, |c| &c.page_dropped);
         if !slot.locked {
             pool.unlocked_page_boxes.fetch_sub(1, Ordering::Relaxed);
         }
-        // One drop, counted once against the pressure window.
-        let keep = slot.locked && !pool.locked.under_pressure();
         let slot = match (local, &slot.home) {
             (Some(l), &Home::Slab { class, .. }) if keep => {
                 match l.with_shard(|s| s.put(class, slot, cache_limit())) {
@@ -226,7 +260,7 @@ fn release_inherited(slot: PageSlot) {
     match slot.home {
         // `Exclude`: the pages do not exist here; the range may since hold
         // someone else's mapping.
-        Home::Solo(mapping) if !present => mapping.abandon(),
+        Home::Solo(mapping) if !present => (*mapping).abandon(),
         Home::Solo(mapping) => drop(mapping),
         Home::Slab { .. } if !present => {}
         Home::Slab { .. } => {

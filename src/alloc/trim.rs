@@ -133,7 +133,7 @@ fn close_cached(pool: &'static Pool) -> usize {
 pub(super) fn close_slot(pool: &'static Pool, slot: PageSlot) -> usize {
     let unlocked = if slot.locked { slot.data_len } else { 0 };
     match slot.home {
-        Home::Solo(mapping) => match mapping.unmap() {
+        Home::Solo(mapping) => match (*mapping).unmap() {
             // munmap unlocks and discards too.
             Ok(()) => {
                 pool.locked.unlocked(unlocked);
@@ -142,7 +142,7 @@ pub(super) fn close_slot(pool: &'static Pool, slot: PageSlot) -> usize {
             }
             Err(mapping) => {
                 lock(&pool.stuck).push(PageSlot {
-                    home: Home::Solo(mapping),
+                    home: Home::Solo(Box::new(mapping)),
                     ..slot
                 });
                 0
