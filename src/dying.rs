@@ -27,12 +27,15 @@ pub(crate) fn is_wiper(me: i32) -> bool {
     wiper != 0 && wiper == me
 }
 
-/// Whether the last wipe has started on a thread other than `me`: `me` must
-/// then stop for good before it uses any memory of the crate's again.
+/// Whether the last wipe has started on a thread other than the caller,
+/// whose ID `me` gives: the caller must then stop for good before it uses
+/// any memory of the crate's again. `me` is asked only once a wipe has
+/// started (on Linux it is a system call, and this check brackets every
+/// mprotect of a sealed borrow).
 #[inline]
-pub(crate) fn must_stop(me: i32) -> bool {
+pub(crate) fn must_stop(me: impl FnOnce() -> i32) -> bool {
     let wiper = WIPER.load(Ordering::SeqCst);
-    wiper != 0 && wiper != me
+    wiper != 0 && wiper != me()
 }
 
 /// Threads that have stopped for good, by ID (0: a free place). A thread

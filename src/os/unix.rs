@@ -533,7 +533,7 @@ pub(crate) fn is_last_wiper() -> bool {
 /// it by a call that began after it started.
 #[inline]
 pub(super) fn stop_if_dying() {
-    if dying::must_stop(thread_id()) {
+    if dying::must_stop(thread_id) {
         stop_for_good();
     }
 }

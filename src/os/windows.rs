@@ -882,7 +882,7 @@ pub(crate) fn is_last_wiper() -> bool {
 /// another thread (see `os::unix::stop_if_dying`).
 #[inline]
 fn stop_if_dying() {
-    if dying::must_stop(thread_id()) {
+    if dying::must_stop(thread_id) {
         stop_for_good();
     }
 }

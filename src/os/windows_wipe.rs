@@ -340,7 +340,7 @@ pub(crate) fn catch_faults() {
 /// in-page error) zeroes its saved registers, records itself stopped and
 /// sleeps for good. Anything else goes on as usual.
 unsafe extern "system" fn on_fault(info: *mut EXCEPTION_POINTERS) -> i32 {
-    if info.is_null() || is_last_wiper() || !dying::must_stop(thread_id()) {
+    if info.is_null() || is_last_wiper() || !dying::must_stop(thread_id) {
         return EXCEPTION_CONTINUE_SEARCH;
     }
     // SAFETY: the exception's pointers, for the duration of the handler.
