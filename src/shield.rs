@@ -449,7 +449,9 @@ fn state_of(p: SlotPtr) -> &'static AtomicU32 {
 /// The slot's info word; read under the lock, or of a live slot (written
 /// once, before it was published).
 fn info_of(p: SlotPtr) -> u32 {
-    // SAFETY: the second word of the slot, 4-aligned, inside the chunk.
+    // SAFETY: the second word of the slot, 4-aligned, inside the chunk;
+    // written only by `shield`, under the slot's lock, before the slot is
+    // published (a box holds its address only after that).
     unsafe { at(p, 4).cast::<u32>().read() }
 }
 
@@ -1299,26 +1301,8 @@ fn derived_key_into(backing: Backing, out: &mut LockedBox<[u8; KEY_LEN]>) -> Res
     r
 }
 
-mod aead;
+pub(crate) mod aead;
 mod poly1305;
-
-/// [`aead::seal`], for the `shield` fuzz target.
-#[cfg(fuzzing)]
-pub(crate) fn fuzz_seal(key: &[u8; 32], nonce: &[u8; 24], ad: &[u8], buf: &mut [u8]) -> [u8; 16] {
-    aead::seal(key, nonce, ad, buf)
-}
-
-/// [`aead::open`], for the `shield` fuzz target.
-#[cfg(fuzzing)]
-pub(crate) fn fuzz_open(
-    key: &[u8; 32],
-    nonce: &[u8; 24],
-    ad: &[u8],
-    buf: &mut [u8],
-    tag: &[u8; 16],
-) -> bool {
-    aead::open(key, nonce, ad, buf, tag).is_ok()
-}
 
 // Where the derived key is not (a scan of the process, a core file): only
 // the crate itself can name the key, so these tests live inside it.

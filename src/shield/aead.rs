@@ -38,7 +38,7 @@ fn tag(mut mac: Poly1305, ad: &[u8], ciphertext: &[u8]) -> [u8; 16] {
 
 /// Encrypts `buf` in place under `key` and `nonce` and returns the tag
 /// that binds it and `ad`. A nonce must never be used twice under a key.
-pub(super) fn seal(key: &[u8; 32], nonce: &[u8; 24], ad: &[u8], buf: &mut [u8]) -> [u8; 16] {
+pub(crate) fn seal(key: &[u8; 32], nonce: &[u8; 24], ad: &[u8], buf: &mut [u8]) -> [u8; 16] {
     let (mut cipher, mac) = start(key, nonce);
     cipher.apply_keystream(buf);
     tag(mac, ad, buf)
@@ -47,12 +47,12 @@ pub(super) fn seal(key: &[u8; 32], nonce: &[u8; 24], ad: &[u8], buf: &mut [u8]) 
 /// The tag check failed: the ciphertext, its tag, nonce or associated
 /// data is not what [`seal`] wrote.
 #[derive(Debug)]
-pub(super) struct BadTag;
+pub(crate) struct BadTag;
 
 /// Decrypts `buf` in place if `tag` is the tag of `ad` and the ciphertext
 /// in `buf` under `key` and `nonce`; else leaves `buf` as it was (nothing
 /// is decrypted before the tag is checked, in constant time).
-pub(super) fn open(
+pub(crate) fn open(
     key: &[u8; 32],
     nonce: &[u8; 24],
     ad: &[u8],
